@@ -1,0 +1,58 @@
+#!/usr/bin/env -S node --import=tsx
+import { parseCli, loadConfig, type CliValues } from '../core/config';
+import { SchoolgateError, isSchoolgateError } from '../core/errors';
+
+const usage = `schoolgate — a web filter for school networks
+
+Usage:
+  schoolgate start [--lists DIR ...] [--categories a,b] [--proxy-port 3128] [--admin-port 8081] [--data-dir ./data]
+  schoolgate check --lists DIR [--categories a,b]        URLs on stdin -> "block<TAB>category" or "pass"
+  schoolgate ca init|export [--der]                      the school CA devices must trust
+  schoolgate users add EMAIL --role ROLE                 password on stdin (or generated and printed once)
+  schoolgate lists update --from DIR|URL                 load category lists into the data folder
+  schoolgate migrate                                     apply database migrations
+
+Common options: --data-dir DIR, --config FILE, --log-level LEVEL; DATABASE_URL selects PostgreSQL
+(otherwise an embedded PostgreSQL lives in <data-dir>/pglite).
+`;
+
+export type Command = (args: string[], values: CliValues) => Promise<number | void>;
+
+/** Each subcommand lives beside the code it drives; loaded on demand so `check` starts fast. */
+const commands: Record<string, () => Promise<Command>> = {
+  start: async () => (await import('../proxy/start')).startCommand,
+  check: async () => (await import('../blocklists/cli')).checkCommand,
+  lists: async () => (await import('../blocklists/cli')).listsCommand,
+  ca: async () => (await import('../certs/cli')).caCommand,
+  users: async () => (await import('../admin-api/cli')).usersCommand,
+  migrate: async () => (await import('../incidents/cli')).migrateCommand,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseCli(argv);
+  const [name, ...rest] = positionals;
+  if (!name || values.help) {
+    process.stdout.write(usage);
+    return name || values.help ? 0 : 2;
+  }
+  const load = commands[name];
+  if (!load) throw new SchoolgateError('SG_ERR_USAGE', `unknown command "${name}"\n\n${usage}`);
+  loadConfig(values); // fail early on a bad flag or config file, before any command starts work
+  const code = await (await load())(rest, values);
+  return typeof code === 'number' ? code : 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err) => {
+    if (isSchoolgateError(err)) {
+      process.stderr.write(`schoolgate: ${err.code}: ${err.message}\n`);
+      process.exitCode = err.code === 'SG_ERR_USAGE' ? 2 : 1;
+    } else {
+      process.stderr.write(`schoolgate: ${(err as Error)?.stack ?? String(err)}\n`);
+      process.exitCode = 1;
+    }
+  },
+);

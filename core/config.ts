@@ -1,0 +1,186 @@
+import { readFileSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { SchoolgateError } from './errors';
+
+/**
+ * The one place where flags, environment variables and the config file are read.
+ * Precedence: flag > environment > config file (`--config`, or `<data-dir>/schoolgate.json`) > default.
+ * Everything else in schoolgate receives a `Config` and never looks at process.env or argv.
+ */
+export interface PolicyGroup {
+  /** Categories blocked for this group, in the order they are checked. */
+  categories: string[];
+}
+
+export interface Config {
+  dataDir: string;
+  listen: string;
+  proxyPort: number;
+  adminPort: number;
+  /** UT1 folders, hosts files, AdGuard lists, plain domain lists. */
+  lists: string[];
+  /** Categories blocked by default, checked in this order; null: every `black` category, by name. */
+  categories: string[] | null;
+  /** Allow-list categories (UT1 `liste_blanche` and the like) that win over every block. */
+  allowCategories: string[];
+  databaseUrl: string | null;
+  /** CIDRs whose clients may use the gateway; everyone else is refused. */
+  allowedClients: string[];
+  /** Hosts (and their subdomains) tunnelled without decryption: banking, health, pinned apps. */
+  bypassHosts: string[];
+  /** Require Proxy-Authorization: Basic against the users table. */
+  proxyAuth: boolean;
+  /** Policy groups (staff, pupils, guests...) and the map of client IPs to user, device and group. */
+  policyGroups: Record<string, PolicyGroup>;
+  defaultGroup: string;
+  clients: Array<{ cidr: string; user?: string; device?: string; group?: string }>;
+  safeSearch: boolean;
+  retentionDays: number;
+  /** Categories whose incidents alert the DSL at once. */
+  highSeverityCategories: string[];
+  /** Categories whose URLs are never rendered as links in the console (illegal content). */
+  illegalCategories: string[];
+  smtp: { url: string; from: string; to: string[] } | null;
+  /** URL the block page links back to; defaults to http://<listen>:<adminPort>. */
+  publicUrl: string | null;
+  /** Where `schoolgate lists update` fetches from when the data folder has no lists. */
+  listsUpdateUrl: string;
+  logLevel: string;
+}
+
+export const DEFAULT_BYPASS_HOSTS = [
+  // Banking and payments: decrypting them breaks pinning and is a privacy line schools should not cross.
+  'hsbc.co.uk', 'barclays.co.uk', 'lloydsbank.co.uk', 'natwest.com', 'santander.co.uk', 'nationwide.co.uk',
+  'paypal.com', 'monzo.com', 'starlingbank.com',
+  // Health
+  'nhs.uk', 'nhs.net',
+  // Certificate-pinned or mutual-TLS services
+  'apple.com', 'icloud.com', 'mzstatic.com', 'windowsupdate.com', 'update.microsoft.com',
+  'login.microsoftonline.com', 'dropbox.com', 'zoom.us',
+];
+
+export const DEFAULT_ALLOWED_CLIENTS = ['127.0.0.0/8', '::1/128', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'];
+
+export const DEFAULT_HIGH_SEVERITY = ['adult', 'agressif', 'dangerous_material', 'drogue', 'sect', 'hacking', 'mixed_adult'];
+
+function defaults(cwd: string): Config {
+  return {
+    dataDir: path.resolve(cwd, 'data'),
+    listen: '127.0.0.1',
+    proxyPort: 3128,
+    adminPort: 8081,
+    lists: [],
+    categories: null,
+    allowCategories: ['liste_blanche'],
+    databaseUrl: null,
+    allowedClients: DEFAULT_ALLOWED_CLIENTS,
+    bypassHosts: DEFAULT_BYPASS_HOSTS,
+    proxyAuth: false,
+    policyGroups: {},
+    defaultGroup: 'default',
+    clients: [],
+    safeSearch: true,
+    retentionDays: 365,
+    highSeverityCategories: DEFAULT_HIGH_SEVERITY,
+    illegalCategories: ['adult', 'mixed_adult'],
+    smtp: null,
+    publicUrl: null,
+    listsUpdateUrl: 'https://dsi.ut-capitole.fr/blacklists/download/blacklists.tar.gz',
+    logLevel: 'info',
+  };
+}
+
+/** Every flag any subcommand takes; subcommands ignore the ones that are not theirs. */
+export const cliOptions = {
+  'data-dir': { type: 'string' },
+  config: { type: 'string' },
+  listen: { type: 'string' },
+  'proxy-port': { type: 'string' },
+  'admin-port': { type: 'string' },
+  lists: { type: 'string', multiple: true },
+  categories: { type: 'string' },
+  'allow-categories': { type: 'string' },
+  'allowed-clients': { type: 'string' },
+  'bypass-hosts': { type: 'string' },
+  'proxy-auth': { type: 'boolean' },
+  'no-safe-search': { type: 'boolean' },
+  'retention-days': { type: 'string' },
+  'public-url': { type: 'string' },
+  'log-level': { type: 'string' },
+  // subcommand-specific
+  role: { type: 'string' },
+  from: { type: 'string' },
+  der: { type: 'boolean' },
+  force: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies ParseArgsConfig['options'];
+
+export type CliValues = ReturnType<typeof parseCli>['values'];
+
+export function parseCli(argv: string[]) {
+  try {
+    return parseArgs({ args: argv, options: cliOptions, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new SchoolgateError('SG_ERR_USAGE', (err as Error).message);
+  }
+}
+
+const list = (s: string | undefined) => (s === undefined ? undefined : s.split(',').map((x) => x.trim()).filter(Boolean));
+
+function port(name: string, v: string | number | undefined): number | undefined {
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new SchoolgateError('SG_ERR_CONFIG', `${name} must be a port number, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+export function loadConfig(values: Partial<CliValues> = {}, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Config {
+  const base = defaults(cwd);
+  const dataDir = path.resolve(cwd, values['data-dir'] ?? env.SCHOOLGATE_DATA_DIR ?? base.dataDir);
+  const file = values.config ?? env.SCHOOLGATE_CONFIG ?? path.join(dataDir, 'schoolgate.json');
+  let fromFile: Partial<Config> = {};
+  if (existsSync(file)) {
+    try {
+      fromFile = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new SchoolgateError('SG_ERR_CONFIG', `${file}: ${(err as Error).message}`);
+    }
+  } else if (values.config ?? env.SCHOOLGATE_CONFIG) {
+    throw new SchoolgateError('SG_ERR_CONFIG', `config file ${file} does not exist`);
+  }
+  const c: Config = { ...base, ...fromFile, dataDir };
+
+  const envLists = env.SCHOOLGATE_LISTS ? env.SCHOOLGATE_LISTS.split(path.delimiter).filter(Boolean) : undefined;
+  c.listen = values.listen ?? env.SCHOOLGATE_LISTEN ?? c.listen;
+  c.proxyPort = port('--proxy-port', values['proxy-port'] ?? env.SCHOOLGATE_PROXY_PORT) ?? port('proxyPort', c.proxyPort)!;
+  c.adminPort = port('--admin-port', values['admin-port'] ?? env.SCHOOLGATE_ADMIN_PORT) ?? port('adminPort', c.adminPort)!;
+  c.lists = (values.lists ?? envLists ?? c.lists).map((p) => path.resolve(cwd, p));
+  c.categories = list(values.categories ?? env.SCHOOLGATE_CATEGORIES) ?? c.categories;
+  c.allowCategories = list(values['allow-categories'] ?? env.SCHOOLGATE_ALLOW_CATEGORIES) ?? c.allowCategories;
+  c.databaseUrl = env.DATABASE_URL || c.databaseUrl || null;
+  c.allowedClients = list(values['allowed-clients'] ?? env.SCHOOLGATE_ALLOWED_CLIENTS) ?? c.allowedClients;
+  c.bypassHosts = list(values['bypass-hosts'] ?? env.SCHOOLGATE_BYPASS_HOSTS) ?? c.bypassHosts;
+  c.proxyAuth = values['proxy-auth'] ?? (env.SCHOOLGATE_PROXY_AUTH ? env.SCHOOLGATE_PROXY_AUTH === '1' : c.proxyAuth);
+  if (values['no-safe-search'] || env.SCHOOLGATE_SAFE_SEARCH === '0') c.safeSearch = false;
+  const retention = values['retention-days'] ?? env.SCHOOLGATE_RETENTION_DAYS;
+  if (retention !== undefined) {
+    const n = Number(retention);
+    if (!Number.isInteger(n) || n < 1) throw new SchoolgateError('SG_ERR_CONFIG', `--retention-days must be a whole number of days, got ${retention}`);
+    c.retentionDays = n;
+  }
+  c.publicUrl = values['public-url'] ?? env.SCHOOLGATE_PUBLIC_URL ?? c.publicUrl;
+  c.logLevel = values['log-level'] ?? env.SCHOOLGATE_LOG_LEVEL ?? c.logLevel;
+  if (env.SCHOOLGATE_SMTP_URL) {
+    c.smtp = { url: env.SCHOOLGATE_SMTP_URL, from: env.SCHOOLGATE_SMTP_FROM ?? 'schoolgate@localhost', to: list(env.SCHOOLGATE_DSL_EMAIL) ?? [] };
+  }
+  if (env.SCHOOLGATE_LISTS_URL) c.listsUpdateUrl = env.SCHOOLGATE_LISTS_URL;
+  return c;
+}
+
+/** The admin console's base URL, as the block page and startup banner show it. */
+export function adminBaseUrl(c: Config): string {
+  if (c.publicUrl) return c.publicUrl.replace(/\/$/, '');
+  const host = c.listen === '0.0.0.0' || c.listen === '::' ? '127.0.0.1' : c.listen;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${c.adminPort}`;
+}

@@ -1,0 +1,58 @@
+/**
+ * The one catalogue of error codes. Codes are stable: logs, API responses, the CLI and tests
+ * match on them, so a code is never renamed or reused — add a new one instead.
+ */
+export const codes = {
+  // configuration and CLI
+  SG_ERR_CONFIG: 'invalid configuration',
+  SG_ERR_USAGE: 'invalid command line',
+  // blocklists
+  SG_ERR_LIST_SOURCE: 'blocklist source cannot be read',
+  SG_ERR_LIST_LINE: 'blocklist line skipped',
+  SG_ERR_LIST_EMPTY: 'no blocklists loaded',
+  SG_ERR_LIST_REJECTED: 'blocklist rejected; the previous lists keep serving',
+  SG_ERR_URL_INVALID: 'URL cannot be parsed',
+  // certificates
+  SG_ERR_CA_MISSING: 'school CA not initialised',
+  SG_ERR_CA_EXISTS: 'school CA already exists',
+  SG_ERR_CERT_HOST: 'host name not valid for a certificate',
+  // database and incidents
+  SG_ERR_DB_UNAVAILABLE: 'database unreachable',
+  SG_ERR_DB_TOO_NEW: 'database schema is newer than this version of schoolgate',
+  SG_ERR_MIGRATION: 'migration failed',
+  SG_ERR_SPOOL: 'incident spool cannot be written',
+  // proxy
+  SG_ERR_CLIENT_DENIED: 'client not authorised to use the gateway',
+  SG_ERR_PROXY_AUTH: 'proxy authentication required',
+  SG_ERR_BAD_REQUEST: 'malformed request',
+  SG_ERR_UPSTREAM: 'upstream unreachable',
+  SG_ERR_HOST_MISMATCH: 'Host header does not match the CONNECT target',
+  SG_ERR_BAD_REFERENCE: 'block reference invalid or forged',
+  // admin API
+  SG_ERR_UNAUTHENTICATED: 'login required',
+  SG_ERR_FORBIDDEN: 'not allowed for this role',
+  SG_ERR_NOT_FOUND: 'not found',
+  SG_ERR_VALIDATION: 'invalid input',
+  SG_ERR_BAD_ORIGIN: 'cross-origin request refused',
+  SG_ERR_TRANSITION: 'status change not allowed',
+  SG_ERR_LOGIN: 'email or password incorrect',
+  SG_ERR_USER_EXISTS: 'user already exists',
+} as const;
+
+export type ErrorCode = keyof typeof codes;
+
+export class SchoolgateError extends Error {
+  readonly code: ErrorCode;
+  readonly details?: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message?: string, details?: Record<string, unknown>, options?: { cause?: unknown }) {
+    super(message ? `${codes[code]}: ${message}` : codes[code], options);
+    this.name = 'SchoolgateError';
+    this.code = code;
+    this.details = details;
+  }
+}
+
+export function isSchoolgateError(err: unknown, code?: ErrorCode): err is SchoolgateError {
+  return err instanceof SchoolgateError && (code === undefined || err.code === code);
+}

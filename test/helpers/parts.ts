@@ -1,0 +1,62 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * Parts a fresh machine may lack (a PostgreSQL server, squidGuard, Chromium, squid).
+ * `npm test` skips what is missing and says why; `.ci/run` installs them and sets
+ * SCHOOLGATE_REQUIRE_ALL=1, under which a missing part fails the run instead.
+ */
+export const requireAll = process.env.SCHOOLGATE_REQUIRE_ALL === '1';
+
+export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const sharedLists = path.resolve(projectRoot, '..', 'shared', 'blocklists');
+export const ut1 = path.join(sharedLists, 'ut1');
+
+/** Returns null when the part is there, else the reason it is missing (and throws under REQUIRE_ALL). */
+export function need(part: string, missing: string | null): string | null {
+  if (missing === null) return null;
+  const reason = `${part} not available: ${missing}`;
+  if (requireAll) throw new Error(`SCHOOLGATE_REQUIRE_ALL=1 but ${reason}`);
+  console.warn(`[skip] ${reason}`);
+  return reason;
+}
+
+function which(cmd: string): string | null {
+  try {
+    return execFileSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).trim() || null;
+  } catch {
+    return null;
+  }
+}
+
+export function findBinary(...candidates: string[]): string | null {
+  for (const c of candidates) {
+    if (c.startsWith('/') ? existsSync(c) : which(c)) return c.startsWith('/') ? c : which(c);
+  }
+  return null;
+}
+
+function canConnect(port: number, host = '127.0.0.1', timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host });
+    const done = (ok: boolean) => { s.destroy(); resolve(ok); };
+    s.setTimeout(timeoutMs, () => done(false));
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+  });
+}
+
+/** Base URL of a reachable PostgreSQL server (TEST_DATABASE_URL, else 127.0.0.1:5432), or null. */
+export const postgresBaseUrl = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+export async function postgresMissing(): Promise<string | null> {
+  const u = new URL(postgresBaseUrl);
+  return (await canConnect(Number(u.port || 5432), u.hostname)) ? null : `no PostgreSQL server at ${u.host}`;
+}
+
+export const chromiumPath = '/usr/bin/chromium';
+export const chromiumMissing = (): string | null => (existsSync(chromiumPath) ? null : `${chromiumPath} not installed (apt-get install chromium)`);
+export const sharedListsMissing = (): string | null => (existsSync(ut1) ? null : `${ut1} not found`);
