@@ -37,6 +37,9 @@ export const codes = {
   SG_ERR_TRANSITION: 'status change not allowed',
   SG_ERR_LOGIN: 'email or password incorrect',
   SG_ERR_USER_EXISTS: 'user already exists',
+  SG_ERR_EXISTS: 'already exists',
+  SG_ERR_RATE_LIMITED: 'too many requests; try again later',
+  SG_ERR_INTERNAL: 'internal error',
 } as const;
 
 export type ErrorCode = keyof typeof codes;
