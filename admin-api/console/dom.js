@@ -1,0 +1,218 @@
+// DOM and API helpers shared by every page. Every value from the API goes into the page through
+// textContent or setAttribute, never innerHTML: URLs, search terms and notes are attacker-controlled.
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+function setAttrs(el, attrs) {
+  for (const [key, value] of Object.entries(attrs ?? {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith('on') && typeof value === 'function') el.addEventListener(key.slice(2), value);
+    else if (key === 'class') el.setAttribute('class', value);
+    else if (key === 'value' && 'value' in el) el.value = String(value);
+    else if (key === 'checked' || key === 'selected' || key === 'disabled' || key === 'required') {
+      el[key] = Boolean(value);
+    } else el.setAttribute(key, value === true ? '' : String(value));
+  }
+}
+
+function append(el, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === undefined || child === null || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+}
+
+/** h('p', {class: 'x'}, 'text', child) — children that are not nodes become text nodes. */
+export function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  setAttrs(el, attrs);
+  append(el, children);
+  return el;
+}
+
+export function svg(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attrs ?? {})) {
+    if (value !== undefined && value !== null) el.setAttribute(key, String(value));
+  }
+  append(el, children);
+  return el;
+}
+
+/** Only http(s) addresses may become links: a `javascript:` URL from the API must never be clickable. */
+export function safeHref(url) {
+  try {
+    const u = new URL(url);
+    return u.protocol === 'http:' || u.protocol === 'https:' ? u.href : null;
+  } catch {
+    return null;
+  }
+}
+
+export class ApiError extends Error {
+  constructor(status, code, message, body) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.body = body;
+  }
+}
+
+let onUnauthenticated = () => {};
+export function setUnauthenticatedHandler(fn) {
+  onUnauthenticated = fn;
+}
+
+/** Same-origin fetch: the browser sends the session cookie and, on writes, the Origin the API checks. */
+export async function api(path, { method = 'GET', body } = {}) {
+  const headers = { accept: 'application/json' };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  let res;
+  try {
+    res = await fetch(path, { method, headers, credentials: 'same-origin', body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch {
+    throw new ApiError(0, 'SG_ERR_NETWORK', 'The server could not be reached. Check the connection and try again.');
+  }
+  const text = await res.text();
+  let data = null;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = null;
+    }
+  }
+  if (!res.ok) {
+    const code = data?.error?.code ?? `HTTP_${res.status}`;
+    const message = data?.error?.message ?? `The server answered ${res.status} ${res.statusText}`;
+    const err = new ApiError(res.status, code, message, data);
+    if (res.status === 401 && path !== '/api/login') onUnauthenticated(err);
+    throw err;
+  }
+  return data;
+}
+
+/** A plain-language sentence for an API error, for people who do not read status codes. */
+export function describeError(err) {
+  if (!(err instanceof ApiError)) return `Something went wrong: ${err?.message ?? err}`;
+  switch (err.code) {
+    case 'SG_ERR_FORBIDDEN': return 'Your account is not allowed to do this.';
+    case 'SG_ERR_UNAUTHENTICATED': return 'Your session has ended. Please sign in again.';
+    case 'SG_ERR_BAD_ORIGIN': return 'The request was refused because it did not come from this console. Reload the page and try again.';
+    case 'SG_ERR_LOGIN': return 'The email or password is not correct.';
+    case 'SG_ERR_NOT_FOUND': return 'This item does not exist (or no longer exists).';
+    default:
+      if (err.status === 429) return 'Too many attempts. Please wait a minute and try again.';
+      return err.message;
+  }
+}
+
+/** A role="alert" box for an error, or null to clear. */
+export function errorBox(err) {
+  return h('div', { class: 'error', role: 'alert' }, describeError(err));
+}
+
+const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+
+export function formatTime(iso) {
+  if (!iso) return '';
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? String(iso) : dateTime.format(d);
+}
+
+export function timeEl(iso) {
+  if (!iso) return h('span', { class: 'muted' }, '—');
+  return h('time', { datetime: iso }, formatTime(iso));
+}
+
+export const STATUS_LABELS = {
+  new: 'New',
+  in_review: 'In review',
+  escalated: 'Escalated',
+  closed: 'Closed',
+  false_positive: 'False positive',
+};
+
+export const KIND_LABELS = {
+  blocked: 'Blocked',
+  self_report: 'Self-report',
+  flagged_search: 'Flagged search',
+  unblock_request: 'Unblock request',
+};
+
+export const ROLE_LABELS = {
+  safeguarding_lead: 'Safeguarding lead',
+  network_manager: 'Network manager',
+  staff: 'Staff',
+  auditor: 'Auditor',
+};
+
+export function statusBadge(status) {
+  return h('span', { class: `badge status-${status}` }, STATUS_LABELS[status] ?? status);
+}
+
+export const ILLEGAL_WARNING = 'Do not visit this address — report it (e.g. to the IWF/CEOP) instead.';
+
+/**
+ * An incident's address. Illegal-content addresses are plain text with a warning, never a link;
+ * others become a link only when asked and only for http(s).
+ */
+export function urlView(item, { link = false } = {}) {
+  const url = item.url ?? item.host ?? '';
+  if (!url) return h('span', { class: 'muted' }, '—');
+  if (item.illegal) {
+    return h('span', { class: 'url url-illegal' },
+      h('span', { class: 'url-text' }, url),
+      h('strong', { class: 'illegal-flag' }, ' ⚠ Do not visit'));
+  }
+  const href = link ? safeHref(url) : null;
+  if (href) return h('a', { class: 'url', href, rel: 'noopener noreferrer nofollow', target: '_blank' }, url, h('span', { class: 'visually-hidden' }, ' (opens in a new tab)'));
+  return h('span', { class: 'url url-text' }, url);
+}
+
+/** Replaces a container's content. */
+export function mount(container, ...children) {
+  container.replaceChildren();
+  append(container, children);
+}
+
+/** A labelled form field. The id ties the label to the control. */
+export function field(labelText, control, hint) {
+  const id = control.id || `f-${Math.random().toString(36).slice(2, 9)}`;
+  control.id = id;
+  const parts = [h('label', { for: id }, labelText)];
+  if (hint) {
+    const hintId = `${id}-hint`;
+    control.setAttribute('aria-describedby', hintId);
+    parts.push(h('span', { class: 'hint', id: hintId }, hint));
+  }
+  parts.push(control);
+  return h('div', { class: 'field' }, parts);
+}
+
+export function select(name, options, value, attrs = {}) {
+  return h('select', { name, ...attrs },
+    options.map(([v, label]) => h('option', { value: v, selected: v === value }, label)));
+}
+
+/** Date (YYYY-MM-DD) in the browser's time zone, `days` days from today. */
+export function isoDay(daysFromToday = 0) {
+  const d = new Date();
+  d.setDate(d.getDate() + daysFromToday);
+  const pad = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+}
+
+/** Value for a datetime-local input, now, in local time. */
+export function localNow() {
+  const d = new Date();
+  d.setSeconds(0, 0);
+  return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+}
+
+/** The items of a list answer whether the API wraps them (`{items}`) or not. */
+export function itemsOf(data, key = 'items') {
+  if (Array.isArray(data)) return data;
+  if (data && Array.isArray(data[key])) return data[key];
+  return [];
+}

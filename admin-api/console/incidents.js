@@ -1,0 +1,360 @@
+// The incident queue (filters, live updates, chart, CSV export) and one incident's detail and triage.
+import {
+  h, api, mount, errorBox, field, select, timeEl, urlView, statusBadge, itemsOf,
+  STATUS_LABELS, KIND_LABELS, ILLEGAL_WARNING, ApiError,
+} from './dom.js';
+import { incidentsChart } from './chart.js';
+
+const DSL = 'safeguarding_lead';
+const FILTERS = ['status', 'kind', 'category', 'user', 'q', 'from', 'to'];
+const CHART_DAYS = 14;
+
+/** The status changes the API accepts from each status (closing ones need a note). */
+export const NEXT_STATUSES = {
+  new: ['in_review'],
+  in_review: ['escalated', 'closed', 'false_positive'],
+  escalated: ['in_review', 'closed', 'false_positive'],
+  closed: [],
+  false_positive: [],
+};
+const CLOSING = new Set(['closed', 'false_positive']);
+
+// Dates in the URL are days; the API gets instants, so "to" includes the whole of its day.
+function startOfDay(day) {
+  const d = new Date(`${day}T00:00:00`);
+  return Number.isNaN(d.getTime()) ? null : d.toISOString();
+}
+function endOfDay(day) {
+  const d = new Date(`${day}T00:00:00`);
+  if (Number.isNaN(d.getTime())) return null;
+  d.setDate(d.getDate() + 1);
+  return d.toISOString();
+}
+
+// The chart's days are UTC days, as the API groups them.
+function utcDay(offset = 0) {
+  const d = new Date();
+  d.setUTCDate(d.getUTCDate() + offset);
+  return d.toISOString().slice(0, 10);
+}
+function chartRange() {
+  const from = utcDay(-(CHART_DAYS - 1));
+  const to = utcDay(0);
+  const end = new Date(`${to}T00:00:00Z`);
+  end.setUTCDate(end.getUTCDate() + 1);
+  return { from, to, query: new URLSearchParams({ from: `${from}T00:00:00.000Z`, to: end.toISOString() }) };
+}
+
+function apiQuery(filters, extra = {}) {
+  const q = new URLSearchParams();
+  for (const key of FILTERS) {
+    const v = filters[key];
+    if (!v) continue;
+    if (key === 'from') { const iso = startOfDay(v); if (iso) q.set('from', iso); }
+    else if (key === 'to') { const iso = endOfDay(v); if (iso) q.set('to', iso); }
+    else q.set(key, v);
+  }
+  for (const [k, v] of Object.entries(extra)) if (v !== undefined && v !== null && v !== '') q.set(k, String(v));
+  return q;
+}
+
+async function categoryNames(role) {
+  const names = new Map();
+  if (role !== DSL && role !== 'network_manager') return names;
+  try {
+    const data = await api('/api/lists');
+    for (const c of data?.categories ?? []) names.set(c.name, c.friendlyName || c.name);
+  } catch {
+    // Names are a nicety: the raw category keys still work in filters.
+  }
+  return names;
+}
+
+function matchesFilters(incident, filters) {
+  if (filters.q || filters.from || filters.to) return false;
+  if (filters.status && incident.status !== filters.status) return false;
+  if (filters.kind && incident.kind !== filters.kind) return false;
+  if (filters.category && incident.category !== filters.category) return false;
+  if (filters.user && incident.user !== filters.user) return false;
+  return true;
+}
+
+function whoCell(item) {
+  const main = item.user || item.device || item.clientIp;
+  if (!main) return h('span', { class: 'muted' }, 'unknown');
+  const extra = [item.user && item.device ? item.device : null, (item.user || item.device) && item.clientIp ? item.clientIp : null].filter(Boolean);
+  return [h('span', {}, main), extra.length ? h('span', { class: 'muted small' }, ` ${extra.join(' · ')}`) : null];
+}
+
+function incidentRow(item, names) {
+  const categoryLabel = item.categoryName || names.get(item.category) || item.category;
+  return h('tr', { class: item.illegal ? 'row-illegal' : null, 'data-id': item.id },
+    h('td', {}, h('a', { href: `#/incidents/${item.id}`, 'aria-label': `Open incident ${item.id}` }, `#${item.id}`)),
+    h('td', {}, timeEl(item.occurredAt)),
+    h('td', {}, KIND_LABELS[item.kind] ?? item.kind),
+    h('td', {}, categoryLabel ? categoryLabel : h('span', { class: 'muted' }, '—')),
+    h('td', {}, whoCell(item)),
+    h('td', { class: 'url-cell' }, urlView(item)),
+    h('td', {}, statusBadge(item.status)),
+    h('td', { class: 'num' }, item.count ?? 1));
+}
+
+export async function incidentsPage(ctx) {
+  const isDsl = ctx.me.role === DSL;
+  const filters = Object.fromEntries(FILTERS.map((k) => [k, ctx.query.get(k) ?? '']));
+  const title = isDsl ? 'Incidents' : 'My reports';
+  ctx.setTitle(title);
+
+  const chartSlot = h('section', { class: 'card', 'aria-labelledby': 'chart-title' }, h('h2', { id: 'chart-title' }, `Last ${CHART_DAYS} days`), h('p', { class: 'muted' }, 'Loading the chart…'));
+  const resultsStatus = h('p', { class: 'results-count', id: 'results-count' });
+  const tbody = h('tbody');
+  const moreSlot = h('div', { class: 'actions' });
+  const range = chartRange();
+  const [listRes, names, statsRes] = await Promise.allSettled([
+    api(`/api/incidents?${apiQuery(filters, { limit: 50 })}`),
+    categoryNames(ctx.me.role),
+    isDsl ? api(`/api/stats?${range.query}`) : Promise.resolve(null),
+  ]);
+  if (!ctx.isCurrent()) return;
+  const nameMap = names.status === 'fulfilled' ? names.value : new Map();
+  if (statsRes.status === 'fulfilled' && statsRes.value) {
+    for (const c of statsRes.value.perCategory ?? []) if (c.categoryName && !nameMap.has(c.category)) nameMap.set(c.category, c.categoryName);
+  }
+
+  // Filters live in the address so a filtered queue can be bookmarked and the Back button works.
+  const form = h('form', { class: 'filters card', role: 'search', 'aria-label': 'Filter incidents' });
+  const categoryOptions = [['', 'Any category'], ...[...nameMap.entries()].sort((a, b) => a[1].localeCompare(b[1])).map(([k, v]) => [k, v === k ? k : `${v} (${k})`])];
+  if (filters.category && !nameMap.has(filters.category)) categoryOptions.push([filters.category, filters.category]);
+  form.append(
+    h('div', { class: 'filter-grid' },
+      field('Status', select('status', [['', 'Any status'], ...Object.entries(STATUS_LABELS)], filters.status, { id: 'filter-status' })),
+      field('Kind', select('kind', [['', 'Any kind'], ...Object.entries(KIND_LABELS)], filters.kind, { id: 'filter-kind' })),
+      field('Category', select('category', categoryOptions, filters.category, { id: 'filter-category' })),
+      isDsl ? field('Person', h('input', { type: 'text', name: 'user', id: 'filter-user', value: filters.user, autocomplete: 'off' })) : null,
+      field('Search', h('input', { type: 'search', name: 'q', id: 'filter-q', value: filters.q, autocomplete: 'off' }), 'Address, host or search words'),
+      field('From', h('input', { type: 'date', name: 'from', id: 'filter-from', value: filters.from })),
+      field('To', h('input', { type: 'date', name: 'to', id: 'filter-to', value: filters.to }))),
+    h('div', { class: 'actions' },
+      h('button', { type: 'submit', class: 'primary' }, 'Apply filters'),
+      h('button', { type: 'button', onclick: () => ctx.navigate('/incidents') }, 'Clear filters')));
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    const q = new URLSearchParams();
+    for (const key of FILTERS) {
+      const v = String(data.get(key) ?? '').trim();
+      if (v) q.set(key, v);
+    }
+    ctx.navigate('/incidents', q);
+  });
+
+  const table = h('table', { class: 'data incidents', 'aria-describedby': 'results-count' },
+    h('caption', { class: 'visually-hidden' }, title),
+    h('thead', {}, h('tr', {}, ['Incident', 'When', 'Kind', 'Category', 'Who', 'Address', 'Status', 'Seen'].map((c) => h('th', { scope: 'col' }, c)))),
+    tbody);
+
+  let shown = 0;
+  const setCount = (more) => {
+    const active = FILTERS.filter((k) => filters[k]).length;
+    resultsStatus.textContent = shown === 0
+      ? (active ? 'No incidents match these filters.' : 'No incidents yet.')
+      : `${shown}${more ? '+' : ''} incident${shown === 1 ? '' : 's'}${active ? ` matching ${active} filter${active === 1 ? '' : 's'}` : ''}, newest first.`;
+  };
+  const addPage = (data) => {
+    const items = itemsOf(data);
+    tbody.append(...items.map((i) => incidentRow(i, nameMap)));
+    shown += items.length;
+    setCount(Boolean(data?.nextCursor));
+    mount(moreSlot, data?.nextCursor
+      ? h('button', {
+        type: 'button',
+        onclick: async (event) => {
+          const button = event.currentTarget;
+          button.disabled = true;
+          button.textContent = 'Loading…';
+          try {
+            const next = await api(`/api/incidents?${apiQuery(filters, { limit: 50, cursor: data.nextCursor })}`);
+            addPage(next);
+            ctx.announce(`${itemsOf(next).length} more incidents loaded.`);
+          } catch (err) {
+            mount(moreSlot, errorBox(err));
+          }
+        },
+      }, 'Load more incidents')
+      : null);
+  };
+
+  const exportLink = isDsl
+    ? h('a', { class: 'button', href: `/api/incidents/export.csv?${apiQuery(filters)}`, download: 'incidents.csv' }, 'Export these incidents (CSV)')
+    : null;
+
+  mount(ctx.view,
+    h('div', { class: 'page-head' },
+      h('h1', {}, title),
+      isDsl ? null : h('a', { class: 'button primary', href: '#/report' }, 'Report accidental access')),
+    isDsl ? chartSlot : null,
+    form,
+    h('section', { 'aria-labelledby': 'queue-title' },
+      h('div', { class: 'page-head' }, h('h2', { id: 'queue-title' }, isDsl ? 'Queue' : 'Your incidents'), exportLink),
+      resultsStatus,
+      listRes.status === 'fulfilled' ? h('div', { class: 'table-wrap' }, table) : errorBox(listRes.reason),
+      moreSlot));
+
+  if (listRes.status === 'fulfilled') addPage(listRes.value);
+  if (isDsl) {
+    if (statsRes.status === 'fulfilled') {
+      mount(chartSlot, h('h2', { id: 'chart-title' }, `Last ${CHART_DAYS} days`),
+        incidentsChart({ perDay: statsRes.value?.perDay ?? [], names: nameMap, from: range.from, to: range.to }));
+    } else mount(chartSlot, h('h2', { id: 'chart-title' }, `Last ${CHART_DAYS} days`), errorBox(statsRes.reason));
+  }
+
+  ctx.onIncident((incident) => {
+    if (!matchesFilters(incident, filters) || tbody.querySelector(`tr[data-id="${CSS.escape(String(incident.id))}"]`)) return;
+    const row = incidentRow(incident, nameMap);
+    row.classList.add('fresh');
+    tbody.prepend(row);
+    shown += 1;
+    setCount(false);
+  });
+}
+
+function describeEvent(ev) {
+  if (ev.fromStatus || ev.toStatus) {
+    if (ev.fromStatus && ev.toStatus && ev.fromStatus !== ev.toStatus) {
+      return `changed the status from ${STATUS_LABELS[ev.fromStatus] ?? ev.fromStatus} to ${STATUS_LABELS[ev.toStatus] ?? ev.toStatus}`;
+    }
+    if (!ev.fromStatus && ev.toStatus) return `${String(ev.action ?? 'set the status').replace(/_/g, ' ')} (${STATUS_LABELS[ev.toStatus] ?? ev.toStatus})`;
+  }
+  return String(ev.action ?? 'updated').replace(/_/g, ' ');
+}
+
+async function loadUsers() {
+  try {
+    const data = await api('/api/users');
+    return itemsOf(data).length ? itemsOf(data) : itemsOf(data, 'users');
+  } catch {
+    return [];
+  }
+}
+
+export async function incidentPage(ctx, flash) {
+  const id = ctx.params[0];
+  const isDsl = ctx.me.role === DSL;
+  const [detail, users] = await Promise.all([
+    api(`/api/incidents/${encodeURIComponent(id)}`).catch((err) => err),
+    isDsl ? loadUsers() : Promise.resolve([]),
+  ]);
+  if (!ctx.isCurrent()) return;
+  const back = h('p', { class: 'back' }, h('a', { href: '#/incidents' }, '← Back to the queue'));
+  if (detail instanceof Error) {
+    mount(ctx.view, back, h('h1', {}, `Incident #${id}`), errorBox(detail));
+    if (!(detail instanceof ApiError)) throw detail;
+    return;
+  }
+  const { incident: inc, events = [] } = detail;
+  ctx.setTitle(`Incident #${inc.id}`);
+  const usersById = new Map(users.map((u) => [String(u.id), u]));
+  const userLabel = (u) => u.displayName || u.display_name || u.email;
+  const categoryLabel = inc.categoryName && inc.categoryName !== inc.category ? `${inc.categoryName} (${inc.category})` : inc.category;
+
+  const rows = [
+    ['Status', statusBadge(inc.status)],
+    ['Kind', KIND_LABELS[inc.kind] ?? inc.kind],
+    ['Category', categoryLabel],
+    ['Address', urlView(inc, { link: true })],
+    ['Host', inc.host],
+    ['Person', inc.user ? [inc.user, isDsl ? [' ', h('a', { href: `#/incidents?${new URLSearchParams({ user: inc.user })}`, class: 'small' }, 'their other incidents')] : null] : null],
+    ['Device', inc.device],
+    ['Client IP', inc.clientIp],
+    ['Policy group', inc.policyGroup],
+    ['Search terms', inc.searchTerms],
+    ['Note from the reporter', inc.note],
+    ['Times seen', inc.count],
+    ['First seen', timeEl(inc.occurredAt)],
+    ['Last seen', timeEl(inc.lastSeen)],
+    ['Assigned to', inc.assigneeId != null ? (usersById.has(String(inc.assigneeId)) ? userLabel(usersById.get(String(inc.assigneeId))) : `user ${inc.assigneeId}`) : 'Nobody'],
+  ].filter(([, v]) => v !== null && v !== undefined && v !== '');
+
+  const history = events.length
+    ? h('ol', { class: 'timeline' }, events.map((ev) => h('li', {},
+      h('div', {}, timeEl(ev.at), ' — ', h('strong', {}, ev.actor || 'system'), ' ', describeEvent(ev)),
+      ev.note ? h('blockquote', { class: 'note' }, ev.note) : null)))
+    : h('p', { class: 'muted' }, 'No history yet.');
+
+  mount(ctx.view,
+    back,
+    h('h1', {}, `Incident #${inc.id}: ${KIND_LABELS[inc.kind] ?? inc.kind}${inc.categoryName || inc.category ? ` — ${inc.categoryName || inc.category}` : ''}`),
+    flash ?? null,
+    inc.illegal ? h('div', { class: 'warning', role: 'note' }, h('strong', {}, 'Illegal content category. '), ILLEGAL_WARNING) : null,
+    h('div', { class: 'detail-grid' },
+      h('section', { class: 'card', 'aria-labelledby': 'details-title' },
+        h('h2', { id: 'details-title' }, 'Details'),
+        h('dl', { class: 'details' }, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]))),
+      isDsl ? triageForm(ctx, inc, users, userLabel) : null),
+    h('section', { class: 'card', 'aria-labelledby': 'history-title' }, h('h2', { id: 'history-title' }, 'History'), history));
+}
+
+function triageForm(ctx, inc, users, userLabel) {
+  const next = NEXT_STATUSES[inc.status] ?? [];
+  const status = select('status',
+    [['', `No change (${STATUS_LABELS[inc.status] ?? inc.status})`], ...next.map((s) => [s, STATUS_LABELS[s] ?? s])], '', { id: 'triage-status' });
+  const assignable = users.filter((u) => !u.disabled && (u.role === DSL || String(u.id) === String(inc.assigneeId)));
+  const assignee = select('assigneeId',
+    [['', 'Nobody'], ...assignable.map((u) => [String(u.id), userLabel(u)])], inc.assigneeId != null ? String(inc.assigneeId) : '', { id: 'triage-assignee' });
+  const note = h('textarea', { name: 'note', id: 'triage-note', rows: 4 });
+  const noteLabel = h('label', { for: 'triage-note' }, 'Note');
+  const noteHint = h('span', { class: 'hint', id: 'triage-note-hint' }, 'What you did or decided. Required when closing or marking as a false positive.');
+  note.setAttribute('aria-describedby', 'triage-note-hint');
+  const status_ = h('div', { class: 'form-status' });
+  const save = h('button', { type: 'submit', class: 'primary' }, 'Save');
+
+  const syncRequired = () => {
+    const closing = CLOSING.has(status.value);
+    note.required = closing;
+    note.setAttribute('aria-required', closing ? 'true' : 'false');
+    noteLabel.textContent = closing ? 'Note (required)' : 'Note';
+  };
+  status.addEventListener('change', syncRequired);
+
+  const form = h('form', { class: 'card triage', 'aria-labelledby': 'triage-title', novalidate: true },
+    h('h2', { id: 'triage-title' }, 'Triage'),
+    next.length ? field('New status', status) : h('p', { class: 'muted' }, `This incident is ${STATUS_LABELS[inc.status] ?? inc.status}: its status cannot change any more. You can still add a note.`),
+    field('Assigned to', assignee),
+    h('div', { class: 'field' }, noteLabel, noteHint, note),
+    status_,
+    h('div', { class: 'actions' }, save));
+
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const body = {};
+    const newStatus = next.length ? status.value : '';
+    if (newStatus) body.status = newStatus;
+    const currentAssignee = inc.assigneeId != null ? String(inc.assigneeId) : '';
+    if (assignee.value !== currentAssignee) body.assigneeId = assignee.value ? Number(assignee.value) : null;
+    const text = note.value.trim();
+    if (text) body.note = text;
+    if (CLOSING.has(newStatus) && !text) {
+      mount(status_, h('div', { class: 'error', role: 'alert' }, 'Write a note saying why before closing this incident.'));
+      note.setAttribute('aria-invalid', 'true');
+      note.focus();
+      return;
+    }
+    if (!Object.keys(body).length) {
+      mount(status_, h('div', { class: 'error', role: 'alert' }, 'Nothing to save: choose a new status, an assignee or write a note.'));
+      return;
+    }
+    save.disabled = true;
+    mount(status_, h('p', { class: 'muted' }, 'Saving…'));
+    try {
+      const res = await api(`/api/incidents/${encodeURIComponent(inc.id)}`, { method: 'PATCH', body });
+      const now = res?.incident?.status ?? newStatus ?? inc.status;
+      const message = body.status ? `Saved. The incident is now ${STATUS_LABELS[now] ?? now}.` : 'Saved.';
+      ctx.announce(message);
+      await incidentPage(ctx, h('div', { class: 'success', role: 'status' }, message));
+    } catch (err) {
+      save.disabled = false;
+      mount(status_, errorBox(err));
+    }
+  });
+  return form;
+}
