@@ -21,6 +21,7 @@ export const codes = {
   SG_ERR_DB_TOO_NEW: 'database schema is newer than this version of schoolgate',
   SG_ERR_MIGRATION: 'migration failed',
   SG_ERR_SPOOL: 'incident spool cannot be written',
+  SG_ERR_INCIDENT_REJECTED: 'incident refused by the database; kept in spool/rejected.ndjson',
   // proxy
   SG_ERR_CLIENT_DENIED: 'client not authorised to use the gateway',
   SG_ERR_PROXY_AUTH: 'proxy authentication required',

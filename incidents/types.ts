@@ -46,3 +46,44 @@ export interface IncidentSink {
   /** Returns the incident's idempotency key. */
   record(incident: IncidentInput): string;
 }
+
+/**
+ * One row of `incidents` as both backends return it. Ids (int8) are JS numbers in both pg and
+ * PGlite (they stay far below 2^53); timestamptz columns are Dates. Columns are snake_case.
+ */
+export interface IncidentRow {
+  id: number;
+  idempotency_key: string;
+  occurred_at: Date;
+  last_seen: Date;
+  count: number;
+  kind: IncidentKind;
+  status: IncidentStatus;
+  user_name: string | null;
+  device: string | null;
+  client_ip: string | null;
+  gateway: string | null;
+  url: string | null;
+  host: string | null;
+  category: string | null;
+  policy_group: string | null;
+  search_terms: string | null;
+  note: string | null;
+  related_key: string | null;
+  assignee_id: number | null;
+  updated_at: Date;
+}
+
+/** What `IncidentWriter.stats()` reports. */
+export interface WriterStats {
+  /** Recorded, in memory, not yet in the database or the spool. */
+  queued: number;
+  /** In the spool file, waiting for the database. */
+  spooled: number;
+  /** Incidents (repeats included) the database has accepted since start. */
+  stored: number;
+  /** Database writes that failed (each failure sends its batch to the spool). */
+  failures: number;
+  /** Incidents the database refused outright (bad data); kept in spool/rejected.ndjson. */
+  rejected: number;
+}

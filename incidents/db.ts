@@ -1,0 +1,255 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import pg from 'pg';
+import { PGlite, types as pgliteTypes } from '@electric-sql/pglite';
+import type { Config } from '../core/config';
+import { SchoolgateError } from '../core/errors';
+import { createLogger, silentLogger, type Logger } from '../core/log';
+import type { Db, Queryable, QueryResult } from './types';
+
+/**
+ * int8 (bigserial ids, count(*)) comes back as a JS number in both backends: ids stay far below
+ * 2^53, and one representation means callers never compare '7' with 7. timestamptz is a Date in both.
+ */
+const INT8_OID = 20;
+const INT8_ARRAY_OID = 1016;
+const parseInt8 = (v: string): number => Number(v);
+
+/** Per-pool type parsers, so we never change pg's global defaults under other code in the process. */
+const pgTypes = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === INT8_OID && format !== 'binary') return parseInt8;
+    if (oid === INT8_ARRAY_OID && format !== 'binary') {
+      // int4[]'s parser reads each element with parseInt, which is exact for ids below 2^53
+      return pg.types.getTypeParser(1007 as Parameters<typeof pg.types.getTypeParser>[0]);
+    }
+    return pg.types.getTypeParser(oid, format as 'text');
+  },
+};
+
+export interface OpenDbOptions {
+  databaseUrl: string | null;
+  dataDir: string;
+  logger?: Logger;
+  /** pg only: most connections the pool opens (default 10). */
+  maxConnections?: number;
+}
+
+export async function openDb(opts: OpenDbOptions): Promise<Db> {
+  const logger = opts.logger ?? silentLogger;
+  return opts.databaseUrl ? openPg(opts.databaseUrl, logger, opts.maxConnections ?? 10) : openPglite(path.join(opts.dataDir, 'pglite'), logger);
+}
+
+export function openDbFromConfig(config: Config, logger?: Logger): Promise<Db> {
+  return openDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger: logger ?? createLogger({ level: config.logLevel }) });
+}
+
+/** pg returns an array of results for a multi-statement simple query: callers want the last. */
+function toResult<T>(r: pg.QueryResult | pg.QueryResult[]): QueryResult<T> {
+  const last = Array.isArray(r) ? r[r.length - 1] : r;
+  return { rows: (last?.rows ?? []) as T[], rowCount: last?.rowCount ?? last?.rows?.length ?? 0 };
+}
+
+/** Never echo the connection string: it may carry a password. */
+function safeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparseable DATABASE_URL)';
+  }
+}
+
+function unavailable(err: unknown, where: string): SchoolgateError {
+  return new SchoolgateError('SG_ERR_DB_UNAVAILABLE', `${where}: ${(err as Error)?.message ?? String(err)}`, undefined, { cause: err });
+}
+
+async function openPg(url: string, logger: Logger, max: number): Promise<Db> {
+  const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: 5000, idleTimeoutMillis: 30_000, types: pgTypes });
+  // An idle client whose server went away emits 'error' on the pool; unhandled, it would kill the process.
+  pool.on('error', (err) => logger.warn({ err: err.message }, 'idle database connection lost'));
+  try {
+    const c = await pool.connect();
+    c.release();
+  } catch (err) {
+    await pool.end().catch(() => {});
+    throw unavailable(err, safeUrl(url));
+  }
+
+  const listener = new PgListener(url, logger);
+  let closed = false;
+
+  const query = async <T>(sql: string, params?: unknown[]): Promise<QueryResult<T>> => toResult<T>(await pool.query(sql, params as unknown[]));
+
+  return {
+    kind: 'pg',
+    query,
+    async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+      const client = await pool.connect();
+      const tx: Queryable = { query: async <R>(sql: string, params?: unknown[]) => toResult<R>(await client.query(sql, params as unknown[])) };
+      let broken: Error | undefined;
+      try {
+        await client.query('BEGIN');
+        const out = await fn(tx);
+        await client.query('COMMIT');
+        return out;
+      } catch (err) {
+        try {
+          await client.query('ROLLBACK');
+        } catch (rollbackErr) {
+          broken = rollbackErr as Error; // the connection is gone: do not return it to the pool
+        }
+        throw err;
+      } finally {
+        client.release(broken);
+      }
+    },
+    listen: (channel, onPayload) => listener.listen(channel, onPayload),
+    async notify(channel, payload) {
+      await pool.query('SELECT pg_notify($1, $2)', [channel, payload]);
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await listener.close();
+      await pool.end();
+    },
+  };
+}
+
+/**
+ * One dedicated connection for LISTEN (a pooled client would lose its subscriptions when released).
+ * When the server goes away it reconnects with backoff and listens again on every channel.
+ */
+class PgListener {
+  private client: pg.Client | null = null;
+  private connecting: Promise<pg.Client> | null = null;
+  private readonly handlers = new Map<string, Set<(payload: string) => void>>();
+  private closed = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private backoffMs = 250;
+
+  constructor(private readonly url: string, private readonly logger: Logger) {}
+
+  async listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>> {
+    let set = this.handlers.get(channel);
+    const first = !set;
+    if (!set) this.handlers.set(channel, (set = new Set()));
+    set.add(onPayload);
+    const client = await this.connect();
+    if (first) await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+    return async () => {
+      const s = this.handlers.get(channel);
+      if (!s || !s.delete(onPayload) || s.size > 0) return;
+      this.handlers.delete(channel);
+      if (this.client) await this.client.query(`UNLISTEN ${pg.escapeIdentifier(channel)}`).catch(() => {});
+    };
+  }
+
+  private connect(): Promise<pg.Client> {
+    if (this.client) return Promise.resolve(this.client);
+    if (this.connecting) return this.connecting;
+    this.connecting = (async () => {
+      const client = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: 5000, types: pgTypes });
+      client.on('notification', (msg) => {
+        for (const h of this.handlers.get(msg.channel) ?? []) {
+          try {
+            h(msg.payload ?? '');
+          } catch (err) {
+            this.logger.error({ err, channel: msg.channel }, 'notification handler failed');
+          }
+        }
+      });
+      client.on('error', (err) => {
+        this.logger.warn({ err: err.message }, 'LISTEN connection lost; reconnecting');
+        this.drop(client);
+      });
+      client.on('end', () => this.drop(client));
+      try {
+        await client.connect();
+        for (const channel of this.handlers.keys()) await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+      } catch (err) {
+        client.end().catch(() => {});
+        throw unavailable(err, 'LISTEN connection');
+      }
+      this.client = client;
+      this.backoffMs = 250;
+      return client;
+    })().finally(() => {
+      this.connecting = null;
+    });
+    return this.connecting;
+  }
+
+  private drop(client: pg.Client) {
+    if (this.client !== client) return;
+    this.client = null;
+    client.end().catch(() => {});
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect() {
+    if (this.closed || this.retryTimer || this.handlers.size === 0) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.connect().catch(() => {
+        this.backoffMs = Math.min(this.backoffMs * 2, 10_000);
+        this.scheduleReconnect();
+      });
+    }, this.backoffMs);
+    this.retryTimer.unref();
+  }
+
+  async close() {
+    this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    const c = this.client ?? (this.connecting ? await this.connecting.catch(() => null) : null);
+    this.client = null;
+    if (c) await c.end().catch(() => {});
+  }
+}
+
+/** PGlite's extended protocol takes one statement; migrations need several, so param-less SQL goes through exec. */
+type PgliteLike = Pick<PGlite, 'query' | 'exec'>;
+
+async function pgliteQuery<T>(db: PgliteLike, sql: string, params?: unknown[]): Promise<QueryResult<T>> {
+  if (params && params.length > 0) {
+    const r = await db.query<T>(sql, params);
+    return { rows: r.rows, rowCount: r.affectedRows || r.rows.length };
+  }
+  const results = await db.exec(sql);
+  const last = results[results.length - 1];
+  return { rows: (last?.rows ?? []) as T[], rowCount: last ? last.affectedRows || last.rows.length : 0 };
+}
+
+async function openPglite(dir: string, logger: Logger): Promise<Db> {
+  mkdirSync(dir, { recursive: true });
+  let lite: PGlite;
+  try {
+    lite = await PGlite.create(dir, { parsers: { [pgliteTypes.INT8]: parseInt8 } });
+  } catch (err) {
+    throw unavailable(err, `embedded database in ${dir}`);
+  }
+  logger.debug({ dir }, 'embedded PostgreSQL (PGlite) opened');
+  let closed = false;
+  return {
+    kind: 'pglite',
+    query: (sql, params) => pgliteQuery(lite, sql, params),
+    transaction: (fn) => lite.transaction((tx) => fn({ query: (sql, params) => pgliteQuery(tx as unknown as PgliteLike, sql, params) })),
+    async listen(channel, onPayload) {
+      const unsub = await lite.listen(channel, onPayload);
+      return async () => {
+        await unsub();
+      };
+    },
+    async notify(channel, payload) {
+      await lite.query('SELECT pg_notify($1, $2)', [channel, payload]);
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await lite.close();
+    },
+  };
+}

@@ -1,0 +1,56 @@
+import { silentLogger, type Logger } from '../core/log';
+import type { Db } from './types';
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * Deletes incidents that are resolved (closed, or closed as a false positive) and were last seen
+ * more than `days` ago, and records what it did in the audit log in the same transaction: the
+ * deletion and its record stand or fall together. Open incidents are never deleted, however old.
+ */
+export async function runRetention(db: Db, opts: { days: number; now?: Date }): Promise<{ deleted: number }> {
+  if (!Number.isInteger(opts.days) || opts.days < 1) throw new RangeError(`retention days must be a whole number >= 1, got ${opts.days}`);
+  const now = opts.now ?? new Date();
+  const cutoff = new Date(now.getTime() - opts.days * DAY_MS);
+  return db.transaction(async (tx) => {
+    const res = await tx.query<{ deleted: number; oldest: Date | null; newest: Date | null }>(
+      `WITH d AS (
+         DELETE FROM incidents
+          WHERE status IN ('closed', 'false_positive') AND last_seen < $1
+         RETURNING occurred_at
+       )
+       SELECT count(*)::int AS deleted, min(occurred_at) AS oldest, max(occurred_at) AS newest FROM d`,
+      [cutoff.toISOString()],
+    );
+    const { deleted, oldest, newest } = res.rows[0];
+    await tx.query(
+      `INSERT INTO audit_log (actor, action, target, details) VALUES ('system', 'retention.delete', 'incidents', $1::jsonb)`,
+      [JSON.stringify({ deleted, days: opts.days, cutoff: cutoff.toISOString(), oldest, newest, ranAt: now.toISOString() })],
+    );
+    return { deleted };
+  });
+}
+
+/** Runs retention shortly after start and then daily; the timers never keep the process alive. */
+export function scheduleRetention(db: Db, opts: { days: number; logger?: Logger; firstRunMs?: number; everyMs?: number }): () => void {
+  const logger = opts.logger ?? silentLogger;
+  let stopped = false;
+  const run = async () => {
+    if (stopped) return;
+    try {
+      const { deleted } = await runRetention(db, { days: opts.days });
+      logger.info({ deleted, days: opts.days }, 'retention job done');
+    } catch (err) {
+      logger.error({ err }, 'retention job failed; will try again tomorrow');
+    }
+  };
+  const first = setTimeout(run, opts.firstRunMs ?? 60_000);
+  first.unref();
+  const daily = setInterval(run, opts.everyMs ?? DAY_MS);
+  daily.unref();
+  return () => {
+    stopped = true;
+    clearTimeout(first);
+    clearInterval(daily);
+  };
+}

@@ -1,0 +1,634 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { SchoolgateError, isSchoolgateError } from '../core/errors';
+import { silentLogger, type Logger } from '../core/log';
+import { Spool, type SpoolSegment } from './spool';
+import type { Db, IncidentInput, IncidentKind, IncidentRow, IncidentSink, Queryable, WriterStats } from './types';
+
+/**
+ * The incident writer: what the gateway and the admin API hand incidents to.
+ *
+ * `record()` only validates and queues (no I/O, no await, no throw). A single pump writes queued
+ * incidents in batches, one transaction each; when the database fails, the batch goes to an
+ * fsync'd spool file instead and the pump replays the spool once the database answers again —
+ * after a crash and restart too. Every incident carries an idempotency key, and the keys of
+ * repeats folded into another row are kept in `incident_folds`, so a batch that is written twice
+ * (sent, connection lost before the COMMIT reply, spooled, replayed) is counted exactly once.
+ *
+ * Events: 'stored' (rows: IncidentRow[]) for new incidents, 'repeated' (rows: IncidentRow[]) for
+ * existing incidents whose count went up, 'rejected' (count) for incidents the database refused.
+ */
+
+const KINDS = new Set<IncidentKind>(['blocked', 'self_report', 'flagged_search', 'unblock_request']);
+/** Self-reports and unblock requests are a person's own words: each stays its own incident. */
+const FOLDABLE = new Set<IncidentKind>(['blocked', 'flagged_search']);
+
+/** Limits keep one absurd URL from breaking an index row (btree rows max out near 2.7 kB). */
+const LIMITS = { url: 2000, search: 1000, note: 8000, short: 255 };
+
+/** The queue's wire form; also one line of the spool. */
+interface Rec {
+  k: string;
+  /** occurred_at, ms since the epoch */
+  t: number;
+  kind: IncidentKind;
+  user: string | null;
+  device: string | null;
+  ip: string | null;
+  gw: string | null;
+  url: string | null;
+  host: string | null;
+  cat: string | null;
+  group: string | null;
+  search: string | null;
+  note: string | null;
+  rel: string | null;
+}
+
+function clean(v: unknown, max: number): string | null {
+  if (v === undefined || v === null) return null;
+  let s = typeof v === 'string' ? v : String(v);
+  // PostgreSQL text cannot hold NUL; one such byte would make the whole batch fail forever.
+  if (s.includes('\u0000')) s = s.replaceAll('\u0000', '');
+  if (s.length > max) s = s.slice(0, max);
+  return s.length ? s : null;
+}
+
+export interface IncidentWriterOptions {
+  db: Db;
+  dataDir: string;
+  logger?: Logger;
+  /** Default `gateway` for incidents that name none. */
+  gateway?: string;
+  /** Most incidents per INSERT (default 1000). */
+  batchSize?: number;
+  /** How long a lone incident waits for company before it is written (default 5 ms). */
+  flushMs?: number;
+  /** Same kind, URL and user (or client IP) within this window raise count instead (default 60 s). */
+  repeatWindowMs?: number;
+  /** Longest wait between attempts to reach a database that is down (default 5 s). */
+  retryMaxMs?: number;
+  /** A write that takes longer than this is treated as a lost connection (default 30 s). */
+  writeTimeoutMs?: number;
+}
+
+type Failure = 'unavailable' | 'retry' | 'data';
+
+/** Connection trouble spools and waits; bad data is isolated; a lost race is simply retried. */
+export function classifyError(err: unknown): Failure {
+  if (isSchoolgateError(err, 'SG_ERR_DB_UNAVAILABLE')) return 'unavailable';
+  if (err instanceof RetryBatch) return 'retry';
+  const code = (err as { code?: unknown })?.code;
+  if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) return 'unavailable';
+  if (code === '23505' || code === '40001' || code === '40P01') return 'retry';
+  const cls = code.slice(0, 2);
+  if (cls === '22' || cls === '23' || cls === '42' || cls === '2B') return 'data';
+  return 'unavailable';
+}
+
+class RetryBatch extends Error {}
+
+interface Group {
+  first: Rec;
+  rest: Rec[];
+  firstAt: number;
+  lastAt: number;
+  /** Only the earliest group of a repeat key in a batch may fold into an existing row. */
+  canFoldIntoDb: boolean;
+  foldKey: string | null;
+}
+
+function foldKeyOf(r: Rec): string | null {
+  if (!FOLDABLE.has(r.kind) || !r.url) return null;
+  if (r.user) return `${r.kind}\u0000${r.url}\u0000u\u0000${r.user}`;
+  if (r.ip) return `${r.kind}\u0000${r.url}\u0000i\u0000${r.ip}`;
+  return null;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+const FOLD_SQL = `
+WITH g AS (
+  SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[], $8::int[])
+    AS g(idx, kind, url, user_name, client_ip, first_at, last_at, n)
+), m AS (
+  SELECT g.*, (
+    SELECT i.id FROM incidents i
+    WHERE i.kind = g.kind AND i.url = g.url AND i.status = 'new'
+      AND CASE WHEN g.user_name IS NOT NULL THEN i.user_name = g.user_name
+               ELSE i.user_name IS NULL AND i.client_ip = g.client_ip END
+      AND i.last_seen >= g.first_at - make_interval(secs => $9::double precision)
+      AND i.occurred_at <= g.last_at + make_interval(secs => $9::double precision)
+    ORDER BY i.last_seen DESC
+    LIMIT 1
+  ) AS target
+  FROM g
+)
+UPDATE incidents i
+   SET count = i.count + m.n,
+       last_seen = greatest(i.last_seen, m.last_at),
+       occurred_at = least(i.occurred_at, m.first_at),
+       updated_at = now()
+  FROM m
+ WHERE i.id = m.target
+RETURNING m.idx AS fold_idx, i.*`;
+
+const INSERT_SQL = `
+INSERT INTO incidents (idempotency_key, occurred_at, last_seen, count, kind, user_name, device, client_ip, gateway,
+                       url, host, category, policy_group, search_terms, note, related_key)
+SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[],
+                     $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[])
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING *`;
+
+const SEEN_SQL = `
+SELECT k FROM unnest($1::text[]) AS k
+ WHERE EXISTS (SELECT 1 FROM incidents i WHERE i.idempotency_key = k)
+    OR EXISTS (SELECT 1 FROM incident_folds f WHERE f.idempotency_key = k)`;
+
+const FOLDS_SQL = `
+INSERT INTO incident_folds (idempotency_key, incident_id, occurred_at)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[])`;
+
+/**
+ * Writes one batch in one transaction: drops keys already stored, folds repeats within the batch,
+ * then into recent rows, inserts the rest, and remembers every folded key.
+ */
+export async function writeBatch(
+  db: Db,
+  recs: Rec[],
+  windowMs: number,
+): Promise<{ inserted: IncidentRow[]; folded: IncidentRow[]; skipped: number }> {
+  return db.transaction(async (tx: Queryable) => {
+    const keys = recs.map((r) => r.k);
+    const seen = new Set((await tx.query<{ k: string }>(SEEN_SQL, [keys])).rows.map((r) => r.k));
+    const fresh: Rec[] = [];
+    for (const r of recs) {
+      if (seen.has(r.k)) continue;
+      seen.add(r.k); // a key twice in one batch counts once
+      fresh.push(r);
+    }
+    const skipped = recs.length - fresh.length;
+    if (fresh.length === 0) return { inserted: [], folded: [], skipped };
+
+    // Fold within the batch: sorted by time, a repeat joins the open group of its key while it is
+    // within the window of that group's latest event.
+    fresh.sort((a, b) => a.t - b.t);
+    const groups: Group[] = [];
+    const open = new Map<string, Group>();
+    for (const r of fresh) {
+      const fk = foldKeyOf(r);
+      const g = fk ? open.get(fk) : undefined;
+      if (g && r.t - g.lastAt <= windowMs) {
+        g.rest.push(r);
+        g.lastAt = r.t;
+        continue;
+      }
+      const ng: Group = { first: r, rest: [], firstAt: r.t, lastAt: r.t, canFoldIntoDb: fk !== null && !g, foldKey: fk };
+      groups.push(ng);
+      if (fk) open.set(fk, ng);
+    }
+
+    const folded: IncidentRow[] = [];
+    const foldKeys: string[] = [];
+    const foldIds: number[] = [];
+    const foldAts: string[] = [];
+    const remember = (r: Rec, id: number) => {
+      foldKeys.push(r.k);
+      foldIds.push(id);
+      foldAts.push(iso(r.t));
+    };
+
+    // Fold groups into recent rows of the same repeat key.
+    const candidates = groups.map((g, idx) => ({ g, idx })).filter(({ g }) => g.canFoldIntoDb);
+    const foldedInto = new Map<number, number>();
+    if (candidates.length > 0) {
+      const res = await tx.query<IncidentRow & { fold_idx: number }>(FOLD_SQL, [
+        candidates.map((c) => c.idx),
+        candidates.map((c) => c.g.first.kind),
+        candidates.map((c) => c.g.first.url),
+        candidates.map((c) => c.g.first.user),
+        candidates.map((c) => (c.g.first.user ? null : c.g.first.ip)),
+        candidates.map((c) => iso(c.g.firstAt)),
+        candidates.map((c) => iso(c.g.lastAt)),
+        candidates.map((c) => 1 + c.g.rest.length),
+        windowMs / 1000,
+      ]);
+      for (const row of res.rows) {
+        const { fold_idx, ...incident } = row;
+        foldedInto.set(fold_idx, incident.id);
+        folded.push(incident as IncidentRow);
+      }
+    }
+
+    const toInsert = groups.filter((_, idx) => !foldedInto.has(idx));
+    const inserted: IncidentRow[] = [];
+    if (toInsert.length > 0) {
+      const col = <T>(f: (g: Group) => T) => toInsert.map(f);
+      const res = await tx.query<IncidentRow>(INSERT_SQL, [
+        col((g) => g.first.k),
+        col((g) => iso(g.firstAt)),
+        col((g) => iso(g.lastAt)),
+        col((g) => 1 + g.rest.length),
+        col((g) => g.first.kind),
+        col((g) => g.first.user),
+        col((g) => g.first.device),
+        col((g) => g.first.ip),
+        col((g) => g.first.gw),
+        col((g) => g.first.url),
+        col((g) => g.first.host),
+        col((g) => g.first.cat),
+        col((g) => g.first.group),
+        col((g) => g.first.search),
+        col((g) => g.first.note),
+        col((g) => g.first.rel),
+      ]);
+      // Another writer stored one of these keys since SEEN_SQL ran: start over and let it be skipped.
+      if (res.rows.length !== toInsert.length) throw new RetryBatch('idempotency key stored concurrently');
+      const byKey = new Map(res.rows.map((r) => [r.idempotency_key, r]));
+      for (const g of toInsert) {
+        const row = byKey.get(g.first.k)!;
+        inserted.push(row);
+        for (const r of g.rest) remember(r, row.id);
+      }
+    }
+    groups.forEach((g, idx) => {
+      const id = foldedInto.get(idx);
+      if (id === undefined) return;
+      remember(g.first, id);
+      for (const r of g.rest) remember(r, id);
+    });
+    if (foldKeys.length > 0) await tx.query(FOLDS_SQL, [foldKeys, foldIds, foldAts]);
+    return { inserted, folded, skipped };
+  });
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new SchoolgateError('SG_ERR_DB_UNAVAILABLE', `write took longer than ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+export class IncidentWriter extends EventEmitter implements IncidentSink {
+  private readonly db: Db;
+  private readonly logger: Logger;
+  private readonly gateway: string | null;
+  private readonly batchSize: number;
+  private readonly flushMs: number;
+  private readonly windowMs: number;
+  private readonly retryMaxMs: number;
+  private readonly writeTimeoutMs: number;
+  private readonly spool: Spool;
+
+  private queue: Rec[] = [];
+  /** Sequence numbers: everything up to `durableSeq` is in the database or the fsync'd spool. */
+  private recordedSeq = 0;
+  private durableSeq = 0;
+  private waiters: Array<{ seq: number; resolve: () => void }> = [];
+  private drainWaiters: Array<() => void> = [];
+
+  private timer: NodeJS.Timeout | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private pumping: Promise<void> | null = null;
+  private rerun = false;
+  /** While the spool holds anything, new batches go there too, so replay keeps the order. */
+  private degraded = false;
+  private retryMs = 100;
+  private retryAt = 0;
+  private started = false;
+  private closing = false;
+  private closed = false;
+  /** Position inside the segment being replayed, so a failure resumes instead of restarting. */
+  private replay: { seg: SpoolSegment; lines: string[]; pos: number } | null = null;
+
+  private counters = { stored: 0, failures: 0, rejected: 0 };
+
+  constructor(opts: IncidentWriterOptions) {
+    super();
+    this.db = opts.db;
+    this.logger = opts.logger ?? silentLogger;
+    this.gateway = opts.gateway ?? null;
+    this.batchSize = Math.max(1, opts.batchSize ?? 1000);
+    this.flushMs = Math.max(0, opts.flushMs ?? 5);
+    this.windowMs = opts.repeatWindowMs ?? 60_000;
+    this.retryMaxMs = opts.retryMaxMs ?? 5000;
+    this.writeTimeoutMs = opts.writeTimeoutMs ?? 30_000;
+    this.spool = new Spool(opts.dataDir, this.logger);
+  }
+
+  /** Opens the spool and replays whatever a previous run left in it. Called by record() if needed. */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    if (this.spool.open() > 0) {
+      this.degraded = true;
+      this.kick(0);
+    }
+  }
+
+  record(input: IncidentInput): string {
+    const key = clean(input?.idempotencyKey, LIMITS.short) ?? randomUUID();
+    try {
+      if (!this.started) this.start();
+      const at = input.occurredAt instanceof Date && !Number.isNaN(input.occurredAt.getTime()) ? input.occurredAt.getTime() : Date.now();
+      let kind = input.kind;
+      let note = clean(input.note, LIMITS.note);
+      if (!KINDS.has(kind)) {
+        // Losing an incident is worse than filing it under the wrong heading: keep it, say why.
+        this.logger.error({ code: 'SG_ERR_VALIDATION', kind }, 'incident with unknown kind recorded as blocked');
+        note = clean(`[unknown kind ${String(kind)}] ${note ?? ''}`, LIMITS.note);
+        kind = 'blocked';
+      }
+      const rec: Rec = {
+        k: key,
+        t: at,
+        kind,
+        user: clean(input.user, LIMITS.short),
+        device: clean(input.device, LIMITS.short),
+        ip: clean(input.clientIp, LIMITS.short),
+        gw: clean(input.gateway, LIMITS.short) ?? this.gateway,
+        url: clean(input.url, LIMITS.url),
+        host: clean(input.host, LIMITS.short),
+        cat: clean(input.category, LIMITS.short),
+        group: clean(input.policyGroup, LIMITS.short),
+        search: clean(input.searchTerms, LIMITS.search),
+        note,
+        rel: clean(input.relatedKey, LIMITS.short),
+      };
+      if (this.closed) {
+        this.spool.appendSync([JSON.stringify(rec)]);
+        return key;
+      }
+      this.queue.push(rec);
+      this.recordedSeq++;
+      this.kick(this.queue.length >= this.batchSize ? 0 : this.flushMs);
+    } catch (err) {
+      this.logger.error({ err, key }, 'incident could not be queued');
+    }
+    return key;
+  }
+
+  /** Resolves when everything recorded before the call is in the database or fsync'd in the spool. */
+  flush(): Promise<void> {
+    const seq = this.recordedSeq;
+    if (this.durableSeq >= seq) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.waiters.push({ seq, resolve });
+      this.kick(0);
+    });
+  }
+
+  /** Resolves when nothing is queued or spooled: everything recorded is in the database. */
+  drained(timeoutMs = 60_000): Promise<boolean> {
+    if (this.isDrained()) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.drainWaiters = this.drainWaiters.filter((w) => w !== done);
+        resolve(false);
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(t);
+        resolve(true);
+      };
+      this.drainWaiters.push(done);
+      this.retryAt = 0;
+      this.kick(0);
+    });
+  }
+
+  stats(): WriterStats {
+    return {
+      queued: this.queue.length,
+      spooled: this.spool.pending - (this.replay?.pos ?? 0),
+      stored: this.counters.stored,
+      failures: this.counters.failures,
+      rejected: this.counters.rejected,
+    };
+  }
+
+  /** Writes out what is queued (to the database or the spool) and stops. Spooled data is kept for the next start. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    await this.flush();
+    this.closed = true; // no new pump from here on
+    if (this.timer) clearTimeout(this.timer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.timer = this.retryTimer = null;
+    if (this.pumping) await this.pumping;
+    if (this.queue.length > 0) {
+      // Recorded while we were closing: straight to the spool for the next start to replay.
+      this.spool.appendSync(this.queue.map((r) => JSON.stringify(r)));
+      this.durableSeq += this.queue.length;
+      this.queue = [];
+    }
+    await this.spool.close();
+    this.settleWaiters();
+  }
+
+  private isDrained(): boolean {
+    return this.queue.length === 0 && !this.degraded && !this.spool.hasData;
+  }
+
+  private kick(delayMs: number): void {
+    if (this.closed) return;
+    if (this.pumping) {
+      this.rerun = true;
+      return;
+    }
+    if (delayMs <= 0) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = null;
+      this.pumping = this.pump();
+      return;
+    }
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      if (!this.pumping) this.pumping = this.pump();
+      else this.rerun = true;
+    }, delayMs);
+  }
+
+  private async pump(): Promise<void> {
+    // Let the caller's synchronous burst finish queuing before the first batch is cut.
+    await new Promise<void>((r) => setImmediate(r));
+    try {
+      for (;;) {
+        this.rerun = false;
+        if (this.queue.length > 0) {
+          const batch = this.queue.length <= this.batchSize ? this.queue : this.queue.slice(0, this.batchSize);
+          this.queue = batch === this.queue ? [] : this.queue.slice(this.batchSize);
+          const ok = await this.handleBatch(batch);
+          if (!ok) {
+            // The spool cannot be written either: keep the batch in memory and try again later.
+            this.queue = batch.concat(this.queue);
+            this.scheduleRetry();
+            break;
+          }
+          this.durableSeq += batch.length;
+          this.settleWaiters();
+          continue;
+        }
+        if (this.degraded) {
+          if (Date.now() >= this.retryAt && (await this.replayStep())) continue;
+          this.scheduleRetry();
+        }
+        if (!this.rerun) break;
+      }
+    } catch (err) {
+      this.logger.error({ err }, 'incident writer pump failed');
+      this.scheduleRetry();
+    } finally {
+      this.pumping = null;
+      this.settleWaiters();
+      if (this.queue.length > 0 && !this.retryTimer) this.kick(this.flushMs);
+    }
+  }
+
+  private settleWaiters(): void {
+    if (this.waiters.length) {
+      const still: typeof this.waiters = [];
+      for (const w of this.waiters) (this.durableSeq >= w.seq ? w.resolve : () => still.push(w))();
+      this.waiters = still;
+    }
+    if (this.drainWaiters.length && this.isDrained()) {
+      const ws = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const w of ws) w();
+    }
+  }
+
+  private scheduleRetry(): void {
+    if (this.closed || this.retryTimer) return;
+    const wait = Math.max(0, this.retryAt - Date.now()) || this.retryMs;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.kick(0);
+    }, wait);
+    this.retryTimer.unref();
+  }
+
+  private backoff(): void {
+    this.retryAt = Date.now() + this.retryMs;
+    this.retryMs = Math.min(this.retryMs * 2, this.retryMaxMs);
+  }
+
+  /** Returns false only when the batch is neither in the database nor in the spool. */
+  private async handleBatch(batch: Rec[]): Promise<boolean> {
+    if (!this.degraded) {
+      const outcome = await this.store(batch);
+      if (outcome === 'stored') return true;
+      this.degraded = true;
+      this.backoff();
+    }
+    try {
+      await this.spool.append(batch.map((r) => JSON.stringify(r)));
+      return true;
+    } catch (err) {
+      this.logger.error({ err, code: 'SG_ERR_SPOOL', incidents: batch.length }, 'database down and spool not writable; holding incidents in memory');
+      return false;
+    }
+  }
+
+  /**
+   * Writes to the database. 'stored' means every record is in it (or set aside as rejected);
+   * 'unavailable' means none of the remaining ones are, and the caller must spool them.
+   */
+  private async store(recs: Rec[]): Promise<'stored' | 'unavailable'> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const r = await withTimeout(writeBatch(this.db, recs, this.windowMs), this.writeTimeoutMs);
+        this.counters.stored += recs.length - r.skipped;
+        if (r.inserted.length) this.emitSafe('stored', r.inserted);
+        if (r.folded.length) this.emitSafe('repeated', r.folded);
+        this.retryMs = 100;
+        return 'stored';
+      } catch (err) {
+        const kind = classifyError(err);
+        if (kind === 'retry' && attempt < 3) continue;
+        if (kind === 'unavailable') {
+          this.counters.failures++;
+          this.logger.warn({ err: (err as Error)?.message, code: 'SG_ERR_DB_UNAVAILABLE', incidents: recs.length }, 'incident database write failed; spooling');
+          return 'unavailable';
+        }
+        // Bad data (or a race lost repeatedly): find the culprits one by one, keep the rest.
+        if (recs.length > 1) {
+          for (const r of recs) {
+            // If the database goes away half-way, the whole batch is spooled: the ones already
+            // stored are skipped by their idempotency keys on replay.
+            if ((await this.store([r])) === 'unavailable') return 'unavailable';
+          }
+          return 'stored';
+        }
+        this.counters.rejected++;
+        this.logger.error({ err: (err as Error)?.message, code: 'SG_ERR_INCIDENT_REJECTED', key: recs[0].k }, 'incident refused by the database');
+        try {
+          this.spool.reject([{ error: (err as Error)?.message ?? String(err), record: recs[0] }]);
+        } catch (spoolErr) {
+          this.logger.error({ err: spoolErr, record: recs[0] }, 'rejected incident could not be kept');
+        }
+        this.emitSafe('rejected', 1);
+        return 'stored';
+      }
+    }
+  }
+
+  /** Replays one batch from the spool. Returns false when the database is still unreachable. */
+  private async replayStep(): Promise<boolean> {
+    if (!this.replay) {
+      const seg = await this.spool.next();
+      if (!seg) {
+        this.degraded = false;
+        this.retryMs = 100;
+        this.logger.info('incident spool replayed; writing to the database directly again');
+        this.settleWaiters();
+        return true;
+      }
+      const { lines, torn } = await this.spool.read(seg);
+      if (torn) this.logger.warn({ file: seg.file }, 'spool ends in a torn line (crash mid-append); that line was never acknowledged');
+      this.replay = { seg, lines, pos: 0 };
+    }
+    const r = this.replay;
+    const chunk: Rec[] = [];
+    const bad: Array<{ error: string; record: unknown }> = [];
+    let end = r.pos;
+    while (end < r.lines.length && chunk.length < this.batchSize) {
+      const line = r.lines[end++];
+      try {
+        chunk.push(JSON.parse(line) as Rec);
+      } catch (err) {
+        bad.push({ error: `unparseable spool line: ${(err as Error).message}`, record: line });
+      }
+    }
+    if (bad.length) {
+      this.spool.reject(bad);
+      this.counters.rejected += bad.length;
+    }
+    if (chunk.length > 0) {
+      const outcome = await this.store(chunk);
+      if (outcome === 'unavailable') {
+        this.backoff();
+        return false;
+      }
+    }
+    r.pos = end;
+    if (r.pos >= r.lines.length) {
+      await this.spool.done(r.seg);
+      this.replay = null;
+    }
+    return true;
+  }
+
+  private emitSafe(event: string, payload: unknown): void {
+    try {
+      this.emit(event, payload);
+    } catch (err) {
+      this.logger.error({ err, event }, 'incident listener failed');
+    }
+  }
+}
