@@ -1,0 +1,120 @@
+/**
+ * Pages the gateway shows instead of a website. Written for someone who is not technical: plain
+ * words, what happened, what they can do next. Everything from the request is escaped.
+ */
+
+export function escapeHtml(s: unknown): string {
+  return String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+}
+
+const style = `
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;background:#f4f5f7;color:#1b1f24;margin:0;line-height:1.5}
+main{max-width:40rem;margin:2rem auto;background:#fff;border-radius:8px;padding:2rem;box-shadow:0 1px 4px rgba(0,0,0,.15)}
+h1{font-size:1.6rem;margin-top:0;color:#8a1c1c}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem}
+dt{font-weight:600}dd{margin:0;overflow-wrap:anywhere}
+form{margin-top:1.2rem;padding-top:1rem;border-top:1px solid #ddd}
+label{display:block;font-weight:600;margin-bottom:.3rem}
+textarea{width:100%;box-sizing:border-box;min-height:4rem;font:inherit}
+button{font:inherit;font-weight:600;padding:.6rem 1rem;border-radius:6px;border:2px solid #1d4ed8;background:#1d4ed8;color:#fff;cursor:pointer;margin-top:.5rem}
+button.secondary{background:#fff;color:#1d4ed8}
+button:focus{outline:3px solid #f59e0b;outline-offset:2px}
+.small{font-size:.9rem;color:#4b5563}
+`;
+
+function page(title: string, body: string): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<meta name="robots" content="noindex"><title>${escapeHtml(title)}</title><style>${style}</style></head>
+<body><main>${body}</main></body></html>
+`;
+}
+
+export interface BlockPageInput {
+  url: string;
+  host: string;
+  /** The category's friendly name ("Gambling/Casino games"), else its folder name. */
+  categoryName: string | null;
+  at: Date;
+  /** The incident reference staff quote to the safeguarding lead. */
+  reference: string;
+  /** The signed reference the report forms carry. */
+  token: string;
+  /** Where the forms post: `<admin base URL>/block/report`. */
+  reportAction: string;
+  user?: string | null;
+}
+
+export function renderBlockPage(p: BlockPageInput): string {
+  const when = p.at.toLocaleString('en-GB', { dateStyle: 'full', timeStyle: 'medium', timeZone: 'UTC' }) + ' UTC';
+  const category = p.categoryName ?? 'a blocked category';
+  return page('This page is blocked', `
+<h1>This page is blocked</h1>
+<p>The school's web filter stopped this page because it is in the category <strong>${escapeHtml(category)}</strong>.
+A record has been kept, as the school's acceptable use policy explains.</p>
+<dl>
+<dt>Website</dt><dd>${escapeHtml(p.host)}</dd>
+<dt>Address</dt><dd>${escapeHtml(p.url.length > 300 ? `${p.url.slice(0, 300)}…` : p.url)}</dd>
+<dt>Category</dt><dd>${escapeHtml(category)}</dd>
+<dt>When</dt><dd><time datetime="${p.at.toISOString()}">${escapeHtml(when)}</time></dd>
+<dt>Reference</dt><dd><code>${escapeHtml(p.reference)}</code></dd>
+${p.user ? `<dt>Signed in as</dt><dd>${escapeHtml(p.user)}</dd>` : ''}
+</dl>
+<form method="post" action="${escapeHtml(p.reportAction)}">
+<input type="hidden" name="ref" value="${escapeHtml(p.token)}">
+<input type="hidden" name="type" value="self_report">
+<label for="note-accident">Did you reach this page by accident? You can tell the safeguarding lead now (note optional):</label>
+<textarea id="note-accident" name="note" maxlength="2000" placeholder="For example: I clicked a link in a search result"></textarea>
+<button type="submit">This was accidental — report it to the safeguarding lead</button>
+</form>
+<form method="post" action="${escapeHtml(p.reportAction)}">
+<input type="hidden" name="ref" value="${escapeHtml(p.token)}">
+<input type="hidden" name="type" value="unblock_request">
+<label for="note-unblock">Is this page needed for school work? Ask the network manager to review it (note optional):</label>
+<textarea id="note-unblock" name="note" maxlength="2000" placeholder="For example: we use this site in Year 9 history"></textarea>
+<button type="submit" class="secondary">I think this should not be blocked</button>
+</form>
+<p class="small">Quote the reference above if you speak to the safeguarding lead or the IT team.</p>
+`);
+}
+
+export function renderNoListsPage(p: { url: string; consoleUrl: string }): string {
+  return page('The web filter is not ready', `
+<h1>The web filter is not ready yet</h1>
+<p>No filtering lists are loaded, so the school's web filter is blocking every website to keep
+everyone safe. Nothing is wrong with your device.</p>
+<dl><dt>Address</dt><dd>${escapeHtml(p.url.slice(0, 300))}</dd></dl>
+<p class="small">For the network manager: load lists with <code>schoolgate lists update --from DIR|URL</code>
+or from the console at ${escapeHtml(p.consoleUrl)}.</p>
+`);
+}
+
+export function renderHostMismatchPage(p: { tunnelHost: string; hostHeader: string }): string {
+  return page('Request blocked', `
+<h1>This request was blocked</h1>
+<p>The request named a different website (<strong>${escapeHtml(p.hostHeader)}</strong>) from the one the
+connection was opened to (<strong>${escapeHtml(p.tunnelHost)}</strong>). The web filter does not allow this.</p>
+<p class="small">Error code: SG_ERR_HOST_MISMATCH</p>
+`);
+}
+
+export function renderErrorPage(p: { status: number; title: string; message: string; code: string; detail?: string }): string {
+  return page(p.title, `
+<h1>${escapeHtml(p.title)}</h1>
+<p>${escapeHtml(p.message)}</p>
+${p.detail ? `<p class="small">${escapeHtml(p.detail)}</p>` : ''}
+<p class="small">Error code: ${escapeHtml(p.code)} (HTTP ${p.status})</p>
+`);
+}
+
+export function renderThanksPage(p: { type: 'self_report' | 'unblock_request'; reference: string }): string {
+  const text =
+    p.type === 'self_report'
+      ? 'Thank you — your report has been sent to the safeguarding lead. You do not need to do anything else.'
+      : 'Thank you — your request has been sent to the network manager, who will review whether this page should be unblocked.';
+  return page('Thank you', `
+<h1>Thank you</h1>
+<p>${escapeHtml(text)}</p>
+<p class="small">Reference: <code>${escapeHtml(p.reference)}</code></p>
+`);
+}

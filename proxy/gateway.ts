@@ -1,0 +1,524 @@
+import { randomUUID } from 'node:crypto';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import net, { type AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
+import { Proxy, type IContext, type IWebSocketContext } from 'http-mitm-proxy';
+import { createRequire } from 'node:module';
+import type { EventEmitter } from 'node:events';
+import { normalizeHost, normalizeUrl } from '../blocklists/normalize';
+import type { NormalizedUrl } from '../blocklists/types';
+import { codes } from '../core/errors';
+import type { Logger } from '../core/log';
+import { signReference } from '../incidents/reference';
+import type { IncidentSink } from '../incidents/types';
+import type { LeafCertificates } from '../certs/leaf';
+import { renderBlockPage, renderErrorPage, renderHostMismatchPage, renderNoListsPage } from './blockpage';
+import { decideConnect, decideRequest, flagSearch, type Decision, type Policy } from './decide';
+import type { ClientIdentifier, Identity } from './identify';
+import { plainIp } from './identify';
+import { safeSearchFor, searchTerms } from './safesearch';
+
+export interface GatewayDeps {
+  leaf: LeafCertificates;
+  policy: Policy;
+  identifier: ClientIdentifier;
+  incidents: IncidentSink;
+  referenceSecret: Buffer;
+  /** The category's friendly name for the block page (UT1 `NAME EN:`), or null. */
+  friendlyName: (category: string) => string | null;
+  /** Admin base URL: the block page's forms post to `<base>/block/report`. */
+  adminBaseUrl: string;
+  safeSearch: boolean;
+  /** Keyword categories search terms are checked against, beyond the group's own. */
+  flagCategories: readonly string[];
+  logger: Logger;
+  /** Recorded on incidents: which gateway saw the request. */
+  gatewayName?: string;
+  /** Extra CAs trusted for upstream TLS (tests' local origins); the system store is always trusted. */
+  upstreamCa?: string[];
+  /** Milliseconds an idle client connection is kept open (default 60 s). */
+  keepAliveTimeoutMs?: number;
+}
+
+export interface GatewayStats {
+  connections: number;
+  refused: number;
+  requests: number;
+  blocked: number;
+  tunnels: number;
+  intercepts: number;
+  upstreamErrors: number;
+}
+
+export interface Gateway {
+  listen(port: number, host: string): Promise<AddressInfo>;
+  address(): AddressInfo | null;
+  close(): Promise<void>;
+  readonly stats: GatewayStats;
+}
+
+/** What a client connection (or a tunnel opened on it) carries for every request on it. */
+interface ConnInfo {
+  identity: Identity;
+  /** Set for connections opened by CONNECT: the only host requests on them may name. */
+  connectHost?: string;
+  connectPort?: number;
+  tls?: boolean;
+}
+
+/** Where a passed request goes: decided by us, never by the library's reading of the Host header. */
+interface Forward {
+  host: string;
+  port: number;
+  path: string;
+  hostHeader: string;
+  extraHeaders?: Record<string, string>;
+}
+
+/** The `ws` that http-mitm-proxy itself uses (it ships no types of its own here). */
+type WsServer = EventEmitter;
+const requireFromProxy = createRequire(createRequire(import.meta.url).resolve('http-mitm-proxy'));
+const { WebSocketServer } = requireFromProxy('ws') as { WebSocketServer: new (opts: { server: http.Server }) => WsServer };
+
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'upgrade', 'te', 'trailer'];
+
+const rawResponse = (status: number, reason: string, code: string, body: string, extra = '') =>
+  `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\nX-Schoolgate-Error: ${code}\r\n${extra}\r\n${body}`;
+
+/**
+ * http-mitm-proxy with its per-host machinery taken out: no CA or certificate files on disk, no
+ * https.Server per host, no loopback hop per CONNECT. We keep its request/response and WebSocket
+ * forwarding and route its errors to our 502 page and logger instead of the console.
+ */
+class SchoolProxy extends Proxy {
+  constructor(private readonly log: Logger, private readonly onUpstreamError: (ctx: IContext, err: Error, kind: string) => void) {
+    super();
+  }
+
+  override _onError(kind: string, ctx: IContext | null, err: Error): void {
+    const code = (err as NodeJS.ErrnoException)?.code;
+    if (ctx) {
+      ctx.onErrorHandlers.forEach((h) => h(ctx, err, kind));
+      this.onUpstreamError(ctx, err, kind);
+    } else if (code === 'ECONNRESET' || code === 'EPIPE') {
+      this.log.debug({ kind, code }, 'client connection reset');
+    } else {
+      this.log.warn({ kind, code, err: err?.message }, 'proxy error');
+    }
+  }
+
+  override _onSocketError(socketDescription: string, err: NodeJS.ErrnoException): void {
+    this.log.debug({ socket: socketDescription, code: err.code }, 'socket error');
+  }
+}
+
+function headerValue(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Splits `host:port` / `[v6]:port` from a CONNECT line or Host header. */
+export function splitHostPort(s: string, defaultPort: number): { host: string; port: number } | null {
+  const m = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(s) ?? /^([^:[\]]+)(?::(\d{1,5}))?$/.exec(s);
+  if (!m) return null;
+  const port = m[2] === undefined ? defaultPort : Number(m[2]);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) return null;
+  return { host: m[1], port };
+}
+
+export function createGateway(deps: GatewayDeps): Gateway {
+  const log = deps.logger;
+  const stats: GatewayStats = { connections: 0, refused: 0, requests: 0, blocked: 0, tunnels: 0, intercepts: 0, upstreamErrors: 0 };
+  const conns = new WeakMap<object, ConnInfo>();
+  const forwards = new WeakMap<IncomingMessage, Forward>();
+  const sockets = new Set<net.Socket>();
+  const reportAction = `${deps.adminBaseUrl}/block/report`;
+
+  const upstreamCa = deps.upstreamCa?.length ? [...tls.rootCertificates, ...deps.upstreamCa] : undefined;
+  const proxy = new SchoolProxy(log, (ctx, err, kind) => upstreamFailed(ctx, err, kind));
+  proxy.keepAlive = true;
+  proxy.timeout = 0;
+  proxy.options = {};
+  proxy.httpAgent = new http.Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 256, timeout: 60_000 });
+  proxy.httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 256, timeout: 60_000, ca: upstreamCa });
+
+  // Plain HTTP from clients, and plain HTTP sent inside a CONNECT tunnel.
+  const plainServer = http.createServer({ keepAliveTimeout: deps.keepAliveTimeoutMs ?? 60_000 });
+  // Requests decrypted from intercepted tunnels: TLS is terminated by our own TLSSocket (one
+  // SNI-driven context per host), so a plain http.Server parses what comes out of it.
+  const tlsServer = http.createServer({ keepAliveTimeout: deps.keepAliveTimeoutMs ?? 60_000 });
+  for (const [server, isSSL] of [[plainServer, false], [tlsServer, true]] as const) {
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      handleRequest(isSSL, req, res).catch((err) => internalError(res, err));
+    });
+    server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      handleConnect(req, socket as net.Socket, head).catch((err) => {
+        log.error({ err }, 'CONNECT handling failed');
+        socket.destroy();
+      });
+    });
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+      // Malformed request line or headers: answer 400 and drop the connection, never crash.
+      log.debug({ code: err.code, err: err.message }, 'malformed request');
+      if (socket.writable && !(err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
+        socket.end(rawResponse(400, 'Bad Request', 'SG_ERR_BAD_REQUEST', `${codes.SG_ERR_BAD_REQUEST}\n`));
+      } else socket.destroy();
+    });
+    const wss = new WebSocketServer({ server });
+    wss.on('error', (err: Error) => log.warn({ err: err.message }, 'websocket server error'));
+    wss.on('connection', (ws: Parameters<Proxy['_onWebSocketServerConnect']>[1], req: IncomingMessage) => {
+      (ws as unknown as { upgradeReq: IncomingMessage }).upgradeReq = req;
+      proxy._onWebSocketServerConnect(isSSL, ws, req);
+    });
+  }
+
+  proxy.onRequest((ctx, callback) => {
+    const fwd = forwards.get(ctx.clientToProxyRequest);
+    const opts = ctx.proxyToServerRequestOptions!;
+    if (fwd) {
+      opts.host = fwd.host;
+      opts.port = fwd.port;
+      opts.path = fwd.path;
+      const headers = opts.headers as Record<string, string | string[] | undefined>;
+      for (const h of HOP_BY_HOP) delete headers[h];
+      headers.host = fwd.hostHeader;
+      if (fwd.extraHeaders) Object.assign(headers, fwd.extraHeaders);
+    }
+    callback();
+  });
+  proxy.onResponseHeaders((ctx, callback) => {
+    // Connection handling is ours on each side: the client keeps its keep-alive whatever the origin said.
+    const h = ctx.serverToProxyResponse!.headers;
+    delete h.connection;
+    delete h['keep-alive'];
+    delete h['proxy-connection'];
+    callback();
+  });
+  proxy.onWebSocketConnection((ctx, callback) => {
+    const req = (ctx.clientToProxyWebSocket as unknown as { upgradeReq: IncomingMessage }).upgradeReq;
+    const info = conns.get(req.socket);
+    if (!info) {
+      ctx.clientToProxyWebSocket?.close(1008, 'not authorised');
+      return;
+    }
+    const target = requestTarget(ctx.isSSL, req, info);
+    if ('error' in target) {
+      ctx.clientToProxyWebSocket?.close(1008, 'bad request');
+      return;
+    }
+    const decision = decideRequest({ url: target.url, group: info.identity.group, connectHost: info.connectHost }, deps.policy);
+    if (decision.action === 'block') {
+      if (decision.reason !== 'no_lists') recordBlock(target.url, info.identity, decision);
+      ctx.clientToProxyWebSocket?.close(1008, 'blocked by the school web filter');
+      return;
+    }
+    const scheme = ctx.isSSL ? 'wss' : 'ws';
+    const o = ctx.proxyToServerWebSocketOptions!;
+    o.url = `${scheme}://${target.fwd.hostHeader}${target.fwd.path}`;
+    const headers = (o.headers ?? {}) as Record<string, unknown>;
+    for (const h of HOP_BY_HOP) delete headers[h];
+    headers.host = target.fwd.hostHeader;
+    callback();
+  });
+
+  const front = net.createServer((socket) => {
+    stats.connections++;
+    const ip = plainIp(socket.remoteAddress);
+    if (!deps.identifier.isAllowed(ip)) {
+      stats.refused++;
+      log.warn({ clientIp: ip, code: 'SG_ERR_CLIENT_DENIED' }, 'client refused: not in the allowed networks');
+      socket.on('error', () => socket.destroy());
+      socket.end(rawResponse(403, 'Forbidden', 'SG_ERR_CLIENT_DENIED', 'This device is not allowed to use the school web gateway.\n'));
+      return;
+    }
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.setNoDelay(true);
+    conns.set(socket, { identity: deps.identifier.byAddress(ip) });
+    plainServer.emit('connection', socket);
+  });
+  front.on('error', (err) => log.error({ err: err.message }, 'gateway listener error'));
+
+  /** Who sends this request: the connection's identity, or Proxy-Authorization when sent or required. */
+  async function identityFor(req: IncomingMessage, info: ConnInfo): Promise<Identity | 'auth'> {
+    if (info.connectHost !== undefined) return info.identity; // authenticated once, on CONNECT
+    const header = headerValue(req.headers['proxy-authorization']);
+    if (!header && !deps.identifier.requiresAuth) return info.identity;
+    const r = await deps.identifier.identify(info.identity.clientIp, header);
+    return r.ok ? r.identity : 'auth';
+  }
+
+  function requestTarget(isSSL: boolean, req: IncomingMessage, info: ConnInfo): { url: NormalizedUrl; fwd: Forward } | { error: string } {
+    const raw = req.url ?? '';
+    try {
+      if (info.connectHost !== undefined) {
+        // Inside a tunnel: origin-form path, host from the Host header (checked against CONNECT by the policy).
+        if (!raw.startsWith('/')) return { error: 'request target must be a path inside a tunnel' };
+        const scheme = isSSL ? 'https' : 'http';
+        const defaultPort = isSSL ? 443 : 80;
+        const hostHeader = headerValue(req.headers.host) ?? `${info.connectHost}:${info.connectPort}`;
+        const hp = splitHostPort(hostHeader, defaultPort);
+        const named = hp ? normalizeHost(hp.host) : null;
+        if (!hp || !named) return { error: `bad Host header ${JSON.stringify(hostHeader.slice(0, 100))}` };
+        const authority = `${info.connectHost.includes(':') ? `[${info.connectHost}]` : info.connectHost}${info.connectPort === defaultPort ? '' : `:${info.connectPort}`}`;
+        const url = normalizeUrl(`${scheme}://${authority}${raw}`);
+        // The URL classified carries the host the client named, so a mismatch is seen by the policy.
+        const asNamed: NormalizedUrl = named === url.host ? url : { ...url, host: named, href: url.href.replace(`://${authority}`, `://${named}`) };
+        return { url: asNamed, fwd: { host: info.connectHost, port: info.connectPort!, path: raw, hostHeader: authority } };
+      }
+      // Plain proxying: the absolute URL decides, and the Host header is replaced by its authority
+      // (RFC 9112 §3.2.2), so what we classify is what we fetch.
+      if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(raw)) return { error: 'not a proxy request (absolute URL expected)' };
+      const u = new URL(raw);
+      if (u.protocol !== 'http:' && u.protocol !== 'ws:') return { error: `scheme ${u.protocol} is not proxied over plain HTTP` };
+      const url = normalizeUrl(raw);
+      const port = url.port ?? 80;
+      const hostPart = url.host.includes(':') ? `[${url.host}]` : url.host;
+      return { url, fwd: { host: url.host, port, path: `${u.pathname}${u.search}`, hostHeader: url.port === null ? hostPart : `${hostPart}:${port}` } };
+    } catch (err) {
+      return { error: (err as Error).message };
+    }
+  }
+
+  async function handleRequest(isSSL: boolean, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    stats.requests++;
+    const info = conns.get(req.socket);
+    if (!info) {
+      res.destroy();
+      return;
+    }
+    const identity = await identityFor(req, info);
+    if (identity === 'auth') {
+      req.resume();
+      res.writeHead(407, { 'proxy-authenticate': 'Basic realm="schoolgate"', 'content-type': 'text/html; charset=utf-8', 'x-schoolgate-error': 'SG_ERR_PROXY_AUTH' });
+      res.end(renderErrorPage({ status: 407, code: 'SG_ERR_PROXY_AUTH', title: 'Please sign in', message: 'Sign in with your school account to use the web.' }));
+      return;
+    }
+    const target = requestTarget(isSSL, req, info);
+    if ('error' in target) {
+      req.resume();
+      sendPage(res, 400, 'SG_ERR_BAD_REQUEST', renderErrorPage({ status: 400, code: 'SG_ERR_BAD_REQUEST', title: 'Bad request', message: 'The web filter could not understand this request.', detail: target.error }));
+      return;
+    }
+    const { url, fwd } = target;
+    const decision = decideRequest({ url, group: identity.group, connectHost: info.connectHost }, deps.policy);
+    const terms = searchTerms(url.host, url.path);
+    if (decision.action === 'block') {
+      req.resume();
+      if (decision.reason === 'no_lists') {
+        sendPage(res, 403, 'SG_ERR_LIST_EMPTY', renderNoListsPage({ url: url.href, consoleUrl: deps.adminBaseUrl }));
+        return;
+      }
+      if (decision.reason === 'host_mismatch') {
+        recordBlock(url, identity, decision, terms, `Host header named ${url.host}, tunnel opened to ${info.connectHost}`);
+        sendPage(res, 403, 'SG_ERR_HOST_MISMATCH', renderHostMismatchPage({ tunnelHost: info.connectHost!, hostHeader: url.host }));
+        return;
+      }
+      const { key, token, at } = recordBlock(url, identity, decision, terms);
+      const category = decision.category ?? null;
+      const html = renderBlockPage({
+        url: url.href, host: url.host, categoryName: category ? deps.friendlyName(category) ?? category : null,
+        at, reference: key, token, reportAction, user: identity.user,
+      });
+      sendPage(res, 403, 'blocked', html, category);
+      return;
+    }
+    if (terms) {
+      const lists = deps.policy.lists();
+      const flagged = flagSearch(terms, lists, [...deps.policy.categoriesFor(identity.group), ...deps.flagCategories]);
+      if (flagged) {
+        deps.incidents.record({
+          kind: 'flagged_search', user: identity.user, device: identity.device, clientIp: identity.clientIp, gateway: deps.gatewayName ?? null,
+          url: url.href, host: url.host, category: flagged, policyGroup: identity.group, searchTerms: terms,
+        });
+      }
+    }
+    if (deps.safeSearch) {
+      const change = safeSearchFor(url.host, fwd.path);
+      if (change?.path) fwd.path = change.path;
+      if (change?.headers) fwd.extraHeaders = change.headers;
+    }
+    forwards.set(req, fwd);
+    proxy._onHttpServerRequest(isSSL, req, res);
+  }
+
+  function recordBlock(url: NormalizedUrl, identity: Identity, decision: Decision, terms?: string | null, note?: string) {
+    stats.blocked++;
+    const key = randomUUID();
+    const at = new Date();
+    const category = decision.action === 'block' ? decision.category ?? null : null;
+    deps.incidents.record({
+      idempotencyKey: key, occurredAt: at, kind: 'blocked', user: identity.user, device: identity.device, clientIp: identity.clientIp,
+      gateway: deps.gatewayName ?? null, url: url.href, host: url.host, category, policyGroup: identity.group, searchTerms: terms ?? null, note: note ?? null,
+    });
+    log.info({ clientIp: identity.clientIp, user: identity.user, host: url.host, category, reason: decision.action === 'block' ? decision.reason : undefined }, 'blocked');
+    const token = signReference(deps.referenceSecret, {
+      k: key, url: url.href, host: url.host, category, clientIp: identity.clientIp, user: identity.user, group: identity.group, t: at.getTime(),
+    });
+    return { key, token, at };
+  }
+
+  function sendPage(res: ServerResponse, status: number, code: string, html: string, category?: string | null) {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const body = Buffer.from(html);
+    const headers: http.OutgoingHttpHeaders = {
+      'content-type': 'text/html; charset=utf-8', 'content-length': body.length, 'cache-control': 'no-store', 'x-schoolgate-error': code,
+    };
+    if (category) headers['x-schoolgate-category'] = category;
+    res.writeHead(status, headers);
+    res.end(body);
+  }
+
+  function upstreamFailed(ctx: IContext, err: Error, kind: string) {
+    const res = ctx.proxyToClientResponse;
+    const code = (err as NodeJS.ErrnoException)?.code;
+    if (kind.startsWith('CLIENT_TO_PROXY') || kind.startsWith('PROXY_TO_CLIENT')) {
+      log.debug({ kind, code }, 'client went away');
+      res.destroy();
+      return;
+    }
+    stats.upstreamErrors++;
+    const host = ctx.proxyToServerRequestOptions?.host;
+    log.warn({ kind, code, host, err: err?.message }, 'upstream failed');
+    if (!res.headersSent) {
+      sendPage(res, 502, 'SG_ERR_UPSTREAM', renderErrorPage({
+        status: 502, code: 'SG_ERR_UPSTREAM', title: 'This website could not be reached',
+        message: `The school web filter could not connect to ${host ?? 'the website'}. It may be down, or the address may be wrong. Try again later.`,
+        detail: code ?? err?.message,
+      }));
+    } else {
+      res.destroy(); // half a response: cut it rather than append an error to someone's download
+    }
+  }
+
+  function internalError(res: ServerResponse, err: unknown) {
+    log.error({ err }, 'request handling failed');
+    if (!res.headersSent) sendPage(res, 500, 'SG_ERR_INTERNAL', renderErrorPage({ status: 500, code: 'SG_ERR_INTERNAL', title: 'Web filter error', message: 'Something went wrong in the web filter. Please try again.' }));
+    else res.destroy();
+  }
+
+  async function handleConnect(req: IncomingMessage, socket: net.Socket, head: Buffer): Promise<void> {
+    stats.requests++;
+    socket.on('error', (err: NodeJS.ErrnoException) => log.debug({ code: err.code }, 'client socket error'));
+    const base = conns.get(socket);
+    if (!base || base.connectHost !== undefined) {
+      // CONNECT inside a tunnel would let one intercepted host open tunnels to any other.
+      socket.end(rawResponse(400, 'Bad Request', 'SG_ERR_BAD_REQUEST', 'CONNECT is not allowed here.\n'));
+      return;
+    }
+    const hp = splitHostPort(req.url ?? '', 443);
+    const host = hp ? normalizeHost(hp.host) : null;
+    if (!hp || !host) {
+      socket.end(rawResponse(400, 'Bad Request', 'SG_ERR_BAD_REQUEST', `CONNECT target must be host:port\n`));
+      return;
+    }
+    let identity = base.identity;
+    const header = headerValue(req.headers['proxy-authorization']);
+    if (header || deps.identifier.requiresAuth) {
+      const r = await deps.identifier.identify(identity.clientIp, header);
+      if (!r.ok) {
+        socket.end(rawResponse(407, 'Proxy Authentication Required', 'SG_ERR_PROXY_AUTH', 'Sign in with your school account.\n', 'Proxy-Authenticate: Basic realm="schoolgate"\r\n'));
+        return;
+      }
+      identity = r.identity;
+    }
+    const decision = decideConnect(host, identity.group, deps.policy);
+    if (decision.action === 'tunnel') return tunnel(socket, host, hp.port, head, identity);
+    stats.intercepts++;
+    const info: ConnInfo = { identity, connectHost: host, connectPort: hp.port };
+    // Sign while the client reads our 200 and sends its ClientHello: the two overlap.
+    const context = deps.leaf.context(host);
+    context.catch(() => undefined);
+    const start = (first: Buffer) => {
+      socket.pause();
+      socket.unshift(first);
+      if (first[0] === 0x16) return terminateTls(socket, info, context);
+      conns.set(socket, info); // plain HTTP inside the tunnel: still only the CONNECT host
+      plainServer.emit('connection', socket);
+      socket.resume();
+    };
+    if (head && head.length > 0) start(head);
+    else {
+      socket.once('data', start);
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    }
+  }
+
+  function terminateTls(socket: net.Socket, info: ConnInfo, context: Promise<tls.SecureContext>) {
+    context.then(
+      (secureContext) => {
+        const tlsSocket = new tls.TLSSocket(socket, {
+          isServer: true,
+          secureContext,
+          ALPNProtocols: ['http/1.1'],
+          SNICallback: (name, cb) => {
+            if (name.toLowerCase() === info.connectHost) return cb(null, secureContext);
+            deps.leaf.context(name).then((c) => cb(null, c), () => cb(null, secureContext));
+          },
+        });
+        tlsSocket.on('error', (err: NodeJS.ErrnoException) => {
+          log.debug({ host: info.connectHost, code: err.code, err: err.message }, 'TLS with client failed');
+          tlsSocket.destroy();
+        });
+        conns.set(tlsSocket, { ...info, tls: true });
+        tlsServer.emit('connection', tlsSocket);
+        socket.resume();
+      },
+      (err: Error) => {
+        log.warn({ host: info.connectHost, err: err.message }, 'no certificate for intercepted host');
+        socket.destroy();
+      },
+    );
+  }
+
+  function tunnel(socket: net.Socket, host: string, port: number, head: Buffer, identity: Identity) {
+    stats.tunnels++;
+    log.debug({ clientIp: identity.clientIp, host }, 'tunnel (bypass)');
+    const upstream = net.connect({ host, port });
+    upstream.setNoDelay(true);
+    let connected = false;
+    upstream.once('connect', () => {
+      connected = true;
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head && head.length) upstream.write(head);
+      socket.pipe(upstream);
+      upstream.pipe(socket);
+    });
+    upstream.on('error', (err: NodeJS.ErrnoException) => {
+      stats.upstreamErrors++;
+      log.warn({ host, port, code: err.code }, 'tunnel upstream failed');
+      if (!connected) socket.end(rawResponse(502, 'Bad Gateway', 'SG_ERR_UPSTREAM', `${codes.SG_ERR_UPSTREAM}: ${host}:${port} (${err.code ?? err.message})\n`));
+      else socket.destroy();
+    });
+    socket.on('close', () => upstream.destroy());
+    upstream.on('close', () => socket.destroy());
+  }
+
+  return {
+    stats,
+    listen(port, host) {
+      return new Promise((resolve, reject) => {
+        front.once('error', reject);
+        front.listen(port, host, () => {
+          front.off('error', reject);
+          resolve(front.address() as AddressInfo);
+        });
+      });
+    },
+    address() {
+      return (front.address() as AddressInfo | null) ?? null;
+    },
+    async close() {
+      await new Promise<void>((resolve) => {
+        front.close(() => resolve());
+        for (const s of sockets) s.destroy();
+      });
+      proxy.httpAgent.destroy();
+      proxy.httpsAgent.destroy();
+    },
+  };
+}

@@ -1,0 +1,66 @@
+/**
+ * SafeSearch on intercepted traffic, and the search terms kept on incidents. Each engine is a rule
+ * here, so adding one never touches the proxy plumbing.
+ */
+
+export interface SafeSearchChange {
+  /** Path and query to send upstream instead of the client's, when it changed. */
+  path?: string;
+  /** Headers to set on the upstream request. */
+  headers?: Record<string, string>;
+}
+
+const GOOGLE = /^(?:www\.)?google\.(?:[a-z]{2,3}|co\.[a-z]{2}|com\.[a-z]{2})$/;
+const BING = /^(?:www\.)?bing\.com$/;
+const DDG = /^(?:www\.|html\.|lite\.)?duckduckgo\.com$/;
+const YOUTUBE = /^(?:(?:www|m|music)\.youtube\.com|youtube\.com|(?:www\.)?youtube-nocookie\.com|youtubei\.googleapis\.com|youtube\.googleapis\.com)$/;
+
+function withParams(path: string, set: Record<string, string>): string {
+  const q = path.indexOf('?');
+  const pathname = q < 0 ? path : path.slice(0, q);
+  const params = new URLSearchParams(q < 0 ? '' : path.slice(q + 1));
+  for (const [k, v] of Object.entries(set)) params.set(k, v);
+  return `${pathname}?${params.toString()}`;
+}
+
+const isSearchPath = (path: string, prefixes: string[]) => prefixes.some((p) => path === p || path.startsWith(`${p}?`) || path.startsWith(`${p}/`));
+
+/** What to change on a request to `host` + `path` (path includes the query) so SafeSearch is on. */
+export function safeSearchFor(host: string, path: string): SafeSearchChange | null {
+  if (YOUTUBE.test(host)) return { headers: { 'YouTube-Restrict': 'Strict' } };
+  if (GOOGLE.test(host) && isSearchPath(path, ['/search', '/images', '/webhp', '/complete/search'])) {
+    return { path: withParams(path, { safe: 'active' }) };
+  }
+  if (BING.test(host) && isSearchPath(path, ['/search', '/images/search', '/videos/search', '/AS/Suggestions'])) {
+    return { path: withParams(path, { adlt: 'strict' }) };
+  }
+  if (DDG.test(host) && (path === '/' || path.startsWith('/?') || isSearchPath(path, ['/html', '/lite', '/d.js', '/i.js', '/v.js', '/ac']))) {
+    return { path: withParams(path, { kp: '1' }) };
+  }
+  return null;
+}
+
+/** Search engines and the query parameter that holds what the user typed. */
+const ENGINES: Array<{ host: RegExp; paths: string[]; param: string }> = [
+  { host: GOOGLE, paths: ['/search', '/images', '/complete/search'], param: 'q' },
+  { host: BING, paths: ['/search', '/images/search', '/videos/search'], param: 'q' },
+  { host: DDG, paths: ['/', '/html', '/lite'], param: 'q' },
+  { host: /^(?:www\.|m\.)?youtube\.com$/, paths: ['/results'], param: 'search_query' },
+  { host: /^(?:[a-z]{2}\.)?search\.yahoo\.com$/, paths: ['/search'], param: 'p' },
+  { host: /^(?:www\.)?ecosia\.org$/, paths: ['/search'], param: 'q' },
+  { host: /^(?:www\.)?qwant\.com$/, paths: ['/'], param: 'q' },
+  { host: /^(?:www\.)?yandex\.[a-z]+$/, paths: ['/search'], param: 'text' },
+];
+
+/** The terms searched for, or null when the URL is not a search. */
+export function searchTerms(host: string, path: string): string | null {
+  const q = path.indexOf('?');
+  if (q < 0) return null;
+  const pathname = path.slice(0, q);
+  for (const e of ENGINES) {
+    if (!e.host.test(host) || !e.paths.some((p) => pathname === p || pathname.startsWith(`${p}/`))) continue;
+    const v = new URLSearchParams(path.slice(q + 1)).get(e.param);
+    if (v && v.trim()) return v.trim().slice(0, 500);
+  }
+  return null;
+}

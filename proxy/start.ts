@@ -1,0 +1,249 @@
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { buildAdminApp } from '../admin-api/app';
+import { policyFor, startListSync } from '../admin-api/list-sync';
+import { ListStore } from '../blocklists/store';
+import type { ListSet } from '../blocklists/types';
+import { defaultListsDir, updateLists } from '../blocklists/update';
+import { caCertPath, ensureCa } from '../certs/ca';
+import { LeafCertificates } from '../certs/leaf';
+import { adminBaseUrl, loadConfig, type CliValues, type Config } from '../core/config';
+import { createLogger, type Logger } from '../core/log';
+import { openDb } from '../incidents/db';
+import { migrate } from '../incidents/migrate';
+import { loadReferenceSecret } from '../incidents/reference';
+import { scheduleRetention } from '../incidents/retention';
+import type { Db } from '../incidents/types';
+import { IncidentWriter } from '../incidents/writer';
+import { createGateway, type Gateway } from './gateway';
+import { ClientIdentifier, usersTableLookup } from './identify';
+import type { Policy } from './decide';
+
+export interface StartOptions {
+  logger?: Logger;
+  /** Where the startup banner goes (default stdout). */
+  out?: NodeJS.WritableStream;
+  /** Progress of the first-run list download (default: a bar on stderr when it is a terminal). */
+  progress?: NodeJS.WritableStream | null;
+  /** Extra CAs trusted for upstream TLS: tests' local HTTPS origins. */
+  upstreamCa?: string[];
+}
+
+export interface SchoolgateHandle {
+  config: Config;
+  proxyPort: number;
+  adminPort: number;
+  caCertPem: string;
+  /** True while no lists are loaded and every request gets the "not ready" page. */
+  readonly failClosed: boolean;
+  db: Db;
+  incidents: IncidentWriter;
+  lists: ListStore;
+  gateway: Gateway;
+  admin: FastifyInstance;
+  close(): Promise<void>;
+}
+
+function progressBar(out: NodeJS.WritableStream) {
+  let last = -1;
+  return (done: number, total: number | null) => {
+    const pct = total ? Math.floor((done / total) * 100) : Math.floor(done / 1e6);
+    if (pct === last) return;
+    last = pct;
+    if (total) out.write(`\rfetching UT1 lists [${'#'.repeat(Math.round(pct / 100 * 30)).padEnd(30)}] ${pct}%`);
+    else out.write(`\rfetching UT1 lists: ${pct} MB`);
+  };
+}
+
+/**
+ * Everything `schoolgate start` runs, in one process: CA, database, incident writer, lists, admin
+ * API and the gateway. Tests call it in-process; the CLI wraps it with signals and a banner.
+ */
+export async function startSchoolgate(input: Config, opts: StartOptions = {}): Promise<SchoolgateHandle> {
+  const logger = opts.logger ?? createLogger({ level: input.logLevel });
+  const out = opts.out ?? process.stdout;
+  mkdirSync(input.dataDir, { recursive: true });
+  const { ca, created } = ensureCa(input.dataDir);
+  if (created) logger.info({ file: caCertPath(input.dataDir) }, 'school CA created');
+  const leaf = new LeafCertificates({ ca, dataDir: input.dataDir });
+  const referenceSecret = loadReferenceSecret(input.dataDir);
+
+  // Lists given on the command line, else the data folder's (fetched on first run).
+  const usesDataLists = input.lists.length === 0;
+  const dataLists = defaultListsDir(input.dataDir);
+  const config: Config = usesDataLists ? { ...input, lists: [dataLists] } : input;
+  if (usesDataLists && !existsSync(dataLists)) {
+    out.write(`No lists configured: fetching the UT1 lists from ${input.listsUpdateUrl}\n`);
+    const progress = opts.progress === undefined ? (process.stderr.isTTY ? process.stderr : null) : opts.progress;
+    try {
+      await updateLists({ from: input.listsUpdateUrl, dataDir: input.dataDir, onProgress: progress ? progressBar(progress) : undefined });
+      progress?.write('\n');
+    } catch (err) {
+      progress?.write('\n');
+      logger.warn({ err: (err as Error).message }, 'first-run list download failed: starting fail-closed');
+    }
+  }
+  const sources = config.lists.filter((s) => !usesDataLists || existsSync(s));
+
+  const db = await openDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger });
+  const cleanups: Array<() => Promise<void> | void> = [async () => db.close()];
+  const closeAll = async () => {
+    for (const fn of cleanups.splice(0).reverse()) {
+      try {
+        await fn();
+      } catch (err) {
+        logger.warn({ err: (err as Error).message }, 'error while shutting down');
+      }
+    }
+  };
+  try {
+    await migrate(db, { logger });
+    const incidents = new IncidentWriter({ db, dataDir: config.dataDir, logger, gateway: os.hostname() });
+    incidents.start();
+    cleanups.push(() => incidents.close());
+
+    const lists = await ListStore.open({ sources, cacheDir: path.join(config.dataDir, 'cache'), logger });
+    const stopSync = await startListSync({ db, store: lists, config, logger });
+    cleanups.push(stopSync);
+    if (usesDataLists) cleanups.push(watchDataLists(dataLists, lists, logger));
+    cleanups.push(scheduleRetention(db, { days: config.retentionDays, logger }));
+
+    // One view over the live store (its overrides included); null while nothing is loaded: fail closed.
+    const live: ListSet = {
+      get categories() {
+        return lists.current.categories;
+      },
+      classify: (url, block, allow) => lists.classify(url, block, allow ?? []),
+      matches: (url) => lists.current.matches(url),
+    };
+    const policy: Policy = {
+      lists: () => (lists.loaded ? live : null),
+      categoriesFor: (group) => policyFor(lists, group, config),
+      allowCategories: config.allowCategories,
+      bypassHosts: config.bypassHosts.map((h) => h.toLowerCase().replace(/^\*?\./, '')),
+    };
+
+    const admin = await buildAdminApp({ config, db, incidents, lists, logger, referenceSecret, caCertPem: () => ca.certPem });
+    cleanups.push(() => admin.close());
+    await admin.listen({ port: config.adminPort, host: config.listen });
+    const adminPort = (admin.server.address() as { port: number }).port;
+    const effective = { ...config, adminPort };
+
+    const gateway = createGateway({
+      leaf,
+      policy,
+      identifier: new ClientIdentifier(config, usersTableLookup(db)),
+      incidents,
+      referenceSecret,
+      friendlyName: (c) => lists.current.categories.get(c)?.friendlyName ?? null,
+      adminBaseUrl: adminBaseUrl(effective),
+      safeSearch: config.safeSearch,
+      flagCategories: config.highSeverityCategories,
+      logger,
+      gatewayName: os.hostname(),
+      upstreamCa: opts.upstreamCa,
+    });
+    const addr = await gateway.listen(config.proxyPort, config.listen);
+    cleanups.push(() => gateway.close());
+
+    return {
+      config: { ...effective, proxyPort: addr.port },
+      proxyPort: addr.port,
+      adminPort,
+      caCertPem: ca.certPem,
+      get failClosed() {
+        return !lists.loaded;
+      },
+      db,
+      incidents,
+      lists,
+      gateway,
+      admin,
+      close: closeAll,
+    };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+/**
+ * `schoolgate lists update` runs in another process and swaps the data folder's lists in by
+ * rename: notice the new folder and reload, which is also how a fail-closed gateway comes back.
+ */
+function watchDataLists(dir: string, lists: ListStore, logger: Logger): () => void {
+  const stamp = () => {
+    try {
+      const s = statSync(dir);
+      return `${s.ino}:${s.mtimeMs}`;
+    } catch {
+      return null;
+    }
+  };
+  let seen = stamp();
+  const timer = setInterval(() => {
+    const now = stamp();
+    if (now === null || now === seen) return;
+    seen = now;
+    lists.reload([dir]).then(
+      (r) => logger.info({ entries: r.entries }, 'data folder lists reloaded'),
+      (err) => logger.error({ err: (err as Error).message }, 'data folder lists not reloaded'),
+    );
+  }, 3000);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+export function banner(h: SchoolgateHandle): string {
+  const c = h.config;
+  const host = c.listen === '0.0.0.0' || c.listen === '::' ? os.hostname() : c.listen;
+  const consoleUrl = adminBaseUrl(c);
+  const lines = [
+    'schoolgate is running',
+    `  proxy:          http://${host.includes(':') ? `[${host}]` : host}:${h.proxyPort}   (browsers: ${consoleUrl}/proxy.pac)`,
+    `  console:        ${consoleUrl}`,
+    `  CA certificate: ${caCertPath(c.dataDir)}   (also ${consoleUrl}/ca.crt; deploy it to every device)`,
+    `  data folder:    ${c.dataDir}   (${c.databaseUrl ? 'PostgreSQL from DATABASE_URL' : 'embedded database'})`,
+  ];
+  if (h.failClosed) {
+    lines.push(
+      '',
+      '  !! NO LISTS LOADED: every request gets a "web filter not ready" page (fail-closed).',
+      `  !! Load lists with: schoolgate lists update --from DIR|URL --data-dir ${c.dataDir}`,
+      '  !! (or restart with --lists DIR); the gateway picks them up by itself.',
+    );
+  } else {
+    lines.push(`  lists:          ${h.lists.report.entries} entries in ${h.lists.report.categories.length} categories`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** `schoolgate start`: runs in the foreground until SIGINT/SIGTERM, then flushes incidents and stops. */
+export async function startCommand(_args: string[], values: CliValues): Promise<number> {
+  const config = loadConfig(values);
+  const logger = createLogger({ level: config.logLevel });
+  const handle = await startSchoolgate(config, { logger });
+  process.stdout.write(banner(handle));
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, 'stopping');
+      handle.close().then(
+        () => resolve(0),
+        () => resolve(1),
+      );
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGHUP', () => {
+      handle.lists.reload().then(
+        (r) => logger.info({ entries: r.entries }, 'lists reloaded (SIGHUP)'),
+        (err) => logger.error({ err: (err as Error).message }, 'lists not reloaded'),
+      );
+    });
+  });
+}
