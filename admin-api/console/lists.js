@@ -204,7 +204,7 @@ export async function listsPage(ctx) {
       canEdit ? h('details', { class: 'add-group' }, h('summary', {}, 'Add a policy group'), groupForm(ctx, refresh, null, () => categoryNames)) : null);
   });
 
-  const unblockSection = canEdit ? section('lists-unblock', 'Unblock requests', async (body) => {
+  const unblockSection = section('lists-unblock', 'Unblock requests', async (body) => {
     const data = await api('/api/unblock-requests');
     const items = firstList(data, 'requests');
     mount(body, items.length
@@ -218,7 +218,7 @@ export async function listsPage(ctx) {
           h('td', {}, r.note ?? ''),
           h('td', {}, r.status ? statusBadge(r.status) : ''))))))
       : h('p', { class: 'muted' }, 'No unblock requests.'));
-  }) : null;
+  });
 
   const chartSection = section('lists-chart', 'Blocks per day (last 14 days)', async (body) => {
     const to = new Date().toISOString().slice(0, 10);
@@ -253,7 +253,7 @@ export async function listsPage(ctx) {
 
   // Categories and sources need the summary's answer.
   await summary.refresh();
-  await Promise.all([categoriesSection.refresh(), sourcesSection.refresh(), overridesSection.refresh(), groupsSection.refresh(), unblockSection?.refresh(), chartSection.refresh()]);
+  await Promise.all([categoriesSection.refresh(), sourcesSection.refresh(), overridesSection.refresh(), groupsSection.refresh(), unblockSection.refresh(), chartSection.refresh()]);
 }
 
 function formStatus() {
