@@ -1,0 +1,285 @@
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isSchoolgateError } from '../../core/errors';
+import { migrate, readMigrations } from '../../incidents/migrate';
+import { runRetention } from '../../incidents/retention';
+import { IncidentWriter } from '../../incidents/writer';
+import type { IncidentRow } from '../../incidents/types';
+import { backends, ledger, openFresh, tmpDir, type Opened } from './helpers';
+
+const files = readMigrations();
+const newest = files[files.length - 1].version;
+
+for (const backend of backends) {
+  describe.skipIf(backend.skip !== null)(`incident store on ${backend.kind}`, () => {
+    let o: Opened;
+    beforeAll(async () => {
+      o = await openFresh(backend.kind);
+    });
+    afterAll(async () => {
+      await o?.cleanup();
+    });
+
+    describe('migrations', () => {
+      it('applied every file in order and a second run changes nothing', async () => {
+        const rows = (await o.db.query<{ version: number; name: string }>('SELECT version, name FROM schema_migrations ORDER BY version')).rows;
+        expect(rows.map((r) => r.name)).toEqual(files.map((f) => f.name));
+        const again = await migrate(o.db);
+        expect(again).toEqual({ applied: [], current: newest });
+        const count = await o.db.query<{ n: number }>('SELECT count(*) AS n FROM schema_migrations');
+        expect(count.rows[0].n).toBe(files.length);
+      });
+
+      it('refuses a database newer than the migration files', async () => {
+        const dir = tmpDir();
+        writeFileSync(path.join(dir, '001_only.sql'), 'CREATE TABLE only_one (x int);');
+        // This database is already at `newest`, far beyond the one file in `dir`.
+        const err = await migrate(o.db, { dir }).catch((e) => e);
+        expect(isSchoolgateError(err, 'SG_ERR_DB_TOO_NEW')).toBe(true);
+        expect(err.details).toMatchObject({ current: newest, known: 1 });
+      });
+
+      it('rolls back a failing migration and reports SG_ERR_MIGRATION', async () => {
+        const fresh = await openFresh(backend.kind, { migrate: false });
+        try {
+          const dir = tmpDir();
+          writeFileSync(path.join(dir, '001_ok.sql'), 'CREATE TABLE ok_table (x int);');
+          writeFileSync(path.join(dir, '002_bad.sql'), 'CREATE TABLE half_done (x int);\nCREATE TABLE broken (x nosuchtype);');
+          const err = await migrate(fresh.db, { dir }).catch((e) => e);
+          expect(isSchoolgateError(err, 'SG_ERR_MIGRATION')).toBe(true);
+          expect(err.message).toContain('002_bad.sql');
+          const tables = await fresh.db.query<{ t: string }>(
+            "SELECT table_name AS t FROM information_schema.tables WHERE table_name IN ('ok_table', 'half_done') ORDER BY 1",
+          );
+          expect(tables.rows.map((r) => r.t)).toEqual(['ok_table']);
+          const v = await fresh.db.query<{ v: number }>('SELECT max(version) AS v FROM schema_migrations');
+          expect(v.rows[0].v).toBe(1);
+          // Fixing the file lets the next run carry on from where it stopped.
+          writeFileSync(path.join(dir, '002_bad.sql'), 'CREATE TABLE half_done (x int);');
+          expect(await migrate(fresh.db, { dir })).toEqual({ applied: ['002_bad.sql'], current: 2 });
+        } finally {
+          await fresh.cleanup();
+        }
+      });
+    });
+
+    describe('Db', () => {
+      it('returns int8 as numbers and timestamptz as Dates', async () => {
+        const r = await o.db.query<{ id: number; big: number; at: Date; ids: number[] }>(
+          "SELECT 42::bigint AS id, count(*) AS big, now() AS at, ARRAY[1,2]::bigint[] AS ids FROM (VALUES (1), (2)) v(x)",
+        );
+        expect(r.rows[0]).toMatchObject({ id: 42, big: 2, ids: [1, 2] });
+        expect(r.rows[0].at).toBeInstanceOf(Date);
+        expect(r.rowCount).toBe(1);
+      });
+
+      it('rolls a transaction back when its function throws', async () => {
+        const err = await o.db
+          .transaction(async (tx) => {
+            await tx.query("INSERT INTO audit_log (actor, action) VALUES ('test', 'tx.rollback')");
+            throw new Error('boom');
+          })
+          .catch((e) => e);
+        expect(err.message).toBe('boom');
+        const r = await o.db.query<{ n: number }>("SELECT count(*) AS n FROM audit_log WHERE action = 'tx.rollback'");
+        expect(r.rows[0].n).toBe(0);
+        const ok = await o.db.transaction(async (tx) => (await tx.query<{ x: number }>('SELECT $1::int AS x', [7])).rows[0].x);
+        expect(ok).toBe(7);
+      });
+
+      it('delivers NOTIFY to listeners until they unlisten', async () => {
+        const got: string[] = [];
+        const unlisten = await o.db.listen('sg_test_channel', (p) => got.push(p));
+        await o.db.notify('sg_test_channel', 'one');
+        await waitFor(() => got.length === 1);
+        await unlisten();
+        await o.db.notify('sg_test_channel', 'two');
+        await new Promise((r) => setTimeout(r, 100));
+        expect(got).toEqual(['one']);
+      });
+    });
+
+    describe('writer', () => {
+      let w: IncidentWriter;
+      let dataDir: string;
+      const stored: IncidentRow[] = [];
+      const repeated: IncidentRow[] = [];
+      beforeAll(() => {
+        dataDir = tmpDir();
+        w = new IncidentWriter({ db: o.db, dataDir, gateway: 'gw-test' });
+        w.on('stored', (rows: IncidentRow[]) => stored.push(...rows));
+        w.on('repeated', (rows: IncidentRow[]) => repeated.push(...rows));
+      });
+      afterAll(async () => {
+        await w?.close();
+      });
+      const rowsFor = async (url: string) =>
+        (await o.db.query<IncidentRow>('SELECT * FROM incidents WHERE url = $1 ORDER BY id', [url])).rows;
+
+      it('stores every field, returns the key at once and emits the stored rows', async () => {
+        const at = new Date('2026-01-05T10:00:00Z');
+        const key = w.record({
+          kind: 'blocked', occurredAt: at, user: 'pupil1', device: 'ipad-7', clientIp: '10.1.2.3', url: 'http://fields.example/x?q=1',
+          host: 'fields.example', category: 'adult', policyGroup: 'pupils', searchTerms: null,
+        });
+        expect(key).toMatch(/^[0-9a-f-]{36}$/);
+        expect(w.stats().queued).toBe(1);
+        await w.flush();
+        const [row] = await rowsFor('http://fields.example/x?q=1');
+        expect(row).toMatchObject({
+          idempotency_key: key, kind: 'blocked', status: 'new', count: 1, user_name: 'pupil1', device: 'ipad-7', client_ip: '10.1.2.3',
+          gateway: 'gw-test', host: 'fields.example', category: 'adult', policy_group: 'pupils', assignee_id: null,
+        });
+        expect(typeof row.id).toBe('number');
+        expect(row.occurred_at.toISOString()).toBe(at.toISOString());
+        expect(row.last_seen.toISOString()).toBe(at.toISOString());
+        expect(stored.find((r) => r.idempotency_key === key)?.id).toBe(row.id);
+      });
+
+      it('folds repeats of one user and URL within the window, within a batch and against stored rows', async () => {
+        const url = 'http://repeat.example/';
+        const t0 = Date.now();
+        const keys = [0, 1, 2].map((i) => w.record({ kind: 'blocked', user: 'pupil2', clientIp: '10.0.0.2', url, occurredAt: new Date(t0 + i * 1000) }));
+        await w.flush();
+        let rows = await rowsFor(url);
+        expect(rows).toHaveLength(1);
+        expect(rows[0]).toMatchObject({ count: 3, idempotency_key: keys[0] });
+        // Another batch, 30 s later, another device of the same user: still the same incident.
+        w.record({ kind: 'blocked', user: 'pupil2', clientIp: '10.0.0.99', url, occurredAt: new Date(t0 + 32_000) });
+        await w.flush();
+        rows = await rowsFor(url);
+        expect(rows).toHaveLength(1);
+        expect(rows[0].count).toBe(4);
+        expect(rows[0].last_seen.getTime()).toBe(t0 + 32_000);
+        expect(repeated.some((r) => r.id === rows[0].id && r.count === 4)).toBe(true);
+        // More than 60 s after the last sighting: a new incident.
+        w.record({ kind: 'blocked', user: 'pupil2', url, occurredAt: new Date(t0 + 93_000) });
+        // A different user, and the same user with another kind, are not repeats.
+        w.record({ kind: 'blocked', user: 'pupil3', url, occurredAt: new Date(t0 + 33_000) });
+        w.record({ kind: 'flagged_search', user: 'pupil2', url, occurredAt: new Date(t0 + 33_000) });
+        await w.flush();
+        rows = await rowsFor(url);
+        expect(rows.map((r) => [r.kind, r.user_name, r.count]).sort()).toEqual([
+          ['blocked', 'pupil2', 1],
+          ['blocked', 'pupil2', 4],
+          ['blocked', 'pupil3', 1],
+          ['flagged_search', 'pupil2', 1],
+        ]);
+      });
+
+      it('folds by client IP when there is no user, and never folds self-reports', async () => {
+        const url = 'http://anon.example/';
+        for (let i = 0; i < 5; i++) w.record({ kind: 'blocked', clientIp: '10.9.9.9', url });
+        w.record({ kind: 'blocked', clientIp: '10.9.9.10', url });
+        w.record({ kind: 'self_report', clientIp: '10.9.9.9', url, note: 'I clicked a link by mistake' });
+        w.record({ kind: 'self_report', clientIp: '10.9.9.9', url, note: 'it happened again' });
+        await w.flush();
+        const rows = await rowsFor(url);
+        expect(rows.map((r) => [r.kind, r.client_ip, r.count])).toEqual([
+          ['blocked', '10.9.9.9', 5],
+          ['blocked', '10.9.9.10', 1],
+          ['self_report', '10.9.9.9', 1],
+          ['self_report', '10.9.9.9', 1],
+        ]);
+        expect(rows[2].note).toBe('I clicked a link by mistake');
+      });
+
+      it('does not fold into an incident the DSL has already picked up', async () => {
+        const url = 'http://reviewed.example/';
+        w.record({ kind: 'blocked', user: 'pupil4', url });
+        await w.flush();
+        await o.db.query("UPDATE incidents SET status = 'in_review' WHERE url = $1", [url]);
+        w.record({ kind: 'blocked', user: 'pupil4', url });
+        await w.flush();
+        expect((await rowsFor(url)).map((r) => [r.status, r.count])).toEqual([['in_review', 1], ['new', 1]]);
+      });
+
+      it('stores a key once however often it is recorded or replayed', async () => {
+        const url = 'http://idem.example/';
+        const k1 = w.record({ idempotencyKey: 'idem-1', kind: 'blocked', user: 'pupil5', url });
+        w.record({ idempotencyKey: 'idem-1', kind: 'blocked', user: 'pupil5', url });
+        w.record({ idempotencyKey: 'idem-2', kind: 'blocked', user: 'pupil5', url });
+        await w.flush();
+        expect(k1).toBe('idem-1');
+        w.record({ idempotencyKey: 'idem-1', kind: 'blocked', user: 'pupil5', url });
+        w.record({ idempotencyKey: 'idem-2', kind: 'blocked', user: 'pupil5', url });
+        await w.flush();
+        const rows = await rowsFor(url);
+        expect(rows.map((r) => [r.idempotency_key, r.count])).toEqual([['idem-1', 2]]);
+        const folds = await o.db.query<{ idempotency_key: string; incident_id: number }>(
+          'SELECT idempotency_key, incident_id FROM incident_folds WHERE idempotency_key = $1',
+          ['idem-2'],
+        );
+        expect(folds.rows).toEqual([{ idempotency_key: 'idem-2', incident_id: rows[0].id }]);
+      });
+
+      it('keeps hostile input without breaking the batch: NUL bytes, huge URLs, unknown kinds', async () => {
+        const huge = 'http://huge.example/' + 'a'.repeat(100_000);
+        const kNul = w.record({ kind: 'blocked', user: 'nul\u0000user', url: 'http://nul.example/\u0000x', searchTerms: 'a\u0000b' });
+        const kHuge = w.record({ kind: 'blocked', user: 'pupil6', url: huge });
+        const kOdd = w.record({ kind: 'not-a-kind' as never, user: 'pupil6', url: 'http://odd.example/' });
+        const kNull = w.record(null as never);
+        expect(kNull).toMatch(/^[0-9a-f-]{36}$/);
+        await w.flush();
+        const r = await o.db.query<IncidentRow>('SELECT * FROM incidents WHERE idempotency_key = ANY($1) ORDER BY id', [[kNul, kHuge, kOdd]]);
+        expect(r.rows).toHaveLength(3);
+        expect(r.rows[0]).toMatchObject({ user_name: 'nuluser', url: 'http://nul.example/x', search_terms: 'ab' });
+        expect(r.rows[1].url!.length).toBe(2000);
+        expect(r.rows[2]).toMatchObject({ kind: 'blocked' });
+        expect(r.rows[2].note).toContain('unknown kind not-a-kind');
+        expect(w.stats()).toMatchObject({ queued: 0, spooled: 0, failures: 0, rejected: 0 });
+      });
+
+      it('writes a burst in batches and keeps the exactly-once ledger', async () => {
+        const before = await ledger(o.db);
+        const n = 5000;
+        for (let i = 0; i < n; i++) w.record({ kind: 'blocked', user: `burst${i % 50}`, url: `http://burst.example/${i % 300}` });
+        await w.flush();
+        const after = await ledger(o.db);
+        expect(after.dupKeys).toBe(0);
+        expect(after.keys.size - before.keys.size).toBe(n);
+        expect(after.sumCount - before.sumCount).toBe(n);
+        // 50 users x 300 URLs share 300 (user, URL) pairs (i mod 50 and i mod 300 move together).
+        const pairs = await o.db.query<{ n: number }>("SELECT count(*) AS n FROM incidents WHERE url LIKE 'http://burst.example/%'");
+        expect(pairs.rows[0].n).toBe(300);
+      });
+    });
+
+    describe('retention', () => {
+      it('deletes only resolved incidents older than the limit, and audits it', async () => {
+        const now = new Date('2027-06-01T00:00:00Z');
+        const old = '2026-01-01T00:00:00Z';
+        const recent = '2027-05-20T00:00:00Z';
+        const ins = (key: string, status: string, at: string) =>
+          o.db.query(
+            "INSERT INTO incidents (idempotency_key, occurred_at, last_seen, kind, status, url) VALUES ($1, $2, $2, 'blocked', $3, 'http://retention.example/')",
+            [key, at, status],
+          );
+        await ins('ret-old-closed', 'closed', old);
+        await ins('ret-old-fp', 'false_positive', old);
+        await ins('ret-old-open', 'escalated', old);
+        await ins('ret-old-new', 'new', old);
+        await ins('ret-recent-closed', 'closed', recent);
+        const res = await runRetention(o.db, { days: 365, now });
+        expect(res.deleted).toBe(2);
+        const left = await o.db.query<{ k: string }>("SELECT idempotency_key AS k FROM incidents WHERE idempotency_key LIKE 'ret-%' ORDER BY 1");
+        expect(left.rows.map((r) => r.k)).toEqual(['ret-old-new', 'ret-old-open', 'ret-recent-closed']);
+        const audit = await o.db.query<{ actor: string; details: { deleted: number; days: number; cutoff: string } }>(
+          "SELECT actor, details FROM audit_log WHERE action = 'retention.delete' ORDER BY id DESC LIMIT 1",
+        );
+        expect(audit.rows[0].actor).toBe('system');
+        expect(audit.rows[0].details).toMatchObject({ deleted: 2, days: 365, cutoff: '2026-06-01T00:00:00.000Z' });
+        expect(await runRetention(o.db, { days: 365, now })).toEqual({ deleted: 0 });
+      });
+    });
+  });
+}
+
+async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
