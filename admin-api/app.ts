@@ -1,0 +1,148 @@
+import { EventEmitter } from 'node:events';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import cookie from '@fastify/cookie';
+import rateLimit from '@fastify/rate-limit';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { isSchoolgateError, type SchoolgateError, type ErrorCode } from '../core/errors';
+import { installAuth } from './auth';
+import { startAlerts } from './alerts';
+import type { AdminDeps } from './deps';
+import { sessionRoutes } from './routes/session';
+import { incidentRoutes } from './routes/incidents';
+import { listRoutes } from './routes/lists';
+import { accountRoutes } from './routes/accounts';
+import { publicRoutes } from './routes/public';
+import { blockReportRoutes } from '../proxy/report-routes';
+
+export type { AdminDeps, IncidentWriterLike, ListStoreLike, Mailer, OverrideEntry } from './deps';
+
+/** What every route plugin receives: the dependencies plus the live-event hub behind /api/events. */
+export interface AdminContext extends AdminDeps {
+  /** Emits 'incident' and 'alert' with incident JSON for the server-sent event streams. */
+  hub: EventEmitter;
+}
+
+export const consoleDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'console');
+
+const STATUS: Partial<Record<ErrorCode, number>> = {
+  SG_ERR_UNAUTHENTICATED: 401,
+  SG_ERR_LOGIN: 401,
+  SG_ERR_FORBIDDEN: 403,
+  SG_ERR_BAD_ORIGIN: 403,
+  SG_ERR_NOT_FOUND: 404,
+  SG_ERR_CA_MISSING: 404,
+  SG_ERR_VALIDATION: 400,
+  SG_ERR_URL_INVALID: 400,
+  SG_ERR_BAD_REQUEST: 400,
+  SG_ERR_BAD_REFERENCE: 400,
+  SG_ERR_LIST_SOURCE: 400,
+  SG_ERR_TRANSITION: 409,
+  SG_ERR_USER_EXISTS: 409,
+  SG_ERR_EXISTS: 409,
+  SG_ERR_LIST_REJECTED: 422,
+  SG_ERR_RATE_LIMITED: 429,
+  SG_ERR_DB_UNAVAILABLE: 503,
+};
+
+/**
+ * Builds the admin API (not listening: tests use inject(), `schoolgate start` calls listen).
+ * Every error leaves as `{ error: { code, message } }` with a stable SG_ERR_ code.
+ */
+export async function buildAdminApp(deps: AdminDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.logger as unknown as FastifyBaseLogger,
+    // Uploaded lists travel as JSON; a UT1 category file can be several megabytes.
+    bodyLimit: 50 * 1024 * 1024,
+    // Request lines would put search text and URLs from query strings in the log; errors are logged below.
+    logController: new LogController({ disableRequestLogging: true }),
+    ajv: { customOptions: { removeAdditional: true, coerceTypes: 'array', useDefaults: true } },
+  });
+  const ctx: AdminContext = { ...deps, hub: new EventEmitter() };
+  ctx.hub.setMaxListeners(0);
+
+  app.setErrorHandler((err: FastifyError | SchoolgateError, req, reply) => {
+    let status: number;
+    let code: ErrorCode;
+    let message = err.message;
+    let details: Record<string, unknown> | undefined;
+    if (isSchoolgateError(err)) {
+      code = err.code;
+      status = STATUS[code] ?? 500;
+      details = err.details;
+    } else if ((err as FastifyError).validation) {
+      code = 'SG_ERR_VALIDATION';
+      status = 400;
+    } else if ((err as FastifyError).statusCode === 429) {
+      code = 'SG_ERR_RATE_LIMITED';
+      status = 429;
+    } else if ((err as FastifyError).statusCode && (err as FastifyError).statusCode! >= 400 && (err as FastifyError).statusCode! < 500) {
+      // fastify's own: malformed JSON, body too large, unsupported media type...
+      status = (err as FastifyError).statusCode!;
+      code = status === 404 ? 'SG_ERR_NOT_FOUND' : 'SG_ERR_BAD_REQUEST';
+    } else {
+      status = 500;
+      code = 'SG_ERR_INTERNAL';
+      message = 'internal error; see the server log';
+      req.log.error({ err, url: req.url, method: req.method }, 'admin API request failed');
+    }
+    if (status >= 500 && status !== 500) req.log.warn({ code, url: req.url }, err.message);
+    reply.code(status).send({ error: { code, message, ...(details ? { details } : {}) } });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    reply.code(404).send({ error: { code: 'SG_ERR_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } });
+  });
+  app.addHook('onSend', async (req, reply) => {
+    reply.header('x-content-type-options', 'nosniff');
+    reply.header('referrer-policy', 'no-referrer');
+    if (!req.url.startsWith('/docs')) reply.header('x-frame-options', 'DENY');
+    // Incident data must not linger in shared browser caches on staff-room machines.
+    if (req.url.startsWith('/api/')) reply.header('cache-control', 'no-store');
+  });
+
+  await app.register(cookie);
+  await app.register(rateLimit, { global: false });
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'schoolgate admin API',
+        description: 'Safeguarding incidents, self-reports, lists and accounts. Log in with POST /api/login (session cookie) or send Authorization: Bearer <token>.',
+        version: '0.1.0',
+      },
+      components: {
+        securitySchemes: {
+          session: { type: 'apiKey', in: 'cookie', name: 'sg_session' },
+          bearer: { type: 'http', scheme: 'bearer' },
+        },
+      },
+      security: [{ session: [] }, { bearer: [] }],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  installAuth(app, { db: deps.db, config: deps.config });
+
+  await app.register(sessionRoutes, ctx);
+  await app.register(incidentRoutes, ctx);
+  await app.register(listRoutes, ctx);
+  await app.register(accountRoutes, ctx);
+  await app.register(publicRoutes, ctx);
+  await registerBlockReport(app, deps);
+
+  const stopAlerts = startAlerts(ctx);
+  app.addHook('preClose', async () => {
+    // Open event streams would keep close() waiting for ever.
+    ctx.hub.emit('close');
+  });
+  app.addHook('onClose', async () => {
+    await stopAlerts();
+  });
+  return app;
+}
+
+/** The gateway engineer's POST /block/report plugin: the block page's "report it" buttons. */
+async function registerBlockReport(app: FastifyInstance, deps: AdminDeps): Promise<void> {
+  await app.register(blockReportRoutes, { secret: deps.referenceSecret, incidents: deps.incidents, logger: deps.logger });
+}

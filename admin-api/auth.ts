@@ -1,0 +1,291 @@
+import { createHash, randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { adminBaseUrl, type Config } from '../core/config';
+import { SchoolgateError } from '../core/errors';
+import type { Queryable } from '../incidents/types';
+
+export const ROLES = ['safeguarding_lead', 'network_manager', 'staff', 'auditor'] as const;
+export type Role = (typeof ROLES)[number];
+
+export interface AuthUser {
+  id: number;
+  email: string;
+  role: Role;
+  displayName: string | null;
+}
+
+/** Who may call a route: 'public' (no login), 'any' logged-in user, or a list of roles. */
+export type Access = 'public' | 'any' | readonly Role[];
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    access?: Access;
+  }
+  interface FastifyRequest {
+    user: AuthUser | null;
+    authVia: 'cookie' | 'token' | null;
+  }
+}
+
+export const SESSION_COOKIE = 'sg_session';
+export const SESSION_HOURS = 12;
+
+// ---------------------------------------------------------------------------------------------
+// Passwords. scrypt from node:crypto: memory-hard, no native addon to build on school servers.
+// The gateway's Proxy-Authorization check uses these same two functions.
+
+const SCRYPT = { N: 16384, r: 8, p: 1, keylen: 32 };
+
+function scryptAsync(pw: string, salt: Buffer, keylen: number, opts: ScryptOptions): Promise<Buffer> {
+  return new Promise((resolve, reject) =>
+    scrypt(pw.normalize('NFC'), salt, keylen, opts, (err, key) => (err ? reject(err) : resolve(key))),
+  );
+}
+
+/** `scrypt$N$r$p$saltB64$hashB64` */
+export async function hashPassword(pw: string): Promise<string> {
+  const salt = randomBytes(16);
+  const { N, r, p, keylen } = SCRYPT;
+  const key = await scryptAsync(pw, salt, keylen, { N, r, p, maxmem: 256 * N * r });
+  return `scrypt$${N}$${r}$${p}$${salt.toString('base64')}$${key.toString('base64')}`;
+}
+
+export async function verifyPassword(pw: string, stored: string): Promise<boolean> {
+  if (typeof pw !== 'string' || typeof stored !== 'string') return false;
+  const parts = stored.split('$');
+  if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
+  const [N, r, p] = parts.slice(1, 4).map(Number);
+  // Bounds keep a tampered hash from turning one login into a memory or CPU bomb.
+  if (!Number.isInteger(N) || N < 2 || N > 1 << 20 || (N & (N - 1)) !== 0) return false;
+  if (!Number.isInteger(r) || r < 1 || r > 32 || !Number.isInteger(p) || p < 1 || p > 16) return false;
+  const salt = Buffer.from(parts[4], 'base64');
+  const want = Buffer.from(parts[5], 'base64');
+  if (want.length < 16 || want.length > 128) return false;
+  try {
+    const got = await scryptAsync(pw, salt, want.length, { N, r, p, maxmem: 256 * N * r + 1024 * 1024 });
+    return timingSafeEqual(got, want);
+  } catch {
+    return false;
+  }
+}
+
+/** A random password for accounts made without one: 18 bytes, base64url (24 characters). */
+export function generatePassword(): string {
+  return randomBytes(18).toString('base64url');
+}
+
+export const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+
+// A fixed hash to verify against when the email is unknown, so timing does not reveal accounts.
+let dummyHash: Promise<string> | null = null;
+const getDummyHash = () => (dummyHash ??= hashPassword(randomBytes(16).toString('hex')));
+
+// ---------------------------------------------------------------------------------------------
+// Accounts, sessions and tokens
+
+interface UserRow {
+  id: number | string;
+  email: string;
+  role: Role;
+  display_name: string | null;
+  password_hash?: string;
+  disabled?: boolean;
+}
+
+const toUser = (r: UserRow): AuthUser => ({ id: Number(r.id), email: r.email, role: r.role, displayName: r.display_name });
+
+export function validateEmail(email: unknown): string {
+  if (typeof email !== 'string' || email.length > 254 || !/^[^\s@]+@[^\s@]+$/.test(email)) {
+    throw new SchoolgateError('SG_ERR_VALIDATION', `not an email address: ${JSON.stringify(String(email).slice(0, 80))}`);
+  }
+  return email.trim();
+}
+
+export function validateRole(role: unknown): Role {
+  if (!ROLES.includes(role as Role)) {
+    throw new SchoolgateError('SG_ERR_VALIDATION', `role must be one of ${ROLES.join(', ')}, got ${JSON.stringify(role)}`);
+  }
+  return role as Role;
+}
+
+/** Creates an account; SG_ERR_USER_EXISTS when the email (case-insensitive) is taken. */
+export async function createUser(
+  db: Queryable,
+  u: { email: string; role: Role; password: string; displayName?: string | null },
+): Promise<AuthUser> {
+  const email = validateEmail(u.email);
+  const role = validateRole(u.role);
+  if (u.password.length < 8) throw new SchoolgateError('SG_ERR_VALIDATION', 'password must be at least 8 characters');
+  const hash = await hashPassword(u.password);
+  const existing = await db.query('SELECT 1 FROM users WHERE lower(email) = lower($1)', [email]);
+  if (existing.rowCount > 0) throw new SchoolgateError('SG_ERR_USER_EXISTS', email);
+  try {
+    const r = await db.query<UserRow>(
+      'INSERT INTO users (email, role, password_hash, display_name) VALUES ($1, $2, $3, $4) RETURNING id, email, role, display_name',
+      [email, role, hash, u.displayName ?? null],
+    );
+    return toUser(r.rows[0]);
+  } catch (err) {
+    // Two creations racing: the unique index decides.
+    if ((err as { code?: string }).code === '23505') throw new SchoolgateError('SG_ERR_USER_EXISTS', email);
+    throw err;
+  }
+}
+
+/** The user when email and password match an enabled account, else null (same time either way). */
+export async function checkLogin(db: Queryable, email: string, password: string): Promise<AuthUser | null> {
+  const r = await db.query<UserRow>(
+    'SELECT id, email, role, display_name, password_hash, disabled FROM users WHERE lower(email) = lower($1)',
+    [email],
+  );
+  const row = r.rows[0];
+  const ok = await verifyPassword(password, row?.password_hash ?? (await getDummyHash()));
+  return row && ok && !row.disabled ? toUser(row) : null;
+}
+
+export async function createSession(db: Queryable, userId: number): Promise<string> {
+  const id = randomBytes(32).toString('base64url');
+  await db.query(
+    `INSERT INTO sessions (id_hash, user_id, expires_at) VALUES ($1, $2, now() + make_interval(hours => $3))`,
+    [sha256(id), userId, SESSION_HOURS],
+  );
+  // Expired sessions are swept here rather than by a timer: logins are rare and this stays cheap.
+  await db.query('DELETE FROM sessions WHERE expires_at < now()');
+  return id;
+}
+
+export async function deleteSession(db: Queryable, id: string): Promise<void> {
+  await db.query('DELETE FROM sessions WHERE id_hash = $1', [sha256(id)]);
+}
+
+export async function userForSession(db: Queryable, id: string): Promise<AuthUser | null> {
+  const r = await db.query<UserRow>(
+    `SELECT u.id, u.email, u.role, u.display_name FROM sessions s JOIN users u ON u.id = s.user_id
+      WHERE s.id_hash = $1 AND s.expires_at > now() AND NOT u.disabled`,
+    [sha256(id)],
+  );
+  return r.rows[0] ? toUser(r.rows[0]) : null;
+}
+
+export const TOKEN_PREFIX = 'sgt_';
+
+/** A new API token for the user; only its digest is kept, the token itself is shown once. */
+export async function createToken(db: Queryable, userId: number, name: string): Promise<{ id: number; token: string }> {
+  const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
+  const r = await db.query<{ id: number | string }>(
+    'INSERT INTO api_tokens (user_id, name, token_hash) VALUES ($1, $2, $3) RETURNING id',
+    [userId, name, sha256(token)],
+  );
+  return { id: Number(r.rows[0].id), token };
+}
+
+export async function userForToken(db: Queryable, token: string): Promise<AuthUser | null> {
+  const r = await db.query<UserRow>(
+    `UPDATE api_tokens t SET last_used_at = now() FROM users u
+      WHERE t.token_hash = $1 AND NOT t.revoked AND u.id = t.user_id AND NOT u.disabled
+      RETURNING u.id, u.email, u.role, u.display_name`,
+    [sha256(token)],
+  );
+  return r.rows[0] ? toUser(r.rows[0]) : null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request checks: who is calling, may they call this route, and did the request come from the
+// console itself (a cookie is sent by the browser whatever page made the request).
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+function originOf(value: string | undefined): string | null {
+  if (!value) return null;
+  try {
+    const u = new URL(value);
+    return `${u.protocol}//${u.host}`;
+  } catch {
+    return null;
+  }
+}
+
+export function allowedOrigins(config: Config, req: FastifyRequest): Set<string> {
+  const set = new Set<string>();
+  set.add(`${req.protocol}://${req.host}`);
+  const base = originOf(adminBaseUrl(config));
+  if (base) set.add(base);
+  return set;
+}
+
+/** The request's Origin (or Referer's origin) when it is one of ours; throws SG_ERR_BAD_ORIGIN otherwise. */
+export function checkOrigin(config: Config, req: FastifyRequest, required: boolean): void {
+  const raw = req.headers.origin ?? req.headers.referer;
+  const origin = raw === 'null' ? 'null' : originOf(raw);
+  if (origin === null && !raw) {
+    if (required) throw new SchoolgateError('SG_ERR_BAD_ORIGIN', 'state-changing request without Origin or Referer');
+    return;
+  }
+  if (!origin || !allowedOrigins(config, req).has(origin)) {
+    throw new SchoolgateError('SG_ERR_BAD_ORIGIN', `origin ${JSON.stringify(String(raw).slice(0, 100))} is not this console`);
+  }
+}
+
+export function requestIsTls(config: Config, req: FastifyRequest): boolean {
+  return req.protocol === 'https' || (config.publicUrl ?? '').startsWith('https:');
+}
+
+export function setSessionCookie(config: Config, req: FastifyRequest, reply: FastifyReply, id: string): void {
+  reply.setCookie(SESSION_COOKIE, id, {
+    path: '/',
+    httpOnly: true,
+    sameSite: 'strict',
+    secure: requestIsTls(config, req),
+    maxAge: SESSION_HOURS * 3600,
+  });
+}
+
+export function clearSessionCookie(config: Config, req: FastifyRequest, reply: FastifyReply): void {
+  reply.clearCookie(SESSION_COOKIE, { path: '/', httpOnly: true, sameSite: 'strict', secure: requestIsTls(config, req) });
+}
+
+/**
+ * Installs, on the root instance, the hook every request passes: it resolves the caller from the
+ * Bearer token or session cookie, then enforces the route's `config.access` (401 anonymous, 403
+ * wrong role) and the origin check for cookie-authenticated state changes. API routes that forget
+ * to declare `access` require a login rather than being open.
+ */
+export function installAuth(app: FastifyInstance, opts: { db: Queryable; config: Config }): void {
+  app.decorateRequest('user', null);
+  app.decorateRequest('authVia', null);
+  app.addHook('onRequest', async (req) => {
+    const configured = req.routeOptions.config?.access;
+    const access: Access = configured ?? (req.url.startsWith('/api/') ? 'any' : 'public');
+
+    const auth = req.headers.authorization;
+    if (auth && /^bearer /i.test(auth)) {
+      const token = auth.slice(7).trim();
+      req.user = token ? await userForToken(opts.db, token) : null;
+      if (req.user) req.authVia = 'token';
+      else if (access !== 'public') throw new SchoolgateError('SG_ERR_UNAUTHENTICATED', 'API token unknown or revoked');
+    } else {
+      const sid = req.cookies?.[SESSION_COOKIE];
+      if (sid) {
+        req.user = await userForSession(opts.db, sid);
+        if (req.user) req.authVia = 'cookie';
+      }
+    }
+
+    if (access === 'public') {
+      // Login carries no cookie yet, but a foreign page must still not log someone in as itself.
+      if (!SAFE_METHODS.has(req.method) && req.routeOptions.url === '/api/login') checkOrigin(opts.config, req, false);
+      return;
+    }
+    if (!req.user) throw new SchoolgateError('SG_ERR_UNAUTHENTICATED');
+    if (access !== 'any' && !access.includes(req.user.role)) {
+      throw new SchoolgateError('SG_ERR_FORBIDDEN', `${req.method} ${req.routeOptions.url} is not allowed for ${req.user.role}`);
+    }
+    if (req.authVia === 'cookie' && !SAFE_METHODS.has(req.method)) checkOrigin(opts.config, req, true);
+  });
+}
+
+/** The logged-in caller; routes behind `access` call it so TypeScript knows the user is there. */
+export function caller(req: FastifyRequest): AuthUser {
+  if (!req.user) throw new SchoolgateError('SG_ERR_UNAUTHENTICATED');
+  return req.user;
+}

@@ -1,0 +1,50 @@
+import type { EventEmitter } from 'node:events';
+import type { Config } from '../core/config';
+import type { Logger } from '../core/log';
+import type { CategoryInfo, LoadReport } from '../blocklists/types';
+import type { Db, IncidentSink } from '../incidents/types';
+
+/**
+ * What the admin API needs from the incident writer and the list store, written structurally so
+ * the real `IncidentWriter` (incidents/writer.ts) and `ListStore` (blocklists/store.ts) fit as they are.
+ */
+export interface IncidentWriterLike extends IncidentSink, Pick<EventEmitter, 'on' | 'off'> {
+  /** Resolves when everything recorded so far is stored (or safely spooled). */
+  flush(): Promise<void>;
+}
+
+export interface OverrideEntry {
+  action: 'allow' | 'block';
+  kind: 'domain' | 'url' | 'expression';
+  entry: string;
+  category?: string | null;
+}
+
+export interface ListStoreLike {
+  readonly loaded: boolean;
+  readonly current: { readonly categories: ReadonlyMap<string, CategoryInfo> };
+  readonly report: LoadReport;
+  reload(sources?: string[]): Promise<LoadReport>;
+  setOverrides(entries: OverrideEntry[]): void;
+  blackCategories(): string[];
+}
+
+/** The slice of a nodemailer transport the alerts use; tests may pass their own transport. */
+export interface Mailer {
+  sendMail(message: { from: string; to: string[]; subject: string; text: string }): Promise<unknown>;
+}
+
+export interface AdminDeps {
+  config: Config;
+  db: Db;
+  incidents: IncidentWriterLike;
+  lists: ListStoreLike;
+  logger: Logger;
+  referenceSecret: Buffer;
+  /** The school CA certificate (PEM) served at /ca.crt. */
+  caCertPem?: () => string;
+  /** Overrides the SMTP transport built from config.smtp. */
+  mailer?: Mailer;
+  /** Login attempts allowed per client IP and email per minute (default 10). */
+  loginRateLimit?: number;
+}

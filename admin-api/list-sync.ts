@@ -1,0 +1,169 @@
+import { randomUUID } from 'node:crypto';
+import type { Config } from '../core/config';
+import { silentLogger, type Logger } from '../core/log';
+import type { LoadReport } from '../blocklists/types';
+import type { Db, Queryable } from '../incidents/types';
+import type { ListStoreLike, OverrideEntry } from './deps';
+
+/**
+ * Keeps every running gateway's ListStore in step with what the network manager changes in the
+ * console: the API writes the database and NOTIFYs; each process LISTENs and applies the change.
+ * Overrides and policy groups are cheap (a small separate set); sources mean a full recompile,
+ * which the store does off the hot path and swaps in whole.
+ */
+
+export const LISTS_CHANNEL = 'schoolgate_lists';
+export type ListChange = 'overrides' | 'policy' | 'sources';
+
+interface StoreState {
+  policies: Map<string, string[]>;
+  /** Changes this process already applied to this store itself (the API's own reloads). */
+  applied: Set<string>;
+  queue: Promise<unknown>;
+}
+
+const states = new WeakMap<object, StoreState>();
+
+function stateOf(store: object): StoreState {
+  let s = states.get(store);
+  if (!s) states.set(store, (s = { policies: new Map(), applied: new Set(), queue: Promise.resolve() }));
+  return s;
+}
+
+/** Runs store work one at a time so a reload never overlaps another on the same store. */
+function serial<T>(store: object, fn: () => Promise<T>): Promise<T> {
+  const s = stateOf(store);
+  const run = s.queue.then(fn, fn);
+  s.queue = run.catch(() => {});
+  return run;
+}
+
+export async function loadOverrides(db: Queryable): Promise<OverrideEntry[]> {
+  const r = await db.query<OverrideEntry>('SELECT action, kind, entry, category FROM list_overrides ORDER BY id');
+  return r.rows.map((o) => ({ action: o.action, kind: o.kind, entry: o.entry, category: o.category ?? null }));
+}
+
+export async function loadPolicyGroups(db: Queryable): Promise<Map<string, string[]>> {
+  const r = await db.query<{ name: string; categories: string[] }>('SELECT name, categories FROM policy_groups ORDER BY name');
+  return new Map(r.rows.map((g) => [g.name, g.categories]));
+}
+
+/** Sources to compile: the configured lists, then the enabled sources added in the console. */
+export async function sourcesFor(db: Queryable, config: Config): Promise<string[]> {
+  const r = await db.query<{ location: string }>('SELECT location FROM list_sources WHERE enabled ORDER BY id');
+  return [...new Set([...config.lists, ...r.rows.map((x) => x.location)])];
+}
+
+/**
+ * The categories a policy group blocks, in check order: the console's setting (policy_groups),
+ * else the config file's, else the configured default categories, else every black category.
+ * Synchronous and allocation-free: the gateway calls it per request.
+ */
+export function policyFor(store: ListStoreLike, group: string | null | undefined, config: Config): string[] {
+  const name = group || config.defaultGroup;
+  return (
+    states.get(store)?.policies.get(name) ??
+    config.policyGroups[name]?.categories ??
+    config.categories ??
+    store.blackCategories()
+  );
+}
+
+export async function applyOverrides(db: Queryable, store: ListStoreLike): Promise<number> {
+  const entries = await loadOverrides(db);
+  store.setOverrides(entries);
+  return entries.length;
+}
+
+export async function applyPolicies(db: Queryable, store: ListStoreLike): Promise<void> {
+  stateOf(store).policies = await loadPolicyGroups(db);
+}
+
+/** Recompiles the store from config + database sources; throws SG_ERR_LIST_REJECTED keeping the old set. */
+export function reloadStore(db: Queryable, store: ListStoreLike, config: Config): Promise<LoadReport> {
+  return serial(store, async () => store.reload(await sourcesFor(db, config)));
+}
+
+/** Records per-source figures from a load report on the list_sources rows they came from. */
+export async function recordSourceReport(db: Queryable, report: LoadReport): Promise<void> {
+  const per = new Map<string, { entries: number; skipped: number }>();
+  const r = await db.query<{ id: number; location: string }>('SELECT id, location FROM list_sources');
+  for (const s of report.sources) {
+    // A UT1 folder reports per category file; fold them back onto the folder that was configured.
+    for (const row of r.rows) {
+      if (s.source === row.location || s.source.startsWith(row.location.replace(/\/?$/, '/'))) {
+        const t = per.get(row.location) ?? { entries: 0, skipped: 0 };
+        t.entries += s.loaded;
+        t.skipped += s.skippedCount;
+        per.set(row.location, t);
+      }
+    }
+  }
+  for (const [location, t] of per) {
+    await db.query('UPDATE list_sources SET last_loaded = now(), entries = $2, skipped = $3 WHERE location = $1', [location, t.entries, t.skipped]);
+  }
+}
+
+/**
+ * Tells every process on this database that lists changed. `appliedTo` is a store this process
+ * already brought up to date itself, so its own listener does not recompile a second time.
+ */
+export async function notifyLists(db: Db, what: ListChange, appliedTo?: ListStoreLike): Promise<void> {
+  const nonce = randomUUID();
+  if (appliedTo) {
+    const s = stateOf(appliedTo);
+    s.applied.add(nonce);
+    setTimeout(() => s.applied.delete(nonce), 60_000).unref();
+  }
+  await db.notify(LISTS_CHANNEL, JSON.stringify({ what, nonce }));
+}
+
+export interface ListSyncOptions {
+  db: Db;
+  store: ListStoreLike;
+  config: Config;
+  logger?: Logger;
+}
+
+/**
+ * Loads overrides, policy groups and console-added sources into the store, then follows changes.
+ * Returns a function that stops listening.
+ */
+export async function startListSync(opts: ListSyncOptions): Promise<() => Promise<void>> {
+  const { db, store, config } = opts;
+  const logger = opts.logger ?? silentLogger;
+
+  const apply = async (what: ListChange) => {
+    if (what === 'overrides') {
+      const n = await applyOverrides(db, store);
+      logger.info({ overrides: n }, 'list overrides applied');
+    } else if (what === 'policy') {
+      await applyPolicies(db, store);
+      logger.info('policy groups applied');
+    } else {
+      const report = await reloadStore(db, store, config);
+      logger.info({ entries: report.entries, millis: report.millis }, 'lists reloaded');
+    }
+  };
+  const safely = (what: ListChange) =>
+    apply(what).catch((err) => logger.error({ err, what }, 'list change not applied; the previous lists keep serving'));
+
+  // Subscribe first so nothing changed while loading is missed.
+  const unlisten = await db.listen(LISTS_CHANNEL, (payload) => {
+    let msg: { what?: string; nonce?: string };
+    try {
+      msg = JSON.parse(payload);
+    } catch {
+      msg = { what: payload };
+    }
+    if (msg.nonce && stateOf(store).applied.has(msg.nonce)) return;
+    const what: ListChange = msg.what === 'overrides' || msg.what === 'policy' ? msg.what : 'sources';
+    void safely(what);
+  });
+
+  await safely('overrides');
+  await safely('policy');
+  const extra = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM list_sources WHERE enabled');
+  if (Number(extra.rows[0]?.n ?? 0) > 0) await safely('sources');
+  return unlisten;
+}

@@ -1,0 +1,123 @@
+import type { Config } from '../core/config';
+import type { IncidentEventRow, IncidentRow } from '../incidents/queries';
+import type { ListStoreLike } from './deps';
+
+/** The incident as the API shows it (camelCase; `illegal` tells the console never to link the URL). */
+export interface IncidentJson {
+  id: number;
+  key: string;
+  kind: string;
+  status: string;
+  category: string | null;
+  categoryName: string | null;
+  url: string | null;
+  host: string | null;
+  clientIp: string | null;
+  user: string | null;
+  device: string | null;
+  policyGroup: string | null;
+  searchTerms: string | null;
+  note: string | null;
+  count: number;
+  occurredAt: string;
+  lastSeen: string;
+  assigneeId: number | null;
+  relatedKey: string | null;
+  illegal: boolean;
+}
+
+const iso = (d: Date | string | null | undefined) => (d === null || d === undefined ? null : new Date(d).toISOString());
+
+export function categoryName(lists: ListStoreLike, category: string | null): string | null {
+  if (!category) return null;
+  return lists.current.categories.get(category)?.friendlyName ?? category;
+}
+
+export function toIncidentJson(row: IncidentRow, lists: ListStoreLike, config: Config): IncidentJson {
+  return {
+    id: Number(row.id),
+    key: row.idempotency_key,
+    kind: row.kind,
+    status: row.status,
+    category: row.category,
+    categoryName: categoryName(lists, row.category),
+    url: row.url,
+    host: row.host,
+    clientIp: row.client_ip,
+    user: row.user_name,
+    device: row.device,
+    policyGroup: row.policy_group,
+    searchTerms: row.search_terms,
+    note: row.note,
+    count: Number(row.count),
+    occurredAt: iso(row.occurred_at)!,
+    lastSeen: iso(row.last_seen ?? row.occurred_at)!,
+    assigneeId: row.assignee_id === null || row.assignee_id === undefined ? null : Number(row.assignee_id),
+    relatedKey: row.related_key ?? null,
+    illegal: row.category !== null && config.illegalCategories.includes(row.category),
+  };
+}
+
+export function toEventJson(e: IncidentEventRow) {
+  return { at: iso(e.at)!, actor: e.actor, action: e.action, fromStatus: e.from_status, toStatus: e.to_status, note: e.note };
+}
+
+// JSON schemas shared by the routes (OpenAPI documents them; fastify serialises with them).
+const nullableString = { type: ['string', 'null'] } as const;
+
+export const incidentSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'integer' },
+    key: { type: 'string' },
+    kind: { type: 'string', enum: ['blocked', 'self_report', 'flagged_search', 'unblock_request'] },
+    status: { type: 'string', enum: ['new', 'in_review', 'escalated', 'closed', 'false_positive'] },
+    category: nullableString,
+    categoryName: nullableString,
+    url: nullableString,
+    host: nullableString,
+    clientIp: nullableString,
+    user: nullableString,
+    device: nullableString,
+    policyGroup: nullableString,
+    searchTerms: nullableString,
+    note: nullableString,
+    count: { type: 'integer' },
+    occurredAt: { type: 'string', format: 'date-time' },
+    lastSeen: { type: 'string', format: 'date-time' },
+    assigneeId: { type: ['integer', 'null'] },
+    relatedKey: nullableString,
+    illegal: { type: 'boolean' },
+  },
+} as const;
+
+export const eventSchema = {
+  type: 'object',
+  properties: {
+    at: { type: 'string', format: 'date-time' },
+    actor: { type: 'string' },
+    action: { type: 'string' },
+    fromStatus: nullableString,
+    toStatus: nullableString,
+    note: nullableString,
+  },
+} as const;
+
+export const errorSchema = {
+  type: 'object',
+  properties: {
+    error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } }, required: ['code', 'message'] },
+  },
+} as const;
+
+export const userSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'integer' },
+    email: { type: 'string' },
+    role: { type: 'string' },
+    displayName: nullableString,
+  },
+} as const;
+
+export const okSchema = { type: 'object', properties: { ok: { type: 'boolean' } } } as const;

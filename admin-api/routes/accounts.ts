@@ -1,0 +1,113 @@
+import type { FastifyPluginAsync } from 'fastify';
+import { SchoolgateError } from '../../core/errors';
+import { listAudit, writeAudit } from '../../incidents/queries';
+import { caller, createUser, generatePassword, ROLES, type Role } from '../auth';
+import type { AdminContext } from '../app';
+import { errorSchema, userSchema } from '../present';
+
+/**
+ * Who may create which accounts. The network manager runs the network, not safeguarding: letting
+ * them make a DSL or auditor account would hand them the incident data they must not see.
+ */
+const MAY_CREATE: Record<Role, readonly Role[]> = {
+  safeguarding_lead: ROLES,
+  network_manager: ['network_manager', 'staff'],
+  staff: [],
+  auditor: [],
+};
+
+export const accountRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => {
+  const { db } = ctx;
+
+  const accountSchema = {
+    type: 'object',
+    properties: { ...userSchema.properties, disabled: { type: 'boolean' }, createdAt: { type: 'string' } },
+  } as const;
+
+  app.get('/api/users', {
+    config: { access: ['safeguarding_lead', 'network_manager'] },
+    schema: { tags: ['accounts'], summary: 'Accounts', response: { 200: { type: 'object', properties: { items: { type: 'array', items: accountSchema } } } } },
+  }, async () => {
+    const r = await db.query<{ id: number; email: string; role: string; display_name: string | null; disabled: boolean; created_at: Date }>(
+      'SELECT id, email, role, display_name, disabled, created_at FROM users ORDER BY lower(email)',
+    );
+    return {
+      items: r.rows.map((u) => ({
+        id: Number(u.id), email: u.email, role: u.role, displayName: u.display_name, disabled: u.disabled, createdAt: new Date(u.created_at).toISOString(),
+      })),
+    };
+  });
+
+  app.post<{ Body: { email: string; role: Role; password?: string; displayName?: string } }>('/api/users', {
+    config: { access: ['safeguarding_lead', 'network_manager'] },
+    schema: {
+      tags: ['accounts'],
+      summary: 'Add an account; without a password one is generated and returned once',
+      body: {
+        type: 'object',
+        required: ['email', 'role'],
+        properties: {
+          email: { type: 'string', minLength: 3, maxLength: 254 },
+          role: { type: 'string', enum: [...ROLES] },
+          password: { type: 'string', minLength: 8, maxLength: 1024 },
+          displayName: { type: 'string', maxLength: 200 },
+        },
+      },
+      response: { 200: { type: 'object', properties: { user: userSchema, password: { type: 'string' } } }, 403: errorSchema, 409: errorSchema },
+    },
+  }, async (req) => {
+    const me = caller(req);
+    if (!MAY_CREATE[me.role].includes(req.body.role)) {
+      throw new SchoolgateError('SG_ERR_FORBIDDEN', `a ${me.role} cannot create ${req.body.role} accounts`);
+    }
+    const generated = req.body.password === undefined ? generatePassword() : undefined;
+    const user = await createUser(db, {
+      email: req.body.email,
+      role: req.body.role,
+      password: req.body.password ?? generated!,
+      displayName: req.body.displayName ?? null,
+    });
+    await writeAudit(db, { actor: me, action: 'user_add', target: `user:${user.id}`, details: { email: user.email, role: user.role } });
+    return generated ? { user, password: generated } : { user };
+  });
+
+  app.get<{ Querystring: { cursor?: string; limit?: number; action?: string } }>('/api/audit', {
+    config: { access: ['auditor', 'safeguarding_lead'] },
+    schema: {
+      tags: ['accounts'],
+      summary: 'The audit log, newest first: logins, incident views and exports, triage, list and account changes',
+      querystring: {
+        type: 'object',
+        properties: {
+          cursor: { type: 'string', maxLength: 100 },
+          limit: { type: 'integer', minimum: 1, maximum: 500, default: 100 },
+          action: { type: 'string', maxLength: 64 },
+        },
+      },
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            items: {
+              type: 'array',
+              items: {
+                type: 'object',
+                properties: {
+                  id: { type: 'integer' }, at: { type: 'string' }, actor: { type: 'string' }, action: { type: 'string' },
+                  target: { type: ['string', 'null'] }, details: { type: ['object', 'null'], additionalProperties: true },
+                },
+              },
+            },
+            nextCursor: { type: ['string', 'null'] },
+          },
+        },
+      },
+    },
+  }, async (req) => {
+    const page = await listAudit(db, { cursor: req.query.cursor, limit: req.query.limit ?? 100, action: req.query.action });
+    return {
+      items: page.rows.map((a) => ({ id: a.id, at: new Date(a.at).toISOString(), actor: a.actor, action: a.action, target: a.target, details: a.details })),
+      nextCursor: page.nextCursor,
+    };
+  });
+};

@@ -1,0 +1,76 @@
+import type { FastifyPluginAsync } from 'fastify';
+import { SchoolgateError } from '../../core/errors';
+import { writeAudit } from '../../incidents/queries';
+import {
+  caller, checkLogin, clearSessionCookie, createSession, createToken, deleteSession, SESSION_COOKIE, setSessionCookie,
+} from '../auth';
+import type { AdminContext } from '../app';
+import { errorSchema, userSchema } from '../present';
+
+export const sessionRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => {
+  const { db, config } = ctx;
+
+  app.post<{ Body: { email: string; password: string } }>('/api/login', {
+    config: {
+      access: 'public',
+      rateLimit: {
+        max: ctx.loginRateLimit ?? 10,
+        timeWindow: 60_000,
+        // After body parsing, so the key is the client and the account it is trying.
+        hook: 'preHandler',
+        keyGenerator: (req) => `${req.ip}|${String((req.body as { email?: string } | undefined)?.email ?? '').toLowerCase()}`,
+      },
+    },
+    schema: {
+      tags: ['session'],
+      summary: 'Log in with email and password; sets the sg_session cookie',
+      body: {
+        type: 'object',
+        required: ['email', 'password'],
+        properties: { email: { type: 'string', minLength: 3, maxLength: 254 }, password: { type: 'string', minLength: 1, maxLength: 1024 } },
+      },
+      response: { 200: { type: 'object', properties: { user: userSchema } }, 401: errorSchema, 429: errorSchema },
+    },
+  }, async (req, reply) => {
+    const user = await checkLogin(db, req.body.email, req.body.password);
+    if (!user) {
+      await writeAudit(db, { actor: { id: null, email: req.body.email }, action: 'login_failed', details: { ip: req.ip } });
+      throw new SchoolgateError('SG_ERR_LOGIN');
+    }
+    const old = req.cookies[SESSION_COOKIE];
+    if (old) await deleteSession(db, old); // a fresh id on every login: no session fixation
+    setSessionCookie(config, req, reply, await createSession(db, user.id));
+    await writeAudit(db, { actor: { id: user.id, email: user.email }, action: 'login', details: { ip: req.ip } });
+    return { user };
+  });
+
+  app.post('/api/logout', {
+    config: { access: 'any' },
+    schema: { tags: ['session'], summary: 'End the session', response: { 200: { type: 'object', properties: { ok: { type: 'boolean' } } } } },
+  }, async (req, reply) => {
+    const sid = req.cookies[SESSION_COOKIE];
+    if (sid) await deleteSession(db, sid);
+    clearSessionCookie(config, req, reply);
+    return { ok: true };
+  });
+
+  app.get('/api/me', {
+    config: { access: 'any' },
+    schema: { tags: ['session'], summary: 'The logged-in user', response: { 200: { type: 'object', properties: { user: userSchema } } } },
+  }, async (req) => ({ user: caller(req) }));
+
+  app.post<{ Body: { name: string } }>('/api/tokens', {
+    config: { access: ['safeguarding_lead', 'network_manager'] },
+    schema: {
+      tags: ['session'],
+      summary: 'Create an API token for automation (shown once; send as Authorization: Bearer)',
+      body: { type: 'object', required: ['name'], properties: { name: { type: 'string', minLength: 1, maxLength: 100 } } },
+      response: { 200: { type: 'object', properties: { id: { type: 'integer' }, token: { type: 'string' } } } },
+    },
+  }, async (req) => {
+    const user = caller(req);
+    const t = await createToken(db, user.id, req.body.name);
+    await writeAudit(db, { actor: user, action: 'token_create', target: `token:${t.id}`, details: { name: req.body.name } });
+    return t;
+  });
+};
