@@ -38,6 +38,8 @@ export interface GatewayDeps {
   gatewayName?: string;
   /** Extra CAs trusted for upstream TLS (tests' local origins); the system store is always trusted. */
   upstreamCa?: string[];
+  /** DNS for upstream connections (split-horizon setups; tests point every name at loopback). */
+  upstreamLookup?: net.LookupFunction;
   /** Milliseconds an idle client connection is kept open (default 60 s). */
   keepAliveTimeoutMs?: number;
 }
@@ -140,8 +142,9 @@ export function createGateway(deps: GatewayDeps): Gateway {
   proxy.keepAlive = true;
   proxy.timeout = 0;
   proxy.options = {};
-  proxy.httpAgent = new http.Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 256, timeout: 60_000 });
-  proxy.httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 256, timeout: 60_000, ca: upstreamCa });
+  const lookup = deps.upstreamLookup;
+  proxy.httpAgent = new http.Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 256, timeout: 60_000, lookup });
+  proxy.httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 256, timeout: 60_000, ca: upstreamCa, lookup });
 
   // Plain HTTP from clients, and plain HTTP sent inside a CONNECT tunnel.
   const plainServer = http.createServer({ keepAliveTimeout: deps.keepAliveTimeoutMs ?? 60_000 });
@@ -478,7 +481,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
   function tunnel(socket: net.Socket, host: string, port: number, head: Buffer, identity: Identity) {
     stats.tunnels++;
     log.debug({ clientIp: identity.clientIp, host }, 'tunnel (bypass)');
-    const upstream = net.connect({ host, port });
+    const upstream = net.connect({ host, port, lookup: deps.upstreamLookup });
     upstream.setNoDelay(true);
     let connected = false;
     upstream.once('connect', () => {

@@ -29,6 +29,8 @@ export interface StartOptions {
   progress?: NodeJS.WritableStream | null;
   /** Extra CAs trusted for upstream TLS: tests' local HTTPS origins. */
   upstreamCa?: string[];
+  /** DNS for upstream connections (tests send every name to loopback). */
+  upstreamLookup?: import('node:net').LookupFunction;
 }
 
 export interface SchoolgateHandle {
@@ -144,6 +146,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       logger,
       gatewayName: os.hostname(),
       upstreamCa: opts.upstreamCa,
+      upstreamLookup: opts.upstreamLookup,
     });
     const addr = await gateway.listen(config.proxyPort, config.listen);
     cleanups.push(() => gateway.close());
