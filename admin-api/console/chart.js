@@ -67,8 +67,8 @@ export function incidentsChart({ perDay, names = new Map(), from, to, caption = 
   const uid = `chart-${Math.random().toString(36).slice(2, 8)}`;
   const busiest = ranked[0];
   const summary = total === 0
-    ? `No incidents between ${first ?? '…'} and ${last ?? '…'}.`
-    : `${total} incident${total === 1 ? '' : 's'} from ${first} to ${last}. Most frequent category: ${label(busiest)} (${totals.get(busiest)}).`;
+    ? `No incidents between ${first ? dayLabel(first, true) : '…'} and ${last ? dayLabel(last, true) : '…'}.`
+    : `${total} incident${total === 1 ? '' : 's'} from ${dayLabel(first, true)} to ${dayLabel(last, true)}. Most frequent category: ${label(busiest)} (${totals.get(busiest)}).`;
 
   const chart = svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-labelledby': `${uid}-t ${uid}-d`, class: 'chart', preserveAspectRatio: 'xMidYMid meet' },
     svg('title', { id: `${uid}-t` }, caption),

@@ -200,7 +200,7 @@ export async function listsPage(ctx) {
         h('p', {}, (g.categories ?? []).length
           ? (g.categories ?? []).map((c, i) => [i ? ', ' : '', h('span', { title: c }, categoryNames.get(c) ?? c)])
           : h('span', { class: 'muted' }, 'Nothing blocked')),
-        canEdit ? groupForm(ctx, refresh, g, () => categoryNames) : null))) : h('p', { class: 'muted' }, 'No policy groups defined: every user gets the default categories.'),
+        canEdit ? h('details', {}, h('summary', {}, `Change the ${g.name} group`), groupForm(ctx, refresh, g, () => categoryNames)) : null))) : h('p', { class: 'muted' }, 'No policy groups defined: every user gets the default categories.'),
       canEdit ? h('details', { class: 'add-group' }, h('summary', {}, 'Add a policy group'), groupForm(ctx, refresh, null, () => categoryNames)) : null);
   });
 

@@ -60,14 +60,33 @@ export async function reportPage(ctx) {
     form);
 }
 
-function detailsText(details) {
-  if (details === null || details === undefined) return '';
-  if (typeof details === 'string') return details;
-  try {
-    return JSON.stringify(details);
-  } catch {
-    return String(details);
+function valueText(v) {
+  if (v === true) return 'yes';
+  if (v === false) return 'no';
+  if (v === null || v === undefined) return '—';
+  if (typeof v === 'object') {
+    try {
+      return JSON.stringify(v);
+    } catch {
+      return String(v);
+    }
   }
+  return String(v);
+}
+
+/** Audit details as "key: value" lines; whatever the API put there is shown as text. */
+function detailsView(details) {
+  if (details === null || details === undefined || details === '') return '';
+  if (typeof details !== 'object' || Array.isArray(details)) return h('code', {}, valueText(details));
+  return h('ul', { class: 'audit-details' }, Object.entries(details).map(([k, v]) => h('li', {}, h('span', { class: 'muted' }, `${k}: `), h('code', {}, valueText(v)))));
+}
+
+function targetView(target, role) {
+  if (!target) return '';
+  const m = /^incident:(\d+)$/.exec(String(target));
+  // The auditor reads the log but may not open incidents; the DSL can jump to the one named.
+  if (m && role === DSL) return h('a', { href: `#/incidents/${m[1]}` }, `Incident #${m[1]}`);
+  return String(target);
 }
 
 export async function auditPage(ctx) {
@@ -81,8 +100,8 @@ export async function auditPage(ctx) {
       h('td', {}, timeEl(e.at)),
       h('td', {}, e.actor ?? ''),
       h('td', {}, String(e.action ?? '').replace(/_/g, ' ')),
-      h('td', { class: 'url-cell' }, e.target ?? ''),
-      h('td', {}, e.details ? h('code', { class: 'details-json' }, detailsText(e.details)) : ''))));
+      h('td', { class: 'url-cell' }, targetView(e.target, ctx.me.role)),
+      h('td', {}, detailsView(e.details)))));
     shown += items.length;
     count.textContent = shown ? `${shown}${data?.nextCursor ? '+' : ''} entries, newest first.` : 'The audit log is empty.';
     mount(more, data?.nextCursor ? h('button', {

@@ -224,7 +224,16 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
   it('lets staff report accidental access in a few steps, and see it in their reports', async () => {
     const { context, page: staff } = await newPage();
     try {
-      await login(staff, users.staff);
+      // Keyboard only: type, Tab to the password, Enter to sign in.
+      await staff.goto(`${env.base}/console/`);
+      await staff.waitForURL(/#\/login/);
+      await staff.getByLabel('Email').waitFor();
+      await shot(staff, 'login');
+      expect(await staff.evaluate(() => document.activeElement?.id)).toBe('login-email');
+      await staff.keyboard.type(users.staff.email);
+      await staff.keyboard.press('Tab');
+      await staff.keyboard.type(users.staff.password);
+      await staff.keyboard.press('Enter');
       await staff.getByRole('heading', { name: 'Report accidental access', level: 1 }).waitFor();
       expect(await staff.locator('#nav a').allTextContents()).toEqual(['Report access', 'My reports']);
       expect(await unlabelledControls(staff)).toEqual([]);
@@ -233,6 +242,7 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
       await hasText(staff.locator('.error'), 'the web address and what happened');
       await staff.getByLabel('Web address').fill('casino.example/slots');
       await staff.getByLabel('What happened?').fill('A pupil clicked an advert during a maths lesson; I closed it at once.');
+      await shot(staff, 'report-form');
       await staff.getByRole('button', { name: 'Send report' }).click();
       await hasText(staff.locator('.success'), 'your report has been sent');
       await shot(staff, 'self-report');
@@ -285,6 +295,23 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
       await nm.getByRole('button', { name: 'Delete allow entry games.example' }).click();
       await hasText(nm.locator('#lists-overrides'), 'No entries of your own yet.');
       expect((await env.db.query('SELECT 1 FROM list_overrides')).rowCount).toBe(0);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('shows the auditor the audit log only', async () => {
+    const { context, page: auditor } = await newPage();
+    try {
+      await login(auditor, users.auditor);
+      await auditor.getByRole('heading', { name: 'Audit log', level: 1 }).waitFor();
+      expect(await auditor.locator('#nav a').allTextContents()).toEqual(['Audit log']);
+      await expect.poll(() => auditor.locator('table tbody tr').count()).toBeGreaterThan(3);
+      await hasText(auditor.locator('table tbody'), 'incident update');
+      // Targets are text for the auditor, who may not open incidents.
+      expect(await auditor.locator('table tbody a').count()).toBe(0);
+      await auditor.goto(`${env.base}/console/#/incidents`);
+      await auditor.getByRole('heading', { name: 'Not available for your role', level: 1 }).waitFor();
     } finally {
       await context.close();
     }
