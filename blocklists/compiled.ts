@@ -1,0 +1,344 @@
+import type { CategoryInfo, ListSet, Match, MatchKind, NormalizedUrl, Verdict } from './types';
+import { CompiledTable, TableBuilder, type TableData } from './table';
+import { matchPath, stripWww } from './normalize';
+
+/**
+ * squidGuard's semantics over a compact structure:
+ * - domain entry: the host itself or any subdomain, on a label boundary (IP addresses: exact);
+ * - url entry: `host/path` prefix, host compared after stripping a leading (www|web|ftp)[0-9]*.;
+ * - expression: case-insensitive regex over `host[:port]/path?query`, lower-cased and unescaped;
+ * - categories in policy order, first match names the verdict; a matching allow category wins.
+ */
+
+export interface UrlEntry {
+  /** Lower-case, unescaped path prefix ('' when the entry names the whole host). */
+  prefix: string;
+  category: number;
+  entry: string;
+}
+
+export interface ExpressionSet {
+  category: number;
+  sources: string[];
+  re: RegExp;
+}
+
+/** What a compiled set is made of; also what the cache file stores. */
+export interface CompiledParts {
+  categories: CategoryInfo[];
+  /** Category-set id -> category indexes (a domain may be listed in several categories). */
+  catsets: number[][];
+  table: TableData;
+  urls: Array<[host: string, entries: UrlEntry[]]>;
+  expressions: Array<{ category: number; sources: string[] }>;
+}
+
+interface Policy {
+  /** rank[category] = position in the block list, or -1 */
+  rank: Int32Array;
+  allow: Uint8Array;
+}
+
+const IPV4 = /^\d+\.\d+\.\d+\.\d+$/;
+
+/** Joins expressions into one regex per category; a pattern that breaks the join is kept apart. */
+export function compileExpressions(sources: string[]): RegExp {
+  try {
+    return new RegExp(sources.map((s) => `(?:${s})`).join('|'), 'i');
+  } catch {
+    const parts = sources.filter((s) => {
+      try {
+        new RegExp(s, 'i');
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    return new RegExp(parts.length ? parts.map((s) => `(?:${s})`).join('|') : '(?!)', 'i');
+  }
+}
+
+export class CompiledLists implements ListSet {
+  readonly categories: ReadonlyMap<string, CategoryInfo>;
+  readonly categoryNames: string[];
+  readonly parts: CompiledParts;
+  private readonly table: CompiledTable;
+  private readonly catsets: number[][];
+  private readonly urls: Map<string, UrlEntry[]>;
+  private readonly expressions: ExpressionSet[];
+  private readonly index: Map<string, number>;
+  private readonly hits = new Int32Array(128);
+  private policies = new WeakMap<readonly string[], Policy>();
+  private policyByKey = new Map<string, Policy>();
+
+  constructor(parts: CompiledParts) {
+    this.parts = parts;
+    this.categories = new Map(parts.categories.map((c) => [c.name, c]));
+    this.categoryNames = parts.categories.map((c) => c.name);
+    this.index = new Map(this.categoryNames.map((n, i) => [n, i]));
+    this.table = new CompiledTable(parts.table);
+    this.catsets = parts.catsets;
+    this.urls = new Map(parts.urls);
+    this.expressions = parts.expressions.map((e) => ({ ...e, re: compileExpressions(e.sources) }));
+  }
+
+  get entries(): number {
+    let urls = 0;
+    for (const [, list] of this.urls) urls += list.length;
+    let exprs = 0;
+    for (const e of this.expressions) exprs += e.sources.length;
+    return this.table.count + urls + exprs;
+  }
+
+  private policy(block: readonly string[], allow: readonly string[] | undefined): Policy {
+    const allowList = allow ?? [];
+    const cached = this.policies.get(block);
+    if (cached && (allowList.length === 0 || this.policies.get(allowList) === cached)) return cached;
+    const key = `${block.join(',')}|${allowList.join(',')}`;
+    let p = this.policyByKey.get(key);
+    if (!p) {
+      p = { rank: new Int32Array(this.categoryNames.length).fill(-1), allow: new Uint8Array(this.categoryNames.length) };
+      for (let r = block.length - 1; r >= 0; r--) {
+        const i = this.index.get(block[r]);
+        if (i !== undefined) p.rank[i] = r;
+      }
+      for (const a of allowList) {
+        const i = this.index.get(a);
+        if (i !== undefined) p.allow[i] = 1;
+      }
+      if (this.policyByKey.size > 256) this.policyByKey.clear();
+      this.policyByKey.set(key, p);
+    }
+    this.policies.set(block, p);
+    if (allowList.length) this.policies.set(allowList, p);
+    return p;
+  }
+
+  /** Domain-entry indexes that list this host, whole host first. */
+  private domainHits(host: string): number {
+    if (IPV4.test(host) || host.includes(':')) {
+      const e = this.table.lookup(host);
+      if (e < 0) return 0;
+      this.hits[0] = e;
+      return 1;
+    }
+    return this.table.suffixHits(host, this.hits);
+  }
+
+  classify(url: NormalizedUrl, blockCategories: readonly string[], allowCategories?: readonly string[]): Verdict {
+    const p = this.policy(blockCategories, allowCategories);
+    const { rank, allow } = p;
+    let best = 0x7fffffff;
+    let bestCat = -1;
+    let bestKind: MatchKind = 'domain';
+    let bestEntry = '';
+    let allowCat = -1;
+    let allowKind: MatchKind = 'domain';
+    let allowEntry = '';
+
+    const n = this.domainHits(url.host);
+    for (let h = 0; h < n; h++) {
+      const e = this.hits[h];
+      const cats = this.catsets[this.table.data.values[e]];
+      for (let j = 0; j < cats.length; j++) {
+        const c = cats[j];
+        if (allow[c] === 1) {
+          if (allowCat < 0) {
+            allowCat = c;
+            allowKind = 'domain';
+            allowEntry = this.table.entry(e);
+          }
+        } else {
+          const r = rank[c];
+          if (r >= 0 && r < best) {
+            best = r;
+            bestCat = c;
+            bestKind = 'domain';
+            bestEntry = this.table.entry(e);
+          }
+        }
+      }
+    }
+
+    let mpath: string | null = null;
+    const list = this.urls.size ? this.urls.get(stripWww(url.host)) : undefined;
+    if (list !== undefined) {
+      mpath = matchPath(url.path);
+      for (const u of list) {
+        const c = u.category;
+        const wanted = allow[c] === 1 ? allowCat < 0 : rank[c] >= 0 && rank[c] < best;
+        if (!wanted || !mpath.startsWith(u.prefix)) continue;
+        if (allow[c] === 1) {
+          allowCat = c;
+          allowKind = 'url';
+          allowEntry = u.entry;
+        } else {
+          best = rank[c];
+          bestCat = c;
+          bestKind = 'url';
+          bestEntry = u.entry;
+        }
+      }
+    }
+
+    if (allowCat < 0) {
+      let target: string | null = null;
+      for (const x of this.expressions) {
+        const c = x.category;
+        const wanted = allow[c] === 1 || (rank[c] >= 0 && rank[c] < best);
+        if (!wanted) continue;
+        target ??= this.expressionTarget(url, mpath);
+        if (!x.re.test(target)) continue;
+        const entry = x.sources.find((s) => safeTest(s, target!)) ?? x.re.source;
+        if (allow[c] === 1) {
+          allowCat = c;
+          allowKind = 'expression';
+          allowEntry = entry;
+          break;
+        }
+        best = rank[c];
+        bestCat = c;
+        bestKind = 'expression';
+        bestEntry = entry;
+      }
+    }
+
+    if (allowCat >= 0) {
+      const category = this.categoryNames[allowCat];
+      return { action: 'pass', category, allowed: true, match: { category, kind: allowKind, entry: allowEntry } };
+    }
+    if (bestCat >= 0) {
+      const category = this.categoryNames[bestCat];
+      return { action: 'block', category, match: { category, kind: bestKind, entry: bestEntry } };
+    }
+    return { action: 'pass' };
+  }
+
+  private expressionTarget(url: NormalizedUrl, mpath: string | null): string {
+    return `${url.host}${url.port === null ? '' : `:${url.port}`}${mpath ?? matchPath(url.path)}`;
+  }
+
+  matches(url: NormalizedUrl): Match[] {
+    const out: Match[] = [];
+    const n = this.domainHits(url.host);
+    for (let h = 0; h < n; h++) {
+      const e = this.hits[h];
+      for (const c of this.catsets[this.table.data.values[e]]) {
+        out.push({ category: this.categoryNames[c], kind: 'domain', entry: this.table.entry(e) });
+      }
+    }
+    const mpath = matchPath(url.path);
+    for (const u of this.urls.get(stripWww(url.host)) ?? []) {
+      if (mpath.startsWith(u.prefix)) out.push({ category: this.categoryNames[u.category], kind: 'url', entry: u.entry });
+    }
+    const target = this.expressionTarget(url, mpath);
+    for (const x of this.expressions) {
+      for (const s of x.sources) {
+        if (safeTest(s, target)) out.push({ category: this.categoryNames[x.category], kind: 'expression', entry: s });
+      }
+    }
+    return out;
+  }
+}
+
+function safeTest(source: string, target: string): boolean {
+  try {
+    return new RegExp(source, 'i').test(target);
+  } catch {
+    return false;
+  }
+}
+
+/** Accumulates entries from every source, then freezes them into a CompiledLists. */
+export class ListBuilder {
+  private readonly cats: CategoryInfo[] = [];
+  private readonly catIndex = new Map<string, number>();
+  private readonly table = new TableBuilder();
+  private readonly catsets: number[][] = [];
+  private readonly catsetIds = new Map<string, number>();
+  private readonly urls = new Map<string, UrlEntry[]>();
+  private readonly urlSeen = new Set<string>();
+  private readonly exprs = new Map<number, string[]>();
+
+  category(name: string, info: Partial<CategoryInfo> = {}): number {
+    let i = this.catIndex.get(name);
+    if (i === undefined) {
+      i = this.cats.length;
+      this.cats.push({ name, friendlyName: name, usage: ['black'], domains: 0, urls: 0, expressions: 0 });
+      this.catIndex.set(name, i);
+      this.singleton(i);
+    }
+    const c = this.cats[i];
+    if (info.friendlyName) c.friendlyName = info.friendlyName;
+    if (info.description) c.description = info.description;
+    if (info.usage) c.usage = info.usage;
+    return i;
+  }
+
+  private catsetId(cats: number[]): number {
+    const key = cats.join(',');
+    let id = this.catsetIds.get(key);
+    if (id === undefined) {
+      id = this.catsets.length;
+      this.catsets.push(cats);
+      this.catsetIds.set(key, id);
+    }
+    return id;
+  }
+
+  private readonly singletons: number[] = [];
+
+  private singleton(cat: number): number {
+    return (this.singletons[cat] ??= this.catsetId([cat]));
+  }
+
+  /** `host` already normalised; false when this category already lists it. */
+  addDomain(cat: number, host: string): boolean {
+    let dup = false;
+    this.table.add(host, this.singleton(cat), (old) => {
+      const set = this.catsets[old];
+      if (set.includes(cat)) {
+        dup = true;
+        return old;
+      }
+      return this.catsetId([...set, cat].sort((a, b) => a - b));
+    });
+    if (!dup) this.cats[cat].domains++;
+    return !dup;
+  }
+
+  /** `host` normalised and www-stripped, `prefix` as matchPath gives it. */
+  addUrl(cat: number, host: string, prefix: string, entry: string): boolean {
+    const key = `${cat}\u0000${host}\u0000${prefix}`;
+    if (this.urlSeen.has(key)) return false;
+    this.urlSeen.add(key);
+    let list = this.urls.get(host);
+    if (!list) this.urls.set(host, (list = []));
+    list.push({ prefix, category: cat, entry });
+    this.cats[cat].urls++;
+    return true;
+  }
+
+  addExpression(cat: number, source: string): boolean {
+    let list = this.exprs.get(cat);
+    if (!list) this.exprs.set(cat, (list = []));
+    if (list.includes(source)) return false;
+    list.push(source);
+    this.cats[cat].expressions++;
+    return true;
+  }
+
+  get entries(): number {
+    return this.table.count + this.urlSeen.size + [...this.exprs.values()].reduce((n, l) => n + l.length, 0);
+  }
+
+  build(): CompiledLists {
+    return new CompiledLists({
+      categories: this.cats,
+      catsets: this.catsets,
+      table: this.table.finish().data,
+      urls: [...this.urls],
+      expressions: [...this.exprs].sort((a, b) => a[0] - b[0]).map(([category, sources]) => ({ category, sources })),
+    });
+  }
+}

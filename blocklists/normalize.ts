@@ -1,0 +1,95 @@
+import { SchoolgateError } from '../core/errors';
+import type { NormalizedUrl } from './types';
+
+/**
+ * One normalisation for the CLI, the gateway and list entries, so a trick that changes how a URL
+ * is written (case, trailing dot, userinfo, port, IDN, hex/octal IPv4, %-escapes, dot-segments)
+ * never changes what it is compared as. The WHATWG URL parser does most of it; we add only what it
+ * leaves alone (trailing dot, unreserved %-decoding, bracket-less IPv6).
+ */
+
+const UNRESERVED_ESCAPE = /%(4[1-9A-F]|5[0-9A]|6[1-9A-F]|7[0-9A]|3[0-9]|2D|2E|5F|7E)/gi;
+
+const decodeUnreserved = (s: string): string =>
+  s.indexOf('%') < 0 ? s : s.replace(UNRESERVED_ESCAPE, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+
+const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
+
+const DEFAULT_PORTS: Record<string, number> = { http: 80, https: 443, ftp: 21, ws: 80, wss: 443 };
+
+export function normalizeUrl(raw: string, opts: { defaultScheme?: string } = {}): NormalizedUrl {
+  const text = typeof raw === 'string' ? raw.trim() : '';
+  if (text === '') throw new SchoolgateError('SG_ERR_URL_INVALID', 'empty URL');
+  const withScheme = SCHEME.test(text) ? text : `${opts.defaultScheme ?? 'http'}://${text}`;
+  let u: URL;
+  try {
+    u = new URL(withScheme);
+  } catch {
+    throw new SchoolgateError('SG_ERR_URL_INVALID', JSON.stringify(text.slice(0, 200)));
+  }
+  const scheme = u.protocol.slice(0, -1);
+  let host = u.hostname;
+  if (host.startsWith('[')) host = host.slice(1, -1);
+  else host = host.replace(/\.+$/, '');
+  if (host === '' || host.includes('..') || host.startsWith('.')) {
+    throw new SchoolgateError('SG_ERR_URL_INVALID', `no usable host in ${JSON.stringify(text.slice(0, 200))}`);
+  }
+  const explicit = u.port === '' ? null : Number(u.port);
+  const port = explicit === null || explicit === DEFAULT_PORTS[scheme] ? null : explicit;
+  const path = decodeUnreserved((u.pathname || '/') + u.search);
+  const hostPart = host.includes(':') ? `[${host}]` : host;
+  return { scheme, host, port, path, href: `${scheme}://${hostPart}${port === null ? '' : `:${port}`}${path}` };
+}
+
+/** Characters a list host may hold once lower-cased (UT1 carries `_` in some names). */
+const PLAIN_HOST = /^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$/;
+/** Last label numeric or hex: the WHATWG parser may rewrite it as an IPv4 address. */
+const MAYBE_IPV4 = /(?:^|\.)(?:0x[0-9a-f]*|[0-9]+)$/;
+
+/**
+ * A bare host (list entry, CONNECT target without port, bypass host) in the form lookups use,
+ * or null when it cannot be a host name.
+ */
+export function normalizeHost(host: string): string | null {
+  let h = host.trim().toLowerCase().replace(/\.+$/, '');
+  if (h === '' || h.length > 253) return null;
+  // Fast path for the millions of plain entries a list holds; the URL parser handles the rest.
+  if (PLAIN_HOST.test(h) && !MAYBE_IPV4.test(h) && !h.includes('xn--')) return h;
+  if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
+  if (/[\s/?#@\\[\]]/.test(h) || (h.includes(':') && !/^[0-9a-f:.]+$/.test(h))) return null;
+  try {
+    const u = new URL(`http://${h.includes(':') ? `[${h}]` : h}/`);
+    if (u.port !== '') return null;
+    let out = u.hostname;
+    if (out.startsWith('[')) out = out.slice(1, -1);
+    out = out.replace(/\.+$/, '');
+    if (out === '' || out.includes('..') || out.startsWith('.') || out.includes('%')) return null;
+    return out;
+  } catch {
+    return null;
+  }
+}
+
+/** Leading `www.`, `web2.`, `ftp.`... that squidGuard strips from url entries and requests alike. */
+const WWW_PREFIX = /^(?:www|web|ftp)[0-9]*\./;
+export const stripWww = (host: string): string => host.replace(WWW_PREFIX, '');
+
+/** Decodes every %XX (as squidGuard does before matching) so an escape cannot hide a listed path. */
+function decodeAll(s: string): string {
+  if (s.indexOf('%') < 0) return s;
+  return s.replace(/(?:%[0-9a-f]{2})+/gi, (seq) => {
+    try {
+      return decodeURIComponent(seq);
+    } catch {
+      return seq.replace(/%([0-9a-f]{2})/gi, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
+    }
+  });
+}
+
+/**
+ * The path as list entries are compared against it: lower case (squidGuard folds the whole URL),
+ * every escape decoded, repeated slashes collapsed (a known squidGuard bypass it also closes).
+ */
+export function matchPath(path: string): string {
+  return decodeAll(path).toLowerCase().replace(/\/{2,}/g, '/');
+}

@@ -1,0 +1,165 @@
+import { EventEmitter } from 'node:events';
+import { SchoolgateError, isSchoolgateError } from '../core/errors';
+import { silentLogger, type Logger } from '../core/log';
+import type { ListSet, LoadReport, NormalizedUrl, SourceReport, Verdict } from './types';
+import { CompiledLists, ListBuilder } from './compiled';
+import { loadSources, parseLine, type FileFormat } from './parse';
+import { cacheFile, cacheKey, readCache, writeCache } from './cache';
+
+export interface OverrideEntry {
+  action: 'allow' | 'block';
+  kind: 'domain' | 'url' | 'expression';
+  entry: string;
+  category?: string | null;
+}
+
+/** Category that allow overrides are reported under. */
+export const LOCAL_ALLOW = 'local-allow';
+
+const emptyReport = (): LoadReport => ({ sources: [], categories: [], entries: 0, millis: 0 });
+
+/** Compiles sources into a ListSet, from the cache when every source file is unchanged. */
+export async function compileSources(
+  sources: string[],
+  opts: { cacheDir?: string; logger?: Logger } = {},
+): Promise<{ set: CompiledLists; report: LoadReport }> {
+  const log = opts.logger ?? silentLogger;
+  const started = performance.now();
+  let file: string | null = null;
+  if (opts.cacheDir) {
+    file = cacheFile(opts.cacheDir, await cacheKey(sources));
+    const cached = await readCache(file);
+    if (cached) {
+      const set = new CompiledLists(cached.parts);
+      return { set, report: { ...cached.report, millis: Math.round(performance.now() - started), fromCache: true } };
+    }
+  }
+  const b = new ListBuilder();
+  const reports = await loadSources(b, sources);
+  const set = b.build();
+  const report: LoadReport = {
+    sources: reports,
+    categories: [...set.categories.values()],
+    entries: set.entries,
+    millis: Math.round(performance.now() - started),
+    fromCache: false,
+  };
+  if (file && report.entries > 0) {
+    await writeCache(file, set.parts, report).catch((err) => log.warn({ err: (err as Error).message, file }, 'list cache not written'));
+  }
+  return { set, report };
+}
+
+/**
+ * The lists the gateway and CLI ask. A reload compiles a whole new set (yielding to the event
+ * loop as it goes) and swaps one reference: a lookup sees the old set or the new, never half.
+ */
+export class ListStore extends EventEmitter {
+  private set: CompiledLists;
+  private overrides: CompiledLists | null = null;
+  private overrideBlock: string[] = [];
+  private lastReport: LoadReport;
+  private sources: string[];
+  private readonly cacheDir?: string;
+  private readonly log: Logger;
+  private pending: Promise<unknown> = Promise.resolve();
+
+  private constructor(sources: string[], opts: { cacheDir?: string; logger?: Logger }) {
+    super();
+    this.sources = sources;
+    this.cacheDir = opts.cacheDir;
+    this.log = opts.logger ?? silentLogger;
+    this.set = new ListBuilder().build();
+    this.lastReport = emptyReport();
+  }
+
+  /** Throws SG_ERR_LIST_SOURCE for an unreadable source; empty `sources` gives an empty store. */
+  static async open(opts: { sources: string[]; cacheDir?: string; logger?: Logger }): Promise<ListStore> {
+    const store = new ListStore(opts.sources, opts);
+    if (opts.sources.length > 0) {
+      const { set, report } = await compileSources(opts.sources, opts);
+      store.set = set;
+      store.lastReport = report;
+      store.logSkips(report);
+    }
+    return store;
+  }
+
+  get current(): ListSet {
+    return this.set;
+  }
+
+  get loaded(): boolean {
+    return this.lastReport.entries > 0;
+  }
+
+  get report(): LoadReport {
+    return this.lastReport;
+  }
+
+  async reload(sources?: string[]): Promise<LoadReport> {
+    const run = this.pending.then(() => this.doReload(sources ?? this.sources));
+    this.pending = run.catch(() => {});
+    return run;
+  }
+
+  private async doReload(sources: string[]): Promise<LoadReport> {
+    let result: { set: CompiledLists; report: LoadReport };
+    try {
+      result = await compileSources(sources, { cacheDir: this.cacheDir, logger: this.log });
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'list reload failed; previous lists keep serving');
+      throw new SchoolgateError('SG_ERR_LIST_REJECTED', (err as Error).message, {
+        cause: isSchoolgateError(err) ? err.code : 'error',
+      }, { cause: err });
+    }
+    if (result.report.entries === 0) {
+      this.log.error('list reload produced no entries; previous lists keep serving');
+      throw new SchoolgateError('SG_ERR_LIST_REJECTED', 'the new lists hold no entries', { report: result.report });
+    }
+    this.set = result.set;
+    this.sources = sources;
+    this.lastReport = result.report;
+    this.logSkips(result.report);
+    this.emit('reload', result.report);
+    return result.report;
+  }
+
+  private logSkips(report: LoadReport): void {
+    for (const s of report.sources as SourceReport[]) {
+      if (s.skippedCount > 0) this.log.warn({ source: s.source, skipped: s.skippedCount, first: s.skipped[0] }, 'blocklist lines skipped');
+    }
+    this.log.info({ entries: report.entries, categories: report.categories.length, millis: report.millis, fromCache: report.fromCache }, 'blocklists loaded');
+  }
+
+  /** The school's own entries; an entry that cannot be parsed is logged and left out. */
+  setOverrides(entries: OverrideEntry[]): void {
+    const b = new ListBuilder();
+    const allowCat = b.category(LOCAL_ALLOW, { usage: ['white'] });
+    const blockNames = new Set<string>();
+    for (const e of entries) {
+      const category = e.action === 'allow' ? LOCAL_ALLOW : (e.category ?? 'local') || 'local';
+      const cat = e.action === 'allow' ? allowCat : b.category(category);
+      if (e.action === 'block') blockNames.add(category);
+      const format: FileFormat = e.kind === 'domain' ? 'domains' : e.kind === 'url' ? 'urls' : 'expressions';
+      const r = parseLine(b, cat, format, String(e.entry ?? ''));
+      if (r !== null && typeof r === 'object') this.log.warn({ entry: e.entry, kind: e.kind, reason: r.reason }, 'override skipped');
+    }
+    this.overrideBlock = [...blockNames].sort();
+    this.overrides = entries.length ? b.build() : null;
+  }
+
+  classify(url: NormalizedUrl, blockCategories: readonly string[], allowCategories: readonly string[]): Verdict {
+    const ov = this.overrides;
+    if (ov !== null) {
+      const v = ov.classify(url, this.overrideBlock, [LOCAL_ALLOW]);
+      if (v.action === 'block' || v.allowed) return v;
+    }
+    return this.set.classify(url, blockCategories, allowCategories);
+  }
+
+  /** Every loaded category whose usage says black, in name order: the default policy. */
+  blackCategories(): string[] {
+    return [...this.set.categories.values()].filter((c) => c.usage.includes('black')).map((c) => c.name).sort();
+  }
+}

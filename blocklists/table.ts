@@ -1,0 +1,271 @@
+/**
+ * The compact exact-match structure behind domain lookups: every entry's bytes in one buffer,
+ * an open-addressed table of entry indexes, and a blocked bloom filter in front of it.
+ *
+ * Hashes run right to left over the host, so one pass over `a.b.example.com` yields the hashes of
+ * `com`, `example.com`, `b.example.com` and the whole host: the label-suffix walk costs one pass,
+ * not one pass per suffix. Everything is typed arrays, so 10 million entries stay well under 1 GB
+ * and the whole structure can be written to and read back from a cache file as-is.
+ */
+
+/** murmur3's finaliser: spreads the running FNV-style state over all 32 bits. */
+function fmix(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+const SEED_A = 0x811c9dc5;
+const SEED_B = 0x9747b28c;
+const step = (h: number, c: number, p: number) => Math.imul(h ^ c, p);
+const PA = 0x01000193;
+const PB = 0x5bd1e995;
+
+/** Hash pair of the whole string, computed right to left (the same as the suffix walk). */
+export function hashPair(s: string, out: Uint32Array): void {
+  let a = SEED_A;
+  let b = SEED_B;
+  for (let i = s.length - 1; i >= 0; i--) {
+    const c = s.charCodeAt(i);
+    a = step(a, c, PA);
+    b = step(b, c, PB);
+  }
+  out[0] = fmix(a);
+  out[1] = fmix(b ^ s.length);
+}
+
+const BLOCK_WORDS = 16; // 512-bit blocks: one cache line per bloom query
+const BLOOM_K = 6;
+const BLOOM_BITS_PER_ENTRY = 12;
+
+export interface TableData {
+  count: number;
+  bytes: Uint8Array;
+  /** Entry i's bytes are bytes[offsets[i] .. offsets[i+1]). */
+  offsets: Uint32Array;
+  /** Category-set id per entry. */
+  values: Uint32Array;
+  /** Entry's first hash, for rehashing and cheap rejects. */
+  hashA: Uint32Array;
+  /** Open-addressed slots holding entry index + 1; 0 is empty. */
+  slots: Uint32Array;
+  bloom: Uint32Array;
+}
+
+function bloomSize(count: number): number {
+  const blocks = Math.max(1, Math.ceil((count * BLOOM_BITS_PER_ENTRY) / 512));
+  return blocks * BLOCK_WORDS;
+}
+
+function bloomAdd(bloom: Uint32Array, a: number, b: number): void {
+  const blocks = bloom.length / BLOCK_WORDS;
+  const base = (a % blocks) * BLOCK_WORDS;
+  let h = b;
+  const inc = (a >>> 17) | 1;
+  for (let j = 0; j < BLOOM_K; j++) {
+    const bit = h & 511;
+    bloom[base + (bit >>> 5)] |= 1 << (bit & 31);
+    h = (h + inc) >>> 0;
+    h = (h >>> 9) | (h << 23);
+  }
+}
+
+function bloomHas(bloom: Uint32Array, a: number, b: number): boolean {
+  const blocks = bloom.length / BLOCK_WORDS;
+  const base = (a % blocks) * BLOCK_WORDS;
+  let h = b;
+  const inc = (a >>> 17) | 1;
+  for (let j = 0; j < BLOOM_K; j++) {
+    const bit = h & 511;
+    if ((bloom[base + (bit >>> 5)] & (1 << (bit & 31))) === 0) return false;
+    h = (h + inc) >>> 0;
+    h = (h >>> 9) | (h << 23);
+  }
+  return true;
+}
+
+const encoder = new TextEncoder();
+
+/** Grows while a list loads; `finish()` freezes it into a CompiledTable. */
+export class TableBuilder {
+  count = 0;
+  private bytes = new Uint8Array(1 << 16);
+  private used = 0;
+  private offsets = new Uint32Array(1 << 12);
+  private values = new Uint32Array(1 << 12);
+  private hashA = new Uint32Array(1 << 12);
+  private hashB = new Uint32Array(1 << 12);
+  private slots = new Uint32Array(1 << 13);
+  private readonly hp = new Uint32Array(2);
+
+  /** Returns the index of the entry (existing or new) and whether it was new. */
+  add(entry: string, value: number, merge: (old: number, value: number) => number): boolean {
+    hashPair(entry, this.hp);
+    const a = this.hp[0];
+    const b = this.hp[1];
+    const mask = this.slots.length - 1;
+    let s = a & mask;
+    for (;;) {
+      const v = this.slots[s];
+      if (v === 0) break;
+      const i = v - 1;
+      if (this.hashA[i] === a && this.hashB[i] === b && this.equals(i, entry)) {
+        const merged = merge(this.values[i], value);
+        const changed = merged !== this.values[i];
+        this.values[i] = merged;
+        return changed;
+      }
+      s = (s + 1) & mask;
+    }
+    const i = this.count;
+    if (i + 2 >= this.offsets.length) this.growEntries();
+    const needed = this.used + entry.length * 3;
+    if (needed > this.bytes.length) {
+      let n = this.bytes.length * 2;
+      while (n < needed) n *= 2;
+      const nb = new Uint8Array(n);
+      nb.set(this.bytes.subarray(0, this.used));
+      this.bytes = nb;
+    }
+    this.offsets[i] = this.used;
+    this.used += encoder.encodeInto(entry, this.bytes.subarray(this.used)).written;
+    this.offsets[i + 1] = this.used;
+    this.values[i] = value;
+    this.hashA[i] = a;
+    this.hashB[i] = b;
+    this.slots[s] = i + 1;
+    this.count++;
+    if (this.count * 10 > this.slots.length * 6) this.rehash(this.slots.length * 2);
+    return true;
+  }
+
+  private equals(i: number, s: string): boolean {
+    const start = this.offsets[i];
+    if (this.offsets[i + 1] - start !== s.length) return false;
+    for (let k = 0; k < s.length; k++) if (this.bytes[start + k] !== s.charCodeAt(k)) return false;
+    return true;
+  }
+
+  private growEntries(): void {
+    const n = this.offsets.length * 2;
+    const grow = (a: Uint32Array) => {
+      const r = new Uint32Array(n);
+      r.set(a);
+      return r;
+    };
+    this.offsets = grow(this.offsets);
+    this.values = grow(this.values);
+    this.hashA = grow(this.hashA);
+    this.hashB = grow(this.hashB);
+  }
+
+  private rehash(size: number): void {
+    const slots = new Uint32Array(size);
+    const mask = size - 1;
+    for (let i = 0; i < this.count; i++) {
+      let s = this.hashA[i] & mask;
+      while (slots[s] !== 0) s = (s + 1) & mask;
+      slots[s] = i + 1;
+    }
+    this.slots = slots;
+  }
+
+  finish(): CompiledTable {
+    const n = this.count;
+    const bloom = new Uint32Array(bloomSize(n));
+    for (let i = 0; i < n; i++) bloomAdd(bloom, this.hashA[i], this.hashB[i]);
+    // Trim the slack of the doubling buffers: the compiled table is what stays resident.
+    const data: TableData = {
+      count: n,
+      bytes: this.bytes.slice(0, this.used),
+      offsets: this.offsets.slice(0, n + 1),
+      values: this.values.slice(0, n),
+      hashA: this.hashA.slice(0, n),
+      slots: this.slots,
+      bloom,
+    };
+    this.bytes = new Uint8Array(0);
+    this.hashB = new Uint32Array(0);
+    return new CompiledTable(data);
+  }
+}
+
+/** Sentinel for "no match" from the lookups (category-set ids are never this large). */
+export const NONE = 0xffffffff;
+
+export class CompiledTable {
+  readonly data: TableData;
+  private readonly mask: number;
+
+  constructor(data: TableData) {
+    this.data = data;
+    this.mask = data.slots.length - 1;
+  }
+
+  get count(): number {
+    return this.data.count;
+  }
+
+  entry(i: number): string {
+    const { bytes, offsets } = this.data;
+    return Buffer.from(bytes.buffer, bytes.byteOffset + offsets[i], offsets[i + 1] - offsets[i]).toString('latin1');
+  }
+
+  /** Entry index of `s.slice(start)` given its hashes, or -1. */
+  private find(s: string, start: number, a: number, b: number): number {
+    const d = this.data;
+    if (!bloomHas(d.bloom, a, b)) return -1;
+    let slot = a & this.mask;
+    const len = s.length - start;
+    for (;;) {
+      const v = d.slots[slot];
+      if (v === 0) return -1;
+      const i = v - 1;
+      if (d.hashA[i] === a) {
+        const off = d.offsets[i];
+        if (d.offsets[i + 1] - off === len) {
+          let k = 0;
+          while (k < len && d.bytes[off + k] === s.charCodeAt(start + k)) k++;
+          if (k === len) return i;
+        }
+      }
+      slot = (slot + 1) & this.mask;
+    }
+  }
+
+  /** Exact lookup of a whole string: the entry index or -1. */
+  lookup(s: string): number {
+    let a = SEED_A;
+    let b = SEED_B;
+    for (let i = s.length - 1; i >= 0; i--) {
+      const c = s.charCodeAt(i);
+      a = step(a, c, PA);
+      b = step(b, c, PB);
+    }
+    return this.find(s, 0, fmix(a), fmix(b ^ s.length));
+  }
+
+  /**
+   * Writes into `out` the entry index of every label suffix of `host` that is listed, from the
+   * top-level label up to the whole host; returns how many.
+   */
+  suffixHits(host: string, out: Int32Array): number {
+    if (this.data.count === 0) return 0;
+    let a = SEED_A;
+    let b = SEED_B;
+    let n = 0;
+    const len = host.length;
+    for (let i = len - 1; i >= 0; i--) {
+      const c = host.charCodeAt(i);
+      a = step(a, c, PA);
+      b = step(b, c, PB);
+      if (i === 0 || host.charCodeAt(i - 1) === 46) {
+        const e = this.find(host, i, fmix(a), fmix(b ^ (len - i)));
+        if (e >= 0 && n < out.length) out[n++] = e;
+      }
+    }
+    return n;
+  }
+}
