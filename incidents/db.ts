@@ -87,8 +87,14 @@ async function openPg(url: string, logger: Logger, max: number): Promise<Db> {
     query,
     async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
       const client = await pool.connect();
-      const tx: Queryable = { query: async <R>(sql: string, params?: unknown[]) => toResult<R>(await client.query(sql, params as unknown[])) };
       let broken: Error | undefined;
+      // A checked-out client whose socket dies emits 'error'; without a listener that kills the process.
+      const onError = (err: Error) => {
+        broken = err;
+        logger.warn({ err: err.message }, 'database connection lost inside a transaction');
+      };
+      client.on('error', onError);
+      const tx: Queryable = { query: async <R>(sql: string, params?: unknown[]) => toResult<R>(await client.query(sql, params as unknown[])) };
       try {
         await client.query('BEGIN');
         const out = await fn(tx);
@@ -102,7 +108,8 @@ async function openPg(url: string, logger: Logger, max: number): Promise<Db> {
         }
         throw err;
       } finally {
-        client.release(broken);
+        client.removeListener('error', onError);
+        client.release(broken ?? false);
       }
     },
     listen: (channel, onPayload) => listener.listen(channel, onPayload),

@@ -27,7 +27,7 @@ const FOLDABLE = new Set<IncidentKind>(['blocked', 'flagged_search']);
 const LIMITS = { url: 2000, search: 1000, note: 8000, short: 255 };
 
 /** The queue's wire form; also one line of the spool. */
-interface Rec {
+export interface Rec {
   k: string;
   /** occurred_at, ms since the epoch */
   t: number;

@@ -1,0 +1,190 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDb } from '../../incidents/db';
+import { migrate } from '../../incidents/migrate';
+import { IncidentWriter } from '../../incidents/writer';
+import type { Db } from '../../incidents/types';
+import { createTestDatabase } from '../helpers/pg';
+import { projectRoot } from '../helpers/parts';
+import { ledger, openFresh, pgSkip, Relay, tmpDir } from './helpers';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const segments = (dataDir: string) =>
+  existsSync(path.join(dataDir, 'spool')) ? readdirSync(path.join(dataDir, 'spool')).filter((f) => f.endsWith('.ndjson') && f !== 'rejected.ndjson') : [];
+
+describe.skipIf(pgSkip !== null)('writer faults on PostgreSQL', () => {
+  let tdb: Awaited<ReturnType<typeof createTestDatabase>>;
+  let direct: Db;
+  beforeAll(async () => {
+    tdb = await createTestDatabase('sg_fault');
+    direct = await openDb({ databaseUrl: tdb.url, dataDir: tmpDir() });
+    await migrate(direct);
+  });
+  afterAll(async () => {
+    await direct?.close();
+    await tdb?.drop();
+  });
+
+  it('stores 10,000 incidents exactly once across a cut and restored connection', async () => {
+    const relay = new Relay(Number(new URL(tdb.url).port || 5432));
+    await relay.open();
+    const dataDir = tmpDir();
+    const db = await openDb({ databaseUrl: relay.urlFor(tdb.url), dataDir });
+    const w = new IncidentWriter({ db, dataDir, retryMaxMs: 200, flushMs: 2 });
+    const before = await ledger(direct);
+    let spooledWhileDown = 0;
+    const n = 10_000;
+    for (let i = 0; i < n; i++) {
+      // Repeats (same user and URL) make folding part of what must survive the cut.
+      w.record({ idempotencyKey: `relay-${i}`, kind: 'blocked', user: `relay-u${i % 13}`, url: `http://relay.example/${i % 211}` });
+      if (i % 250 === 249) await sleep(2);
+      if (i === 3000) await relay.cut();
+      if (i === 8000) {
+        await w.flush();
+        spooledWhileDown = w.stats().spooled;
+        await relay.open();
+      }
+    }
+    await w.flush();
+    expect(await w.drained(60_000)).toBe(true);
+    const after = await ledger(direct);
+    expect(spooledWhileDown).toBeGreaterThan(4000);
+    expect(w.stats()).toMatchObject({ queued: 0, spooled: 0, rejected: 0 });
+    expect(w.stats().failures).toBeGreaterThan(0);
+    expect(after.dupKeys).toBe(0);
+    expect(after.keys.size - before.keys.size).toBe(n);
+    expect(after.sumCount - before.sumCount).toBe(n);
+    for (let i = 0; i < n; i++) if (!after.keys.has(`relay-${i}`)) throw new Error(`relay-${i} lost`);
+    expect(segments(dataDir)).toEqual([]);
+    await w.close();
+    await db.close();
+    await relay.cut();
+  });
+
+  it('sets aside an incident the database refuses and stores the rest of its batch', async () => {
+    await direct.query("ALTER TABLE incidents ADD CONSTRAINT test_poison CHECK (url IS DISTINCT FROM 'http://poison.example/')");
+    try {
+      const dataDir = tmpDir();
+      const w = new IncidentWriter({ db: direct, dataDir });
+      const good = Array.from({ length: 10 }, (_, i) => w.record({ kind: 'blocked', user: `p${i}`, url: 'http://fine.example/' }));
+      const bad = w.record({ kind: 'blocked', user: 'p-bad', url: 'http://poison.example/' });
+      await w.flush();
+      const r = await direct.query<{ k: string }>('SELECT idempotency_key AS k FROM incidents WHERE idempotency_key = ANY($1)', [[...good, bad]]);
+      expect(r.rows.map((x) => x.k).sort()).toEqual([...good].sort());
+      expect(w.stats()).toMatchObject({ rejected: 1, spooled: 0, queued: 0 });
+      const rejected = readFileSync(path.join(dataDir, 'spool', 'rejected.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+      expect(rejected).toHaveLength(1);
+      expect(rejected[0].record.k).toBe(bad);
+      expect(rejected[0].error).toContain('test_poison');
+      await w.close();
+    } finally {
+      await direct.query('ALTER TABLE incidents DROP CONSTRAINT test_poison');
+    }
+  });
+
+  describe('a writer process killed with SIGKILL', () => {
+    const runChild = (args: string[]) => {
+      const child = spawn(process.execPath, ['--import=tsx', 'test/incidents/fixtures/writer-child.ts', ...args], {
+        cwd: projectRoot,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const lines: string[] = [];
+      let stderr = '';
+      let buf = '';
+      child.stdout!.on('data', (d: Buffer) => {
+        buf += d.toString();
+        const parts = buf.split('\n');
+        buf = parts.pop()!;
+        lines.push(...parts);
+      });
+      child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      return { child, lines, exited, stderr: () => stderr };
+    };
+    const until = async (c: { lines: string[]; stderr: () => string; exited: Promise<unknown> }, pred: (l: string) => boolean, ms = 60_000) => {
+      const end = Date.now() + ms;
+      let done = false;
+      void c.exited.then(() => (done = true));
+      for (;;) {
+        const hit = c.lines.find(pred);
+        if (hit) return hit;
+        if (done || Date.now() > end) throw new Error(`child never printed the line; stdout=${c.lines.join('|')} stderr=${c.stderr()}`);
+        await sleep(5);
+      }
+    };
+    const kill = async (c: { child: ChildProcess; exited: Promise<unknown> }) => {
+      c.child.kill('SIGKILL');
+      await c.exited;
+    };
+
+    it('mid-spool and again mid-replay loses and duplicates nothing it acknowledged', async () => {
+      const dataDir = tmpDir();
+      const n = 20_000;
+      const before = await ledger(direct);
+
+      const spooler = runChild(['spool', tdb.url, dataDir, 'crash', String(n)]);
+      await until(spooler, (l) => l.startsWith('acked ') && Number(l.slice(6)) >= 3000);
+      await kill(spooler);
+      const acked = Math.max(...spooler.lines.filter((l) => l.startsWith('acked ')).map((l) => Number(l.slice(6))));
+      expect(acked).toBeLessThan(n); // it really died mid-spool
+      expect(segments(dataDir).length).toBeGreaterThan(0);
+
+      // First restart: killed as soon as the first replayed batch is in the database.
+      const replay1 = runChild(['replay', tdb.url, dataDir, '50']);
+      await until(replay1, (l) => l.startsWith('stored ') || l.startsWith('repeated '));
+      await kill(replay1);
+
+      // Second restart: runs to the end.
+      const replay2 = runChild(['replay', tdb.url, dataDir, '1000']);
+      const last = await until(replay2, (l) => l.startsWith('drained') || l === 'not drained');
+      expect(last).toMatch(/^drained /);
+      expect(await replay2.exited).toBe(0);
+
+      const after = await ledger(direct);
+      const mine = [...after.keys].filter((k) => k.startsWith('crash-'));
+      expect(after.dupKeys).toBe(0);
+      expect(after.sumCount - before.sumCount).toBe(after.keys.size - before.keys.size);
+      for (let i = 0; i < acked; i++) if (!after.keys.has(`crash-${i}`)) throw new Error(`acknowledged crash-${i} lost`);
+      // Nothing invented: at most what was recorded before the kill.
+      expect(mine.length).toBeGreaterThanOrEqual(acked);
+      expect(mine.every((k) => Number(k.slice(6)) < n)).toBe(true);
+      expect(segments(dataDir)).toEqual([]);
+    });
+  });
+});
+
+describe('writer faults on PGlite', () => {
+  it('spools while the database is gone and a later writer on the same folder replays it once', async () => {
+    const o = await openFresh('pglite');
+    try {
+      const w1 = new IncidentWriter({ db: o.db, dataDir: o.dataDir, retryMaxMs: 100 });
+      for (let i = 0; i < 200; i++) w1.record({ idempotencyKey: `lite-${i}`, kind: 'blocked', user: `lu${i % 3}`, url: `http://lite.example/${i % 7}` });
+      await w1.flush();
+      await o.db.close(); // the database disappears under the writer
+      for (let i = 200; i < 1200; i++) w1.record({ idempotencyKey: `lite-${i}`, kind: 'blocked', user: `lu${i % 3}`, url: `http://lite.example/${i % 7}` });
+      await w1.flush();
+      expect(w1.stats().spooled).toBe(1000);
+      expect(w1.stats().failures).toBeGreaterThan(0);
+      await w1.close();
+
+      const db2 = await openDb({ databaseUrl: null, dataDir: o.dataDir });
+      try {
+        const w2 = new IncidentWriter({ db: db2, dataDir: o.dataDir });
+        w2.start();
+        expect(await w2.drained(30_000)).toBe(true);
+        await w2.close();
+        const l = await ledger(db2);
+        expect(l.dupKeys).toBe(0);
+        expect(l.keys.size).toBe(1200);
+        expect(l.sumCount).toBe(1200);
+        expect(segments(o.dataDir)).toEqual([]);
+      } finally {
+        await db2.close();
+      }
+    } finally {
+      await o.cleanup();
+    }
+  });
+});
