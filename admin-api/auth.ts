@@ -207,9 +207,8 @@ function originOf(value: string | undefined): string | null {
 
 export function allowedOrigins(config: Config, req: FastifyRequest): Set<string> {
   const set = new Set<string>();
-  set.add(`${req.protocol}://${req.host}`);
-  const base = originOf(adminBaseUrl(config));
-  if (base) set.add(base);
+  // Through URL on both sides, so http://host:80 and http://host compare equal.
+  for (const o of [originOf(`${req.protocol}://${req.host}`), originOf(adminBaseUrl(config))]) if (o) set.add(o);
   return set;
 }
 
