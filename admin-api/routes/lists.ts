@@ -463,6 +463,7 @@ export const listRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => 
     const user = caller(req);
     const row = await getIncident(db, req.params.id);
     if (!row || row.kind !== 'unblock_request') throw new SchoolgateError('SG_ERR_NOT_FOUND', `unblock request ${req.params.id}`);
+    if (row.status === 'closed' || row.status === 'false_positive') throw new SchoolgateError('SG_ERR_TRANSITION', `unblock request ${row.id} was already decided`);
     let override: ReturnType<typeof toOverride> | null = null;
     if (req.body.decision === 'allow') {
       if (!row.host) throw new SchoolgateError('SG_ERR_VALIDATION', 'the request names no host to allow');
