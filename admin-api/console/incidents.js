@@ -88,15 +88,16 @@ function whoCell(item) {
 
 function incidentRow(item, names) {
   const categoryLabel = item.categoryName || names.get(item.category) || item.category;
+  // data-label lets narrow screens show each row as a card with its own headings.
   return h('tr', { class: item.illegal ? 'row-illegal' : null, 'data-id': item.id },
-    h('td', {}, h('a', { href: `#/incidents/${item.id}`, 'aria-label': `Open incident ${item.id}` }, `#${item.id}`)),
-    h('td', {}, timeEl(item.occurredAt)),
-    h('td', {}, KIND_LABELS[item.kind] ?? item.kind),
-    h('td', {}, categoryLabel ? categoryLabel : h('span', { class: 'muted' }, '—')),
-    h('td', {}, whoCell(item)),
-    h('td', { class: 'url-cell' }, urlView(item)),
-    h('td', {}, statusBadge(item.status)),
-    h('td', { class: 'num' }, item.count ?? 1));
+    h('td', { 'data-label': 'Incident' }, h('a', { href: `#/incidents/${item.id}`, 'aria-label': `Open incident ${item.id}` }, `#${item.id}`)),
+    h('td', { 'data-label': 'When' }, timeEl(item.occurredAt)),
+    h('td', { 'data-label': 'Kind' }, KIND_LABELS[item.kind] ?? item.kind),
+    h('td', { 'data-label': 'Category' }, categoryLabel ? categoryLabel : h('span', { class: 'muted' }, '—')),
+    h('td', { 'data-label': 'Who' }, h('span', {}, whoCell(item))),
+    h('td', { class: 'url-cell', 'data-label': 'Address' }, urlView(item)),
+    h('td', { 'data-label': 'Status' }, statusBadge(item.status)),
+    h('td', { class: 'num', 'data-label': 'Seen' }, item.count ?? 1));
 }
 
 export async function incidentsPage(ctx) {

@@ -17,6 +17,7 @@ export async function reportPage(ctx) {
     status,
     h('div', { class: 'actions' }, send));
 
+  for (const el of [url, what]) el.addEventListener('input', () => el.removeAttribute('aria-invalid'));
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     const missing = [[url, 'the web address'], [what, 'what happened']].filter(([el]) => !el.value.trim());
