@@ -20,6 +20,10 @@ const DEFAULT_PORTS: Record<string, number> = { http: 80, https: 443, ftp: 21, w
 export function normalizeUrl(raw: string, opts: { defaultScheme?: string } = {}): NormalizedUrl {
   const text = typeof raw === 'string' ? raw.trim() : '';
   if (text === '') throw new SchoolgateError('SG_ERR_URL_INVALID', 'empty URL');
+  // `mailto:x@y`, `javascript:...`: a scheme without an authority names no host to filter
+  if (!SCHEME.test(text) && /^[a-z][a-z0-9+.-]*:(?![0-9]*(?:[/?#]|$))/i.test(text)) {
+    throw new SchoolgateError('SG_ERR_URL_INVALID', `no host in ${JSON.stringify(text.slice(0, 200))}`);
+  }
   const withScheme = SCHEME.test(text) ? text : `${opts.defaultScheme ?? 'http'}://${text}`;
   let u: URL;
   try {
@@ -56,7 +60,7 @@ export function normalizeHost(host: string): string | null {
   // Fast path for the millions of plain entries a list holds; the URL parser handles the rest.
   if (PLAIN_HOST.test(h) && !MAYBE_IPV4.test(h) && !h.includes('xn--')) return h;
   if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
-  if (/[\s/?#@\\[\]]/.test(h) || (h.includes(':') && !/^[0-9a-f:.]+$/.test(h))) return null;
+  if (/[\s/?#@\\[\]*]/.test(h) || (h.includes(':') && !/^[0-9a-f:.]+$/.test(h))) return null;
   try {
     const u = new URL(`http://${h.includes(':') ? `[${h}]` : h}/`);
     if (u.port !== '') return null;

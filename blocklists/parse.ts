@@ -55,9 +55,10 @@ export function parseLine(b: ListBuilder, cat: number, format: FileFormat, line:
       if (t.startsWith('#')) return null;
       const fields = t.split('#')[0].trim().split(/\s+/);
       if (fields.length < 2 || !HOSTS_ADDR.test(fields[0])) return { reason: 'unsupported syntax' };
-      let result: LineResult = 'duplicate';
+      let result: LineResult | null = null;
       for (const f of fields.slice(1)) {
         if (LOCAL_NAMES.has(f.toLowerCase())) continue;
+        result ??= 'duplicate';
         const host = entryHost(f);
         if (host === null) return { reason: 'invalid host' };
         if (b.addDomain(cat, host)) result = 'loaded';
