@@ -3,12 +3,13 @@ import { h, api, mount, errorBox, describeError, setUnauthenticatedHandler, ROLE
 import { incidentsPage, incidentPage } from './incidents.js';
 import { listsPage } from './lists.js';
 import { reportPage, auditPage } from './pages.js';
+import { accountsPage } from './accounts.js';
 
 const DSL = 'safeguarding_lead';
 
 const NAV = {
-  safeguarding_lead: [['/incidents', 'Incidents'], ['/report', 'Report access'], ['/lists', 'Lists'], ['/audit', 'Audit log']],
-  network_manager: [['/lists', 'Lists'], ['/report', 'Report access']],
+  safeguarding_lead: [['/incidents', 'Incidents'], ['/report', 'Report access'], ['/lists', 'Lists'], ['/audit', 'Audit log'], ['/accounts', 'Accounts']],
+  network_manager: [['/lists', 'Lists'], ['/report', 'Report access'], ['/accounts', 'Accounts']],
   staff: [['/report', 'Report access'], ['/incidents', 'My reports']],
   auditor: [['/audit', 'Audit log']],
 };
@@ -22,6 +23,7 @@ const ROUTES = [
   { pattern: /^\/report$/, page: reportPage, title: 'Report access', roles: [DSL, 'network_manager', 'staff'] },
   { pattern: /^\/lists$/, page: listsPage, title: 'Lists', roles: ['network_manager', DSL] },
   { pattern: /^\/audit$/, page: auditPage, title: 'Audit log', roles: ['auditor', DSL] },
+  { pattern: /^\/accounts$/, page: accountsPage, title: 'Accounts', roles: [DSL, 'network_manager'] },
 ];
 
 const state = {

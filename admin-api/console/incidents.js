@@ -210,7 +210,13 @@ export async function incidentsPage(ctx) {
   }
 
   ctx.onIncident((incident) => {
-    if (!matchesFilters(incident, filters) || tbody.querySelector(`tr[data-id="${CSS.escape(String(incident.id))}"]`)) return;
+    // A repeat folded into an incident already shown updates that row (its count) in place.
+    const existing = tbody.querySelector(`tr[data-id="${CSS.escape(String(incident.id))}"]`);
+    if (existing) {
+      existing.replaceWith(incidentRow(incident, nameMap));
+      return;
+    }
+    if (!matchesFilters(incident, filters)) return;
     const row = incidentRow(incident, nameMap);
     row.classList.add('fresh');
     tbody.prepend(row);
@@ -351,7 +357,10 @@ function triageForm(ctx, inc, users, userLabel) {
       const now = res?.incident?.status ?? newStatus ?? inc.status;
       const message = body.status ? `Saved. The incident is now ${STATUS_LABELS[now] ?? now}.` : 'Saved.';
       ctx.announce(message);
-      await incidentPage(ctx, h('div', { class: 'success', role: 'status' }, message));
+      const flash = h('div', { class: 'success', role: 'status', tabindex: '-1' }, message);
+      await incidentPage(ctx, flash);
+      // The form was replaced: keep keyboard users where the news is.
+      flash.focus();
     } catch (err) {
       save.disabled = false;
       mount(status_, errorBox(err));

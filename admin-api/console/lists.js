@@ -9,6 +9,8 @@ const FORMATS = [['ut1', 'UT1 folder or tarball'], ['hosts', 'Hosts file'], ['ad
 const FORMAT_LABEL = Object.fromEntries(FORMATS);
 const KINDS = [['domain', 'Domain (and its subdomains)'], ['url', 'Address prefix (host/path)'], ['expression', 'Expression (regular expression)']];
 
+const GROUP_SOURCE = { default: 'the default for everyone not in another group', config: 'from the configuration file', console: 'set in this console' };
+
 const num = (n) => (n === null || n === undefined ? '—' : Number(n).toLocaleString());
 
 function firstList(data, ...keys) {
@@ -196,7 +198,7 @@ export async function listsPage(ctx) {
     mount(body,
       h('p', { class: 'hint' }, 'Which categories each group of users has blocked, in the order they are checked.'),
       groups.length ? h('ul', { class: 'groups' }, groups.map((g) => h('li', {},
-        h('h3', {}, g.name),
+        h('h3', {}, g.name, g.source ? h('span', { class: 'muted small' }, ` — ${GROUP_SOURCE[g.source] ?? g.source}`) : null),
         h('p', {}, (g.categories ?? []).length
           ? (g.categories ?? []).map((c, i) => [i ? ', ' : '', h('span', { title: c }, categoryNames.get(c) ?? c)])
           : h('span', { class: 'muted' }, 'Nothing blocked')),
@@ -204,19 +206,21 @@ export async function listsPage(ctx) {
       canEdit ? h('details', { class: 'add-group' }, h('summary', {}, 'Add a policy group'), groupForm(ctx, refresh, null, () => categoryNames)) : null);
   });
 
-  const unblockSection = section('lists-unblock', 'Unblock requests', async (body) => {
+  const unblockSection = section('lists-unblock', 'Unblock requests', async (body, refresh) => {
     const data = await api('/api/unblock-requests');
     const items = firstList(data, 'requests');
+    const open = (r) => r.status !== 'closed' && r.status !== 'false_positive';
     mount(body, items.length
       ? h('div', { class: 'table-wrap' }, h('table', { class: 'data compact' },
         h('caption', { class: 'visually-hidden' }, 'Unblock requests'),
-        h('thead', {}, h('tr', {}, ['When', 'Address', 'Category', 'Reason given', 'Status'].map((c) => h('th', { scope: 'col' }, c)))),
+        h('thead', {}, h('tr', {}, ['When', 'Address', 'Category', 'Reason given', 'Status', canEdit ? 'Decision' : null].filter(Boolean).map((c) => h('th', { scope: 'col' }, c)))),
         h('tbody', {}, items.map((r) => h('tr', {},
           h('td', {}, timeEl(r.occurredAt)),
           h('td', { class: 'url-cell' }, urlView(r)),
           h('td', {}, r.categoryName || categoryNames.get(r.category) || r.category || '—'),
           h('td', {}, r.note ?? ''),
-          h('td', {}, r.status ? statusBadge(r.status) : ''))))))
+          h('td', {}, r.status ? statusBadge(r.status) : ''),
+          canEdit ? h('td', {}, open(r) ? decisionForm(ctx, r, refresh) : h('span', { class: 'muted' }, 'Decided')) : null)))))
       : h('p', { class: 'muted' }, 'No unblock requests.'));
   });
 
@@ -394,4 +398,30 @@ function groupForm(ctx, refresh, group, names) {
     }
   });
   return form;
+}
+
+function decisionForm(ctx, request, refresh) {
+  const reason = h('input', { type: 'text', name: 'reason', autocomplete: 'off', 'aria-label': `Reason for the decision on ${request.host ?? request.url ?? 'this request'}` });
+  const status = formStatus();
+  const decide = (decision) => async () => {
+    if (!reason.value.trim()) {
+      mount(status, h('div', { class: 'error', role: 'alert' }, 'Give a reason: the person who asked will be told.'));
+      reason.focus();
+      return;
+    }
+    try {
+      await api(`/api/unblock-requests/${encodeURIComponent(request.id)}/decision`, { method: 'POST', body: { decision, reason: reason.value.trim() } });
+      ctx.announce(decision === 'allow' ? `${request.host ?? 'The site'} is now allowed.` : 'The request was declined.');
+      await refresh();
+    } catch (err) {
+      mount(status, errorBox(err));
+    }
+  };
+  return h('details', { class: 'decision' },
+    h('summary', {}, 'Decide'),
+    h('div', { class: 'field' }, reason),
+    status,
+    h('div', { class: 'actions' },
+      h('button', { type: 'button', class: 'small', onclick: decide('allow') }, request.host ? `Allow ${request.host}` : 'Allow'),
+      h('button', { type: 'button', class: 'small danger', onclick: decide('deny') }, 'Keep blocked')));
 }

@@ -80,7 +80,7 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
     await expect.poll(() => page.locator('table.incidents tbody tr').count()).toBe(7);
     await hasText(page.locator('#whoami'), 'Dana Lead');
     // Role-aware navigation: the DSL gets the queue, the report form, lists and the audit log.
-    expect(await page.locator('#nav a').allTextContents()).toEqual(['Incidents', 'Report access', 'Lists', 'Audit log']);
+    expect(await page.locator('#nav a').allTextContents()).toEqual(['Incidents', 'Report access', 'Lists', 'Audit log', 'Accounts']);
 
     const chart = page.locator('svg.chart');
     await chart.waitFor();
@@ -269,7 +269,7 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
     try {
       await login(nm, users.nm);
       await nm.getByRole('heading', { name: 'Lists', level: 1 }).waitFor();
-      expect(await nm.locator('#nav a').allTextContents()).toEqual(['Lists', 'Report access']);
+      expect(await nm.locator('#nav a').allTextContents()).toEqual(['Lists', 'Report access', 'Accounts']);
       await hasText(nm.locator('#lists-categories'), 'Gambling');
       await nm.locator('#lists-chart svg.chart').waitFor();
       expect(await unlabelledControls(nm)).toEqual([]);
@@ -295,6 +295,50 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
       await nm.getByRole('button', { name: 'Delete allow entry games.example' }).click();
       await hasText(nm.locator('#lists-overrides'), 'No entries of your own yet.');
       expect((await env.db.query('SELECT 1 FROM list_overrides')).rowCount).toBe(0);
+
+      // An unblock request, decided with a reason: allowing it adds an allow entry for its host.
+      env.writer.record({ kind: 'unblock_request', category: 'games', url: 'http://games.example/maths', host: 'games.example', user: 'teacher2@school.test', note: 'Needed for the Year 7 maths lesson' });
+      await env.writer.flush();
+      await nm.reload();
+      const request = nm.locator('#lists-unblock tbody tr');
+      await expect.poll(() => request.count()).toBe(1);
+      await hasText(request, 'Needed for the Year 7 maths lesson');
+      expect(await request.innerText()).not.toContain('teacher2');
+      await request.getByText('Decide').click();
+      await request.getByRole('button', { name: 'Allow games.example' }).click();
+      await hasText(request.locator('.error'), 'Give a reason');
+      await request.getByLabel(/Reason for the decision/).fill('Curriculum site, checked by the head of maths');
+      await request.getByRole('button', { name: 'Allow games.example' }).click();
+      await hasText(nm.locator('#lists-unblock tbody tr'), 'Decided');
+      const allowed = await env.db.query<{ action: string; entry: string }>('SELECT action, entry FROM list_overrides');
+      expect(allowed.rows).toEqual([{ action: 'allow', entry: 'games.example' }]);
+      const decided = await env.db.query<{ status: string }>("SELECT status FROM incidents WHERE kind = 'unblock_request'");
+      expect(decided.rows[0].status).toBe('closed');
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('lets the DSL add a staff account whose one-time password then works', async () => {
+    await page.goto(`${env.base}/console/#/accounts`);
+    await page.getByRole('heading', { name: 'Accounts', level: 1 }).waitFor();
+    await hasText(page.locator('table tbody'), users.auditor.email);
+    await page.getByLabel('Email', { exact: true }).fill('new.teacher@school.test');
+    await page.getByLabel('Name', { exact: true }).fill('Noor Newteacher');
+    await page.getByLabel('Role').selectOption('staff');
+    await page.getByRole('button', { name: 'Add account' }).click();
+    const secret = page.locator('code.secret');
+    await secret.waitFor();
+    const password = (await secret.textContent()) ?? '';
+    expect(password.length).toBeGreaterThanOrEqual(8);
+    await hasText(page.locator('table tbody'), 'new.teacher@school.test');
+    await shot(page, 'accounts');
+
+    const { context, page: newcomer } = await newPage();
+    try {
+      await login(newcomer, { email: 'new.teacher@school.test', password });
+      await newcomer.getByRole('heading', { name: 'Report accidental access', level: 1 }).waitFor();
+      await hasText(newcomer.locator('#whoami'), 'Noor Newteacher');
     } finally {
       await context.close();
     }
