@@ -4,6 +4,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { SchoolgateError } from '../../core/errors';
 import { normalizeHost, normalizeUrl } from '../../blocklists/normalize';
 import type { LoadReport } from '../../blocklists/types';
+import { compileSources } from '../../blocklists/store';
 import { updateIncident, writeAudit, getIncident } from '../../incidents/queries';
 import { caller } from '../auth';
 import type { AdminContext } from '../app';
@@ -301,6 +302,15 @@ export const listRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => 
     const tmp = `${file}.${process.pid}.tmp`;
     await writeFile(tmp, content, { mode: 0o640 });
     await rename(tmp, file);
+    // Compiled alone first: a file with nothing usable in it is refused before it touches the live set.
+    const alone = await compileSources([file]).catch(async (err) => {
+      await rm(file, { force: true });
+      throw err;
+    });
+    if (alone.report.entries === 0) {
+      await rm(file, { force: true });
+      throw new SchoolgateError('SG_ERR_LIST_REJECTED', `${name}: no usable entries`, { report: summariseReport(alone.report) });
+    }
     let id = 0;
     const report = await withSources(
       async () => {

@@ -1,0 +1,152 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ListStore } from '../../blocklists/store';
+import { normalizeUrl } from '../../blocklists/normalize';
+import { policyFor, startListSync } from '../../admin-api/list-sync';
+import { call, harness, makeLists, type Harness } from './helpers';
+
+let h: Harness;
+/** A second gateway's store on the same database, kept in step only by LISTEN/NOTIFY. */
+let second: ListStore;
+let stopSync: () => Promise<void>;
+
+const url = (u: string) => normalizeUrl(u);
+const verdict = (store: ListStore, u: string, cats: string[] = []) => store.classify(url(u), cats, []).action;
+
+async function eventually(check: () => boolean, ms = 2000): Promise<number> {
+  const start = Date.now();
+  while (!check()) {
+    if (Date.now() - start > ms) throw new Error(`not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return Date.now() - start;
+}
+
+beforeAll(async () => {
+  h = await harness();
+  second = await ListStore.open({ sources: h.config.lists });
+  stopSync = await startListSync({ db: h.db, store: second, config: h.config });
+});
+afterAll(async () => {
+  await stopSync?.();
+  await h?.close();
+});
+
+describe('lists API', () => {
+  it('reports loaded categories, configured lists and the load report', async () => {
+    const res = await call(h, 'network_manager', 'GET', '/api/lists');
+    expect(res.statusCode).toBe(200);
+    const body = res.json();
+    expect(body.loaded).toBe(true);
+    expect(body.categories.map((c: { name: string }) => c.name)).toEqual(['adult', 'gambling', 'games']);
+    expect(body.categories[0]).toMatchObject({ name: 'adult', usage: ['black'], domains: 2 });
+    expect(body.configured).toEqual(h.config.lists);
+    expect(body.report.entries).toBe(4);
+  });
+
+  it('block and allow overrides reach this store at once and a second gateway within 2 s', async () => {
+    expect(verdict(h.lists, 'http://newthreat.example/')).toBe('pass');
+    const add = await call(h, 'network_manager', 'POST', '/api/overrides', { action: 'block', entry: 'NewThreat.example.', category: 'local', reason: 'phishing seen today' });
+    expect(add.statusCode, add.body).toBe(200);
+    expect(add.json().override).toMatchObject({ action: 'block', kind: 'domain', entry: 'newthreat.example', reason: 'phishing seen today', author: 'network_manager@school.example' });
+    expect(verdict(h.lists, 'http://sub.newthreat.example/x')).toBe('block');
+    const ms = await eventually(() => verdict(second, 'http://newthreat.example/') === 'block');
+    expect(ms).toBeLessThan(2000);
+
+    const allow = await call(h, 'network_manager', 'POST', '/api/overrides', { action: 'allow', entry: 'casino.example', reason: 'business studies' });
+    expect(allow.statusCode).toBe(200);
+    expect(verdict(h.lists, 'http://casino.example/', ['gambling'])).toBe('pass');
+    await eventually(() => verdict(second, 'http://casino.example/', ['gambling']) === 'pass');
+
+    const dup = await call(h, 'network_manager', 'POST', '/api/overrides', { action: 'allow', entry: 'casino.example', reason: 'again' });
+    expect(dup.statusCode).toBe(409);
+    expect(dup.json().error.code).toBe('SG_ERR_EXISTS');
+    const bad = await call(h, 'network_manager', 'POST', '/api/overrides', { action: 'block', entry: 'not a domain!', reason: 'x' });
+    expect(bad.statusCode).toBe(400);
+    const badRe = await call(h, 'network_manager', 'POST', '/api/overrides', { action: 'block', kind: 'expression', entry: '(unclosed', reason: 'x' });
+    expect(badRe.statusCode).toBe(400);
+    const noReason = await call(h, 'network_manager', 'POST', '/api/overrides', { action: 'block', entry: 'x.example' });
+    expect(noReason.statusCode).toBe(400);
+
+    const listed = await call(h, 'safeguarding_lead', 'GET', '/api/overrides');
+    expect(listed.json().items.map((o: { entry: string }) => o.entry)).toEqual(['casino.example', 'newthreat.example']);
+    const del = await call(h, 'network_manager', 'DELETE', `/api/overrides/${allow.json().override.id}`);
+    expect(del.statusCode).toBe(200);
+    expect(verdict(h.lists, 'http://casino.example/', ['gambling'])).toBe('block');
+    await eventually(() => verdict(second, 'http://casino.example/', ['gambling']) === 'block');
+    expect((await call(h, 'network_manager', 'DELETE', `/api/overrides/${allow.json().override.id}`)).statusCode).toBe(404);
+    const audit = await h.db.query<{ action: string }>("SELECT action FROM audit_log WHERE action LIKE 'override_%' ORDER BY id");
+    expect(audit.rows.map((r) => r.action)).toEqual(['override_add', 'override_add', 'override_delete']);
+  });
+
+  it('policy groups: set from the console, validated, and picked up by every gateway', async () => {
+    expect(policyFor(second, 'pupils', h.config)).toEqual(['adult', 'gambling', 'games']); // default: every black category
+    const put = await call(h, 'network_manager', 'PUT', '/api/policy-groups/pupils', { categories: ['adult', 'gambling'] });
+    expect(put.statusCode, put.body).toBe(200);
+    expect(policyFor(h.lists, 'pupils', h.config)).toEqual(['adult', 'gambling']);
+    await eventually(() => policyFor(second, 'pupils', h.config).length === 2);
+    expect(policyFor(second, 'staff', h.config)).toEqual(['adult', 'gambling', 'games']);
+    const got = await call(h, 'safeguarding_lead', 'GET', '/api/policy-groups');
+    expect(got.json().items).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'pupils', categories: ['adult', 'gambling'], source: 'console' })]));
+    const unknown = await call(h, 'network_manager', 'PUT', '/api/policy-groups/pupils', { categories: ['adult', 'nosuch'] });
+    expect(unknown.statusCode).toBe(400);
+    expect(unknown.json().error.code).toBe('SG_ERR_VALIDATION');
+  });
+
+  it('upload stores a list as a source, reloads, and the new category blocks everywhere', async () => {
+    const res = await call(h, 'network_manager', 'POST', '/api/lists/upload', {
+      name: 'school-extra', format: 'hosts', content: '# our list\n0.0.0.0 proxy-bypass.example\n0.0.0.0 vpn-free.example\nnot a host line at all !!\n',
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    const { report } = res.json();
+    expect(report.entries).toBe(6);
+    expect(report.skippedCount).toBe(1);
+    expect(verdict(h.lists, 'http://vpn-free.example/', ['school-extra'])).toBe('block');
+    await eventually(() => verdict(second, 'http://vpn-free.example/', ['school-extra']) === 'block');
+    const lists = (await call(h, 'network_manager', 'GET', '/api/lists')).json();
+    expect(lists.sources).toEqual([
+      expect.objectContaining({ name: 'school-extra', format: 'hosts', enabled: true, entries: 2, skipped: 1, location: path.join(h.dir, 'lists', 'uploads', 'school-extra.txt') }),
+    ]);
+    expect(lists.categories.map((c: { name: string }) => c.name)).toContain('school-extra');
+
+    const garbage = await call(h, 'network_manager', 'POST', '/api/lists/upload', { name: 'junk', format: 'domains', content: '!!!\n$$$ ###\n' });
+    expect(garbage.statusCode).toBe(422);
+    expect(garbage.json().error.code).toBe('SG_ERR_LIST_REJECTED');
+    expect(garbage.json().error.details.report.skippedCount).toBe(2);
+    const again = await call(h, 'network_manager', 'POST', '/api/lists/upload', { name: 'school-extra', format: 'hosts', content: '0.0.0.0 a.example\n' });
+    expect(again.statusCode).toBe(409);
+    expect(verdict(h.lists, 'http://vpn-free.example/', ['school-extra'])).toBe('block');
+  });
+
+  it('a source that does not load is rejected with a report; the old lists keep serving', async () => {
+    const broken = path.join(h.dir, 'broken-ut1');
+    mkdirSync(path.join(broken, 'empty-dir'), { recursive: true });
+    writeFileSync(path.join(broken, 'README'), 'no categories here');
+    const res = await call(h, 'network_manager', 'POST', '/api/lists/sources', { name: 'broken', format: 'ut1', location: broken });
+    expect(res.statusCode).toBe(422);
+    expect(res.json().error.code).toBe('SG_ERR_LIST_REJECTED');
+    expect(verdict(h.lists, 'http://porn.example/', ['adult'])).toBe('block');
+    expect((await call(h, 'network_manager', 'GET', '/api/lists')).json().sources.map((s: { name: string }) => s.name)).toEqual(['school-extra']);
+    const missing = await call(h, 'network_manager', 'POST', '/api/lists/sources', { name: 'gone', format: 'hosts', location: '/nonexistent/file' });
+    expect(missing.statusCode).toBe(400);
+    expect(missing.json().error.code).toBe('SG_ERR_LIST_SOURCE');
+    const remote = await call(h, 'network_manager', 'POST', '/api/lists/sources', { name: 'remote', format: 'ut1', location: 'https://example.org/bl.tar.gz' });
+    expect(remote.statusCode).toBe(400);
+  });
+
+  it('adds and removes a UT1 folder source; reload now recompiles', async () => {
+    const extra = makeLists(path.join(h.dir, 'extra-ut1'), { phishing: ['bank-login.example'] });
+    const add = await call(h, 'network_manager', 'POST', '/api/lists/sources', { name: 'extra', format: 'ut1', location: extra });
+    expect(add.statusCode, add.body).toBe(200);
+    expect(verdict(h.lists, 'http://bank-login.example/', ['phishing'])).toBe('block');
+    await eventually(() => verdict(second, 'http://bank-login.example/', ['phishing']) === 'block');
+    const reload = await call(h, 'network_manager', 'POST', '/api/lists/reload');
+    expect(reload.statusCode).toBe(200);
+    expect(reload.json().report.entries).toBe(7);
+    const del = await call(h, 'network_manager', 'DELETE', `/api/lists/sources/${add.json().id}`);
+    expect(del.statusCode).toBe(200);
+    expect(verdict(h.lists, 'http://bank-login.example/', ['phishing'])).toBe('pass');
+    await eventually(() => verdict(second, 'http://bank-login.example/', ['phishing']) === 'pass');
+  });
+});
