@@ -1,0 +1,85 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ListStore } from '../../blocklists/store';
+import { normalizeUrl } from '../../blocklists/normalize';
+import { openDb } from '../../incidents/db';
+import type { Db } from '../../incidents/types';
+import { policyFor, startListSync } from '../../admin-api/list-sync';
+import { need, postgresMissing } from '../helpers/parts';
+import { createTestDatabase } from '../helpers/pg';
+import { call, harness, type Harness } from './helpers';
+
+const skip = need('PostgreSQL', await postgresMissing());
+
+/**
+ * Two connections to one real PostgreSQL database: the admin API on one, a "gateway" ListStore
+ * on the other, kept in step only by LISTEN/NOTIFY on schoolgate_lists.
+ */
+describe.skipIf(skip !== null)('list changes reach another gateway through PostgreSQL LISTEN/NOTIFY', () => {
+  let testDb: Awaited<ReturnType<typeof createTestDatabase>>;
+  let adminDb: Db;
+  let gatewayDb: Db;
+  let h: Harness;
+  let gateway: ListStore;
+  let stop: () => Promise<void>;
+
+  beforeAll(async () => {
+    testDb = await createTestDatabase('sg_admin_sync');
+    adminDb = await openDb({ databaseUrl: testDb.url, dataDir: '/nonexistent' });
+    h = await harness({ db: adminDb });
+    gatewayDb = await openDb({ databaseUrl: testDb.url, dataDir: '/nonexistent' });
+    gateway = await ListStore.open({ sources: h.config.lists });
+    stop = await startListSync({ db: gatewayDb, store: gateway, config: h.config });
+  });
+  afterAll(async () => {
+    await stop?.();
+    await gatewayDb?.close();
+    await h?.close();
+    await adminDb?.close();
+    await testDb?.drop();
+  });
+
+  async function within2s(check: () => boolean): Promise<number> {
+    const start = performance.now();
+    while (!check()) {
+      if (performance.now() - start > 2000) throw new Error('change did not reach the gateway within 2 s');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return performance.now() - start;
+  }
+
+  it('a block override made in the console blocks on the other gateway within 2 s', async () => {
+    const u = normalizeUrl('https://fresh-scam.example/login');
+    expect(gateway.classify(u, [], []).action).toBe('pass');
+    const res = await call(h, 'network_manager', 'POST', '/api/overrides', { action: 'block', entry: 'fresh-scam.example', category: 'phishing', reason: 'reported by year 9' });
+    expect(res.statusCode, res.body).toBe(200);
+    const ms = await within2s(() => gateway.classify(u, [], []).action === 'block');
+    expect(gateway.classify(u, [], []).category).toBe('phishing');
+    console.log(`override reached the second gateway in ${ms.toFixed(0)} ms`);
+  });
+
+  it('an allow override and a policy group change arrive too, and so does a new uploaded list', async () => {
+    const casino = normalizeUrl('http://casino.example/');
+    await call(h, 'network_manager', 'POST', '/api/overrides', { action: 'allow', entry: 'casino.example', reason: 'maths lesson on probability' });
+    await within2s(() => gateway.classify(casino, ['gambling'], []).action === 'pass');
+
+    await call(h, 'network_manager', 'PUT', '/api/policy-groups/sixth-form', { categories: ['adult'] });
+    await within2s(() => policyFor(gateway, 'sixth-form', h.config).join() === 'adult');
+
+    const res = await call(h, 'network_manager', 'POST', '/api/lists/upload', { name: 'extra', format: 'domains', content: 'uploaded-bad.example\n' });
+    expect(res.statusCode, res.body).toBe(200);
+    const u = normalizeUrl('http://uploaded-bad.example/');
+    await within2s(() => gateway.classify(u, ['extra'], []).action === 'block');
+  });
+
+  it('a gateway starting later loads what the console already set', async () => {
+    const late = await ListStore.open({ sources: h.config.lists });
+    const stopLate = await startListSync({ db: gatewayDb, store: late, config: h.config });
+    try {
+      expect(late.classify(normalizeUrl('https://fresh-scam.example/'), [], []).action).toBe('block');
+      expect(late.classify(normalizeUrl('http://uploaded-bad.example/'), ['extra'], []).action).toBe('block');
+      expect(policyFor(late, 'sixth-form', h.config)).toEqual(['adult']);
+    } finally {
+      await stopLate();
+    }
+  });
+});
