@@ -86,7 +86,7 @@ export async function accountsPage(ctx) {
   const tokenForm = h('form', { class: 'card', 'aria-labelledby': 'token-title', novalidate: true },
     h('h2', { id: 'token-title' }, 'API token'),
     h('p', { class: 'hint' }, 'For scripts and monitoring: send it as "Authorization: Bearer …". It acts as you, with your role.'),
-    field('What is it for?', tokenName),
+    h('div', { class: 'narrow' }, field('What is it for?', tokenName)),
     tokenStatus,
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Create token')));
   tokenForm.addEventListener('submit', async (event) => {

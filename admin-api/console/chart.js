@@ -80,7 +80,7 @@ export function incidentsChart({ perDay, names = new Map(), from, to, caption = 
       svg('line', { x1: left, x2: W - right, y1: y(t), y2: y(t), class: 'gridline' }),
       svg('text', { x: left - 6, y: y(t) + 4, 'text-anchor': 'end', class: 'axis' }, Number.isInteger(t) ? t : t.toFixed(1)));
   }
-  const labelEvery = Math.ceil(days.length / 14);
+  const labelEvery = Math.ceil(days.length / 15);
   days.forEach((d, i) => {
     const x = left + i * slot + (slot - barW) / 2;
     let acc = 0;

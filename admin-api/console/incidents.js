@@ -37,8 +37,8 @@ function utcDay(offset = 0) {
   d.setUTCDate(d.getUTCDate() + offset);
   return d.toISOString().slice(0, 10);
 }
-function chartRange() {
-  const from = utcDay(-(CHART_DAYS - 1));
+function chartRange(days = CHART_DAYS) {
+  const from = utcDay(-(days - 1));
   const to = utcDay(0);
   const end = new Date(`${to}T00:00:00Z`);
   end.setUTCDate(end.getUTCDate() + 1);
@@ -106,7 +106,11 @@ export async function incidentsPage(ctx) {
   const title = isDsl ? 'Incidents' : 'My reports';
   ctx.setTitle(title);
 
-  const chartSlot = h('section', { class: 'card', 'aria-labelledby': 'chart-title' }, h('h2', { id: 'chart-title' }, `Last ${CHART_DAYS} days`), h('p', { class: 'muted' }, 'Loading the chart…'));
+  const chartBody = h('div', {}, h('p', { class: 'muted' }, 'Loading the chart…'));
+  const period = select('days', [['14', 'Last 14 days'], ['30', 'Last 30 days'], ['90', 'Last 90 days']], String(CHART_DAYS), { id: 'chart-period' });
+  const chartSlot = h('section', { class: 'card', 'aria-labelledby': 'chart-title' },
+    h('div', { class: 'page-head' }, h('h2', { id: 'chart-title' }, 'Overview'), h('div', { class: 'field inline' }, h('label', { for: 'chart-period' }, 'Period'), period)),
+    chartBody);
   const resultsStatus = h('p', { class: 'results-count', id: 'results-count' });
   const tbody = h('tbody');
   const moreSlot = h('div', { class: 'actions' });
@@ -203,10 +207,27 @@ export async function incidentsPage(ctx) {
 
   if (listRes.status === 'fulfilled') addPage(listRes.value);
   if (isDsl) {
-    if (statsRes.status === 'fulfilled') {
-      mount(chartSlot, h('h2', { id: 'chart-title' }, `Last ${CHART_DAYS} days`),
-        incidentsChart({ perDay: statsRes.value?.perDay ?? [], names: nameMap, from: range.from, to: range.to }));
-    } else mount(chartSlot, h('h2', { id: 'chart-title' }, `Last ${CHART_DAYS} days`), errorBox(statsRes.reason));
+    const showStats = (stats, r) => {
+      const counts = new Map((stats?.perStatus ?? []).map((x) => [x.status, x.count]));
+      // Open work first, each a link to the queue filtered on it.
+      const glance = h('p', { class: 'glance' }, 'In this period: ',
+        ['new', 'in_review', 'escalated', 'closed', 'false_positive'].map((st, i) => [i ? ' · ' : '',
+          h('a', { href: `#/incidents?${new URLSearchParams({ status: st })}` }, `${counts.get(st) ?? 0} ${(STATUS_LABELS[st] ?? st).toLowerCase()}`)]));
+      mount(chartBody, glance, incidentsChart({ perDay: stats?.perDay ?? [], names: nameMap, from: r.from, to: r.to }));
+    };
+    if (statsRes.status === 'fulfilled') showStats(statsRes.value, range);
+    else mount(chartBody, errorBox(statsRes.reason));
+    period.addEventListener('change', async () => {
+      const r = chartRange(Number(period.value));
+      try {
+        const stats = await api(`/api/stats?${r.query}`);
+        if (!ctx.isCurrent()) return;
+        showStats(stats, r);
+        ctx.announce(`Chart now shows the last ${period.value} days.`);
+      } catch (err) {
+        mount(chartBody, errorBox(err));
+      }
+    });
   }
 
   ctx.onIncident((incident) => {

@@ -5,7 +5,8 @@ const DSL = 'safeguarding_lead';
 
 export async function reportPage(ctx) {
   // Staff must be able to do this in under a minute: three fields, sensible defaults, one button.
-  const url = h('input', { type: 'text', name: 'url', id: 'report-url', inputmode: 'url', autocomplete: 'off', spellcheck: 'false', required: true });
+  // The block page (or anyone) may link here with ?url= so the address is already filled in.
+  const url = h('input', { type: 'text', name: 'url', id: 'report-url', inputmode: 'url', autocomplete: 'off', spellcheck: 'false', required: true, value: ctx.query.get('url') ?? '' });
   const when = h('input', { type: 'datetime-local', name: 'occurredAt', id: 'report-when', value: localNow(), max: localNow() });
   const what = h('textarea', { name: 'description', id: 'report-what', rows: 5, required: true });
   const status = h('div', { class: 'form-status' });

@@ -96,7 +96,12 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
     // The same figures as a table, for screen readers.
     expect(await page.locator('figure.chart-figure table th[scope="col"]').allTextContents()).toContain('Total');
     expect(await unlabelledControls(page)).toEqual([]);
+    await hasText(page.locator('.glance'), '7 new');
     statSync(await shot(page, 'queue'));
+    // A longer period redraws the chart with a bar slot per day.
+    await page.getByLabel('Period').selectOption('30');
+    await expect.poll(() => chart.locator('g.bar').count()).toBe(30);
+    expect(await bars.count()).toBeGreaterThanOrEqual(6);
   });
 
   it('never renders an illegal-content address as a link, and never runs it', async () => {
