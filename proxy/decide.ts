@@ -72,8 +72,10 @@ export function decideRequest(facts: RequestFacts, policy: Policy): Decision {
  * expressions over URLs, so the terms are put in a URL of their own: that way a term matches
  * however the engine happened to encode it.
  */
-export function flagSearch(terms: string, lists: ListSet | null, categories: readonly string[]): string | null {
-  if (!lists || terms.trim() === '') return null;
+export function flagSearch(terms: string, lists: ListSet | null, categories: readonly string[], keywords?: { flag(terms: string, categories: readonly string[]): string | null }): string | null {
+  if (terms.trim() === '') return null;
+  const byKeyword = keywords?.flag(terms, categories) ?? null;
+  if (byKeyword || !lists) return byKeyword;
   const q = terms.toLowerCase().replace(/\s+/g, ' ').trim();
   const path = `/search?q=${q.replace(/[#?&%]/g, ' ').replace(/ /g, '+')}`;
   const url: NormalizedUrl = { scheme: 'http', host: 'search.invalid', port: null, path, href: `http://search.invalid${path}` };

@@ -19,6 +19,7 @@ import { decideConnect, decideRequest, flagSearch, type Decision, type Policy } 
 import type { ClientIdentifier, Identity } from './identify';
 import { plainIp } from './identify';
 import { safeSearchFor, searchTerms } from './safesearch';
+import type { SearchKeywords } from './keywords';
 
 export interface GatewayDeps {
   leaf: LeafCertificates;
@@ -31,6 +32,8 @@ export interface GatewayDeps {
   /** Admin base URL: the block page's forms post to `<base>/block/report`. */
   adminBaseUrl: string;
   safeSearch: boolean;
+  /** Keyword lists search terms are checked against (UT1 expressions files). */
+  keywords?: SearchKeywords;
   /** Keyword categories search terms are checked against, beyond the group's own. */
   flagCategories: readonly string[];
   logger: Logger;
@@ -232,6 +235,8 @@ export function createGateway(deps: GatewayDeps): Gateway {
       stats.refused++;
       log.warn({ clientIp: ip, code: 'SG_ERR_CLIENT_DENIED' }, 'client refused: not in the allowed networks');
       socket.on('error', () => socket.destroy());
+      socket.resume(); // read (and drop) what it sends, so its FIN is seen and the socket freed
+      socket.setTimeout(5000, () => socket.destroy());
       socket.end(rawResponse(403, 'Forbidden', 'SG_ERR_CLIENT_DENIED', 'This device is not allowed to use the school web gateway.\n'));
       return;
     }
@@ -329,7 +334,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
     }
     if (terms) {
       const lists = deps.policy.lists();
-      const flagged = flagSearch(terms, lists, [...deps.policy.categoriesFor(identity.group), ...deps.flagCategories]);
+      const flagged = flagSearch(terms, lists, [...deps.policy.categoriesFor(identity.group), ...deps.flagCategories], deps.keywords);
       if (flagged) {
         deps.incidents.record({
           kind: 'flagged_search', user: identity.user, device: identity.device, clientIp: identity.clientIp, gateway: deps.gatewayName ?? null,
@@ -413,7 +418,8 @@ export function createGateway(deps: GatewayDeps): Gateway {
       socket.end(rawResponse(400, 'Bad Request', 'SG_ERR_BAD_REQUEST', 'CONNECT is not allowed here.\n'));
       return;
     }
-    const hp = splitHostPort(req.url ?? '', 443);
+    // authority-form only (RFC 9110 §9.3.6): host and port, nothing else
+    const hp = /:\d{1,5}$/.test(req.url ?? '') ? splitHostPort(req.url ?? '', 443) : null;
     const host = hp ? normalizeHost(hp.host) : null;
     if (!hp || !host) {
       socket.end(rawResponse(400, 'Bad Request', 'SG_ERR_BAD_REQUEST', `CONNECT target must be host:port\n`));

@@ -20,6 +20,7 @@ import { IncidentWriter } from '../incidents/writer';
 import { createGateway, type Gateway } from './gateway';
 import { ClientIdentifier, usersTableLookup } from './identify';
 import type { Policy } from './decide';
+import { SearchKeywords } from './keywords';
 
 export interface StartOptions {
   logger?: Logger;
@@ -127,6 +128,9 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       bypassHosts: config.bypassHosts.map((h) => h.toLowerCase().replace(/^\*?\./, '')),
     };
 
+    const keywords = SearchKeywords.load(sources, null, logger);
+    lists.on('reload', () => keywords.replaceWith(SearchKeywords.load(config.lists, null, logger)));
+
     const admin = await buildAdminApp({ config, db, incidents, lists, logger, referenceSecret, caCertPem: () => ca.certPem });
     cleanups.push(() => admin.close());
     await admin.listen({ port: config.adminPort, host: config.listen });
@@ -143,6 +147,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       adminBaseUrl: adminBaseUrl(effective),
       safeSearch: config.safeSearch,
       flagCategories: config.highSeverityCategories,
+      keywords,
       logger,
       gatewayName: os.hostname(),
       upstreamCa: opts.upstreamCa,

@@ -1,0 +1,274 @@
+import http from 'node:http';
+import net from 'node:net';
+import { rmSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { loadCa } from '../../certs/ca';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../core/config';
+import { silentLogger } from '../../core/log';
+import { startSchoolgate, type SchoolgateHandle } from '../../proxy/start';
+import { createGateway } from '../../proxy/gateway';
+import { ClientIdentifier } from '../../proxy/identify';
+import { LeafCertificates } from '../../certs/leaf';
+import { need, sharedListsMissing } from '../helpers/parts';
+import {
+  GAMBLING_HOST, WS, fixtureLists, loopbackLookup, openTunnel, raw, refFrom, startOrigin, statusOf, tmpDir, ut1Adult, ut1Gambling, viaProxy, viaTunnel,
+  type Origin,
+} from './helpers';
+
+const skip = need('shared UT1 lists', sharedListsMissing()) !== null;
+
+describe.skipIf(skip)('gateway, end to end in one process', () => {
+  let origin: Origin;
+  let sg: SchoolgateHandle;
+  let P: number;
+  const dirs: string[] = [];
+
+  beforeAll(async () => {
+    origin = await startOrigin();
+    const dataDir = tmpDir();
+    const lists = fixtureLists();
+    dirs.push(dataDir, lists);
+    const config = loadConfig(
+      {
+        'data-dir': dataDir, lists: [ut1Gambling, ut1Adult, lists], categories: 'gambling,testblock',
+        'proxy-port': '0', 'admin-port': '0', 'bypass-hosts': 'bank.test', 'log-level': 'silent',
+      },
+      {},
+    );
+    sg = await startSchoolgate(config, { logger: silentLogger, out: devNull(), upstreamCa: [origin.ca.certPem], upstreamLookup: loopbackLookup });
+    P = sg.proxyPort;
+  });
+  afterAll(async () => {
+    await sg?.close();
+    await origin?.close();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  const incidents = async (where: string, params: unknown[] = []) => {
+    await sg.incidents.flush();
+    return (await sg.db.query<Record<string, unknown>>(`SELECT * FROM incidents WHERE ${where} ORDER BY id`, params)).rows;
+  };
+
+  it('passes allowed plain HTTP to the origin, with the Host the URL names', async () => {
+    const r = await viaProxy(P, `http://127.0.0.1:${origin.httpPort}/hello?x=1`);
+    expect(r.status).toBe(200);
+    const echo = JSON.parse(r.body);
+    expect(echo.url).toBe('/hello?x=1');
+    expect(echo.headers.host).toBe(`127.0.0.1:${origin.httpPort}`);
+    expect(echo.headers['proxy-connection']).toBeUndefined();
+  });
+
+  it('blocks listed plain HTTP with a 403 page naming the category, and records the incident', async () => {
+    const r = await viaProxy(P, `http://${GAMBLING_HOST}/casino?game=1`);
+    expect(r.status).toBe(403);
+    expect(r.headers['content-type']).toMatch(/text\/html/);
+    expect(r.body).toContain('Gambling/Casino games');
+    expect(r.body).toContain('This was accidental — report it to the safeguarding lead');
+    expect(r.body).toContain('I think this should not be blocked');
+    expect(r.body).toContain(`action="http://127.0.0.1:${sg.adminPort}/block/report"`);
+    const key = /<code>([0-9a-f-]{36})<\/code>/.exec(r.body)?.[1];
+    expect(key).toBeTruthy();
+    const rows = await incidents('idempotency_key = $1', [key]);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ kind: 'blocked', host: GAMBLING_HOST, category: 'gambling', client_ip: '127.0.0.1', url: `http://${GAMBLING_HOST}/casino?game=1`, policy_group: 'default' });
+  });
+
+  it('intercepts allowed HTTPS with a certificate from the school CA and fetches the origin over verified TLS', async () => {
+    const r = await viaTunnel(P, `127.0.0.1:${origin.httpsPort}`, { ca: sg.caCertPem, path: '/secure' });
+    expect(r.authorized).toBe(true);
+    expect(r.peer.issuer.CN).toBe('schoolgate school CA');
+    expect(r.status).toBe(200);
+    const echo = JSON.parse(r.body);
+    expect(echo).toMatchObject({ url: '/secure', tls: true });
+  });
+
+  it('shows the block page over TLS, signed by the school CA, for a blocked host', async () => {
+    const r = await viaTunnel(P, `${GAMBLING_HOST}:443`, { ca: sg.caCertPem, path: '/' });
+    expect(r.authorized).toBe(true);
+    expect(new X509Certificate(r.peer.raw).checkHost(GAMBLING_HOST)).toBe(GAMBLING_HOST);
+    expect(r.status).toBe(403);
+    expect(r.body).toContain('Gambling/Casino games');
+    const rows = await incidents(`host = $1 AND url LIKE 'https://%'`, [GAMBLING_HOST]);
+    expect(rows.length).toBeGreaterThanOrEqual(1);
+  });
+
+  it('tunnels a bypassed host without decrypting: the client sees the origin’s own certificate', async () => {
+    const r = await viaTunnel(P, `bank.test:${origin.httpsPort}`, { ca: origin.ca.certPem, path: '/account' });
+    expect(r.authorized).toBe(true);
+    expect(r.peer.issuer.CN).toBe('test origin CA');
+    expect(r.status).toBe(200);
+    expect(sg.gateway.stats.tunnels).toBeGreaterThanOrEqual(1);
+  });
+
+  it('blocks a request inside TLS whose Host differs from the CONNECT target (domain fronting)', async () => {
+    const r = await viaTunnel(P, `127.0.0.1:${origin.httpsPort}`, { ca: sg.caCertPem, host: 'blocked.test', path: '/' });
+    expect(r.status).toBe(403);
+    expect(r.headers['x-schoolgate-error']).toBe('SG_ERR_HOST_MISMATCH');
+    // ...while a Host naming the same host passes, with or without the port
+    const ok = await viaTunnel(P, `127.0.0.1:${origin.httpsPort}`, { ca: sg.caCertPem, host: '127.0.0.1', path: '/' });
+    expect(ok.status).toBe(200);
+  });
+
+  it('keeps client and upstream connections alive across requests', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const before = origin.connections();
+    const replies = [];
+    for (let i = 0; i < 5; i++) replies.push(await viaProxy(P, `http://127.0.0.1:${origin.httpPort}/k${i}`, { agent }));
+    agent.destroy();
+    expect(replies.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
+    expect(replies.slice(1).every((r) => r.reusedSocket)).toBe(true);
+    expect(origin.connections() - before).toBeLessThanOrEqual(1);
+  });
+
+  it('answers 502 with a clear page when the upstream is unreachable, over HTTP and HTTPS', async () => {
+    const closed = await freePort();
+    const r = await viaProxy(P, `http://127.0.0.1:${closed}/`);
+    expect(r.status).toBe(502);
+    expect(r.body).toContain('could not be reached');
+    expect(r.headers['x-schoolgate-error']).toBe('SG_ERR_UPSTREAM');
+    const s = await viaTunnel(P, `127.0.0.1:${closed}`, { ca: sg.caCertPem });
+    expect(s.status).toBe(502);
+  });
+
+  it('normalises request tricks before classifying (raw sockets)', async () => {
+    const tricks = [
+      `GET http://0-CASINO.INFO./ HTTP/1.1\r\nHost: 0-casino.info\r\n\r\n`,
+      `GET http://0-casino.info:80/ HTTP/1.1\r\nHost: x\r\n\r\n`,
+      `GET http://someone@0-casino.info/ HTTP/1.1\r\nHost: x\r\n\r\n`,
+      `GET HTTP://0-casino.info/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`,
+      `GET http://%30-casino.info/ HTTP/1.1\r\nHost: x\r\n\r\n`,
+      `GET http://www.blocked.test/ HTTP/1.1\r\nHost: x\r\n\r\n`,
+      `GET http://0x0a010203/ HTTP/1.1\r\nHost: x\r\n\r\n`,
+      `GET http://167838211/ HTTP/1.1\r\nHost: x\r\n\r\n`,
+      `GET http://10.1.2.3./ HTTP/1.1\r\nHost: x\r\n\r\n`,
+      `GET http://mixed.test/%66orbidden/page HTTP/1.1\r\nHost: x\r\n\r\n`,
+      `GET http://mixed.test/x/../forbidden HTTP/1.1\r\nHost: x\r\n\r\n`,
+      `GET http://0-casino.info/ HTTP/1.1\r\nHost: 127.0.0.1:${origin.httpPort}\r\n\r\n`,
+    ];
+    for (const t of tricks) expect(statusOf(await raw(P, t)), t).toBe(403);
+    // The absolute URL decides, not the Host header: an allowed URL with a blocked Host goes to the URL's host.
+    const fronted = await raw(P, `GET http://127.0.0.1:${origin.httpPort}/f HTTP/1.1\r\nHost: 0-casino.info\r\nConnection: close\r\n\r\n`);
+    expect(statusOf(fronted)).toBe(200);
+    expect(fronted).toContain(`"host":"127.0.0.1:${origin.httpPort}"`);
+  });
+
+  it('answers malformed requests with 400 and keeps serving', async () => {
+    for (const bad of ['GARBAGE\r\n\r\n', 'GET / HTTP/1.1\r\nHost: x\r\n\r\n', `GET http://[::1/ HTTP/1.1\r\nHost: x\r\n\r\n`, 'CONNECT nohost HTTP/1.1\r\n\r\n', 'CONNECT a b:443 HTTP/1.1\r\n\r\n', 'GET http://x/ HTTP/1.1\r\nBad Header\r\n\r\n']) {
+      expect(statusOf(await raw(P, bad)), bad).toBe(400);
+    }
+    expect((await viaProxy(P, `http://127.0.0.1:${origin.httpPort}/still-up`)).status).toBe(200);
+  });
+
+  it('lets WebSocket upgrades through a tunnel', async () => {
+    const t = await openTunnel(P, `127.0.0.1:${origin.httpPort}`);
+    const ws = new WS.WebSocket(`ws://127.0.0.1:${origin.httpPort}/chat`, { createConnection: () => t.socket });
+    const msg = await new Promise<string>((resolve, reject) => {
+      ws.on('open', () => ws.send('hi'));
+      ws.on('message', (m: Buffer) => resolve(m.toString()));
+      ws.on('error', reject);
+    });
+    ws.close();
+    expect(msg).toBe('echo:hi:/chat');
+  });
+
+  it('forces SafeSearch and YouTube restricted mode, and flags searches that match keyword lists', async () => {
+    const g = await viaTunnel(P, `www.google.com:${origin.httpsPort}`, { ca: sg.caCertPem, path: '/search?q=free+porn', host: `www.google.com:${origin.httpsPort}` });
+    expect(g.status).toBe(200);
+    const url = new URL(JSON.parse(g.body).url, 'https://x');
+    expect(url.searchParams.get('safe')).toBe('active');
+    expect(url.searchParams.get('q')).toBe('free porn');
+    const yt = await viaTunnel(P, `www.youtube.com:${origin.httpsPort}`, { ca: sg.caCertPem, path: '/watch?v=1', host: `www.youtube.com:${origin.httpsPort}` });
+    expect(JSON.parse(yt.body).headers['youtube-restrict']).toBe('Strict');
+    const b = await viaTunnel(P, `www.bing.com:${origin.httpsPort}`, { ca: sg.caCertPem, path: '/search?q=maths', host: `www.bing.com:${origin.httpsPort}` });
+    expect(new URL(JSON.parse(b.body).url, 'https://x').searchParams.get('adlt')).toBe('strict');
+    const flagged = await incidents(`kind = 'flagged_search'`);
+    expect(flagged).toHaveLength(1);
+    expect(flagged[0]).toMatchObject({ search_terms: 'free porn', category: 'adult', host: 'www.google.com', client_ip: '127.0.0.1' });
+  });
+
+  it('keeps search terms on block incidents', async () => {
+    // the fixture lists duckduckgo.com under testblock: a blocked search keeps what was searched
+    const r = await viaTunnel(P, 'duckduckgo.com:443', { ca: sg.caCertPem, path: '/?q=cheap+bets&ia=web' });
+    expect(r.status).toBe(403);
+    const other = await viaTunnel(P, 'blocked.test:443', { ca: sg.caCertPem, path: '/?q=not+a+search+engine' });
+    expect(other.status).toBe(403);
+    const rows = await incidents(`host IN ('duckduckgo.com', 'blocked.test') AND kind = $1`, ['blocked']);
+    const byHost = Object.fromEntries(rows.map((x) => [x.host, x]));
+    expect(byHost['duckduckgo.com']).toMatchObject({ search_terms: 'cheap bets', category: 'testblock' });
+    expect(byHost['blocked.test'].search_terms).toBeNull();
+  });
+
+  it('files a self-report from the block page, linked to the block, and refuses forged references', async () => {
+    const page = await viaProxy(P, `http://${GAMBLING_HOST}/report-me`);
+    const ref = refFrom(page.body)!;
+    const key = /<code>([0-9a-f-]{36})<\/code>/.exec(page.body)![1];
+    const post = (body: string, type = 'application/x-www-form-urlencoded', accept = 'text/html') =>
+      fetch(`http://127.0.0.1:${sg.adminPort}/block/report`, { method: 'POST', headers: { 'content-type': type, accept }, body });
+    const ok = await post(new URLSearchParams({ ref, type: 'self_report', note: 'clicked a search result' }).toString());
+    expect(ok.status).toBe(200);
+    expect(await ok.text()).toContain('sent to the safeguarding lead');
+    const unblock = await post(JSON.stringify({ ref, type: 'unblock_request' }), 'application/json', 'application/json');
+    expect(unblock.status).toBe(201);
+    expect(await unblock.json()).toMatchObject({ ok: true, kind: 'unblock_request', relatedKey: key });
+
+    const rows = await incidents('related_key = $1', [key]);
+    expect(rows.map((r) => r.kind).sort()).toEqual(['self_report', 'unblock_request']);
+    const self = rows.find((r) => r.kind === 'self_report')!;
+    expect(self).toMatchObject({ note: 'clicked a search result', host: GAMBLING_HOST, category: 'gambling', client_ip: '127.0.0.1', url: `http://${GAMBLING_HOST}/report-me` });
+
+    // Tampered, foreign and missing references are refused; nothing is recorded for them.
+    const [body, mac] = ref.split('.');
+    const forged = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(body, 'base64url').toString()), user: 'someone.else' })).toString('base64url');
+    for (const bad of [`${forged}.${mac}`, 'abc.def', '']) {
+      const r = await post(JSON.stringify({ ref: bad, type: 'self_report' }), 'application/json', 'application/json');
+      expect(r.status).toBe(400);
+      expect(((await r.json()) as { error: { code: string } }).error.code).toBe('SG_ERR_BAD_REFERENCE');
+    }
+    const badType = await post(JSON.stringify({ ref, type: 'delete_everything' }), 'application/json', 'application/json');
+    expect(badType.status).toBe(400);
+    const long = await post(JSON.stringify({ ref, type: 'self_report', note: 'x'.repeat(2001) }), 'application/json', 'application/json');
+    expect(long.status).toBe(400);
+    expect((await incidents('related_key = $1', [key])).length).toBe(2);
+  });
+
+  it('refuses clients outside the allowed networks, and never proxies for them', async () => {
+    const gw = createGateway({
+      leaf: new LeafCertificates({ ca: loadCa(sg.config.dataDir), dataDir: sg.config.dataDir }),
+      policy: { lists: () => null, categoriesFor: () => [], allowCategories: [], bypassHosts: [] },
+      identifier: new ClientIdentifier({ allowedClients: ['10.0.0.0/8'], clients: [], defaultGroup: 'default', proxyAuth: false, policyGroups: {} }, null),
+      incidents: { record: () => 'x' },
+      referenceSecret: Buffer.alloc(32),
+      friendlyName: () => null,
+      adminBaseUrl: 'http://127.0.0.1:1',
+      safeSearch: false,
+      flagCategories: [],
+      logger: silentLogger,
+    });
+    const addr = await gw.listen(0, '127.0.0.1');
+    const before = origin.connections();
+    const r = await raw(addr.port, `GET http://127.0.0.1:${origin.httpPort}/ HTTP/1.1\r\nHost: x\r\n\r\n`);
+    expect(statusOf(r)).toBe(403);
+    expect(r).toContain('SG_ERR_CLIENT_DENIED');
+    const c = await raw(addr.port, `CONNECT 127.0.0.1:${origin.httpsPort} HTTP/1.1\r\n\r\n`);
+    expect(statusOf(c)).toBe(403);
+    expect(origin.connections()).toBe(before);
+    expect(gw.stats.refused).toBe(2);
+    await gw.close();
+  });
+});
+
+function devNull(): NodeJS.WritableStream {
+  return new Writable({ write: (_c, _e, cb) => cb() });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}

@@ -1,0 +1,193 @@
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import { createRequire } from 'node:module';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import { initCa, type SchoolCa } from '../../certs/ca';
+import { LeafCertificates } from '../../certs/leaf';
+import { sharedLists } from '../helpers/parts';
+
+export const ut1Gambling = path.join(sharedLists, 'ut1', 'gambling');
+export const ut1Adult = path.join(sharedLists, 'ut1', 'adult');
+/** The first entry of UT1's real gambling list. */
+export const GAMBLING_HOST = '0-casino.info';
+
+export const tmpDir = (prefix = 'sg-proxy-') => mkdtempSync(path.join(os.tmpdir(), prefix));
+
+/** A tiny UT1-style folder for hosts only the tests use (the real lists supply the rest). */
+export function fixtureLists(): string {
+  const dir = tmpDir('sg-lists-');
+  mkdirSync(path.join(dir, 'testblock'));
+  writeFileSync(path.join(dir, 'testblock', 'domains'), 'blocked.test\n10.1.2.3\nduckduckgo.com\n');
+  writeFileSync(path.join(dir, 'testblock', 'urls'), 'mixed.test/forbidden\n');
+  writeFileSync(path.join(dir, 'testblock', 'usage'), 'black\n');
+  return dir;
+}
+
+/** Every upstream name resolves to loopback: the tests' "internet" is the local origin. */
+export const loopbackLookup = ((_host: string, options: { all?: boolean }, cb: (...args: unknown[]) => void) => {
+  if (options?.all) cb(null, [{ address: '127.0.0.1', family: 4 }]);
+  else cb(null, '127.0.0.1', 4);
+}) as unknown as net.LookupFunction;
+
+export interface Origin {
+  ca: SchoolCa;
+  httpPort: number;
+  httpsPort: number;
+  /** Connections the origin accepted, to see keep-alive at work. */
+  connections: () => number;
+  close: () => Promise<void>;
+}
+
+const WS = createRequire(createRequire(import.meta.url).resolve('http-mitm-proxy'))('ws') as {
+  WebSocketServer: new (o: { server: http.Server | https.Server }) => import('node:events').EventEmitter;
+  WebSocket: new (url: string, opts?: Record<string, unknown>) => import('node:events').EventEmitter & { send(d: string): void; close(): void };
+};
+export { WS };
+
+/** An origin with its own CA (not the school's): echoes what it received, as JSON. */
+export async function startOrigin(): Promise<Origin> {
+  const dir = tmpDir('sg-origin-');
+  const ca = initCa(dir, { commonName: 'test origin CA' });
+  const leaf = new LeafCertificates({ ca, dataDir: dir });
+  let connections = 0;
+  const handler: http.RequestListener = (req, res) => {
+    if (req.url?.startsWith('/slow-close')) {
+      req.socket.destroy();
+      return;
+    }
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      const json = JSON.stringify({ method: req.method, url: req.url, headers: req.headers, body, tls: 'encrypted' in req.socket });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) });
+      res.end(json);
+    });
+  };
+  const plain = http.createServer(handler);
+  const secure = https.createServer({ key: leaf.keyPem, cert: await leaf.certificatePem('127.0.0.1'), SNICallback: leaf.sniCallback }, handler);
+  for (const s of [plain, secure]) {
+    s.on('connection', () => connections++);
+    const wss = new WS.WebSocketServer({ server: s });
+    wss.on('connection', (ws: import('node:events').EventEmitter & { send(d: string): void }, req: http.IncomingMessage) => {
+      ws.on('message', (m: Buffer) => ws.send(`echo:${m.toString()}:${req.url}`));
+    });
+  }
+  await Promise.all([plain, secure].map((s) => new Promise<void>((r) => s.listen(0, '127.0.0.1', r))));
+  return {
+    ca,
+    httpPort: (plain.address() as net.AddressInfo).port,
+    httpsPort: (secure.address() as net.AddressInfo).port,
+    connections: () => connections,
+    close: async () => {
+      for (const s of [plain, secure]) {
+        s.closeAllConnections();
+        await new Promise((r) => s.close(r));
+      }
+    },
+  };
+}
+
+export interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+  reusedSocket: boolean;
+}
+
+const collect = (req: http.ClientRequest, body?: string) =>
+  new Promise<Reply>((resolve, reject) => {
+    req.on('response', (res) => {
+      let data = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (data += d));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: data, reusedSocket: req.reusedSocket }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+
+/** Plain proxying: absolute-form request line to the proxy. */
+export function viaProxy(proxyPort: number, url: string, opts: { method?: string; headers?: Record<string, string>; body?: string; agent?: http.Agent } = {}) {
+  const u = new URL(url);
+  return collect(
+    http.request({ host: '127.0.0.1', port: proxyPort, method: opts.method ?? 'GET', path: url, headers: { host: u.host, ...opts.headers }, agent: opts.agent ?? false }),
+    opts.body,
+  );
+}
+
+/** Opens a CONNECT tunnel; resolves with the proxy's status and the raw socket. */
+export function openTunnel(proxyPort: number, target: string, headers: Record<string, string> = {}): Promise<{ status: number; socket: net.Socket; headers: http.IncomingHttpHeaders }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port: proxyPort, method: 'CONNECT', path: target, headers: { host: target, ...headers }, agent: false });
+    req.on('connect', (res, socket) => resolve({ status: res.statusCode!, socket, headers: res.headers }));
+    req.on('response', (res) => {
+      res.resume();
+      resolve({ status: res.statusCode!, socket: res.socket as net.Socket, headers: res.headers });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** TLS inside a tunnel, then one HTTP request: what a browser does for https:// through a proxy. */
+export async function viaTunnel(
+  proxyPort: number,
+  target: string,
+  opts: { ca: string; servername?: string; path?: string; host?: string; headers?: Record<string, string>; method?: string; body?: string },
+): Promise<Reply & { peer: tls.PeerCertificate; authorized: boolean }> {
+  const t = await openTunnel(proxyPort, target);
+  if (t.status !== 200) throw new Error(`CONNECT ${target} answered ${t.status}`);
+  const [host] = target.split(/:(?=\d+$)/);
+  const servername = opts.servername ?? (net.isIP(host) ? undefined : host);
+  const secure = await new Promise<tls.TLSSocket>((resolve, reject) => {
+    const s = tls.connect({ socket: t.socket, host, servername, ca: opts.ca, ALPNProtocols: ['http/1.1'] }, () => resolve(s));
+    s.on('error', reject);
+  });
+  const peer = secure.getPeerCertificate();
+  const authorized = secure.authorized;
+  const reply = await collect(
+    http.request({ createConnection: () => secure, path: opts.path ?? '/', method: opts.method ?? 'GET', headers: { host: opts.host ?? target, ...opts.headers } }),
+    opts.body,
+  );
+  secure.destroy();
+  return { ...reply, peer, authorized };
+}
+
+/** Writes raw bytes to the proxy and returns everything it answers until it closes (or 3 s pass). */
+export function raw(proxyPort: number, text: string, waitMs = 3000): Promise<string> {
+  return new Promise((resolve) => {
+    const s = net.connect(proxyPort, '127.0.0.1');
+    let out = '';
+    const done = () => {
+      s.destroy();
+      resolve(out);
+    };
+    const timer = setTimeout(done, waitMs);
+    s.on('data', (d) => {
+      out += d.toString('latin1');
+      // One full response is enough: stop at the end of its body.
+      const m = /\r\ncontent-length: (\d+)\r\n/i.exec(out);
+      const head = out.indexOf('\r\n\r\n');
+      if (m && head >= 0 && Buffer.byteLength(out.slice(head + 4), 'latin1') >= Number(m[1])) {
+        clearTimeout(timer);
+        done();
+      }
+    });
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve(out);
+    });
+    s.on('error', () => undefined);
+    s.write(text);
+  });
+}
+
+export const statusOf = (response: string) => Number(/^HTTP\/1\.[01] (\d{3})/.exec(response)?.[1] ?? 0);
+
+/** The signed reference the block page's report form carries. */
+export const refFrom = (html: string) => /name="ref" value="([^"]+)"/.exec(html)?.[1] ?? null;
