@@ -1,0 +1,146 @@
+import type { AddressInfo } from 'node:net';
+import { SMTPServer } from 'smtp-server';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { harness, type Harness } from './helpers';
+
+interface Mail {
+  to: string[];
+  raw: string;
+}
+
+/** A real SMTP server on a free loopback port, keeping what it receives. */
+async function startSmtp(): Promise<{ server: SMTPServer; port: number; mails: Mail[] }> {
+  const mails: Mail[] = [];
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['STARTTLS', 'AUTH'],
+    logger: false,
+    onData(stream, session, done) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        mails.push({ to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks).toString('utf8') });
+        done();
+      });
+    },
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.server.address() as AddressInfo).port, mails };
+}
+
+/** Reads server-sent events from the live console stream. */
+async function openEvents(base: string, cookie: string) {
+  const ctl = new AbortController();
+  const res = await fetch(`${base}/api/events`, { headers: { cookie }, signal: ctl.signal });
+  const events: Array<{ event: string; data: Record<string, unknown> }> = [];
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  let buf = '';
+  const pump = (async () => {
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buf += decoder.decode(value, { stream: true });
+        let i: number;
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const block = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          const ev = /^event: (.+)$/m.exec(block)?.[1];
+          const data = /^data: (.+)$/m.exec(block)?.[1];
+          if (ev && data) events.push({ event: ev, data: JSON.parse(data) });
+        }
+      }
+    } catch {
+      // aborted at the end of the test
+    }
+  })();
+  return { res, events, close: async () => { ctl.abort(); await pump; } };
+}
+
+async function until<T>(f: () => T | undefined, ms = 5000): Promise<T> {
+  const start = Date.now();
+  for (;;) {
+    const v = f();
+    if (v) return v;
+    if (Date.now() - start > ms) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('high-severity alerts: email to the DSL and live events in the console', () => {
+  let h: Harness;
+  let smtp: Awaited<ReturnType<typeof startSmtp>>;
+  let base: string;
+  let smtpOpen = false;
+
+  beforeAll(async () => {
+    smtp = await startSmtp();
+    smtpOpen = true;
+    h = await harness({ config: { smtp: { url: `smtp://127.0.0.1:${smtp.port}`, from: 'filter@school.example', to: [] } } });
+    await h.app.listen({ port: 0, host: '127.0.0.1' });
+    base = `http://127.0.0.1:${(h.app.server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await h?.close();
+    if (smtpOpen) await new Promise<void>((r) => smtp.server.close(() => r()));
+  });
+
+  it('refuses the event stream to roles other than the DSL', async () => {
+    for (const role of ['staff', 'network_manager', 'auditor'] as const) {
+      const res = await fetch(`${base}/api/events`, { headers: { cookie: h.users[role].cookie } });
+      expect(res.status).toBe(403);
+    }
+    expect((await fetch(`${base}/api/events`)).status).toBe(401);
+  });
+
+  it('streams every new incident, alerts on high-severity ones and emails the DSL once per pupil and category', async () => {
+    const stream = await openEvents(base, h.users.safeguarding_lead.cookie);
+    try {
+      expect(stream.res.status).toBe(200);
+      expect(stream.res.headers.get('content-type')).toContain('text/event-stream');
+
+      h.writer.record({ kind: 'blocked', user: 'pupil@school.example', clientIp: '10.1.2.3', url: 'http://games.example/play', host: 'games.example', category: 'games' });
+      const games = await until(() => stream.events.find((e) => e.event === 'incident' && e.data.category === 'games'));
+      expect(games.data).toMatchObject({ kind: 'blocked', user: 'pupil@school.example', host: 'games.example', status: 'new' });
+
+      h.writer.record({ kind: 'blocked', user: 'pupil@school.example', clientIp: '10.1.2.3', url: 'http://porn.example/secret-path', host: 'porn.example', category: 'adult' });
+      const alert = await until(() => stream.events.find((e) => e.event === 'alert'));
+      expect(alert.data).toMatchObject({ category: 'adult', illegal: true, user: 'pupil@school.example' });
+      expect(stream.events.filter((e) => e.event === 'alert')).toHaveLength(1); // games raised none
+
+      const mail = await until(() => smtp.mails[0]);
+      expect(mail.to).toEqual(['safeguarding_lead@school.example']);
+      expect(mail.raw).toMatch(/Subject: \[schoolgate\] Blocked access: adult/);
+      expect(mail.raw).toContain('pupil@school.example');
+      expect(mail.raw).toContain(`/console/#/incidents/${alert.data.id}`);
+      // Illegal-content categories: the address never goes into an email.
+      expect(mail.raw).not.toContain('porn.example');
+      expect(mail.raw).not.toContain('secret-path');
+
+      // The same pupil retrying: another alert on screen, but no second email.
+      h.writer.record({ kind: 'blocked', user: 'pupil@school.example', clientIp: '10.1.2.3', url: 'http://xxx.example/', host: 'xxx.example', category: 'adult' });
+      await until(() => (stream.events.filter((e) => e.event === 'alert').length === 2 ? true : undefined));
+      // A different pupil does get one.
+      h.writer.record({ kind: 'blocked', user: 'other@school.example', clientIp: '10.1.2.4', url: 'http://xxx.example/', host: 'xxx.example', category: 'adult' });
+      await until(() => smtp.mails[1]);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(smtp.mails).toHaveLength(2);
+      const audit = await h.db.query<{ n: number }>("SELECT count(*)::int AS n FROM audit_log WHERE action = 'alert_email'");
+      expect(audit.rows[0].n).toBe(2);
+    } finally {
+      await stream.close();
+    }
+  });
+
+  it('keeps serving when the SMTP server is gone (the alert is logged, nothing crashes)', async () => {
+    smtpOpen = false;
+    await new Promise<void>((r) => smtp.server.close(() => r()));
+    h.writer.record({ kind: 'blocked', user: 'third@school.example', url: 'http://porn.example/', host: 'porn.example', category: 'adult' });
+    await h.writer.flush();
+    await new Promise((r) => setTimeout(r, 300));
+    const res = await fetch(`${base}/api/incidents?user=third@school.example`, { headers: { cookie: h.users.safeguarding_lead.cookie } });
+    expect(res.status).toBe(200);
+    expect((await res.json()).items).toHaveLength(1);
+  });
+});
