@@ -141,6 +141,6 @@ describe('high-severity alerts: email to the DSL and live events in the console'
     await new Promise((r) => setTimeout(r, 300));
     const res = await fetch(`${base}/api/incidents?user=third@school.example`, { headers: { cookie: h.users.safeguarding_lead.cookie } });
     expect(res.status).toBe(200);
-    expect((await res.json()).items).toHaveLength(1);
+    expect(((await res.json()) as { items: unknown[] }).items).toHaveLength(1);
   });
 });
