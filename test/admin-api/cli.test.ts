@@ -1,0 +1,75 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { checkLogin } from '../../admin-api/auth';
+import { openDb } from '../../incidents/db';
+import { projectRoot } from '../helpers/parts';
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'sg-users-cli-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function run(cmd: string, args: string[], stdin: string | null): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const env = { ...process.env, SCHOOLGATE_LOG_LEVEL: 'warn' };
+    delete env.DATABASE_URL;
+    const p = spawn(cmd, args, { cwd: projectRoot, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('error', reject);
+    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    if (stdin !== null) p.stdin.write(stdin);
+    p.stdin.end();
+  });
+}
+const schoolgate = (args: string[], stdin: string | null = null) =>
+  run(process.execPath, ['--import=tsx', path.join(projectRoot, 'bin', 'schoolgate.ts'), ...args, '--data-dir', dir], stdin);
+
+describe('schoolgate users', () => {
+  it('adds a user with the password from stdin (npx contract), and it logs in', async () => {
+    const r = await run('npx', ['schoolgate', 'users', 'add', 'dsl@school.example', '--role', 'safeguarding_lead', '--data-dir', dir], 'Very-secret-pass-1\n');
+    expect(r.stderr).not.toMatch(/SG_ERR/);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('added dsl@school.example (safeguarding_lead)');
+    expect(r.stdout).not.toContain('Very-secret-pass-1');
+    expect(r.stdout).not.toContain('password:');
+  });
+
+  it('generates and prints a password once when stdin gives none', async () => {
+    const r = await schoolgate(['users', 'add', 'tech@school.example', '--role', 'network_manager']);
+    expect(r.code, r.stderr).toBe(0);
+    const m = /password: (\S+)/.exec(r.stdout);
+    expect(m).not.toBeNull();
+    const db = await openDb({ databaseUrl: null, dataDir: dir });
+    try {
+      expect((await checkLogin(db, 'dsl@school.example', 'Very-secret-pass-1'))?.role).toBe('safeguarding_lead');
+      expect((await checkLogin(db, 'tech@school.example', m![1]))?.role).toBe('network_manager');
+      expect(await checkLogin(db, 'tech@school.example', 'wrong')).toBeNull();
+      const stored = await db.query<{ password_hash: string }>('SELECT password_hash FROM users');
+      expect(stored.rows.every((u) => u.password_hash.startsWith('scrypt$'))).toBe(true);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('refuses a bad role, a duplicate email and a short password with clear errors', async () => {
+    const bad = await schoolgate(['users', 'add', 'x@school.example', '--role', 'admin'], 'long-enough-pw\n');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('SG_ERR_USAGE');
+    const dup = await schoolgate(['users', 'add', 'DSL@school.example', '--role', 'staff'], 'long-enough-pw\n');
+    expect(dup.code).toBe(1);
+    expect(dup.stderr).toContain('SG_ERR_USER_EXISTS');
+    const short = await schoolgate(['users', 'add', 'y@school.example', '--role', 'staff'], 'short\n');
+    expect(short.code).toBe(1);
+    expect(short.stderr).toContain('SG_ERR_VALIDATION');
+    const list = await schoolgate(['users', 'list']);
+    expect(list.code).toBe(0);
+    expect(list.stdout.trim().split('\n').map((l) => l.split('\t').slice(1).join(' '))).toEqual([
+      'dsl@school.example safeguarding_lead',
+      'tech@school.example network_manager',
+    ]);
+  });
+});
