@@ -12,7 +12,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function run(cmd: string, args: string[], stdin: string | null): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const env = { ...process.env, SCHOOLGATE_LOG_LEVEL: 'warn' };
+    const env: NodeJS.ProcessEnv = { ...process.env, SCHOOLGATE_LOG_LEVEL: 'warn' };
     delete env.DATABASE_URL;
     const p = spawn(cmd, args, { cwd: projectRoot, env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
