@@ -107,31 +107,32 @@ function foldKeyOf(r: Rec): string | null {
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
-const FOLD_SQL = `
-WITH g AS (
-  SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[], $8::int[])
-    AS g(idx, kind, url, user_name, client_ip, first_at, last_at, n)
-), m AS (
-  SELECT g.*, (
-    SELECT i.id FROM incidents i
+// Finding the row to fold into and updating it are two statements on purpose: joined in one,
+// the planner hash-joins the update against a sequential scan of the whole table.
+export const FIND_SQL = `
+SELECT g.idx, t.id
+  FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[])
+         AS g(idx, kind, url, user_name, client_ip, first_at, last_at)
+ CROSS JOIN LATERAL (
+   SELECT i.id FROM incidents i
     WHERE i.kind = g.kind AND i.url = g.url AND i.status = 'new'
       AND CASE WHEN g.user_name IS NOT NULL THEN i.user_name = g.user_name
                ELSE i.user_name IS NULL AND i.client_ip = g.client_ip END
-      AND i.last_seen >= g.first_at - make_interval(secs => $9::double precision)
-      AND i.occurred_at <= g.last_at + make_interval(secs => $9::double precision)
+      AND i.last_seen >= g.first_at - make_interval(secs => $8::double precision)
+      AND i.occurred_at <= g.last_at + make_interval(secs => $8::double precision)
     ORDER BY i.last_seen DESC
     LIMIT 1
-  ) AS target
-  FROM g
-)
+ ) t`;
+
+const FOLD_SQL = `
 UPDATE incidents i
-   SET count = i.count + m.n,
-       last_seen = greatest(i.last_seen, m.last_at),
-       occurred_at = least(i.occurred_at, m.first_at),
+   SET count = i.count + u.n,
+       last_seen = greatest(i.last_seen, u.last_at),
+       occurred_at = least(i.occurred_at, u.first_at),
        updated_at = now()
-  FROM m
- WHERE i.id = m.target
-RETURNING m.idx AS fold_idx, i.*`;
+  FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::timestamptz[]) AS u(id, n, first_at, last_at)
+ WHERE i.id = u.id
+RETURNING i.*`;
 
 const INSERT_SQL = `
 INSERT INTO incidents (idempotency_key, occurred_at, last_seen, count, kind, user_name, device, client_ip, gateway,
@@ -139,12 +140,14 @@ INSERT INTO incidents (idempotency_key, occurred_at, last_seen, count, kind, use
 SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[],
                      $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[])
 ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING *`;
+RETURNING id, idempotency_key`;
 
-const SEEN_SQL = `
-SELECT k FROM unnest($1::text[]) AS k
- WHERE EXISTS (SELECT 1 FROM incidents i WHERE i.idempotency_key = k)
-    OR EXISTS (SELECT 1 FROM incident_folds f WHERE f.idempotency_key = k)`;
+// One index probe per key whatever the table size: the LIMIT keeps the planner from turning this
+// into a hash join over a sequential scan of incidents.
+export const SEEN_SQL = `
+SELECT k FROM unnest($1::text[]) AS k, LATERAL (SELECT 1 FROM incidents i WHERE i.idempotency_key = k LIMIT 1) hit
+UNION ALL
+SELECT k FROM unnest($1::text[]) AS k, LATERAL (SELECT 1 FROM incident_folds f WHERE f.idempotency_key = k LIMIT 1) hit`;
 
 const FOLDS_SQL = `
 INSERT INTO incident_folds (idempotency_key, incident_id, occurred_at)
@@ -158,10 +161,12 @@ export async function writeBatch(
   db: Db,
   recs: Rec[],
   windowMs: number,
+  /** True for a record whose key this process made and never sent: it cannot be stored yet. */
+  neverSent: (r: Rec) => boolean = () => false,
 ): Promise<{ inserted: IncidentRow[]; folded: IncidentRow[]; skipped: number }> {
+  const keys = recs.filter((r) => !neverSent(r)).map((r) => r.k); // now, before any await
   return db.transaction(async (tx: Queryable) => {
-    const keys = recs.map((r) => r.k);
-    const seen = new Set((await tx.query<{ k: string }>(SEEN_SQL, [keys])).rows.map((r) => r.k));
+    const seen = new Set(keys.length ? (await tx.query<{ k: string }>(SEEN_SQL, [keys])).rows.map((r) => r.k) : []);
     const fresh: Rec[] = [];
     for (const r of recs) {
       if (seen.has(r.k)) continue;
@@ -203,7 +208,7 @@ export async function writeBatch(
     const candidates = groups.map((g, idx) => ({ g, idx })).filter(({ g }) => g.canFoldIntoDb);
     const foldedInto = new Map<number, number>();
     if (candidates.length > 0) {
-      const res = await tx.query<IncidentRow & { fold_idx: number }>(FOLD_SQL, [
+      const found = await tx.query<{ idx: number; id: number }>(FIND_SQL, [
         candidates.map((c) => c.idx),
         candidates.map((c) => c.g.first.kind),
         candidates.map((c) => c.g.first.url),
@@ -211,13 +216,23 @@ export async function writeBatch(
         candidates.map((c) => (c.g.first.user ? null : c.g.first.ip)),
         candidates.map((c) => iso(c.g.firstAt)),
         candidates.map((c) => iso(c.g.lastAt)),
-        candidates.map((c) => 1 + c.g.rest.length),
         windowMs / 1000,
       ]);
-      for (const row of res.rows) {
-        const { fold_idx, ...incident } = row;
-        foldedInto.set(fold_idx, incident.id);
-        folded.push(incident as IncidentRow);
+      const claimed = new Set<number>();
+      for (const { idx, id } of found.rows) {
+        if (claimed.has(id)) continue; // cannot happen with distinct repeat keys; never count twice if it does
+        claimed.add(id);
+        foldedInto.set(idx, id);
+      }
+      if (foldedInto.size > 0) {
+        const entries = [...foldedInto];
+        const res = await tx.query<IncidentRow>(FOLD_SQL, [
+          entries.map(([, id]) => id),
+          entries.map(([idx]) => 1 + groups[idx].rest.length),
+          entries.map(([idx]) => iso(groups[idx].firstAt)),
+          entries.map(([idx]) => iso(groups[idx].lastAt)),
+        ]);
+        folded.push(...res.rows);
       }
     }
 
@@ -225,7 +240,7 @@ export async function writeBatch(
     const inserted: IncidentRow[] = [];
     if (toInsert.length > 0) {
       const col = <T>(f: (g: Group) => T) => toInsert.map(f);
-      const res = await tx.query<IncidentRow>(INSERT_SQL, [
+      const res = await tx.query<{ id: number; idempotency_key: string }>(INSERT_SQL, [
         col((g) => g.first.k),
         col((g) => iso(g.firstAt)),
         col((g) => iso(g.lastAt)),
@@ -245,11 +260,14 @@ export async function writeBatch(
       ]);
       // Another writer stored one of these keys since SEEN_SQL ran: start over and let it be skipped.
       if (res.rows.length !== toInsert.length) throw new RetryBatch('idempotency key stored concurrently');
-      const byKey = new Map(res.rows.map((r) => [r.idempotency_key, r]));
+      // Rows for the 'stored' event are built here from what was inserted: parsing a full
+      // RETURNING * (three timestamps a row) cost more than the INSERT itself.
+      const ids = new Map(res.rows.map((r) => [r.idempotency_key, r.id]));
+      const now = new Date();
       for (const g of toInsert) {
-        const row = byKey.get(g.first.k)!;
-        inserted.push(row);
-        for (const r of g.rest) remember(r, row.id);
+        const id = ids.get(g.first.k)!;
+        inserted.push(rowOf(id, g, now));
+        for (const r of g.rest) remember(r, id);
       }
     }
     groups.forEach((g, idx) => {
@@ -261,6 +279,32 @@ export async function writeBatch(
     if (foldKeys.length > 0) await tx.query(FOLDS_SQL, [foldKeys, foldIds, foldAts]);
     return { inserted, folded, skipped };
   });
+}
+
+function rowOf(id: number, g: Group, now: Date): IncidentRow {
+  const r = g.first;
+  return {
+    id,
+    idempotency_key: r.k,
+    occurred_at: new Date(g.firstAt),
+    last_seen: new Date(g.lastAt),
+    count: 1 + g.rest.length,
+    kind: r.kind,
+    status: 'new',
+    user_name: r.user,
+    device: r.device,
+    client_ip: r.ip,
+    gateway: r.gw,
+    url: r.url,
+    host: r.host,
+    category: r.cat,
+    policy_group: r.group,
+    search_terms: r.search,
+    note: r.note,
+    related_key: r.rel,
+    assignee_id: null,
+    updated_at: now,
+  };
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
@@ -285,6 +329,8 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
   private readonly spool: Spool;
 
   private queue: Rec[] = [];
+  /** Records with a key made here and not yet sent to the database: no need to look them up. */
+  private readonly neverSent = new WeakSet<Rec>();
   /** Sequence numbers: everything up to `durableSeq` is in the database or the fsync'd spool. */
   private recordedSeq = 0;
   private durableSeq = 0;
@@ -331,7 +377,8 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
   }
 
   record(input: IncidentInput): string {
-    const key = clean(input?.idempotencyKey, LIMITS.short) ?? randomUUID();
+    const given = clean(input?.idempotencyKey, LIMITS.short);
+    const key = given ?? randomUUID();
     try {
       if (!this.started) this.start();
       const at = input.occurredAt instanceof Date && !Number.isNaN(input.occurredAt.getTime()) ? input.occurredAt.getTime() : Date.now();
@@ -363,6 +410,7 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
         this.spool.appendSync([JSON.stringify(rec)]);
         return key;
       }
+      if (!given) this.neverSent.add(rec);
       this.queue.push(rec);
       this.recordedSeq++;
       this.kick(this.queue.length >= this.batchSize ? 0 : this.flushMs);
@@ -542,7 +590,10 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
   private async store(recs: Rec[]): Promise<'stored' | 'unavailable'> {
     for (let attempt = 0; ; attempt++) {
       try {
-        const r = await withTimeout(writeBatch(this.db, recs, this.windowMs), this.writeTimeoutMs);
+        const attempt = writeBatch(this.db, recs, this.windowMs, (r) => this.neverSent.has(r));
+        // From here on the outcome may be unknown (a lost COMMIT reply): look them up next time.
+        for (const r of recs) this.neverSent.delete(r);
+        const r = await withTimeout(attempt, this.writeTimeoutMs);
         this.counters.stored += recs.length - r.skipped;
         if (r.inserted.length) this.emitSafe('stored', r.inserted);
         if (r.folded.length) this.emitSafe('repeated', r.folded);
