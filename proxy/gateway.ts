@@ -299,8 +299,8 @@ export function createGateway(deps: GatewayDeps): Gateway {
     const identity = await identityFor(req, info);
     if (identity === 'auth') {
       req.resume();
-      res.writeHead(407, { 'proxy-authenticate': 'Basic realm="schoolgate"', 'content-type': 'text/html; charset=utf-8', 'x-schoolgate-error': 'SG_ERR_PROXY_AUTH' });
-      res.end(renderErrorPage({ status: 407, code: 'SG_ERR_PROXY_AUTH', title: 'Please sign in', message: 'Sign in with your school account to use the web.' }));
+      res.setHeader('proxy-authenticate', 'Basic realm="schoolgate"');
+      sendPage(res, 407, 'SG_ERR_PROXY_AUTH', renderErrorPage({ status: 407, code: 'SG_ERR_PROXY_AUTH', title: 'Please sign in', message: 'Sign in with your school account to use the web.' }));
       return;
     }
     const target = requestTarget(isSSL, req, info);
