@@ -1,6 +1,6 @@
 import type { CategoryInfo, ListSet, Match, MatchKind, NormalizedUrl, Verdict } from './types';
 import { CompiledTable, TableBuilder, type TableData } from './table';
-import { matchPath, stripWww } from './normalize';
+import { expressionPath, matchPath, stripWww } from './normalize';
 
 /**
  * squidGuard's semantics over a compact structure:
@@ -64,7 +64,9 @@ export class CompiledLists implements ListSet {
   readonly parts: CompiledParts;
   private readonly table: CompiledTable;
   private readonly catsets: number[][];
-  private readonly urls: Map<string, UrlEntry[]>;
+  /** url entries grouped by www-stripped host; the host table answers "any for this host?" */
+  private readonly urlHosts: CompiledTable;
+  private readonly urlLists: UrlEntry[][];
   private readonly expressions: ExpressionSet[];
   private readonly index: Map<string, number>;
   private readonly hits = new Int32Array(128);
@@ -78,13 +80,19 @@ export class CompiledLists implements ListSet {
     this.index = new Map(this.categoryNames.map((n, i) => [n, i]));
     this.table = new CompiledTable(parts.table);
     this.catsets = parts.catsets;
-    this.urls = new Map(parts.urls);
+    const hosts = new TableBuilder();
+    this.urlLists = [];
+    for (const [host, list] of parts.urls) {
+      hosts.add(host, this.urlLists.length, (old) => old);
+      this.urlLists.push(list);
+    }
+    this.urlHosts = hosts.finish();
     this.expressions = parts.expressions.map((e) => ({ ...e, re: compileExpressions(e.sources) }));
   }
 
   get entries(): number {
     let urls = 0;
-    for (const [, list] of this.urls) urls += list.length;
+    for (const list of this.urlLists) urls += list.length;
     let exprs = 0;
     for (const e of this.expressions) exprs += e.sources.length;
     return this.table.count + urls + exprs;
@@ -126,96 +134,110 @@ export class CompiledLists implements ListSet {
   }
 
   classify(url: NormalizedUrl, blockCategories: readonly string[], allowCategories?: readonly string[]): Verdict {
-    const p = this.policy(blockCategories, allowCategories);
-    const { rank, allow } = p;
+    const { rank, allow } = this.policy(blockCategories, allowCategories);
+    // Hot path: keep indexes while searching; strings and Match objects only for the verdict.
     let best = 0x7fffffff;
     let bestCat = -1;
     let bestKind: MatchKind = 'domain';
-    let bestEntry = '';
+    let bestRef = -1;
     let allowCat = -1;
     let allowKind: MatchKind = 'domain';
-    let allowEntry = '';
+    let allowRef = -1;
 
     const n = this.domainHits(url.host);
-    for (let h = 0; h < n; h++) {
-      const e = this.hits[h];
-      const cats = this.catsets[this.table.data.values[e]];
-      for (let j = 0; j < cats.length; j++) {
-        const c = cats[j];
-        if (allow[c] === 1) {
-          if (allowCat < 0) {
-            allowCat = c;
-            allowKind = 'domain';
-            allowEntry = this.table.entry(e);
+    if (n > 0) {
+      const values = this.table.data.values;
+      for (let h = 0; h < n; h++) {
+        const e = this.hits[h];
+        const cats = this.catsets[values[e]];
+        for (let j = 0; j < cats.length; j++) {
+          const c = cats[j];
+          if (allow[c] === 1) {
+            if (allowCat < 0) {
+              allowCat = c;
+              allowRef = e;
+            }
+          } else {
+            const r = rank[c];
+            if (r >= 0 && r < best) {
+              best = r;
+              bestCat = c;
+              bestRef = e;
+            }
           }
-        } else {
-          const r = rank[c];
-          if (r >= 0 && r < best) {
-            best = r;
+        }
+      }
+    }
+
+    let urlList: UrlEntry[] | undefined;
+    if (this.urlLists.length !== 0) {
+      const ui = this.urlHosts.lookup(stripWww(url.host));
+      if (ui >= 0) {
+        urlList = this.urlLists[this.urlHosts.data.values[ui]];
+        const mpath = matchPath(url.path);
+        for (let k = 0; k < urlList.length; k++) {
+          const u = urlList[k];
+          const c = u.category;
+          if (allow[c] === 1) {
+            if (allowCat < 0 && mpath.startsWith(u.prefix)) {
+              allowCat = c;
+              allowKind = 'url';
+              allowRef = k;
+            }
+          } else if (rank[c] >= 0 && rank[c] < best && mpath.startsWith(u.prefix)) {
+            best = rank[c];
             bestCat = c;
-            bestKind = 'domain';
-            bestEntry = this.table.entry(e);
+            bestKind = 'url';
+            bestRef = k;
           }
         }
       }
     }
 
-    let mpath: string | null = null;
-    const list = this.urls.size ? this.urls.get(stripWww(url.host)) : undefined;
-    if (list !== undefined) {
-      mpath = matchPath(url.path);
-      for (const u of list) {
-        const c = u.category;
-        const wanted = allow[c] === 1 ? allowCat < 0 : rank[c] >= 0 && rank[c] < best;
-        if (!wanted || !mpath.startsWith(u.prefix)) continue;
-        if (allow[c] === 1) {
-          allowCat = c;
-          allowKind = 'url';
-          allowEntry = u.entry;
-        } else {
-          best = rank[c];
-          bestCat = c;
-          bestKind = 'url';
-          bestEntry = u.entry;
-        }
-      }
-    }
-
-    if (allowCat < 0) {
+    if (allowCat < 0 && this.expressions.length !== 0) {
       let target: string | null = null;
-      for (const x of this.expressions) {
+      for (let k = 0; k < this.expressions.length; k++) {
+        const x = this.expressions[k];
         const c = x.category;
-        const wanted = allow[c] === 1 || (rank[c] >= 0 && rank[c] < best);
-        if (!wanted) continue;
-        target ??= this.expressionTarget(url, mpath);
+        const isAllow = allow[c] === 1;
+        if (!isAllow && !(rank[c] >= 0 && rank[c] < best)) continue;
+        target ??= this.expressionTarget(url);
         if (!x.re.test(target)) continue;
-        const entry = x.sources.find((s) => safeTest(s, target!)) ?? x.re.source;
-        if (allow[c] === 1) {
+        if (isAllow) {
           allowCat = c;
           allowKind = 'expression';
-          allowEntry = entry;
+          allowRef = k;
           break;
         }
         best = rank[c];
         bestCat = c;
         bestKind = 'expression';
-        bestEntry = entry;
+        bestRef = k;
       }
     }
 
     if (allowCat >= 0) {
       const category = this.categoryNames[allowCat];
-      return { action: 'pass', category, allowed: true, match: { category, kind: allowKind, entry: allowEntry } };
+      return { action: 'pass', category, allowed: true, match: { category, kind: allowKind, entry: this.entryText(url, allowKind, allowRef, urlList) } };
     }
     if (bestCat >= 0) {
       const category = this.categoryNames[bestCat];
-      return { action: 'block', category, match: { category, kind: bestKind, entry: bestEntry } };
+      return { action: 'block', category, match: { category, kind: bestKind, entry: this.entryText(url, bestKind, bestRef, urlList) } };
     }
     return { action: 'pass' };
   }
 
-  private expressionTarget(url: NormalizedUrl, mpath: string | null): string {
-    return `${url.host}${url.port === null ? '' : `:${url.port}`}${mpath ?? matchPath(url.path)}`;
+  private entryText(url: NormalizedUrl, kind: MatchKind, ref: number, urlList: UrlEntry[] | undefined): string {
+    if (kind === 'domain') return this.table.entry(ref);
+    if (kind === 'url') return urlList![ref].entry;
+    const x = this.expressions[ref];
+    const target = this.expressionTarget(url);
+    return x.sources.find((s) => safeTest(s, target)) ?? x.re.source;
+  }
+
+  /** What expressions see: host, port if not the default, path and query, unescaped. */
+  private expressionTarget(url: NormalizedUrl): string {
+    return url.port === null ? url.host + expressionPath(url.path) : `${url.host}:${url.port}${expressionPath(url.path)}`;
   }
 
   matches(url: NormalizedUrl): Match[] {
@@ -228,10 +250,11 @@ export class CompiledLists implements ListSet {
       }
     }
     const mpath = matchPath(url.path);
-    for (const u of this.urls.get(stripWww(url.host)) ?? []) {
+    const ui = this.urlHosts.lookup(stripWww(url.host));
+    for (const u of ui >= 0 ? this.urlLists[this.urlHosts.data.values[ui]] : []) {
       if (mpath.startsWith(u.prefix)) out.push({ category: this.categoryNames[u.category], kind: 'url', entry: u.entry });
     }
-    const target = this.expressionTarget(url, mpath);
+    const target = this.expressionTarget(url);
     for (const x of this.expressions) {
       for (const s of x.sources) {
         if (safeTest(s, target)) out.push({ category: this.categoryNames[x.category], kind: 'expression', entry: s });

@@ -20,11 +20,12 @@ const DEFAULT_PORTS: Record<string, number> = { http: 80, https: 443, ftp: 21, w
 export function normalizeUrl(raw: string, opts: { defaultScheme?: string } = {}): NormalizedUrl {
   const text = typeof raw === 'string' ? raw.trim() : '';
   if (text === '') throw new SchoolgateError('SG_ERR_URL_INVALID', 'empty URL');
+  const hasScheme = text.startsWith('http://') || text.startsWith('https://') || SCHEME.test(text);
   // `mailto:x@y`, `javascript:...`: a scheme without an authority names no host to filter
-  if (!SCHEME.test(text) && /^[a-z][a-z0-9+.-]*:(?![0-9]*(?:[/?#]|$))/i.test(text)) {
+  if (!hasScheme && /^[a-z][a-z0-9+.-]*:(?![0-9]*(?:[/?#]|$))/i.test(text)) {
     throw new SchoolgateError('SG_ERR_URL_INVALID', `no host in ${JSON.stringify(text.slice(0, 200))}`);
   }
-  const withScheme = SCHEME.test(text) ? text : `${opts.defaultScheme ?? 'http'}://${text}`;
+  const withScheme = hasScheme ? text : `${opts.defaultScheme ?? 'http'}://${text}`;
   let u: URL;
   try {
     u = new URL(withScheme);
@@ -33,16 +34,16 @@ export function normalizeUrl(raw: string, opts: { defaultScheme?: string } = {})
   }
   const scheme = u.protocol.slice(0, -1);
   let host = u.hostname;
-  if (host.startsWith('[')) host = host.slice(1, -1);
-  else host = host.replace(/\.+$/, '');
-  if (host === '' || host.includes('..') || host.startsWith('.')) {
+  if (host.charCodeAt(0) === 91) host = host.slice(1, -1);
+  else if (host.charCodeAt(host.length - 1) === 46) host = host.replace(/\.+$/, '');
+  if (host === '' || host.charCodeAt(0) === 46 || host.includes('..')) {
     throw new SchoolgateError('SG_ERR_URL_INVALID', `no usable host in ${JSON.stringify(text.slice(0, 200))}`);
   }
   const explicit = u.port === '' ? null : Number(u.port);
   const port = explicit === null || explicit === DEFAULT_PORTS[scheme] ? null : explicit;
-  const path = decodeUnreserved((u.pathname || '/') + u.search);
+  const path = decodeUnreserved(u.search === '' ? u.pathname || '/' : u.pathname + u.search);
   const hostPart = host.includes(':') ? `[${host}]` : host;
-  return { scheme, host, port, path, href: `${scheme}://${hostPart}${port === null ? '' : `:${port}`}${path}` };
+  return { scheme, host, port, path, href: port === null ? `${scheme}://${hostPart}${path}` : `${scheme}://${hostPart}:${port}${path}` };
 }
 
 /** Characters a list host may hold once lower-cased (UT1 carries `_` in some names). */
@@ -75,8 +76,16 @@ export function normalizeHost(host: string): string | null {
 }
 
 /** Leading `www.`, `web2.`, `ftp.`... that squidGuard strips from url entries and requests alike. */
-const WWW_PREFIX = /^(?:www|web|ftp)[0-9]*\./;
-export const stripWww = (host: string): string => host.replace(WWW_PREFIX, '');
+export function stripWww(host: string): string {
+  // by hand rather than a regex: this runs on every lookup
+  const c0 = host.charCodeAt(0);
+  if (c0 !== 119 && c0 !== 102) return host;
+  const p = host.slice(0, 3);
+  if (p !== 'www' && p !== 'web' && p !== 'ftp') return host;
+  let i = 3;
+  while (i < host.length && host.charCodeAt(i) >= 48 && host.charCodeAt(i) <= 57) i++;
+  return host.charCodeAt(i) === 46 ? host.slice(i + 1) : host;
+}
 
 /** Decodes every %XX (as squidGuard does before matching) so an escape cannot hide a listed path. */
 function decodeAll(s: string): string {
@@ -95,5 +104,13 @@ function decodeAll(s: string): string {
  * every escape decoded, repeated slashes collapsed (a known squidGuard bypass it also closes).
  */
 export function matchPath(path: string): string {
+  if (!NEEDS_WORK.test(path)) return path;
   return decodeAll(path).toLowerCase().replace(/\/{2,}/g, '/');
+}
+const NEEDS_WORK = /[%A-Z]|\/\//;
+
+/** The path as expressions see it: like matchPath but case kept (expressions are case-insensitive). */
+export function expressionPath(path: string): string {
+  if (path.indexOf('%') < 0 && path.indexOf('//') < 0) return path;
+  return decodeAll(path).replace(/\/{2,}/g, '/');
 }

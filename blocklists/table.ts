@@ -9,12 +9,14 @@
  */
 
 /** murmur3's finaliser: spreads the running FNV-style state over all 32 bits. */
+// Hashes stay signed 32-bit integers throughout: V8 keeps those unboxed, where uint32 values
+// above 2^31 become heap numbers and turn every lookup into garbage.
 function fmix(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
   h = Math.imul(h, 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
+  return h ^ (h >>> 16);
 }
 
 const SEED_A = 0x811c9dc5;
@@ -24,7 +26,7 @@ const PA = 0x01000193;
 const PB = 0x5bd1e995;
 
 /** Hash pair of the whole string, computed right to left (the same as the suffix walk). */
-export function hashPair(s: string, out: Uint32Array): void {
+export function hashPair(s: string, out: Int32Array): void {
   let a = SEED_A;
   let b = SEED_B;
   for (let i = s.length - 1; i >= 0; i--) {
@@ -48,39 +50,40 @@ export interface TableData {
   /** Category-set id per entry. */
   values: Uint32Array;
   /** Entry's first hash, for rehashing and cheap rejects. */
-  hashA: Uint32Array;
+  hashA: Int32Array;
   /** Open-addressed slots holding entry index + 1; 0 is empty. */
   slots: Uint32Array;
   bloom: Uint32Array;
 }
 
+/** A power-of-two number of blocks, so the block index is a mask, not a division. */
 function bloomSize(count: number): number {
-  const blocks = Math.max(1, Math.ceil((count * BLOOM_BITS_PER_ENTRY) / 512));
+  const wanted = Math.max(1, Math.ceil((count * BLOOM_BITS_PER_ENTRY) / 512));
+  let blocks = 1;
+  while (blocks < wanted) blocks *= 2;
   return blocks * BLOCK_WORDS;
 }
 
 function bloomAdd(bloom: Uint32Array, a: number, b: number): void {
-  const blocks = bloom.length / BLOCK_WORDS;
-  const base = (a % blocks) * BLOCK_WORDS;
+  const base = (a & (bloom.length / BLOCK_WORDS - 1)) * BLOCK_WORDS;
   let h = b;
   const inc = (a >>> 17) | 1;
   for (let j = 0; j < BLOOM_K; j++) {
     const bit = h & 511;
     bloom[base + (bit >>> 5)] |= 1 << (bit & 31);
-    h = (h + inc) >>> 0;
+    h = (h + inc) | 0;
     h = (h >>> 9) | (h << 23);
   }
 }
 
 function bloomHas(bloom: Uint32Array, a: number, b: number): boolean {
-  const blocks = bloom.length / BLOCK_WORDS;
-  const base = (a % blocks) * BLOCK_WORDS;
+  const base = (a & (bloom.length / BLOCK_WORDS - 1)) * BLOCK_WORDS;
   let h = b;
   const inc = (a >>> 17) | 1;
   for (let j = 0; j < BLOOM_K; j++) {
     const bit = h & 511;
     if ((bloom[base + (bit >>> 5)] & (1 << (bit & 31))) === 0) return false;
-    h = (h + inc) >>> 0;
+    h = (h + inc) | 0;
     h = (h >>> 9) | (h << 23);
   }
   return true;
@@ -95,10 +98,10 @@ export class TableBuilder {
   private used = 0;
   private offsets = new Uint32Array(1 << 12);
   private values = new Uint32Array(1 << 12);
-  private hashA = new Uint32Array(1 << 12);
-  private hashB = new Uint32Array(1 << 12);
+  private hashA = new Int32Array(1 << 12);
+  private hashB = new Int32Array(1 << 12);
   private slots = new Uint32Array(1 << 13);
-  private readonly hp = new Uint32Array(2);
+  private readonly hp = new Int32Array(2);
 
   /** Returns the index of the entry (existing or new) and whether it was new. */
   add(entry: string, value: number, merge: (old: number, value: number) => number): boolean {
@@ -150,8 +153,8 @@ export class TableBuilder {
 
   private growEntries(): void {
     const n = this.offsets.length * 2;
-    const grow = (a: Uint32Array) => {
-      const r = new Uint32Array(n);
+    const grow = <T extends Uint32Array | Int32Array>(a: T): T => {
+      const r = new (a.constructor as new (n: number) => T)(n);
       r.set(a);
       return r;
     };
@@ -187,7 +190,7 @@ export class TableBuilder {
       bloom,
     };
     this.bytes = new Uint8Array(0);
-    this.hashB = new Uint32Array(0);
+    this.hashB = new Int32Array(0);
     return new CompiledTable(data);
   }
 }
@@ -210,7 +213,9 @@ export class CompiledTable {
 
   entry(i: number): string {
     const { bytes, offsets } = this.data;
-    return Buffer.from(bytes.buffer, bytes.byteOffset + offsets[i], offsets[i + 1] - offsets[i]).toString('latin1');
+    let s = '';
+    for (let k = offsets[i]; k < offsets[i + 1]; k++) s += String.fromCharCode(bytes[k]);
+    return s;
   }
 
   /** Entry index of `s.slice(start)` given its hashes, or -1. */
