@@ -45,8 +45,9 @@ const report = (label: string, value: string) => {
 function incident(i: number, run: string): IncidentInput {
   const repeat = i % 5 === 4;
   const n = repeat ? i - 3 : i;
+  // No idempotency key: like the gateway, let the writer make one; `gateway` tags the run.
   return {
-    idempotencyKey: `${run}-${i}`,
+    gateway: run,
     kind: i % 50 === 0 ? 'flagged_search' : 'blocked',
     user: `pupil${n % 1500}@school.example`,
     clientIp: `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`,
@@ -93,10 +94,10 @@ async function sustained(db: Db, n: number, label: string) {
   await w.close();
   rmSync(dataDir, { recursive: true, force: true });
   const check = await db.query<{ rows: number; sum: number; folds: number }>(
-    `SELECT (SELECT count(*) FROM incidents WHERE idempotency_key LIKE $1) AS rows,
-            (SELECT coalesce(sum(count), 0)::int FROM incidents WHERE idempotency_key LIKE $1) AS sum,
-            (SELECT count(*) FROM incident_folds WHERE idempotency_key LIKE $1) AS folds`,
-    [`${run}-%`],
+    `SELECT (SELECT count(*) FROM incidents WHERE gateway = $1) AS rows,
+            (SELECT coalesce(sum(count), 0)::int FROM incidents WHERE gateway = $1) AS sum,
+            (SELECT count(*) FROM incident_folds f JOIN incidents i ON i.id = f.incident_id WHERE i.gateway = $1) AS folds`,
+    [run],
   );
   const c = check.rows[0];
   lat.sort((a, b) => a - b);
@@ -113,7 +114,7 @@ async function naiveInserts(db: Db, limitMs: number, n: number) {
     await db.query(
       `INSERT INTO incidents (idempotency_key, occurred_at, last_seen, kind, user_name, client_ip, device, url, host, category, policy_group, search_terms)
        VALUES ($1, now(), now(), $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (idempotency_key) DO NOTHING`,
-      [x.idempotencyKey, x.kind, x.user, x.clientIp, x.device, x.url, x.host, x.category, x.policyGroup, x.searchTerms],
+      [`${run}-${i}`, x.kind, x.user, x.clientIp, x.device, x.url, x.host, x.category, x.policyGroup, x.searchTerms],
     );
   }
   return (i / (performance.now() - start)) * 1000;

@@ -65,7 +65,7 @@ export class Spool {
     const names = readdirSync(this.dir)
       .map((name) => ({ name, m: SEGMENT_RE.exec(name) }))
       .filter((x): x is { name: string; m: RegExpExecArray } => x.m !== null)
-      // oldest first: segment seqs are zero-padded, and adopted ones keep their order by mtime-free naming
+      // by name: within one writer that is the order written (seqs are zero-padded)
       .sort((a, b) => a.name.localeCompare(b.name));
     for (const { name, m } of names) {
       const pid = Number(m[1]);
@@ -124,9 +124,10 @@ export class Spool {
     const c = this.current;
     if (!c) return;
     this.current = null;
-    await c.fh.close().catch(() => {});
+    // Listed as sealed before the await, so the records are never out of every count meanwhile.
     if (c.records > 0) this.sealed.push({ file: c.file, records: c.records });
-    else await fs.unlink(c.file).catch(() => {});
+    await c.fh.close().catch(() => {});
+    if (c.records === 0) await fs.unlink(c.file).catch(() => {});
   }
 
   /** The oldest sealed segment, sealing the open one first if that is all there is. */
