@@ -263,7 +263,14 @@ async function boot() {
       mount($('main'), h('h1', {}, 'schoolgate'), h('div', { class: 'error', role: 'alert' }, describeError(err)));
     }
   }
-  window.addEventListener('hashchange', render);
+  // Hash routing owns the fragment: in-page anchors (the skip link) must not be taken for routes.
+  window.addEventListener('hashchange', () => {
+    if (location.hash === '' || location.hash.startsWith('#/')) render();
+  });
+  document.querySelector('.skip-link')?.addEventListener('click', (event) => {
+    event.preventDefault();
+    $('main').focus();
+  });
   await render();
 }
 

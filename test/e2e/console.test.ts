@@ -359,6 +359,14 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
       await hasText(auditor.locator('table tbody'), 'incident update');
       // Targets are text for the auditor, who may not open incidents.
       expect(await auditor.locator('table tbody a').count()).toBe(0);
+      // The skip link is the first thing the keyboard reaches, and it does not change the page.
+      await auditor.reload();
+      await auditor.getByRole('heading', { name: 'Audit log', level: 1 }).waitFor();
+      await auditor.keyboard.press('Tab');
+      expect(await auditor.evaluate(() => document.activeElement?.className)).toBe('skip-link');
+      await auditor.keyboard.press('Enter');
+      expect(await auditor.evaluate(() => document.activeElement?.id)).toBe('main');
+      expect(await auditor.locator('h1').textContent()).toBe('Audit log');
       await auditor.goto(`${env.base}/console/#/incidents`);
       await auditor.getByRole('heading', { name: 'Not available for your role', level: 1 }).waitFor();
     } finally {
