@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import type { Config } from '../core/config';
 import { silentLogger, type Logger } from '../core/log';
 import type { LoadReport } from '../blocklists/types';
@@ -51,7 +52,9 @@ export async function loadPolicyGroups(db: Queryable): Promise<Map<string, strin
 /** Sources to compile: the configured lists, then the enabled sources added in the console. */
 export async function sourcesFor(db: Queryable, config: Config): Promise<string[]> {
   const r = await db.query<{ location: string }>('SELECT location FROM list_sources WHERE enabled ORDER BY id');
-  return [...new Set([...config.lists, ...r.rows.map((x) => x.location)])];
+  // A configured folder that is not there (a first-run download that failed) must not block
+  // loading what the console added; one that vanished later still fails the reload via the DB rows.
+  return [...new Set([...config.lists.filter((p) => existsSync(p)), ...r.rows.map((x) => x.location)])];
 }
 
 /**

@@ -71,6 +71,45 @@ export const accountRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) 
     return generated ? { user, password: generated } : { user };
   });
 
+  app.patch<{ Params: { id: number }; Body: { role?: Role; disabled?: boolean; displayName?: string } }>('/api/users/:id', {
+    config: { access: ['safeguarding_lead', 'network_manager'] },
+    schema: {
+      tags: ['accounts'],
+      summary: 'Change an account: role, display name, or disable it (a leaver loses access at once)',
+      params: { type: 'object', required: ['id'], properties: { id: { type: 'integer', minimum: 1 } } },
+      body: {
+        type: 'object',
+        properties: { role: { type: 'string', enum: [...ROLES] }, disabled: { type: 'boolean' }, displayName: { type: 'string', maxLength: 200 } },
+      },
+      response: { 200: { type: 'object', properties: { user: accountSchema } }, 403: errorSchema, 404: errorSchema },
+    },
+  }, async (req) => {
+    const me = caller(req);
+    const r = await db.query<{ id: number; email: string; role: Role }>('SELECT id, email, role FROM users WHERE id = $1', [req.params.id]);
+    const target = r.rows[0];
+    if (!target) throw new SchoolgateError('SG_ERR_NOT_FOUND', `user ${req.params.id}`);
+    const newRole = req.body.role ?? target.role;
+    if (!MAY_CREATE[me.role].includes(target.role) || !MAY_CREATE[me.role].includes(newRole)) {
+      throw new SchoolgateError('SG_ERR_FORBIDDEN', `a ${me.role} cannot manage ${target.role} accounts or grant ${newRole}`);
+    }
+    // Nobody locks themselves out by accident.
+    if (target.id === me.id && (req.body.disabled === true || newRole !== me.role)) {
+      throw new SchoolgateError('SG_ERR_VALIDATION', 'you cannot disable your own account or change your own role');
+    }
+    const u = await db.query<{ id: number; email: string; role: string; display_name: string | null; disabled: boolean; created_at: Date }>(
+      `UPDATE users SET role = $2, disabled = coalesce($3, disabled), display_name = coalesce($4, display_name) WHERE id = $1
+       RETURNING id, email, role, display_name, disabled, created_at`,
+      [target.id, newRole, req.body.disabled ?? null, req.body.displayName ?? null],
+    );
+    if (req.body.disabled) {
+      await db.query('DELETE FROM sessions WHERE user_id = $1', [target.id]);
+      await db.query('UPDATE api_tokens SET revoked = true WHERE user_id = $1', [target.id]);
+    }
+    await writeAudit(db, { actor: me, action: 'user_update', target: `user:${target.id}`, details: { email: target.email, ...req.body } });
+    const x = u.rows[0];
+    return { user: { id: Number(x.id), email: x.email, role: x.role, displayName: x.display_name, disabled: x.disabled, createdAt: new Date(x.created_at).toISOString() } };
+  });
+
   app.get<{ Querystring: { cursor?: string; limit?: number; action?: string } }>('/api/audit', {
     config: { access: ['auditor', 'safeguarding_lead'] },
     schema: {

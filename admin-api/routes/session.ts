@@ -73,4 +73,44 @@ export const sessionRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) 
     await writeAudit(db, { actor: user, action: 'token_create', target: `token:${t.id}`, details: { name: req.body.name } });
     return t;
   });
+
+  const tokenSchema = {
+    type: 'object',
+    properties: {
+      id: { type: 'integer' }, name: { type: 'string' }, createdAt: { type: 'string' }, lastUsedAt: { type: ['string', 'null'] }, revoked: { type: 'boolean' },
+    },
+  } as const;
+
+  app.get('/api/tokens', {
+    config: { access: ['safeguarding_lead', 'network_manager'] },
+    schema: { tags: ['session'], summary: 'Your API tokens (never the secrets)', response: { 200: { type: 'object', properties: { items: { type: 'array', items: tokenSchema } } } } },
+  }, async (req) => {
+    const user = caller(req);
+    const r = await db.query<{ id: number; name: string; created_at: Date; last_used_at: Date | null; revoked: boolean }>(
+      'SELECT id, name, created_at, last_used_at, revoked FROM api_tokens WHERE user_id = $1 ORDER BY id DESC',
+      [user.id],
+    );
+    return {
+      items: r.rows.map((t) => ({
+        id: Number(t.id), name: t.name, createdAt: new Date(t.created_at).toISOString(),
+        lastUsedAt: t.last_used_at ? new Date(t.last_used_at).toISOString() : null, revoked: t.revoked,
+      })),
+    };
+  });
+
+  app.delete<{ Params: { id: number } }>('/api/tokens/:id', {
+    config: { access: ['safeguarding_lead', 'network_manager'] },
+    schema: {
+      tags: ['session'],
+      summary: 'Revoke one of your API tokens',
+      params: { type: 'object', required: ['id'], properties: { id: { type: 'integer', minimum: 1 } } },
+      response: { 200: { type: 'object', properties: { ok: { type: 'boolean' } } }, 404: errorSchema },
+    },
+  }, async (req) => {
+    const user = caller(req);
+    const r = await db.query('UPDATE api_tokens SET revoked = true WHERE id = $1 AND user_id = $2 RETURNING id', [req.params.id, user.id]);
+    if (r.rowCount === 0) throw new SchoolgateError('SG_ERR_NOT_FOUND', `token ${req.params.id}`);
+    await writeAudit(db, { actor: user, action: 'token_revoke', target: `token:${req.params.id}` });
+    return { ok: true };
+  });
 };

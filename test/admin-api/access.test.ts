@@ -17,6 +17,8 @@ interface RouteCase {
 const routes: RouteCase[] = [
   { method: 'GET', url: '/api/me', allowed: ALL },
   { method: 'POST', url: '/api/tokens', allowed: [DSL, NM], body: () => ({ name: 'automation' }) },
+  { method: 'GET', url: '/api/tokens', allowed: [DSL, NM] },
+  { method: 'DELETE', url: '/api/tokens/999', allowed: [DSL, NM] },
   { method: 'GET', url: '/api/incidents', allowed: [DSL, 'staff'] },
   { method: 'GET', url: '/api/incidents/1', allowed: [DSL, 'staff'] },
   { method: 'PATCH', url: '/api/incidents/1', allowed: [DSL], body: () => ({ note: 'looked at it' }) },
@@ -39,12 +41,15 @@ const routes: RouteCase[] = [
   { method: 'GET', url: '/api/audit', allowed: ['auditor', DSL] },
   { method: 'GET', url: '/api/users', allowed: [DSL, NM] },
   { method: 'POST', url: '/api/users', allowed: [DSL, NM], body: (role) => ({ email: `new-by-${role}@school.example`, role: 'staff' }) },
+  // User 3 is the staff account the harness makes third.
+  { method: 'PATCH', url: '/api/users/3', allowed: [DSL, NM], body: () => ({ displayName: 'A. Teacher' }) },
   { method: 'POST', url: '/api/logout', allowed: ALL },
 ];
 
 let h: Harness;
 beforeAll(async () => {
   h = await harness();
+  expect(h.users.staff.id).toBe(3);
   // One incident for the detail and PATCH routes to find.
   h.writer.record({ kind: 'blocked', url: 'http://casino.example/', host: 'casino.example', category: 'gambling', user: 'pupil@school.example', clientIp: '10.0.0.9' });
   await h.writer.flush();
@@ -89,7 +94,7 @@ describe('public routes', () => {
     expect(res.statusCode).toBe(200);
     const spec = res.json();
     for (const r of routes) {
-      const p = r.url.replace(/\/(1|999)(?=\/|$)/, '/{id}').replace('/pupils', '/{name}');
+      const p = r.url.replace(/\/(1|3|999)(?=\/|$)/, '/{id}').replace('/pupils', '/{name}');
       const op = spec.paths[p]?.[r.method.toLowerCase()];
       expect(op, `${r.method} ${p} in OpenAPI`).toBeTruthy();
       expect(op.summary, `${r.method} ${p} has a summary`).toBeTruthy();

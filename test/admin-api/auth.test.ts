@@ -118,11 +118,20 @@ describe('login, sessions, tokens, origin', () => {
     });
     expect(viaToken.statusCode, viaToken.body).toBe(200);
     expect(viaToken.json().override.author).toBe('network_manager@school.example');
-    const bogus = await h.app.inject({ url: '/api/lists', headers: { authorization: 'Bearer sgt_nope' } });
-    expect(bogus.statusCode).toBe(401);
     // A token carries its owner's role, no more.
     const forbidden = await h.app.inject({ url: '/api/incidents', headers: { authorization: `Bearer ${token}` } });
     expect(forbidden.statusCode).toBe(403);
+    const mine = await call(h, 'network_manager', 'GET', '/api/tokens');
+    expect(mine.json().items[0]).toMatchObject({ name: 'ci', revoked: false });
+    expect(mine.json().items[0].lastUsedAt).not.toBeNull();
+    expect(mine.body).not.toContain(token);
+    const notMine = await call(h, 'safeguarding_lead', 'DELETE', `/api/tokens/${tok.json().id}`);
+    expect(notMine.statusCode).toBe(404);
+    const revoke = await call(h, 'network_manager', 'DELETE', `/api/tokens/${tok.json().id}`);
+    expect(revoke.statusCode).toBe(200);
+    expect((await h.app.inject({ url: '/api/lists', headers: { authorization: `Bearer ${token}` } })).statusCode).toBe(401);
+    const bogus = await h.app.inject({ url: '/api/lists', headers: { authorization: 'Bearer sgt_nope' } });
+    expect(bogus.statusCode).toBe(401);
   });
 
   it('logout ends the session server-side; disabled accounts lose access at once', async () => {
@@ -157,6 +166,20 @@ describe('login, sessions, tokens, origin', () => {
     const list = await call(h, 'network_manager', 'GET', '/api/users');
     expect(list.json().items.some((u: { email: string }) => u.email === 'sneaky@school.example')).toBe(false);
     expect(JSON.stringify(list.json())).not.toContain('scrypt$');
+    // Managing accounts: a leaver is disabled (sessions end); nobody promotes past their own reach.
+    const teacher = made.json().user;
+    const tc = sessionCookie(login);
+    const nmPromote = await call(h, 'network_manager', 'PATCH', `/api/users/${teacher.id}`, { role: 'safeguarding_lead' });
+    expect(nmPromote.statusCode).toBe(403);
+    const nmOnDsl = await call(h, 'network_manager', 'PATCH', `/api/users/${h.users.safeguarding_lead.id}`, { disabled: true });
+    expect(nmOnDsl.statusCode).toBe(403);
+    const self = await call(h, 'safeguarding_lead', 'PATCH', `/api/users/${h.users.safeguarding_lead.id}`, { disabled: true });
+    expect(self.statusCode).toBe(400);
+    const off = await call(h, 'network_manager', 'PATCH', `/api/users/${teacher.id}`, { disabled: true });
+    expect(off.statusCode, off.body).toBe(200);
+    expect(off.json().user).toMatchObject({ id: teacher.id, disabled: true, role: 'staff' });
+    expect((await h.app.inject({ url: '/api/me', headers: { cookie: tc } })).statusCode).toBe(401);
+    expect((await call(h, 'safeguarding_lead', 'PATCH', '/api/users/99999', { disabled: true })).statusCode).toBe(404);
     const badRole = await call(h, 'safeguarding_lead', 'POST', '/api/users', { email: 'x@school.example', role: 'admin' });
     expect(badRole.statusCode).toBe(400);
     expect(badRole.json().error.code).toBe('SG_ERR_VALIDATION');
