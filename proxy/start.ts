@@ -131,11 +131,14 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
     const keywords = SearchKeywords.load(sources, null, logger);
     lists.on('reload', () => keywords.replaceWith(SearchKeywords.load(config.lists, null, logger)));
 
-    const admin = await buildAdminApp({ config, db, incidents, lists, logger, referenceSecret, caCertPem: () => ca.certPem });
+    // One config object shared with the admin API: ports chosen by the OS (0) are written back
+    // into it once known, so /proxy.pac and the block page name the real ones.
+    const effective: Config = { ...config };
+    const admin = await buildAdminApp({ config: effective, db, incidents, lists, logger, referenceSecret, caCertPem: () => ca.certPem });
     cleanups.push(() => admin.close());
     await admin.listen({ port: config.adminPort, host: config.listen });
     const adminPort = (admin.server.address() as { port: number }).port;
-    const effective = { ...config, adminPort };
+    effective.adminPort = adminPort;
 
     const gateway = createGateway({
       leaf,
@@ -155,9 +158,10 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
     });
     const addr = await gateway.listen(config.proxyPort, config.listen);
     cleanups.push(() => gateway.close());
+    effective.proxyPort = addr.port;
 
     return {
-      config: { ...effective, proxyPort: addr.port },
+      config: effective,
       proxyPort: addr.port,
       adminPort,
       caCertPem: ca.certPem,
