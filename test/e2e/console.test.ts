@@ -1,4 +1,4 @@
-import { mkdirSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
@@ -59,6 +59,18 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
       .map((c) => String(c.outerHTML).slice(0, 120)));
   }
 
+  /** WCAG 2.1 A/AA violations axe-core finds on the page as it is now (the real rules, in Chromium). */
+  const axeSource = readFileSync(path.join(projectRoot, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
+  async function axeViolations(p: Page): Promise<string[]> {
+    // Evaluated through the DevTools protocol, so the console's strict CSP does not stop it.
+    await p.evaluate(axeSource);
+    return p.evaluate(async () => {
+      const result = await window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } });
+      return result.violations.map((v: { id: string; help: string; nodes: Array<{ target: string[] }> }) =>
+        `${v.id}: ${v.help} — ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`);
+    });
+  }
+
   beforeAll(async () => {
     mkdirSync(outDir, { recursive: true });
     env = await startConsoleApp();
@@ -97,6 +109,7 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
     expect(await page.locator('figure.chart-figure table th[scope="col"]').allTextContents()).toContain('Total');
     expect(await unlabelledControls(page)).toEqual([]);
     await hasText(page.locator('.glance'), '7 new');
+    expect(await axeViolations(page)).toEqual([]);
     statSync(await shot(page, 'queue'));
     // A longer period redraws the chart with a bar slot per day.
     await page.getByLabel('Period').selectOption('30');
@@ -119,6 +132,7 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
     await hasText(page.locator('dl.details'), hostileUrl);
     expect(await page.locator('a[href*="illegal.example"]').count()).toBe(0);
     expect(await page.evaluate(() => window.__sgXss)).toBeUndefined();
+    expect(await axeViolations(page)).toEqual([]);
     await shot(page, 'illegal-detail');
   });
 
@@ -223,6 +237,7 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
     await page.getByRole('heading', { name: 'Audit log', level: 1 }).waitFor();
     await expect.poll(() => page.locator('table tbody tr').count()).toBeGreaterThan(0);
     await hasText(page.locator('table tbody'), users.dsl.email);
+    expect(await axeViolations(page)).toEqual([]);
     await shot(page, 'audit');
   });
 
@@ -233,6 +248,7 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
       await staff.goto(`${env.base}/console/`);
       await staff.waitForURL(/#\/login/);
       await staff.getByLabel('Email').waitFor();
+      expect(await axeViolations(staff)).toEqual([]);
       await shot(staff, 'login');
       expect(await staff.evaluate(() => document.activeElement?.id)).toBe('login-email');
       await staff.keyboard.type(users.staff.email);
@@ -247,6 +263,7 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
       await hasText(staff.locator('.error'), 'the web address and what happened');
       await staff.getByLabel('Web address').fill('casino.example/slots');
       await staff.getByLabel('What happened?').fill('A pupil clicked an advert during a maths lesson; I closed it at once.');
+      expect(await axeViolations(staff)).toEqual([]);
       await shot(staff, 'report-form');
       await staff.getByRole('button', { name: 'Send report' }).click();
       await hasText(staff.locator('.success'), 'your report has been sent');
@@ -291,6 +308,7 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
       const reload = nm.getByRole('button', { name: 'Reload now' });
       await reload.click();
       await hasText(nm.locator('#lists-summary'), 'Reloaded', { timeout: 15_000 });
+      expect(await axeViolations(nm)).toEqual([]);
       await shot(nm, 'lists');
 
       // No pupil's name anywhere on the network manager's pages.
@@ -337,6 +355,7 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
     const password = (await secret.textContent()) ?? '';
     expect(password.length).toBeGreaterThanOrEqual(8);
     await hasText(page.locator('table tbody'), 'new.teacher@school.test');
+    expect(await axeViolations(page)).toEqual([]);
     await shot(page, 'accounts');
 
     const { context, page: newcomer } = await newPage();
