@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { SchoolgateError, isSchoolgateError } from '../core/errors';
+import { SchoolgateError } from '../core/errors';
 import { silentLogger, type Logger } from '../core/log';
 import { Spool, type SpoolSegment } from './spool';
 import type { Db, IncidentInput, IncidentKind, IncidentRow, IncidentSink, Queryable, WriterStats } from './types';
@@ -74,15 +74,19 @@ export interface IncidentWriterOptions {
 
 type Failure = 'unavailable' | 'retry' | 'data';
 
-/** Connection trouble spools and waits; bad data is isolated; a lost race is simply retried. */
+/**
+ * What a failed write means. 'data': this batch holds a record the database will never take (a
+ * value it rejects, a limit it hits): isolate it. 'retry': a race lost, try again at once.
+ * 'unavailable': anything else — the network, the server, a missing table after a bad deploy —
+ * spool and wait, because retrying later can succeed and nothing is set aside for a human.
+ */
 export function classifyError(err: unknown): Failure {
-  if (isSchoolgateError(err, 'SG_ERR_DB_UNAVAILABLE')) return 'unavailable';
   if (err instanceof RetryBatch) return 'retry';
   const code = (err as { code?: unknown })?.code;
   if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) return 'unavailable';
   if (code === '23505' || code === '40001' || code === '40P01') return 'retry';
   const cls = code.slice(0, 2);
-  if (cls === '22' || cls === '23' || cls === '42' || cls === '2B') return 'data';
+  if (cls === '22' || cls === '23' || cls === '54') return 'data';
   return 'unavailable';
 }
 
@@ -602,7 +606,7 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
       } catch (err) {
         const kind = classifyError(err);
         if (kind === 'retry' && attempt < 3) continue;
-        if (kind === 'unavailable') {
+        if (kind === 'unavailable' || kind === 'retry') {
           this.counters.failures++;
           this.logger.warn({ err: (err as Error)?.message, code: 'SG_ERR_DB_UNAVAILABLE', incidents: recs.length }, 'incident database write failed; spooling');
           return 'unavailable';
@@ -682,4 +686,19 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
       this.logger.error({ err, event }, 'incident listener failed');
     }
   }
+}
+
+/**
+ * The incident that holds an idempotency key: its own row, or the row a repeat was folded into.
+ * A block page's reference may carry the key of a folded repeat, so look-ups by key need both.
+ */
+export async function incidentIdForKey(q: Queryable, key: string): Promise<number | null> {
+  const r = await q.query<{ id: number }>(
+    `SELECT id FROM incidents WHERE idempotency_key = $1
+     UNION ALL
+     SELECT incident_id FROM incident_folds WHERE idempotency_key = $1
+     LIMIT 1`,
+    [key],
+  );
+  return r.rows[0]?.id ?? null;
 }

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSchoolgateError } from '../../core/errors';
 import { migrate, readMigrations } from '../../incidents/migrate';
 import { runRetention } from '../../incidents/retention';
-import { IncidentWriter } from '../../incidents/writer';
+import { IncidentWriter, classifyError, incidentIdForKey, writeBatch, type Rec } from '../../incidents/writer';
 import type { IncidentRow } from '../../incidents/types';
 import { backends, ledger, openFresh, tmpDir, type Opened } from './helpers';
 
@@ -212,6 +212,27 @@ for (const backend of backends) {
           ['idem-2'],
         );
         expect(folds.rows).toEqual([{ idempotency_key: 'idem-2', incident_id: rows[0].id }]);
+        expect(await incidentIdForKey(o.db, 'idem-2')).toBe(rows[0].id);
+        expect(await incidentIdForKey(o.db, 'idem-1')).toBe(rows[0].id);
+        expect(await incidentIdForKey(o.db, 'no-such-key')).toBeNull();
+      });
+
+      it('counts a batch once when it is written again after an unknown outcome (lost COMMIT reply)', async () => {
+        const url = 'http://twice.example/';
+        const t = Date.now();
+        const rec = (i: number): Rec => ({
+          k: `twice-${backend.kind}-${i}`, t: t + i, kind: 'blocked', user: 'pupil7', device: null, ip: null, gw: null, url,
+          host: null, cat: null, group: null, search: null, note: null, rel: null,
+        });
+        const first = await writeBatch(o.db, [rec(0), rec(1), rec(2)], 60_000);
+        expect(first).toMatchObject({ skipped: 0, folded: [] });
+        expect(first.inserted.map((r) => r.count)).toEqual([3]);
+        const again = await writeBatch(o.db, [rec(0), rec(1), rec(2)], 60_000);
+        expect(again).toEqual({ skipped: 3, inserted: [], folded: [] });
+        const mixed = await writeBatch(o.db, [rec(1), rec(3), rec(2)], 60_000);
+        expect(mixed.skipped).toBe(2);
+        expect(mixed.folded.map((r) => r.count)).toEqual([4]);
+        expect((await rowsFor(url)).map((r) => r.count)).toEqual([4]);
       });
 
       it('keeps hostile input without breaking the batch: NUL bytes, huge URLs, unknown kinds', async () => {
@@ -243,6 +264,21 @@ for (const backend of backends) {
         // 50 users x 300 URLs share 300 (user, URL) pairs (i mod 50 and i mod 300 move together).
         const pairs = await o.db.query<{ n: number }>("SELECT count(*) AS n FROM incidents WHERE url LIKE 'http://burst.example/%'");
         expect(pairs.rows[0].n).toBe(300);
+      });
+    });
+
+    describe('error classification', () => {
+      it('isolates bad data, retries lost races and spools everything else', () => {
+        const e = (code?: string) => Object.assign(new Error('x'), code ? { code } : {});
+        expect(classifyError(e('22021'))).toBe('data'); // invalid byte sequence
+        expect(classifyError(e('23514'))).toBe('data'); // check violation
+        expect(classifyError(e('54000'))).toBe('data'); // index row too large
+        expect(classifyError(e('23505'))).toBe('retry');
+        expect(classifyError(e('40P01'))).toBe('retry');
+        expect(classifyError(e('57P01'))).toBe('unavailable'); // server shut down
+        expect(classifyError(e('42P01'))).toBe('unavailable'); // table missing: a deploy problem, not the data
+        expect(classifyError(e('ECONNREFUSED'))).toBe('unavailable');
+        expect(classifyError(e())).toBe('unavailable');
       });
     });
 
