@@ -49,6 +49,8 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'en-GB', timezoneId: 'UTC' });
     const p = await context.newPage();
     p.on('pageerror', (err) => pageErrors.push(err.message));
+    // The admin API serves the console under a strict CSP: anything it blocks is a console bug.
+    p.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) pageErrors.push(m.text()); });
     return { context, page: p };
   }
 
