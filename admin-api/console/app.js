@@ -32,6 +32,8 @@ const state = {
   incidentListeners: new Set(),
   renderToken: 0,
   firstRender: true,
+  /** Live-update connection: 'on', 'reconnecting', 'off' or null (none for this role). */
+  live: null,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -70,7 +72,9 @@ function renderHeader() {
     const current = path === p || path.startsWith(`${p}/`);
     return h('li', {}, h('a', { href: `#${p}`, 'aria-current': current ? 'page' : null }, label));
   })));
+  const liveStatus = h('span', { id: 'live-status', class: 'live-status', 'data-status': state.live ?? '' }, state.live ? LIVE_TEXT[state.live] : '');
   mount(who,
+    liveStatus,
     h('span', {}, state.me.displayName || state.me.email, ' ', h('span', { class: 'role' }, `(${ROLE_LABELS[state.me.role] ?? state.me.role})`)),
     h('button', { type: 'button', class: 'link-button', onclick: logout }, 'Sign out'));
 }
@@ -207,6 +211,9 @@ function startEvents() {
   stopEvents();
   if (state.me?.role !== DSL || typeof EventSource === 'undefined') return;
   const es = new EventSource('/api/events');
+  // The DSL should know whether the queue is live; EventSource reconnects by itself after a drop.
+  es.addEventListener('open', () => setLive('on'));
+  es.addEventListener('error', () => setLive(es.readyState === EventSource.CLOSED ? 'off' : 'reconnecting'));
   es.addEventListener('incident', (e) => {
     const incident = parseEvent(e.data);
     if (!incident) return;
@@ -223,6 +230,16 @@ function startEvents() {
 function stopEvents() {
   state.events?.close();
   state.events = null;
+  setLive(null);
+}
+
+const LIVE_TEXT = { on: 'Live updates on', reconnecting: 'Reconnecting live updates…', off: 'Live updates off: reload the page' };
+function setLive(status) {
+  state.live = status;
+  const el = $('live-status');
+  if (!el) return;
+  el.dataset.status = status ?? '';
+  el.textContent = status ? LIVE_TEXT[status] : '';
 }
 
 function parseEvent(data) {

@@ -210,8 +210,8 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
   it('shows a new incident live with a polite announcement, and a banner for a high-severity one', async () => {
     await page.goto(`${env.base}/console/#/incidents`);
     await expect.poll(() => page.locator('table.incidents tbody tr').count()).toBe(7);
-    // Let the event stream connect before the incident arrives.
-    await page.waitForTimeout(300);
+    // The header says when the event stream is connected: only then can the incident be pushed.
+    await hasText(page.locator('#live-status'), 'Live updates on', { timeout: 10_000 });
     env.writer.record({ kind: 'blocked', category: 'agressif', url: 'http://hate.example/live', host: 'hate.example', user: 'pupil.e@school.test', clientIp: '10.0.0.11' });
     await env.writer.flush();
     await expect.poll(() => page.locator('table.incidents tbody tr').count(), { timeout: 10_000 }).toBe(8);
