@@ -1,0 +1,259 @@
+/**
+ * Plain HTTP requests per second through the gateway, through Debian squid (a plain forward proxy),
+ * through http-mitm-proxy with its defaults, and direct to the origin, side by side in one run.
+ * Keep-alive on both sides: autocannon holds its connections, and the origin counts the TCP
+ * connections each proxy opened to it. Target: gateway ≥ squid.
+ *
+ *   node --import=tsx bench/proxy.ts [--duration 10] [--connections 50] [--no-peer] [--no-squid]
+ *
+ * Every server runs in its own process (the gateway as the real `schoolgate start` CLI), so
+ * autocannon in this process never shares an event loop with what it measures.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { parseArgs } from 'node:util';
+import { squidBinary, startSquid } from './peers/squid';
+import { makeLists } from '../test/e2e/fixtures';
+
+/** The part of autocannon's API used here (it ships no types, and @types/autocannon is not worth a dependency). */
+interface CannonResult {
+  requests: { average: number; total: number };
+  latency: { p50: number; p99: number };
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+}
+type Cannon = (opts: {
+  url: string;
+  connections: number;
+  duration: number;
+  requests: Array<{ method: string; path: string; headers: Record<string, string> }>;
+}) => Promise<CannonResult>;
+const autocannon = createRequire(import.meta.url)('autocannon') as Cannon;
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const { values } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '10' },
+    connections: { type: 'string', default: '50' },
+    'no-peer': { type: 'boolean', default: false },
+    'no-squid': { type: 'boolean', default: false },
+  },
+});
+const DURATION = Math.max(2, Math.min(60, Number(values.duration) || 10));
+const CONNECTIONS = Math.max(1, Math.min(500, Number(values.connections) || 50));
+const WARMUP = 2;
+
+interface Child { port: number; child: ChildProcess; stop: () => Promise<void> }
+
+/** Runs a small inline server script that prints its port on the first line of stdout. */
+function startChild(label: string, args: string[], cwd = root): Promise<Child> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${label} did not start: ${err.slice(-500)}`)); }, 30_000);
+    child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /^PORT (\d+)$/m.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ port: Number(m[1]), child, stop: () => stopChild(child) });
+      }
+    });
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`${label} exited with ${code}: ${err.slice(-500)}`)); });
+  });
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.once('exit', () => { clearTimeout(t); resolve(); });
+    child.kill('SIGTERM');
+  });
+}
+
+const ORIGIN = `
+const http = require('node:http');
+let connections = 0;
+const counted = new WeakSet();
+const body = 'x'.repeat(256);
+const s = http.createServer({ keepAliveTimeout: 60000 }, (req, res) => {
+  if (req.url === '/__connections') { res.end(String(connections)); return; }
+  if (!counted.has(req.socket)) { counted.add(req.socket); connections++; }
+  res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length });
+  res.end(body);
+});
+s.listen(0, '127.0.0.1', () => console.log('PORT ' + s.address().port));
+`;
+
+const MITM_DEFAULTS = `
+const { Proxy } = require('http-mitm-proxy');
+console.debug = console.info = console.error = () => {};
+const p = new Proxy();
+p.onError(() => {});
+p.listen({ port: 0, host: '127.0.0.1', sslCaDir: process.argv[1] }, () => console.log('PORT ' + p.httpPort));
+`;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function startGatewayCli(tmp: string): Promise<Child> {
+  const lists = makeLists({ gambling: { domains: ['casino.bench.test'], name: 'Gambling/Casino games' } }, path.join(tmp, 'lists'));
+  const proxyPort = await freePort();
+  const adminPort = await freePort();
+  const child = spawn(
+    process.execPath,
+    ['--import=tsx', 'bin/schoolgate.ts', 'start', '--lists', lists, '--categories', 'gambling', '--proxy-port', String(proxyPort), '--admin-port', String(adminPort), '--data-dir', path.join(tmp, 'data'), '--log-level', 'warn'],
+    { cwd: root, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, DATABASE_URL: '' } },
+  );
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  const deadline = Date.now() + 90_000;
+  while (!(await canConnect(proxyPort))) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`schoolgate start did not listen on ${proxyPort}: ${err.slice(-1000)}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return { port: proxyPort, child, stop: () => stopChild(child) };
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host: '127.0.0.1' });
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/** Two requests on one client connection: does the proxy keep the client connection open? */
+function clientKeepAlive(proxyPort: number, url: string, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ port: proxyPort, host: '127.0.0.1' });
+    const req = `GET ${url} HTTP/1.1\r\nHost: ${host}\r\nConnection: keep-alive\r\nProxy-Connection: keep-alive\r\n\r\n`;
+    let buf = '';
+    let answered = 0;
+    const timer = setTimeout(() => { s.destroy(); resolve(false); }, 5_000);
+    s.on('data', (d: Buffer) => {
+      buf += d.toString('latin1');
+      const n = buf.split(/HTTP\/1\.[01] 200 /).length - 1;
+      if (n > answered) {
+        answered = n;
+        if (answered === 1) s.write(req);
+        else { clearTimeout(timer); s.destroy(); resolve(true); }
+      }
+    });
+    s.once('close', () => { clearTimeout(timer); resolve(answered >= 2); });
+    s.once('error', () => {});
+    s.write(req);
+  });
+}
+
+async function originConnections(port: number): Promise<number> {
+  const r = await fetch(`http://127.0.0.1:${port}/__connections`);
+  return Number(await r.text());
+}
+
+interface Row { label: string; rps: number; p50: number; p99: number; non2xx: number; errors: number; upstreamConns: number | null; clientKeepAlive: boolean | null; requests: number }
+
+async function cannon(port: number, pathOrUrl: string, host: string, duration: number) {
+  return autocannon({
+    url: `http://127.0.0.1:${port}`,
+    connections: CONNECTIONS,
+    duration,
+    requests: [{ method: 'GET', path: pathOrUrl, headers: { host, 'proxy-connection': 'keep-alive' } }],
+  });
+}
+
+async function measure(label: string, port: number, origin: number, proxied: boolean): Promise<Row> {
+  const url = proxied ? `http://127.0.0.1:${origin}/` : '/';
+  const host = `127.0.0.1:${origin}`;
+  const keep = proxied ? await clientKeepAlive(port, url, host) : null;
+  await cannon(port, url, host, WARMUP);
+  const before = await originConnections(origin);
+  const r = await cannon(port, url, host, DURATION);
+  const after = await originConnections(origin);
+  return {
+    label,
+    rps: r.requests.average,
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    non2xx: r.non2xx,
+    errors: r.errors + r.timeouts,
+    upstreamConns: after - before,
+    clientKeepAlive: keep,
+    requests: r.requests.total,
+  };
+}
+
+async function main() {
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'sg-bench-proxy-'));
+  const stops: Array<() => Promise<void>> = [];
+  const rows: Row[] = [];
+  try {
+    console.log(`bench/proxy: plain HTTP GET, ${CONNECTIONS} keep-alive connections, ${DURATION} s each after ${WARMUP} s warm-up; node ${process.version}, ${os.cpus().length} cores`);
+    const origin = await startChild('origin', ['-e', ORIGIN]);
+    stops.push(origin.stop);
+    rows.push(await measure('direct to origin', origin.port, origin.port, false));
+
+    const gw = await startGatewayCli(tmp);
+    stops.push(gw.stop);
+    rows.push(await measure('schoolgate gateway', gw.port, origin.port, true));
+    await gw.stop();
+
+    if (values['no-squid']) console.log('  squid: skipped (--no-squid)');
+    else if (!squidBinary) console.log('  squid: not installed (apt-get install squid), skipped');
+    else {
+      const sq = await startSquid();
+      stops.push(sq.stop);
+      rows.push(await measure('squid (Debian, plain)', sq.port, origin.port, true));
+      await sq.stop();
+    }
+
+    if (!values['no-peer']) {
+      const peer = await startChild('http-mitm-proxy', ['-e', MITM_DEFAULTS, path.join(tmp, 'mitm-ca')]);
+      stops.push(peer.stop);
+      rows.push(await measure('http-mitm-proxy defaults', peer.port, origin.port, true));
+      await peer.stop();
+    }
+
+    console.log('');
+    console.log('  subject                     req/s     p50 ms  p99 ms  non-2xx  errors  new origin conns  client keep-alive');
+    for (const r of rows) {
+      console.log(
+        `  ${r.label.padEnd(26)} ${r.rps.toFixed(0).padStart(7)}  ${String(r.p50).padStart(7)} ${String(r.p99).padStart(7)}  ${String(r.non2xx).padStart(7)} ${String(r.errors).padStart(7)}  ${String(r.upstreamConns ?? '').padStart(16)}  ${r.clientKeepAlive === null ? '-' : r.clientKeepAlive ? 'yes' : 'NO'}`,
+      );
+    }
+    const by = (l: string) => rows.find((r) => r.label.startsWith(l));
+    const g = by('schoolgate')!;
+    const s = by('squid');
+    const d = by('direct')!;
+    const m = by('http-mitm-proxy');
+    console.log('ratios (req/s):');
+    console.log(`  gateway / direct            ${(g.rps / d.rps).toFixed(2)}x`);
+    if (s) console.log(`  gateway / squid             ${(g.rps / s.rps).toFixed(2)}x  (target ≥ 1.0x)`);
+    if (m) console.log(`  gateway / http-mitm-proxy   ${(g.rps / m.rps).toFixed(2)}x`);
+    if (g.non2xx || g.errors) console.log(`  WARNING: the gateway answered ${g.non2xx} non-2xx and ${g.errors} errors/timeouts`);
+    if (s) console.log(`target ${g.rps >= s.rps ? 'MET' : 'MISSED'}: plain HTTP through the gateway at least squid's req/s`);
+  } finally {
+    for (const stop of stops.reverse()) await stop().catch(() => {});
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+await main();
