@@ -19,6 +19,9 @@ export const NEXT_STATUSES = {
 };
 const CLOSING = new Set(['closed', 'false_positive']);
 
+// "Back to the queue" returns to the queue as it was filtered, not to a fresh one.
+let lastQueueHash = '#/incidents';
+
 // Dates in the URL are days; the API gets instants, so "to" includes the whole of its day.
 function startOfDay(day) {
   const d = new Date(`${day}T00:00:00`);
@@ -103,6 +106,7 @@ function incidentRow(item, names) {
 export async function incidentsPage(ctx) {
   const isDsl = ctx.me.role === DSL;
   const filters = Object.fromEntries(FILTERS.map((k) => [k, ctx.query.get(k) ?? '']));
+  lastQueueHash = location.hash || '#/incidents';
   const title = isDsl ? 'Incidents' : 'My reports';
   ctx.setTitle(title);
 
@@ -273,7 +277,7 @@ export async function incidentPage(ctx, flash) {
     isDsl ? loadUsers() : Promise.resolve([]),
   ]);
   if (!ctx.isCurrent()) return;
-  const back = h('p', { class: 'back' }, h('a', { href: '#/incidents' }, '← Back to the queue'));
+  const back = h('p', { class: 'back' }, h('a', { href: lastQueueHash }, isDsl ? '← Back to the queue' : '← Back to my reports'));
   if (detail instanceof Error) {
     mount(ctx.view, back, h('h1', {}, `Incident #${id}`), errorBox(detail));
     if (!(detail instanceof ApiError)) throw detail;

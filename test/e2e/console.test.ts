@@ -130,6 +130,7 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
 
     await row.getByRole('link').click();
     await page.getByRole('heading', { level: 1, name: /Incident #\d+/ }).waitFor();
+    expect(await page.getByRole('link', { name: '← Back to the queue' }).getAttribute('href')).toBe('#/incidents');
     await hasText(page.locator('.warning'), 'Do not visit this address — report it (e.g. to the IWF/CEOP) instead');
     await hasText(page.locator('dl.details'), hostileUrl);
     expect(await page.locator('a[href*="illegal.example"]').count()).toBe(0);
@@ -170,6 +171,8 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
     await page.goto(`${env.base}/console/#/incidents?category=gambling`);
     await page.getByRole('link', { name: `Open incident ${id}` }).click();
     await page.getByRole('heading', { level: 1, name: `Incident #${id}: Blocked — Gambling` }).waitFor();
+    // Back goes to the queue as it was filtered.
+    expect(await page.getByRole('link', { name: '← Back to the queue' }).getAttribute('href')).toBe('#/incidents?category=gambling');
     // Only the next statuses the API accepts from "new" are offered.
     const options = await page.getByLabel('New status').locator('option').allTextContents();
     expect(options).toEqual(['No change (New)', 'In review']);
