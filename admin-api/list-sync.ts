@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import path from 'node:path';
 import type { Config } from '../core/config';
 import { silentLogger, type Logger } from '../core/log';
 import type { LoadReport } from '../blocklists/types';
+import { defaultListsDir } from '../blocklists/update';
 import type { Db, Queryable } from '../incidents/types';
 import type { ListStoreLike, OverrideEntry } from './deps';
 
@@ -49,12 +51,28 @@ export async function loadPolicyGroups(db: Queryable): Promise<Map<string, strin
   return new Map(r.rows.map((g) => [g.name, g.categories]));
 }
 
+export const isUrl = (location: string) => /^https?:\/\//i.test(location);
+
+/** Where a tarball source named `name` is unpacked: `<dataDir>/lists/sources/<name>/lists/ut1`. */
+export function downloadBase(config: Config, name: string): string {
+  return path.join(config.dataDir, 'lists', 'sources', name);
+}
+export const downloadedDir = (config: Config, name: string) => defaultListsDir(downloadBase(config, name));
+
+/** The local path a source row is read from (a tarball URL reads its unpacked copy). */
+export function localPath(config: Config, row: { name: string; location: string }): string {
+  return isUrl(row.location) ? downloadedDir(config, row.name) : row.location;
+}
+
 /** Sources to compile: the configured lists, then the enabled sources added in the console. */
 export async function sourcesFor(db: Queryable, config: Config): Promise<string[]> {
-  const r = await db.query<{ location: string }>('SELECT location FROM list_sources WHERE enabled ORDER BY id');
+  const r = await db.query<{ name: string; location: string }>('SELECT name, location FROM list_sources WHERE enabled ORDER BY id');
   // A configured folder that is not there (a first-run download that failed) must not block
   // loading what the console added; one that vanished later still fails the reload via the DB rows.
-  return [...new Set([...config.lists.filter((p) => existsSync(p)), ...r.rows.map((x) => x.location)])];
+  // A tarball source is read from the copy the admin API fetched into this data folder; a gateway
+  // on another machine without that copy serves without it rather than failing every reload.
+  const fromDb = r.rows.map((row) => localPath(config, row)).filter((p, i) => !isUrl(r.rows[i].location) || existsSync(p));
+  return [...new Set([...config.lists.filter((p) => existsSync(p)), ...fromDb])];
 }
 
 /**
@@ -88,22 +106,23 @@ export function reloadStore(db: Queryable, store: ListStoreLike, config: Config)
 }
 
 /** Records per-source figures from a load report on the list_sources rows they came from. */
-export async function recordSourceReport(db: Queryable, report: LoadReport): Promise<void> {
-  const per = new Map<string, { entries: number; skipped: number }>();
-  const r = await db.query<{ id: number; location: string }>('SELECT id, location FROM list_sources');
+export async function recordSourceReport(db: Queryable, report: LoadReport, config: Config): Promise<void> {
+  const per = new Map<number, { entries: number; skipped: number }>();
+  const r = await db.query<{ id: number; name: string; location: string }>('SELECT id, name, location FROM list_sources');
   for (const s of report.sources) {
     // A UT1 folder reports per category file; fold them back onto the folder that was configured.
     for (const row of r.rows) {
-      if (s.source === row.location || s.source.startsWith(row.location.replace(/\/?$/, '/'))) {
-        const t = per.get(row.location) ?? { entries: 0, skipped: 0 };
+      const local = localPath(config, row);
+      if (s.source === local || s.source.startsWith(local.replace(/\/?$/, '/'))) {
+        const t = per.get(Number(row.id)) ?? { entries: 0, skipped: 0 };
         t.entries += s.loaded;
         t.skipped += s.skippedCount;
-        per.set(row.location, t);
+        per.set(Number(row.id), t);
       }
     }
   }
-  for (const [location, t] of per) {
-    await db.query('UPDATE list_sources SET last_loaded = now(), entries = $2, skipped = $3 WHERE location = $1', [location, t.entries, t.skipped]);
+  for (const [id, t] of per) {
+    await db.query('UPDATE list_sources SET last_loaded = now(), entries = $2, skipped = $3 WHERE id = $1', [id, t.entries, t.skipped]);
   }
 }
 

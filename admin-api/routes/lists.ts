@@ -8,7 +8,8 @@ import { compileSources } from '../../blocklists/store';
 import { updateIncident, writeAudit, getIncident } from '../../incidents/queries';
 import { caller } from '../auth';
 import type { AdminContext } from '../app';
-import { applyOverrides, applyPolicies, notifyLists, recordSourceReport, reloadStore } from '../list-sync';
+import { applyOverrides, applyPolicies, downloadBase, isUrl, notifyLists, recordSourceReport, reloadStore } from '../list-sync';
+import { updateLists } from '../../blocklists/update';
 import { errorSchema, incidentSchema, okSchema, toIncidentJson } from '../present';
 
 const NM = ['network_manager'] as const;
@@ -130,7 +131,7 @@ export const listRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => 
       await undo();
       throw err;
     }
-    await recordSourceReport(db, report);
+    await recordSourceReport(db, report, config);
     await notifyLists(db, 'sources', lists);
     return report;
   }
@@ -191,7 +192,7 @@ export const listRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => 
     config: { access: NM },
     schema: {
       tags: ['lists'],
-      summary: 'Add a list source (a UT1 folder, hosts file, AdGuard list or domain list on this server) and reload',
+      summary: 'Add a list source (a UT1 folder or .tar.gz URL, or a hosts file, AdGuard list or domain list on this server) and reload',
       body: {
         type: 'object',
         required: ['name', 'format', 'location'],
@@ -202,14 +203,23 @@ export const listRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => 
   }, async (req) => {
     const user = caller(req);
     const { name, format } = req.body;
-    const location = path.resolve(config.dataDir, req.body.location);
-    if (/^[a-z]+:\/\//i.test(req.body.location)) {
-      throw new SchoolgateError('SG_ERR_VALIDATION', 'fetch remote lists with `schoolgate lists update --from URL`, then add the folder it made');
-    }
-    const st = await stat(location).catch(() => null);
-    if (!st) throw new SchoolgateError('SG_ERR_LIST_SOURCE', `${location} does not exist on the server`);
-    if ((format === 'ut1') !== st.isDirectory()) {
-      throw new SchoolgateError('SG_ERR_VALIDATION', format === 'ut1' ? 'a ut1 source is a folder' : `a ${format} source is a file`);
+    const remote = isUrl(req.body.location);
+    const location = remote ? req.body.location : path.resolve(config.dataDir, req.body.location);
+    const taken = await db.query('SELECT 1 FROM list_sources WHERE name = $1', [name]);
+    if (taken.rowCount > 0) throw new SchoolgateError('SG_ERR_EXISTS', `a source named ${name}`);
+    if (remote) {
+      if (format !== 'ut1') throw new SchoolgateError('SG_ERR_VALIDATION', 'a URL source must be a UT1 tarball (.tar.gz); upload other lists instead');
+      // Fetched and unpacked into the data folder first: a bad download never reaches the live set.
+      await updateLists({ from: location, dataDir: downloadBase(config, name) }).catch(async (err) => {
+        await rm(downloadBase(config, name), { recursive: true, force: true });
+        throw err;
+      });
+    } else {
+      const st = await stat(location).catch(() => null);
+      if (!st) throw new SchoolgateError('SG_ERR_LIST_SOURCE', `${location} does not exist on the server`);
+      if ((format === 'ut1') !== st.isDirectory()) {
+        throw new SchoolgateError('SG_ERR_VALIDATION', format === 'ut1' ? 'a ut1 source is a folder or a tarball URL' : `a ${format} source is a file`);
+      }
     }
     let id = 0;
     const report = await withSources(
@@ -224,6 +234,7 @@ export const listRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => 
       },
       async () => {
         await db.query('DELETE FROM list_sources WHERE id = $1', [id]);
+        if (remote) await rm(downloadBase(config, name), { recursive: true, force: true });
       },
     );
     await writeAudit(db, { actor: user, action: 'list_source_add', target: `list_source:${id}`, details: { name, format, location, entries: report.entries } });
@@ -256,22 +267,33 @@ export const listRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => 
     );
     await db.query('DELETE FROM list_sources WHERE id = $1', [src.id]);
     if (src.location.startsWith(uploadsDir + path.sep)) await rm(src.location, { force: true });
+    if (isUrl(src.location)) await rm(downloadBase(config, src.name), { recursive: true, force: true });
     await writeAudit(db, { actor: user, action: 'list_source_delete', target: `list_source:${src.id}`, details: { name: src.name, location: src.location } });
     return { report: summariseReport(report) };
   });
 
-  app.post('/api/lists/reload', {
+  app.post<{ Body: { fetch?: boolean } | undefined }>('/api/lists/reload', {
     config: { access: NM },
     schema: {
       tags: ['lists'],
-      summary: 'Recompile every source off the hot path and swap; 422 with the report if rejected (the old lists keep serving)',
-      response: { 200: { type: 'object', properties: { report: reportSchema } }, 422: errorSchema },
+      summary: 'Recompile every source off the hot path and swap (fetch: true downloads tarball sources again first); 422 with the report if rejected (the old lists keep serving)',
+      body: { type: ['object', 'null'], properties: { fetch: { type: 'boolean', default: false } } },
+      response: { 200: { type: 'object', properties: { report: reportSchema, fetched: { type: 'array', items: { type: 'string' } } } }, 422: errorSchema },
     },
   }, async (req) => {
     const user = caller(req);
+    const fetched: string[] = [];
+    if (req.body?.fetch) {
+      const r = await db.query<{ name: string; location: string }>("SELECT name, location FROM list_sources WHERE enabled AND location ~* '^https?://' ORDER BY id");
+      // Each download replaces its folder only once complete, so a failed one leaves the last good copy.
+      for (const src of r.rows) {
+        await updateLists({ from: src.location, dataDir: downloadBase(config, src.name) });
+        fetched.push(src.name);
+      }
+    }
     const report = await withSources(async () => {}, async () => {});
-    await writeAudit(db, { actor: user, action: 'list_reload', details: { entries: report.entries, millis: report.millis } });
-    return { report: summariseReport(report) };
+    await writeAudit(db, { actor: user, action: 'list_reload', details: { entries: report.entries, millis: report.millis, fetched } });
+    return { report: summariseReport(report), fetched };
   });
 
   app.post<{ Body: { name: string; format: 'hosts' | 'adguard' | 'domains'; content: string } }>('/api/lists/upload', {

@@ -1,4 +1,7 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ListStore } from '../../blocklists/store';
@@ -131,7 +134,7 @@ describe('lists API', () => {
     const missing = await call(h, 'network_manager', 'POST', '/api/lists/sources', { name: 'gone', format: 'hosts', location: '/nonexistent/file' });
     expect(missing.statusCode).toBe(400);
     expect(missing.json().error.code).toBe('SG_ERR_LIST_SOURCE');
-    const remote = await call(h, 'network_manager', 'POST', '/api/lists/sources', { name: 'remote', format: 'ut1', location: 'https://example.org/bl.tar.gz' });
+    const remote = await call(h, 'network_manager', 'POST', '/api/lists/sources', { name: 'remote', format: 'hosts', location: 'http://127.0.0.1:9/hosts' });
     expect(remote.statusCode).toBe(400);
   });
 
@@ -148,5 +151,48 @@ describe('lists API', () => {
     expect(del.statusCode).toBe(200);
     expect(verdict(h.lists, 'http://bank-login.example/', ['phishing'])).toBe('pass');
     await eventually(() => verdict(second, 'http://bank-login.example/', ['phishing']) === 'pass');
+  });
+
+  it('fetches a UT1 tarball source over HTTP, refreshes it on "reload now" with fetch, and refuses a bad URL', async () => {
+    const tree = makeLists(path.join(h.dir, 'tarball-src', 'blacklists'), { malware: ['evil-download.example'] });
+    const tarball = path.join(h.dir, 'bl.tar.gz');
+    const pack = () => execFileSync('tar', ['-czf', tarball, '-C', path.dirname(tree), 'blacklists']);
+    pack();
+    const server = http.createServer((req, res) => {
+      if (req.url !== '/bl.tar.gz') return void res.writeHead(404).end();
+      res.writeHead(200, { 'content-type': 'application/gzip' }).end(readFileSync(tarball));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const add = await call(h, 'network_manager', 'POST', '/api/lists/sources', { name: 'mirror', format: 'ut1', location: `${base}/bl.tar.gz` });
+      expect(add.statusCode, add.body).toBe(200);
+      expect(verdict(h.lists, 'http://evil-download.example/', ['malware'])).toBe('block');
+      await eventually(() => verdict(second, 'http://evil-download.example/', ['malware']) === 'block');
+      const src = (await call(h, 'network_manager', 'GET', '/api/lists')).json().sources.find((x: { name: string }) => x.name === 'mirror');
+      expect(src).toMatchObject({ location: `${base}/bl.tar.gz`, entries: 1 });
+
+      writeFileSync(path.join(tree, 'malware', 'domains'), 'evil-download.example\nsecond-evil.example\n');
+      pack();
+      const plain = await call(h, 'network_manager', 'POST', '/api/lists/reload', {});
+      expect(plain.json().fetched).toEqual([]);
+      expect(verdict(h.lists, 'http://second-evil.example/', ['malware'])).toBe('pass');
+      const refetch = await call(h, 'network_manager', 'POST', '/api/lists/reload', { fetch: true });
+      expect(refetch.statusCode, refetch.body).toBe(200);
+      expect(refetch.json().fetched).toEqual(['mirror']);
+      expect(verdict(h.lists, 'http://second-evil.example/', ['malware'])).toBe('block');
+
+      const missing = await call(h, 'network_manager', 'POST', '/api/lists/sources', { name: 'gone', format: 'ut1', location: `${base}/nope.tar.gz` });
+      expect(missing.statusCode).toBe(400);
+      expect(missing.json().error.code).toBe('SG_ERR_LIST_SOURCE');
+      expect(existsSync(path.join(h.dir, 'lists', 'sources', 'gone'))).toBe(false);
+
+      const del = await call(h, 'network_manager', 'DELETE', `/api/lists/sources/${add.json().id}`);
+      expect(del.statusCode).toBe(200);
+      expect(existsSync(path.join(h.dir, 'lists', 'sources', 'mirror'))).toBe(false);
+      expect(verdict(h.lists, 'http://evil-download.example/', ['malware'])).toBe('pass');
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   });
 });
