@@ -70,6 +70,8 @@ export interface IncidentWriterOptions {
   retryMaxMs?: number;
   /** A write that takes longer than this is treated as a lost connection (default 30 s). */
   writeTimeoutMs?: number;
+  /** Transactions a large batch is split across, in parallel (default 2; PGlite runs them in turn). */
+  lanes?: number;
 }
 
 type Failure = 'unavailable' | 'retry' | 'data';
@@ -100,6 +102,15 @@ interface Group {
   /** Only the earliest group of a repeat key in a batch may fold into an existing row. */
   canFoldIntoDb: boolean;
   foldKey: string | null;
+}
+
+/** Below this, a batch is not worth a second transaction. */
+const MIN_LANE_BATCH = 200;
+
+function laneOf(key: string, lanes: number): number {
+  let h = 0x811c9dc5; // FNV-1a: cheap and evenly spread, nothing here needs more
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  return (h >>> 0) % lanes;
 }
 
 function foldKeyOf(r: Rec): string | null {
@@ -330,6 +341,7 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
   private readonly windowMs: number;
   private readonly retryMaxMs: number;
   private readonly writeTimeoutMs: number;
+  private readonly lanes: number;
   private readonly spool: Spool;
 
   private queue: Rec[] = [];
@@ -367,6 +379,7 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
     this.windowMs = opts.repeatWindowMs ?? 60_000;
     this.retryMaxMs = opts.retryMaxMs ?? 5000;
     this.writeTimeoutMs = opts.writeTimeoutMs ?? 30_000;
+    this.lanes = Math.max(1, Math.min(8, opts.lanes ?? 2));
     this.spool = new Spool(opts.dataDir, this.logger);
   }
 
@@ -592,12 +605,23 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
    * 'unavailable' means none of the remaining ones are, and the caller must spool them.
    */
   private async store(recs: Rec[]): Promise<'stored' | 'unavailable'> {
+    if (this.lanes < 2 || recs.length < 2 * MIN_LANE_BATCH) return this.storeLane(recs);
+    // Lanes split by repeat key (else idempotency key): a repeat and the row it folds into always
+    // meet in one transaction, so parallel lanes never race to create the same incident twice.
+    const parts: Rec[][] = Array.from({ length: this.lanes }, () => []);
+    for (const r of recs) parts[laneOf(foldKeyOf(r) ?? r.k, this.lanes)].push(r);
+    const outcomes = await Promise.all(parts.filter((p) => p.length > 0).map((p) => this.storeLane(p)));
+    // A lane that failed sends the whole batch to the spool; replay skips what the other lane stored.
+    return outcomes.every((o) => o === 'stored') ? 'stored' : 'unavailable';
+  }
+
+  private async storeLane(recs: Rec[]): Promise<'stored' | 'unavailable'> {
     for (let attempt = 0; ; attempt++) {
       try {
-        const attempt = writeBatch(this.db, recs, this.windowMs, (r) => this.neverSent.has(r));
+        const pending = writeBatch(this.db, recs, this.windowMs, (r) => this.neverSent.has(r));
         // From here on the outcome may be unknown (a lost COMMIT reply): look them up next time.
         for (const r of recs) this.neverSent.delete(r);
-        const r = await withTimeout(attempt, this.writeTimeoutMs);
+        const r = await withTimeout(pending, this.writeTimeoutMs);
         this.counters.stored += recs.length - r.skipped;
         if (r.inserted.length) this.emitSafe('stored', r.inserted);
         if (r.folded.length) this.emitSafe('repeated', r.folded);
@@ -616,7 +640,7 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
           for (const r of recs) {
             // If the database goes away half-way, the whole batch is spooled: the ones already
             // stored are skipped by their idempotency keys on replay.
-            if ((await this.store([r])) === 'unavailable') return 'unavailable';
+            if ((await this.storeLane([r])) === 'unavailable') return 'unavailable';
           }
           return 'stored';
         }
