@@ -1,4 +1,4 @@
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { open, readFile, readdir, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { SchoolgateError } from '../core/errors';
 import type { CategoryInfo, SourceReport } from './types';
@@ -45,7 +45,13 @@ export function parseLine(b: ListBuilder, cat: number, format: FileFormat, line:
   if (t === '') return null;
   switch (format) {
     case 'domains': {
-      if (t.startsWith('#')) return null;
+      const c0 = t.charCodeAt(0);
+      if (c0 === 35) return null; // '#'
+      if (c0 !== 46 && c0 !== 42 && t.indexOf('#') < 0) {
+        const host = entryHost(t);
+        if (host === null) return { reason: 'invalid host' };
+        return b.addDomain(cat, host) ? 'loaded' : 'duplicate';
+      }
       // `.example.com` is a common way of writing "example.com and below": same meaning here
       const host = entryHost(t.split(/\s+#/)[0].trim().replace(/^\*?\.+/, ''));
       if (host === null) return { reason: 'invalid host' };
@@ -147,27 +153,90 @@ export function sniffFormat(text: string): FileFormat {
   return 'domains';
 }
 
-/** Loads one text file's lines into `cat`, filling `report`. */
-export async function loadText(b: ListBuilder, cat: number, format: FileFormat, text: string, report: SourceReport): Promise<void> {
-  let pos = 0;
-  let lineNo = 0;
-  const n = text.length;
-  while (pos < n) {
-    let end = text.indexOf('\n', pos);
-    if (end < 0) end = n;
-    const line = text.slice(pos, end);
-    pos = end + 1;
-    lineNo++;
+/** Feeds text, in as many pieces as it comes, line by line into the builder. */
+class LineLoader {
+  private rest = '';
+  private lineNo = 0;
+  constructor(
+    private readonly b: ListBuilder,
+    private readonly cat: number,
+    private readonly format: FileFormat,
+    private readonly report: SourceReport,
+  ) {}
+
+  private one(line: string): void {
+    this.lineNo++;
     let r: LineResult | null;
     try {
-      r = parseLine(b, cat, format, line);
+      r = parseLine(this.b, this.cat, this.format, line);
     } catch (err) {
       r = { reason: `unreadable line: ${(err as Error).message}` };
     }
-    if (r === 'loaded') report.loaded++;
-    else if (r === 'duplicate') report.duplicates++;
-    else if (r !== null) skip(report, lineNo, r.reason, line.trim());
-    if (lineNo % YIELD_EVERY === 0) await yieldLoop();
+    if (r === 'loaded') this.report.loaded++;
+    else if (r === 'duplicate') this.report.duplicates++;
+    else if (r !== null) skip(this.report, this.lineNo, r.reason, line.trim());
+  }
+
+  async feed(chunk: string): Promise<void> {
+    const text = this.rest === '' ? chunk : this.rest + chunk;
+    let pos = 0;
+    let sinceYield = 0;
+    for (;;) {
+      const end = text.indexOf('\n', pos);
+      if (end < 0) break;
+      this.one(text.slice(pos, end));
+      pos = end + 1;
+      if (++sinceYield === YIELD_EVERY) {
+        sinceYield = 0;
+        await yieldLoop();
+      }
+    }
+    this.rest = text.slice(pos);
+  }
+
+  end(): void {
+    if (this.rest !== '') this.one(this.rest);
+    this.rest = '';
+  }
+}
+
+/** Loads one text's lines into `cat`, filling `report`. */
+export async function loadText(b: ListBuilder, cat: number, format: FileFormat, text: string, report: SourceReport): Promise<void> {
+  const l = new LineLoader(b, cat, format, report);
+  await l.feed(text);
+  l.end();
+}
+
+const CHUNK = 1 << 22;
+
+/**
+ * Streams a file in 4 MB pieces: a 10-million-line list never sits in memory as one string.
+ * `format` null: sniffed from the first piece.
+ */
+async function loadFile(b: ListBuilder, cat: number, format: FileFormat | null, file: string, report: SourceReport): Promise<void> {
+  let fh: FileHandle;
+  try {
+    fh = await open(file, 'r');
+  } catch (err) {
+    throw new SchoolgateError('SG_ERR_LIST_SOURCE', `${file}: ${(err as Error).message}`, { source: file }, { cause: err });
+  }
+  try {
+    const buf = Buffer.allocUnsafe(CHUNK);
+    const decoder = new TextDecoder('utf-8');
+    let loader: LineLoader | null = format === null ? null : new LineLoader(b, cat, format, report);
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, CHUNK, null);
+      const text = bytesRead === 0 ? decoder.decode() : decoder.decode(buf.subarray(0, bytesRead), { stream: true });
+      loader ??= new LineLoader(b, cat, sniffFormat(text), report);
+      if (text !== '') await loader.feed(text);
+      if (bytesRead === 0) break;
+    }
+    loader?.end();
+  } catch (err) {
+    if (err instanceof SchoolgateError) throw err;
+    throw new SchoolgateError('SG_ERR_LIST_SOURCE', `${file}: ${(err as Error).message}`, { source: file }, { cause: err });
+  } finally {
+    await fh.close();
   }
 }
 
@@ -267,11 +336,10 @@ export async function loadSources(b: ListBuilder, sources: string[]): Promise<So
       throw new SchoolgateError('SG_ERR_LIST_SOURCE', `${source}: ${(err as Error).message}`, { source }, { cause: err });
     });
     if (!st.isDirectory()) {
-      const text = await readText(source);
       const name = fileCategory(source);
       const cat = b.category(name);
       const r = newReport(source, name);
-      await loadText(b, cat, sniffFormat(text), text, r);
+      await loadFile(b, cat, null, source, r);
       reports.push(r);
       continue;
     }
@@ -291,7 +359,7 @@ export async function loadSources(b: ListBuilder, sources: string[]): Promise<So
         const file = path.join(dir, f);
         if (!(await exists(file))) continue;
         const r = newReport(file, name);
-        await loadText(b, cat, format, await readText(file), r);
+        await loadFile(b, cat, format, file, r);
         reports.push(r);
       }
     }

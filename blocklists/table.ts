@@ -91,6 +91,16 @@ function bloomHas(bloom: Uint32Array, a: number, b: number): boolean {
 
 const encoder = new TextEncoder();
 
+/** Second hash of entry i recomputed from its bytes (the builder keeps only the first). */
+function hashBBytes(bytes: Uint8Array, start: number, end: number): number {
+  let b = SEED_B;
+  for (let k = end - 1; k >= start; k--) b = step(b, bytes[k], PB);
+  return fmix(b ^ (end - start));
+}
+
+/** Growth factor for the builder's arrays: 1.5 rather than 2 keeps the peak of a 10M load low. */
+const grown = (n: number) => Math.ceil(n * 1.5);
+
 /** Grows while a list loads; `finish()` freezes it into a CompiledTable. */
 export class TableBuilder {
   count = 0;
@@ -99,22 +109,20 @@ export class TableBuilder {
   private offsets = new Uint32Array(1 << 12);
   private values = new Uint32Array(1 << 12);
   private hashA = new Int32Array(1 << 12);
-  private hashB = new Int32Array(1 << 12);
   private slots = new Uint32Array(1 << 13);
   private readonly hp = new Int32Array(2);
 
-  /** Returns the index of the entry (existing or new) and whether it was new. */
+  /** Adds `entry` or merges `value` into it; true when the entry is new or its value changed. */
   add(entry: string, value: number, merge: (old: number, value: number) => number): boolean {
     hashPair(entry, this.hp);
     const a = this.hp[0];
-    const b = this.hp[1];
     const mask = this.slots.length - 1;
     let s = a & mask;
     for (;;) {
       const v = this.slots[s];
       if (v === 0) break;
       const i = v - 1;
-      if (this.hashA[i] === a && this.hashB[i] === b && this.equals(i, entry)) {
+      if (this.hashA[i] === a && this.equals(i, entry)) {
         const merged = merge(this.values[i], value);
         const changed = merged !== this.values[i];
         this.values[i] = merged;
@@ -126,8 +134,8 @@ export class TableBuilder {
     if (i + 2 >= this.offsets.length) this.growEntries();
     const needed = this.used + entry.length * 3;
     if (needed > this.bytes.length) {
-      let n = this.bytes.length * 2;
-      while (n < needed) n *= 2;
+      let n = grown(this.bytes.length);
+      while (n < needed) n = grown(n);
       const nb = new Uint8Array(n);
       nb.set(this.bytes.subarray(0, this.used));
       this.bytes = nb;
@@ -137,10 +145,10 @@ export class TableBuilder {
     this.offsets[i + 1] = this.used;
     this.values[i] = value;
     this.hashA[i] = a;
-    this.hashB[i] = b;
     this.slots[s] = i + 1;
     this.count++;
-    if (this.count * 10 > this.slots.length * 6) this.rehash(this.slots.length * 2);
+    // linear probing stays short up to 3/4 full, and the bloom filter keeps most misses away
+    if (this.count * 4 > this.slots.length * 3) this.rehash(this.slots.length * 2);
     return true;
   }
 
@@ -152,7 +160,7 @@ export class TableBuilder {
   }
 
   private growEntries(): void {
-    const n = this.offsets.length * 2;
+    const n = grown(this.offsets.length);
     const grow = <T extends Uint32Array | Int32Array>(a: T): T => {
       const r = new (a.constructor as new (n: number) => T)(n);
       r.set(a);
@@ -161,10 +169,10 @@ export class TableBuilder {
     this.offsets = grow(this.offsets);
     this.values = grow(this.values);
     this.hashA = grow(this.hashA);
-    this.hashB = grow(this.hashB);
   }
 
   private rehash(size: number): void {
+    this.slots = new Uint32Array(0); // let the old table go before the new one is allocated
     const slots = new Uint32Array(size);
     const mask = size - 1;
     for (let i = 0; i < this.count; i++) {
@@ -178,20 +186,18 @@ export class TableBuilder {
   finish(): CompiledTable {
     const n = this.count;
     const bloom = new Uint32Array(bloomSize(n));
-    for (let i = 0; i < n; i++) bloomAdd(bloom, this.hashA[i], this.hashB[i]);
-    // Trim the slack of the doubling buffers: the compiled table is what stays resident.
-    const data: TableData = {
-      count: n,
-      bytes: this.bytes.slice(0, this.used),
-      offsets: this.offsets.slice(0, n + 1),
-      values: this.values.slice(0, n),
-      hashA: this.hashA.slice(0, n),
-      slots: this.slots,
-      bloom,
-    };
+    for (let i = 0; i < n; i++) bloomAdd(bloom, this.hashA[i], hashBBytes(this.bytes, this.offsets[i], this.offsets[i + 1]));
+    // Trim the builder's slack one array at a time, dropping each original as soon as it is
+    // copied, so the peak stays near the size of the result.
+    const bytes = this.bytes.slice(0, this.used);
     this.bytes = new Uint8Array(0);
-    this.hashB = new Int32Array(0);
-    return new CompiledTable(data);
+    const offsets = this.offsets.slice(0, n + 1);
+    this.offsets = new Uint32Array(0);
+    const values = this.values.slice(0, n);
+    this.values = new Uint32Array(0);
+    const hashA = this.hashA.slice(0, n);
+    this.hashA = new Int32Array(0);
+    return new CompiledTable({ count: n, bytes, offsets, values, hashA, slots: this.slots, bloom });
   }
 }
 
