@@ -157,6 +157,12 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
     await page.waitForURL(/q=bets/);
     await expect.poll(() => page.locator('table.incidents tbody tr').count()).toBe(1);
     await hasText(page.locator('table.incidents tbody'), 'bets.example/odds');
+    // The export downloads exactly what the filtered queue shows.
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: /Export these incidents/ }).click()]);
+    const csv = readFileSync((await download.path())!, 'utf8');
+    expect(csv).toContain('bets.example/odds');
+    expect(csv).not.toContain('casino.example');
+    expect(csv.trim().split('\n')).toHaveLength(2);
 
     await page.getByRole('button', { name: 'Clear filters' }).click();
     await expect.poll(() => page.locator('table.incidents tbody tr').count()).toBe(7);
