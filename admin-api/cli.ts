@@ -4,9 +4,10 @@ import { createLogger } from '../core/log';
 import { openDbFromConfig } from '../incidents/db';
 import { migrate } from '../incidents/migrate';
 import { writeAudit } from '../incidents/queries';
-import { createUser, generatePassword, ROLES, validateRole } from './auth';
+import { createUser, generatePassword, hashPassword, ROLES, validateRole } from './auth';
 
 const usage = `schoolgate users add EMAIL --role ROLE     password on stdin, or generated and printed once
+schoolgate users passwd EMAIL              new password the same way; ends the user's sessions
 schoolgate users list
 Roles: ${ROLES.join(', ')}
 `;
@@ -22,11 +23,11 @@ async function passwordFromStdin(stdin: NodeJS.ReadStream = process.stdin): Prom
 
 export async function usersCommand(args: string[], values: CliValues): Promise<number> {
   const [sub, email] = args;
-  if (sub !== 'add' && sub !== 'list') {
+  if (sub !== 'add' && sub !== 'list' && sub !== 'passwd') {
     process.stderr.write(usage);
     throw new SchoolgateError('SG_ERR_USAGE', sub ? `unknown users subcommand "${sub}"` : 'users needs a subcommand');
   }
-  if (sub === 'add' && !email) throw new SchoolgateError('SG_ERR_USAGE', 'users add needs an EMAIL');
+  if ((sub === 'add' || sub === 'passwd') && !email) throw new SchoolgateError('SG_ERR_USAGE', `users ${sub} needs an EMAIL`);
   const role = sub === 'add' ? validateRoleForCli(values.role) : null;
 
   const config = loadConfig(values);
@@ -43,6 +44,21 @@ export async function usersCommand(args: string[], values: CliValues): Promise<n
     }
     const piped = await passwordFromStdin();
     const password = piped ?? generatePassword();
+    if (sub === 'passwd') {
+      // The way back in when the only DSL has forgotten their password: needs the server, not the console.
+      if (password.length < 8) throw new SchoolgateError('SG_ERR_VALIDATION', 'password must be at least 8 characters');
+      const r = await db.query<{ id: number; email: string }>('UPDATE users SET password_hash = $2 WHERE lower(email) = lower($1) RETURNING id, email', [
+        email,
+        await hashPassword(password),
+      ]);
+      const u = r.rows[0];
+      if (!u) throw new SchoolgateError('SG_ERR_NOT_FOUND', `no user ${email}`);
+      await db.query('DELETE FROM sessions WHERE user_id = $1', [u.id]);
+      await writeAudit(db, { actor: { id: null, email: 'cli' }, action: 'user_password', target: `user:${u.id}`, details: { email: u.email } });
+      process.stdout.write(`password changed for ${u.email}\n`);
+      if (!piped) process.stdout.write(`password: ${password}\n`);
+      return 0;
+    }
     const user = await createUser(db, { email, role: role!, password });
     await writeAudit(db, { actor: { id: null, email: 'cli' }, action: 'user_add', target: `user:${user.id}`, details: { email: user.email, role: user.role } });
     process.stdout.write(`added ${user.email} (${user.role})\n`);

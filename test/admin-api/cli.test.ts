@@ -65,11 +65,26 @@ describe('schoolgate users', () => {
     const short = await schoolgate(['users', 'add', 'y@school.example', '--role', 'staff'], 'short\n');
     expect(short.code).toBe(1);
     expect(short.stderr).toContain('SG_ERR_VALIDATION');
+    const passwd = await schoolgate(['users', 'passwd', 'TECH@school.example'], 'Brand-new-pass-2\n');
+    expect(passwd.code, passwd.stderr).toBe(0);
+    expect(passwd.stdout).toContain('password changed for tech@school.example');
+    const nobody = await schoolgate(['users', 'passwd', 'nobody@school.example'], 'Brand-new-pass-2\n');
+    expect(nobody.code).toBe(1);
+    expect(nobody.stderr).toContain('SG_ERR_NOT_FOUND');
     const list = await schoolgate(['users', 'list']);
     expect(list.code).toBe(0);
     expect(list.stdout.trim().split('\n').map((l) => l.split('\t').slice(1).join(' '))).toEqual([
       'dsl@school.example safeguarding_lead',
       'tech@school.example network_manager',
     ]);
+  });
+
+  it('the changed password is the one that works', async () => {
+    const db = await openDb({ databaseUrl: null, dataDir: dir });
+    try {
+      expect((await checkLogin(db, 'tech@school.example', 'Brand-new-pass-2'))?.email).toBe('tech@school.example');
+    } finally {
+      await db.close();
+    }
   });
 });
