@@ -404,6 +404,25 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
     }
   });
 
+  it('pages through a long queue with "Load more"', async () => {
+    const before = Number((await env.db.query<{ n: string }>('SELECT count(*) AS n FROM incidents')).rows[0].n);
+    for (let i = 0; i < 60; i++) {
+      env.writer.record({ kind: 'blocked', category: 'games', url: `http://games.example/level/${i}`, host: 'games.example', user: `pupil.${i}@school.test`, occurredAt: new Date(Date.now() - 3_600_000 - i * 1000) });
+    }
+    await env.writer.flush();
+    await page.goto(`${env.base}/console/#/incidents?kind=blocked`);
+    await expect.poll(() => page.locator('table.incidents tbody tr').count()).toBe(50);
+    await hasText(page.locator('#results-count'), '50+ incidents');
+    await page.getByRole('button', { name: 'Load more incidents' }).click();
+    const blocked = Number((await env.db.query<{ n: string }>("SELECT count(*) AS n FROM incidents WHERE kind = 'blocked'")).rows[0].n);
+    expect(blocked).toBeGreaterThan(before);
+    await expect.poll(() => page.locator('table.incidents tbody tr').count()).toBe(blocked);
+    // Newest first across the page boundary, with no row twice.
+    const ids = await page.locator('table.incidents tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-id')));
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(await page.getByRole('button', { name: 'Load more incidents' }).count()).toBe(0);
+  });
+
   it('sends anyone signed out back to the sign-in page, and refuses a wrong password clearly', async () => {
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.waitForURL(/#\/login/);
