@@ -195,14 +195,6 @@ export function select(name, options, value, attrs = {}) {
     options.map(([v, label]) => h('option', { value: v, selected: v === value }, label)));
 }
 
-/** Date (YYYY-MM-DD) in the browser's time zone, `days` days from today. */
-export function isoDay(daysFromToday = 0) {
-  const d = new Date();
-  d.setDate(d.getDate() + daysFromToday);
-  const pad = (n) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
-}
-
 /** Value for a datetime-local input, now, in local time. */
 export function localNow() {
   const d = new Date();
