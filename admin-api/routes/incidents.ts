@@ -1,4 +1,4 @@
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync } from 'fastify';
 import { SchoolgateError } from '../../core/errors';
 import { normalizeUrl } from '../../blocklists/normalize';
 import type { IncidentStatus } from '../../incidents/types';
@@ -243,7 +243,7 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
     return { id: row?.id ?? null, key };
   });
 
-  app.get('/api/unblock-requests', {
+  app.get<{ Querystring: { status?: string[]; cursor?: string; limit?: number } }>('/api/unblock-requests', {
     config: { access: ['network_manager', 'safeguarding_lead'] },
     schema: {
       tags: ['lists'],
@@ -276,7 +276,7 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
         },
       },
     },
-  }, async (req: FastifyRequest<{ Querystring: { status?: string[]; cursor?: string; limit?: number } }>) => {
+  }, async (req) => {
     const page = await listIncidents(
       db,
       { kind: ['unblock_request'], status: oneOf('status', req.query.status, STATUSES) },

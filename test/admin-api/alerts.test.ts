@@ -143,4 +143,13 @@ describe('high-severity alerts: email to the DSL and live events in the console'
     expect(res.status).toBe(200);
     expect(((await res.json()) as { items: unknown[] }).items).toHaveLength(1);
   });
+
+  it('closing the app ends open event streams instead of waiting on them', async () => {
+    const stream = await openEvents(base, h.users.safeguarding_lead.cookie);
+    expect(stream.res.status).toBe(200);
+    const closed = h.app.close().then(() => 'closed');
+    const winner = await Promise.race([closed, new Promise((r) => setTimeout(() => r('hung'), 5000))]);
+    expect(winner).toBe('closed');
+    await stream.close();
+  });
 });
