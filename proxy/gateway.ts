@@ -439,13 +439,11 @@ export function createGateway(deps: GatewayDeps): Gateway {
     if (decision.action === 'tunnel') return tunnel(socket, host, hp.port, head, identity);
     stats.intercepts++;
     const info: ConnInfo = { identity, connectHost: host, connectPort: hp.port };
-    // Sign while the client reads our 200 and sends its ClientHello: the two overlap.
-    const context = deps.leaf.context(host);
-    context.catch(() => undefined);
+    let context: Promise<tls.SecureContext> | null = null;
     const start = (first: Buffer) => {
       socket.pause();
       socket.unshift(first);
-      if (first[0] === 0x16) return terminateTls(socket, info, context);
+      if (first[0] === 0x16) return terminateTls(socket, info, (context ??= deps.leaf.context(host)));
       conns.set(socket, info); // plain HTTP inside the tunnel: still only the CONNECT host
       plainServer.emit('connection', socket);
       socket.resume();
@@ -454,6 +452,9 @@ export function createGateway(deps: GatewayDeps): Gateway {
     else {
       socket.once('data', start);
       socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      // Sign while the client reads our 200 and sends its ClientHello (the signing yields first).
+      context = deps.leaf.context(host);
+      context.catch(() => undefined);
     }
   }
 
