@@ -3,7 +3,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { PGlite, types as pgliteTypes } from '@electric-sql/pglite';
 import type { Config } from '../core/config';
-import { SchoolgateError } from '../core/errors';
+import { SchoolgateError, isSchoolgateError } from '../core/errors';
 import { createLogger, silentLogger, type Logger } from '../core/log';
 import type { Db, Queryable, QueryResult } from './types';
 
@@ -144,8 +144,15 @@ class PgListener {
     const first = !set;
     if (!set) this.handlers.set(channel, (set = new Set()));
     set.add(onPayload);
-    const client = await this.connect();
-    if (first) await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+    try {
+      const client = await this.connect();
+      if (first) await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+    } catch (err) {
+      // Not listening: do not leave a handler behind that a later reconnect would quietly revive.
+      set.delete(onPayload);
+      if (set.size === 0) this.handlers.delete(channel);
+      throw isSchoolgateError(err) ? err : unavailable(err, `LISTEN ${channel}`);
+    }
     return async () => {
       const s = this.handlers.get(channel);
       if (!s || !s.delete(onPayload) || s.size > 0) return;

@@ -11,6 +11,13 @@ import { projectRoot } from '../helpers/parts';
 import { ledger, openFresh, pgSkip, Relay, tmpDir } from './helpers';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function waitUntil(cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await sleep(50);
+  }
+}
 const segments = (dataDir: string) =>
   existsSync(path.join(dataDir, 'spool')) ? readdirSync(path.join(dataDir, 'spool')).filter((f) => f.endsWith('.ndjson') && f !== 'rejected.ndjson') : [];
 
@@ -61,6 +68,31 @@ describe.skipIf(pgSkip !== null)('writer faults on PostgreSQL', () => {
     await w.close();
     await db.close();
     await relay.cut();
+  });
+
+  it('keeps LISTEN subscriptions across a lost connection', async () => {
+    const relay = new Relay(Number(new URL(tdb.url).port || 5432));
+    await relay.open();
+    const db = await openDb({ databaseUrl: relay.urlFor(tdb.url), dataDir: tmpDir() });
+    try {
+      const got: string[] = [];
+      await db.listen('sg_fault_channel', (p) => got.push(p));
+      await direct.notify('sg_fault_channel', 'before');
+      await waitUntil(() => got.includes('before'));
+      await relay.cut();
+      await relay.open();
+      // The listener reconnects on its own; keep notifying until it hears one.
+      let n = 0;
+      await waitUntil(async () => {
+        await direct.notify('sg_fault_channel', `after-${n++}`);
+        return got.some((g) => g.startsWith('after-'));
+      }, 20_000);
+      // Queries through the pool work again too.
+      expect((await db.query<{ x: number }>('SELECT 1 AS x')).rows[0].x).toBe(1);
+    } finally {
+      await db.close();
+      await relay.cut();
+    }
   });
 
   it('sets aside an incident the database refuses and stores the rest of its batch', async () => {

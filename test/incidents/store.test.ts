@@ -3,7 +3,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSchoolgateError } from '../../core/errors';
 import { migrate, readMigrations } from '../../incidents/migrate';
-import { runRetention } from '../../incidents/retention';
+import { runRetention, scheduleRetention } from '../../incidents/retention';
 import { IncidentWriter, classifyError, incidentIdForKey, writeBatch, type Rec } from '../../incidents/writer';
 import type { IncidentRow } from '../../incidents/types';
 import { backends, ledger, openFresh, tmpDir, type Opened } from './helpers';
@@ -307,6 +307,18 @@ for (const backend of backends) {
         expect(audit.rows[0].actor).toBe('system');
         expect(audit.rows[0].details).toMatchObject({ deleted: 2, days: 365, cutoff: '2026-06-01T00:00:00.000Z' });
         expect(await runRetention(o.db, { days: 365, now })).toEqual({ deleted: 0 });
+      });
+
+      it('runs on its own schedule until stopped', async () => {
+        const count = async () => (await o.db.query<{ n: number }>("SELECT count(*) AS n FROM audit_log WHERE action = 'retention.delete'")).rows[0].n;
+        const before = await count();
+        const stop = scheduleRetention(o.db, { days: 30, firstRunMs: 10, everyMs: 60 });
+        await new Promise((r) => setTimeout(r, 400));
+        stop();
+        const ran = (await count()) - before;
+        expect(ran).toBeGreaterThanOrEqual(2);
+        await new Promise((r) => setTimeout(r, 200));
+        expect((await count()) - before).toBeLessThanOrEqual(ran + 1); // at most one run was already under way
       });
     });
   });
