@@ -260,7 +260,10 @@ function showAlert(incident) {
     `${category} — ${who}, ${formatTime(incident.occurredAt)}. `,
     incident.id !== undefined ? h('a', { href: `#/incidents/${incident.id}` }, 'Open the incident') : null,
     h('button', { type: 'button', class: 'dismiss', 'aria-label': 'Dismiss this alert', onclick: () => banner.remove() }, 'Dismiss'));
-  $('alerts').prepend(banner);
+  const alerts = $('alerts');
+  alerts.prepend(banner);
+  // A burst of alerts must not push the page out of sight: the queue holds them all anyway.
+  while (alerts.children.length > 5) alerts.lastElementChild.remove();
 }
 
 async function boot() {
