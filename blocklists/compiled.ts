@@ -1,5 +1,5 @@
 import type { CategoryInfo, ListSet, Match, MatchKind, NormalizedUrl, Verdict } from './types';
-import { CompiledTable, TableBuilder, type TableData } from './table';
+import { CompiledTable, TableBuilder, walkHost, type TableData } from './table';
 import { expressionPath, matchPath, stripWww } from './normalize';
 
 /**
@@ -122,15 +122,25 @@ export class CompiledLists implements ListSet {
     return p;
   }
 
-  /** Domain-entry indexes that list this host, whole host first. */
-  private domainHits(host: string): number {
-    if (IPV4.test(host) || host.includes(':')) {
+  private readonly urlHit = new Int32Array(1);
+
+  /**
+   * Domain-entry indexes that list this host (into `hits`, count returned) and the url-list
+   * index for its www-stripped host (into `urlHit[0]`, or -1), in one pass.
+   */
+  private walk(host: string): number {
+    const last = host.charCodeAt(host.length - 1);
+    // IP addresses match exactly, never by suffix: 2.3.4 is no parent of 1.2.3.4
+    if ((last >= 48 && last <= 57 && IPV4.test(host)) || host.includes(':')) {
       const e = this.table.lookup(host);
-      if (e < 0) return 0;
-      this.hits[0] = e;
-      return 1;
+      if (e >= 0) this.hits[0] = e;
+      const u = this.urlHosts.count ? this.urlHosts.lookup(host) : -1;
+      this.urlHit[0] = u >= 0 ? this.urlHosts.data.values[u] : -1;
+      return e >= 0 ? 1 : 0;
     }
-    return this.table.suffixHits(host, this.hits);
+    const n = walkHost(host, this.table, this.hits, this.urlHosts, host.length - stripWww(host).length, this.urlHit);
+    if (this.urlHit[0] >= 0) this.urlHit[0] = this.urlHosts.data.values[this.urlHit[0]];
+    return n;
   }
 
   classify(url: NormalizedUrl, blockCategories: readonly string[], allowCategories?: readonly string[]): Verdict {
@@ -144,7 +154,8 @@ export class CompiledLists implements ListSet {
     let allowKind: MatchKind = 'domain';
     let allowRef = -1;
 
-    const n = this.domainHits(url.host);
+    const n = this.walk(url.host);
+    const urlIndex = this.urlHit[0];
     if (n > 0) {
       const values = this.table.data.values;
       for (let h = 0; h < n; h++) {
@@ -170,26 +181,23 @@ export class CompiledLists implements ListSet {
     }
 
     let urlList: UrlEntry[] | undefined;
-    if (this.urlLists.length !== 0) {
-      const ui = this.urlHosts.lookup(stripWww(url.host));
-      if (ui >= 0) {
-        urlList = this.urlLists[this.urlHosts.data.values[ui]];
-        const mpath = matchPath(url.path);
-        for (let k = 0; k < urlList.length; k++) {
-          const u = urlList[k];
-          const c = u.category;
-          if (allow[c] === 1) {
-            if (allowCat < 0 && mpath.startsWith(u.prefix)) {
-              allowCat = c;
-              allowKind = 'url';
-              allowRef = k;
-            }
-          } else if (rank[c] >= 0 && rank[c] < best && mpath.startsWith(u.prefix)) {
-            best = rank[c];
-            bestCat = c;
-            bestKind = 'url';
-            bestRef = k;
+    if (urlIndex >= 0) {
+      urlList = this.urlLists[urlIndex];
+      const mpath = matchPath(url.path);
+      for (let k = 0; k < urlList.length; k++) {
+        const u = urlList[k];
+        const c = u.category;
+        if (allow[c] === 1) {
+          if (allowCat < 0 && mpath.startsWith(u.prefix)) {
+            allowCat = c;
+            allowKind = 'url';
+            allowRef = k;
           }
+        } else if (rank[c] >= 0 && rank[c] < best && mpath.startsWith(u.prefix)) {
+          best = rank[c];
+          bestCat = c;
+          bestKind = 'url';
+          bestRef = k;
         }
       }
     }
@@ -242,7 +250,8 @@ export class CompiledLists implements ListSet {
 
   matches(url: NormalizedUrl): Match[] {
     const out: Match[] = [];
-    const n = this.domainHits(url.host);
+    const n = this.walk(url.host);
+    const urlIndex = this.urlHit[0];
     for (let h = 0; h < n; h++) {
       const e = this.hits[h];
       for (const c of this.catsets[this.table.data.values[e]]) {
@@ -250,8 +259,7 @@ export class CompiledLists implements ListSet {
       }
     }
     const mpath = matchPath(url.path);
-    const ui = this.urlHosts.lookup(stripWww(url.host));
-    for (const u of ui >= 0 ? this.urlLists[this.urlHosts.data.values[ui]] : []) {
+    for (const u of urlIndex >= 0 ? this.urlLists[urlIndex] : []) {
       if (mpath.startsWith(u.prefix)) out.push({ category: this.categoryNames[u.category], kind: 'url', entry: u.entry });
     }
     const target = this.expressionTarget(url);

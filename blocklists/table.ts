@@ -217,15 +217,16 @@ export class CompiledTable {
     return this.data.count;
   }
 
+  private text: Buffer | null = null;
+
   entry(i: number): string {
     const { bytes, offsets } = this.data;
-    let s = '';
-    for (let k = offsets[i]; k < offsets[i + 1]; k++) s += String.fromCharCode(bytes[k]);
-    return s;
+    this.text ??= Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    return this.text.toString('latin1', offsets[i], offsets[i + 1]);
   }
 
-  /** Entry index of `s.slice(start)` given its hashes, or -1. */
-  private find(s: string, start: number, a: number, b: number): number {
+  /** Entry index of `s.slice(start)` given its hashes (as `walk` computes them), or -1. */
+  find(s: string, start: number, a: number, b: number): number {
     const d = this.data;
     if (!bloomHas(d.bloom, a, b)) return -1;
     let slot = a & this.mask;
@@ -279,4 +280,33 @@ export class CompiledTable {
     }
     return n;
   }
+}
+
+/**
+ * One right-to-left pass over `host` for both tables a lookup needs: every listed label suffix
+ * of `domains` goes into `out` (the count is returned), and `urlHit[0]` gets the `urls` entry for
+ * `host.slice(urlStart)` (the www-stripped host, itself a suffix), or -1.
+ */
+export function walkHost(host: string, domains: CompiledTable, out: Int32Array, urls: CompiledTable, urlStart: number, urlHit: Int32Array): number {
+  let a = SEED_A;
+  let b = SEED_B;
+  let n = 0;
+  const len = host.length;
+  const anyDomains = domains.count !== 0;
+  urlHit[0] = -1;
+  for (let i = len - 1; i >= 0; i--) {
+    const c = host.charCodeAt(i);
+    a = step(a, c, PA);
+    b = step(b, c, PB);
+    if (i === 0 || host.charCodeAt(i - 1) === 46) {
+      const fa = fmix(a);
+      const fb = fmix(b ^ (len - i));
+      if (anyDomains) {
+        const e = domains.find(host, i, fa, fb);
+        if (e >= 0 && n < out.length) out[n++] = e;
+      }
+      if (i === urlStart && urls.count !== 0) urlHit[0] = urls.find(host, i, fa, fb);
+    }
+  }
+  return n;
 }
