@@ -43,6 +43,8 @@ export interface GatewayDeps {
   upstreamCa?: string[];
   /** DNS for upstream connections (split-horizon setups; tests point every name at loopback). */
   upstreamLookup?: net.LookupFunction;
+  /** Milliseconds to wait for an upstream's response headers before answering 502 (default 30 s). */
+  upstreamTimeoutMs?: number;
   /** Milliseconds an idle client connection is kept open (default 60 s). */
   keepAliveTimeoutMs?: number;
 }
@@ -139,6 +141,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
   const forwards = new WeakMap<IncomingMessage, Forward>();
   const sockets = new Set<net.Socket>();
   const reportAction = `${deps.adminBaseUrl}/block/report`;
+  const upstreamTimeout = deps.upstreamTimeoutMs ?? 30_000;
 
   const upstreamCa = deps.upstreamCa?.length ? [...tls.rootCertificates, ...deps.upstreamCa] : undefined;
   const proxy = new SchoolProxy(log, (ctx, err, kind) => upstreamFailed(ctx, err, kind));
@@ -191,6 +194,19 @@ export function createGateway(deps: GatewayDeps): Gateway {
       headers.host = fwd.hostHeader;
       if (fwd.extraHeaders) Object.assign(headers, fwd.extraHeaders);
     }
+    // An origin that accepts the connection and never answers must not hold the client for ever;
+    // once headers arrive the body may take as long as it takes (downloads).
+    const timer = setTimeout(() => {
+      const err = Object.assign(new Error(`no response within ${upstreamTimeout / 1000} s`), { code: 'ETIMEDOUT' });
+      ctx.proxyToServerRequest?.destroy(err);
+    }, upstreamTimeout);
+    const clear = (_ctx: IContext, cb?: (err?: Error | null) => void) => {
+      clearTimeout(timer);
+      cb?.();
+    };
+    ctx.onResponse(clear);
+    ctx.onError(() => clearTimeout(timer));
+    ctx.proxyToClientResponse.once('close', () => clearTimeout(timer));
     callback();
   });
   proxy.onResponseHeaders((ctx, callback) => {

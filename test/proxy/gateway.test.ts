@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../core/config';
 import { silentLogger } from '../../core/log';
 import { startSchoolgate, type SchoolgateHandle } from '../../proxy/start';
-import { createGateway } from '../../proxy/gateway';
+import { createGateway, type GatewayDeps } from '../../proxy/gateway';
 import { ClientIdentifier } from '../../proxy/identify';
 import { LeafCertificates } from '../../certs/leaf';
 import { need, sharedListsMissing } from '../helpers/parts';
@@ -44,6 +44,20 @@ describe.skipIf(skip)('gateway, end to end in one process', () => {
     await sg?.close();
     await origin?.close();
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  /** A second gateway beside the running one, for settings the shared one does not have. */
+  const gatewayDeps = (): GatewayDeps => ({
+    leaf: new LeafCertificates({ ca: loadCa(sg.config.dataDir), dataDir: sg.config.dataDir }),
+    policy: { lists: () => ({ categories: new Map(), classify: () => ({ action: 'pass' }), matches: () => [] }), categoriesFor: () => [], allowCategories: [], bypassHosts: [] },
+    identifier: new ClientIdentifier({ allowedClients: ['127.0.0.0/8'], clients: [], defaultGroup: 'default', proxyAuth: false, policyGroups: {} }, null),
+    incidents: { record: () => 'x' },
+    referenceSecret: Buffer.alloc(32),
+    friendlyName: () => null,
+    adminBaseUrl: 'http://127.0.0.1:1',
+    safeSearch: false,
+    flagCategories: [],
+    logger: silentLogger,
   });
 
   const incidents = async (where: string, params: unknown[] = []) => {
@@ -82,6 +96,8 @@ describe.skipIf(skip)('gateway, end to end in one process', () => {
     expect(r.status).toBe(200);
     const echo = JSON.parse(r.body);
     expect(echo).toMatchObject({ url: '/secure', tls: true });
+    const post = await viaTunnel(P, `127.0.0.1:${origin.httpsPort}`, { ca: sg.caCertPem, path: '/form', method: 'POST', body: 'a=1&b=two', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    expect(JSON.parse(post.body)).toMatchObject({ method: 'POST', body: 'a=1&b=two' });
   });
 
   it('shows the block page over TLS, signed by the school CA, for a blocked host', async () => {
@@ -130,6 +146,15 @@ describe.skipIf(skip)('gateway, end to end in one process', () => {
     expect(r.headers['x-schoolgate-error']).toBe('SG_ERR_UPSTREAM');
     const s = await viaTunnel(P, `127.0.0.1:${closed}`, { ca: sg.caCertPem });
     expect(s.status).toBe(502);
+  });
+
+  it('answers 502 when an upstream accepts but never answers', async () => {
+    const gw = createGateway({ ...gatewayDeps(), upstreamTimeoutMs: 300 });
+    const { port } = await gw.listen(0, '127.0.0.1');
+    const r = await viaProxy(port, `http://127.0.0.1:${origin.httpPort}/hang`);
+    expect(r.status).toBe(502);
+    expect(r.body).toContain('ETIMEDOUT');
+    await gw.close();
   });
 
   it('normalises request tricks before classifying (raw sockets)', async () => {
@@ -235,16 +260,8 @@ describe.skipIf(skip)('gateway, end to end in one process', () => {
 
   it('refuses clients outside the allowed networks, and never proxies for them', async () => {
     const gw = createGateway({
-      leaf: new LeafCertificates({ ca: loadCa(sg.config.dataDir), dataDir: sg.config.dataDir }),
-      policy: { lists: () => null, categoriesFor: () => [], allowCategories: [], bypassHosts: [] },
+      ...gatewayDeps(),
       identifier: new ClientIdentifier({ allowedClients: ['10.0.0.0/8'], clients: [], defaultGroup: 'default', proxyAuth: false, policyGroups: {} }, null),
-      incidents: { record: () => 'x' },
-      referenceSecret: Buffer.alloc(32),
-      friendlyName: () => null,
-      adminBaseUrl: 'http://127.0.0.1:1',
-      safeSearch: false,
-      flagCategories: [],
-      logger: silentLogger,
     });
     const addr = await gw.listen(0, '127.0.0.1');
     const before = origin.connections();

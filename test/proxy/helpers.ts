@@ -55,10 +55,7 @@ export async function startOrigin(): Promise<Origin> {
   const leaf = new LeafCertificates({ ca, dataDir: dir });
   let connections = 0;
   const handler: http.RequestListener = (req, res) => {
-    if (req.url?.startsWith('/slow-close')) {
-      req.socket.destroy();
-      return;
-    }
+    if (req.url?.startsWith('/hang')) return; // accepts, never answers
     let body = '';
     req.on('data', (d) => (body += d));
     req.on('end', () => {
