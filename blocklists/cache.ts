@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { LoadReport } from './types';
 import type { CompiledParts } from './compiled';
@@ -69,6 +69,19 @@ export async function writeCache(file: string, parts: CompiledParts, report: Loa
     await unlink(tmp).catch(() => {});
     throw err;
   });
+  await prune(path.dirname(file));
+}
+
+/** Compiled files kept per cache folder: enough for a few list sets in use side by side. */
+const KEEP = 4;
+
+/** Every list change leaves a stale compiled file behind; keep only the newest few. */
+async function prune(dir: string): Promise<void> {
+  const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => /^lists-[0-9a-f]+\.bin$/.test(n));
+  if (names.length <= KEEP) return;
+  const withTimes = await Promise.all(names.map(async (n) => ({ n, t: (await stat(path.join(dir, n)).catch(() => null))?.mtimeMs ?? 0 })));
+  withTimes.sort((a, b) => b.t - a.t);
+  await Promise.all(withTimes.slice(KEEP).map(({ n }) => unlink(path.join(dir, n)).catch(() => {})));
 }
 
 /** The cached parts and report, or null when the file is missing or not ours. */

@@ -141,5 +141,13 @@ describe('ListStore', () => {
     const fourth = await ListStore.open({ sources: [src], cacheDir });
     expect(fourth.report.fromCache).toBe(false);
     expect(verdict(fourth, 'http://new.example/', ['gambling'])).toBe('block gambling');
+
+    // stale compiled files do not pile up
+    for (let i = 0; i < 6; i++) {
+      w('cached/gambling/domains', `casino.com\nv${i}.example\n`);
+      utimesSync(path.join(src, 'gambling/domains'), new Date(), new Date(Date.now() + 10_000 + i * 1000));
+      await ListStore.open({ sources: [src], cacheDir });
+    }
+    expect(readdirSync(cacheDir).filter((f) => f.endsWith('.bin')).length).toBe(4);
   });
 });
