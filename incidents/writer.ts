@@ -344,7 +344,9 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
   private readonly lanes: number;
   private readonly spool: Spool;
 
+  /** Records not yet taken start at `head`: taking a batch must not copy a long backlog each time. */
   private queue: Rec[] = [];
+  private head = 0;
   /** Records with a key made here and not yet sent to the database: no need to look them up. */
   private readonly neverSent = new WeakSet<Rec>();
   /** Sequence numbers: everything up to `durableSeq` is in the database or the fsync'd spool. */
@@ -396,8 +398,15 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
   record(input: IncidentInput): string {
     const given = clean(input?.idempotencyKey, LIMITS.short);
     const key = given ?? randomUUID();
+    if (!this.started) {
+      try {
+        this.start();
+      } catch (err) {
+        // No spool (data folder not writable): keep recording straight to the database.
+        this.logger.error({ err, code: 'SG_ERR_SPOOL' }, 'incident spool unavailable');
+      }
+    }
     try {
-      if (!this.started) this.start();
       const at = input.occurredAt instanceof Date && !Number.isNaN(input.occurredAt.getTime()) ? input.occurredAt.getTime() : Date.now();
       let kind = input.kind;
       let note = clean(input.note, LIMITS.note);
@@ -430,7 +439,7 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
       if (!given) this.neverSent.add(rec);
       this.queue.push(rec);
       this.recordedSeq++;
-      this.kick(this.queue.length >= this.batchSize ? 0 : this.flushMs);
+      this.kick(this.queued >= this.batchSize ? 0 : this.flushMs);
     } catch (err) {
       this.logger.error({ err, key }, 'incident could not be queued');
     }
@@ -467,7 +476,7 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
 
   stats(): WriterStats {
     return {
-      queued: this.queue.length,
+      queued: this.queued,
       spooled: this.spool.pending - (this.replay?.pos ?? 0),
       stored: this.counters.stored,
       failures: this.counters.failures,
@@ -485,18 +494,35 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.timer = this.retryTimer = null;
     if (this.pumping) await this.pumping;
-    if (this.queue.length > 0) {
+    if (this.queued > 0) {
       // Recorded while we were closing: straight to the spool for the next start to replay.
-      this.spool.appendSync(this.queue.map((r) => JSON.stringify(r)));
-      this.durableSeq += this.queue.length;
-      this.queue = [];
+      const rest = this.takeBatch(Infinity);
+      this.spool.appendSync(rest.map((r) => JSON.stringify(r)));
+      this.durableSeq += rest.length;
     }
     await this.spool.close();
     this.settleWaiters();
   }
 
+  private get queued(): number {
+    return this.queue.length - this.head;
+  }
+
+  private takeBatch(max: number): Rec[] {
+    const batch = this.queue.slice(this.head, this.head + max);
+    this.head += batch.length;
+    if (this.head === this.queue.length) {
+      this.queue = [];
+      this.head = 0;
+    } else if (this.head > 65_536 && this.head * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+    return batch;
+  }
+
   private isDrained(): boolean {
-    return this.queue.length === 0 && !this.degraded && !this.spool.hasData;
+    return this.queued === 0 && !this.degraded && !this.spool.hasData;
   }
 
   private kick(delayMs: number): void {
@@ -525,13 +551,13 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
     try {
       for (;;) {
         this.rerun = false;
-        if (this.queue.length > 0) {
-          const batch = this.queue.length <= this.batchSize ? this.queue : this.queue.slice(0, this.batchSize);
-          this.queue = batch === this.queue ? [] : this.queue.slice(this.batchSize);
+        if (this.queued > 0) {
+          const batch = this.takeBatch(this.batchSize);
           const ok = await this.handleBatch(batch);
           if (!ok) {
             // The spool cannot be written either: keep the batch in memory and try again later.
-            this.queue = batch.concat(this.queue);
+            this.queue = batch.concat(this.queue.slice(this.head));
+            this.head = 0;
             this.scheduleRetry();
             break;
           }
@@ -551,7 +577,7 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
     } finally {
       this.pumping = null;
       this.settleWaiters();
-      if (this.queue.length > 0 && !this.retryTimer) this.kick(this.flushMs);
+      if (this.queued > 0 && !this.retryTimer) this.kick(this.flushMs);
     }
   }
 

@@ -1,4 +1,5 @@
-import { writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSchoolgateError } from '../../core/errors';
@@ -233,6 +234,40 @@ for (const backend of backends) {
         expect(mixed.skipped).toBe(2);
         expect(mixed.folded.map((r) => r.count)).toEqual([4]);
         expect((await rowsFor(url)).map((r) => r.count)).toEqual([4]);
+      });
+
+      it('adopts a spool left by a dead process: replays good lines, sets aside garbage, ignores a torn tail', async () => {
+        const dir = tmpDir();
+        mkdirSync(path.join(dir, 'spool'));
+        const deadPid = spawnSync(process.execPath, ['-e', '0']).pid!;
+        const line = (k: string, i: number) =>
+          JSON.stringify({ k, t: Date.now(), kind: 'blocked', user: `orphan${i}`, device: null, ip: null, gw: null, url: `http://orphan.example/${i}`, host: null, cat: null, group: null, search: null, note: null, rel: null });
+        const k = (i: number) => `orphan-${backend.kind}-${i}`;
+        writeFileSync(
+          path.join(dir, 'spool', `${deadPid}-deadbeef-000000001.ndjson`),
+          [line(k(1), 1), line(k(2), 2), '{not json', line(k(3), 3), line(k(4), 4).slice(0, 40)].join('\n'),
+        );
+        const w2 = new IncidentWriter({ db: o.db, dataDir: dir });
+        w2.start();
+        expect(await w2.drained(20_000)).toBe(true);
+        expect(w2.stats()).toMatchObject({ rejected: 1, spooled: 0, stored: 3 });
+        await w2.close();
+        const r = await o.db.query<{ k: string }>('SELECT idempotency_key AS k FROM incidents WHERE idempotency_key LIKE $1 ORDER BY 1', [`orphan-${backend.kind}-%`]);
+        expect(r.rows.map((x) => x.k)).toEqual([k(1), k(2), k(3)]);
+        const rejected = readFileSync(path.join(dir, 'spool', 'rejected.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+        expect(rejected.map((x) => x.record)).toEqual(['{not json']);
+        expect(readdirSync(path.join(dir, 'spool')).filter((f) => f !== 'rejected.ndjson')).toEqual([]);
+      });
+
+      it('records straight to the database when the data folder cannot hold a spool', async () => {
+        const dir = tmpDir();
+        writeFileSync(path.join(dir, 'spool'), 'a file where the spool folder should be');
+        const w3 = new IncidentWriter({ db: o.db, dataDir: dir });
+        const key = w3.record({ kind: 'blocked', user: 'nospool', url: 'http://nospool.example/' });
+        await w3.flush();
+        expect(await incidentIdForKey(o.db, key)).not.toBeNull();
+        await w3.close();
+        expect(existsSync(path.join(dir, 'spool', 'rejected.ndjson'))).toBe(false);
       });
 
       it('keeps hostile input without breaking the batch: NUL bytes, huge URLs, unknown kinds', async () => {
