@@ -137,6 +137,15 @@ export async function getIncidentByKey(db: Queryable, key: string): Promise<Inci
   return r.rows[0] ? numeric(r.rows[0]) : null;
 }
 
+/** The block a report refers to, and the reports that refer to this block (incidents_related index). */
+export async function relatedIncidents(db: Queryable, row: IncidentRow): Promise<IncidentRow[]> {
+  const r = await db.query<IncidentRow>(
+    `SELECT ${COLUMNS} FROM incidents WHERE (related_key = $1 OR idempotency_key = $2) AND id <> $3 ORDER BY occurred_at, id LIMIT 100`,
+    [row.idempotency_key, row.related_key ?? '', row.id],
+  );
+  return r.rows.map(numeric);
+}
+
 export async function incidentEvents(db: Queryable, incidentId: number): Promise<IncidentEventRow[]> {
   const r = await db.query<IncidentEventRow>(
     'SELECT id, incident_id, at, actor_id, actor, action, from_status, to_status, note FROM incident_events WHERE incident_id = $1 ORDER BY at, id',

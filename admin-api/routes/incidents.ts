@@ -3,7 +3,7 @@ import { SchoolgateError } from '../../core/errors';
 import { normalizeUrl } from '../../blocklists/normalize';
 import type { IncidentStatus } from '../../incidents/types';
 import {
-  CSV_COLUMNS, csvLine, exportRows, getIncident, getIncidentByKey, incidentEvents, incidentStats, listIncidents,
+  CSV_COLUMNS, csvLine, exportRows, getIncident, getIncidentByKey, incidentEvents, incidentStats, listIncidents, relatedIncidents,
   updateIncident, writeAudit, type IncidentFilter,
 } from '../../incidents/queries';
 import { caller, type AuthUser } from '../auth';
@@ -126,10 +126,17 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
     config: { access: ['safeguarding_lead', 'staff'] },
     schema: {
       tags: ['incidents'],
-      summary: 'One incident with its history; recorded in the audit log',
+      summary: 'One incident with its history and related block/reports; recorded in the audit log',
       params: { type: 'object', required: ['id'], properties: { id: { type: 'integer', minimum: 1 } } },
       response: {
-        200: { type: 'object', properties: { incident: incidentSchema, events: { type: 'array', items: eventSchema } } },
+        200: {
+          type: 'object',
+          properties: {
+            incident: incidentSchema,
+            events: { type: 'array', items: eventSchema },
+            related: { type: 'array', items: incidentSchema, description: 'the block a report refers to, or the reports about this block' },
+          },
+        },
         404: errorSchema,
       },
     },
@@ -139,8 +146,9 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
     // Staff asking for someone else's incident learn nothing, not even that it exists.
     if (!row || (user.role === 'staff' && row.user_name !== user.email)) throw new SchoolgateError('SG_ERR_NOT_FOUND', `incident ${req.params.id}`);
     const events = await incidentEvents(db, row.id);
+    const related = (await relatedIncidents(db, row)).filter((r) => user.role !== 'staff' || r.user_name === user.email);
     await writeAudit(db, { actor: user, action: 'incident_view', target: `incident:${row.id}` });
-    return { incident: json(row), events: events.map(toEventJson) };
+    return { incident: json(row), events: events.map(toEventJson), related: related.map(json) };
   });
 
   app.patch<{ Params: { id: number }; Body: { status?: IncidentStatus; assigneeId?: number | null; note?: string } }>('/api/incidents/:id', {

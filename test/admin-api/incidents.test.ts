@@ -115,6 +115,17 @@ describe('detail, triage and history', () => {
     expect((await call(h, 'safeguarding_lead', 'GET', '/api/incidents/999999')).statusCode).toBe(404);
   });
 
+  it('links a report made from the block page to the block it is about', async () => {
+    const blockKey = h.writer.record({ kind: 'blocked', occurredAt: at(60 * 24 * 10), user: 'cat@school.example', url: 'http://casino.example/x', host: 'casino.example', category: 'gambling' });
+    h.writer.record({ kind: 'self_report', occurredAt: at(60 * 24 * 10 + 1), user: 'cat@school.example', url: 'http://casino.example/x', host: 'casino.example', category: 'gambling', relatedKey: blockKey, note: 'advert' });
+    await h.writer.flush();
+    const [report, block] = (await list('?user=cat@school.example')).items;
+    const a = (await call(h, 'safeguarding_lead', 'GET', `/api/incidents/${report.id}`)).json();
+    expect(a.related.map((i: { id: number }) => i.id)).toEqual([block.id]);
+    const b = (await call(h, 'safeguarding_lead', 'GET', `/api/incidents/${block.id}`)).json();
+    expect(b.related.map((i: { kind: string }) => i.kind)).toEqual(['self_report']);
+  });
+
   it('moves new → in_review → escalated → closed; closing needs a note; bad moves are 409', async () => {
     const id = (await list('?user=amy@school.example&kind=blocked')).items[0].id;
     const patch = (body: unknown) => call(h, 'safeguarding_lead', 'PATCH', `/api/incidents/${id}`, body);
