@@ -47,6 +47,13 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   SG_ERR_DB_UNAVAILABLE: 503,
 };
 
+/** Connection-level failures (server down, connection cut): a 503 to retry, not a 500 bug. */
+function dbUnreachable(err: unknown): boolean {
+  const code = String((err as { code?: unknown })?.code ?? '');
+  const msg = String((err as Error)?.message ?? '');
+  return /^(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|08\w{3}|57P0[123])$/.test(code) || /Connection terminated|connection timeout/i.test(msg);
+}
+
 /**
  * Builds the admin API (not listening: tests use inject(), `schoolgate start` calls listen).
  * Every error leaves as `{ error: { code, message } }` with a stable SG_ERR_ code.
@@ -72,6 +79,11 @@ export async function buildAdminApp(deps: AdminDeps): Promise<FastifyInstance> {
       code = err.code;
       status = STATUS[code] ?? 500;
       details = err.details;
+    } else if (dbUnreachable(err)) {
+      code = 'SG_ERR_DB_UNAVAILABLE';
+      status = 503;
+      message = 'the incident database cannot be reached; try again shortly';
+      req.log.error({ err: err.message, url: req.url }, 'database unreachable');
     } else if ((err as FastifyError).validation) {
       code = 'SG_ERR_VALIDATION';
       status = 400;
@@ -88,7 +100,6 @@ export async function buildAdminApp(deps: AdminDeps): Promise<FastifyInstance> {
       message = 'internal error; see the server log';
       req.log.error({ err, url: req.url, method: req.method }, 'admin API request failed');
     }
-    if (status >= 500 && status !== 500) req.log.warn({ code, url: req.url }, err.message);
     reply.code(status).send({ error: { code, message, ...(details ? { details } : {}) } });
   });
   app.setNotFoundHandler((req, reply) => {

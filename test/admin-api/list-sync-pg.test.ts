@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ListStore } from '../../blocklists/store';
 import { normalizeUrl } from '../../blocklists/normalize';
@@ -80,6 +81,52 @@ describe.skipIf(skip !== null)('list changes reach another gateway through Postg
       expect(policyFor(late, 'sixth-form', h.config)).toEqual(['adult']);
     } finally {
       await stopLate();
+    }
+  });
+});
+
+describe.skipIf(skip !== null)('when PostgreSQL goes away', () => {
+  it('answers 503 SG_ERR_DB_UNAVAILABLE (not a crash or a 500) and recovers when it is back', async () => {
+    const testDb = await createTestDatabase('sg_admin_down');
+    const target = new URL(testDb.url);
+    // A TCP relay in front of the server that the test can cut.
+    const sockets = new Set<net.Socket>();
+    let open = true;
+    const relay = net.createServer((client) => {
+      if (!open) return void client.destroy();
+      const upstream = net.connect(Number(target.port || 5432), target.hostname);
+      sockets.add(client).add(upstream);
+      client.pipe(upstream).pipe(client);
+      const drop = () => { client.destroy(); upstream.destroy(); };
+      client.on('error', drop);
+      upstream.on('error', drop);
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+    const via = new URL(testDb.url);
+    via.host = `127.0.0.1:${(relay.address() as net.AddressInfo).port}`;
+    const db = await openDb({ databaseUrl: via.toString(), dataDir: '/nonexistent' });
+    const h = await harness({ db });
+    try {
+      expect((await call(h, 'safeguarding_lead', 'GET', '/api/incidents')).statusCode).toBe(200);
+      open = false;
+      for (const s of sockets) s.destroy();
+      const down = await call(h, 'safeguarding_lead', 'GET', '/api/incidents');
+      expect(down.statusCode, down.body).toBe(503);
+      expect(down.json().error.code).toBe('SG_ERR_DB_UNAVAILABLE');
+      open = true;
+      let back = 0;
+      for (let i = 0; i < 50 && back !== 200; i++) {
+        back = (await call(h, 'safeguarding_lead', 'GET', '/api/incidents')).statusCode;
+        if (back !== 200) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(back).toBe(200);
+    } finally {
+      open = true;
+      await h.close();
+      await db.close();
+      await new Promise<void>((r) => relay.close(() => r()));
+      for (const s of sockets) s.destroy();
+      await testDb.drop();
     }
   });
 });
