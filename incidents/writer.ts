@@ -113,6 +113,12 @@ function laneOf(key: string, lanes: number): number {
   return (h >>> 0) % lanes;
 }
 
+/** A spool line written by this code; anything else is set aside rather than sent to the database. */
+function isRec(v: unknown): v is Rec {
+  const r = v as Rec;
+  return typeof v === 'object' && v !== null && typeof r.k === 'string' && r.k.length > 0 && typeof r.t === 'number' && Number.isFinite(r.t) && KINDS.has(r.kind);
+}
+
 function foldKeyOf(r: Rec): string | null {
   if (!FOLDABLE.has(r.kind) || !r.url) return null;
   if (r.user) return `${r.kind}\u0000${r.url}\u0000u\u0000${r.user}`;
@@ -367,7 +373,7 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
   private closing = false;
   private closed = false;
   /** Position inside the segment being replayed, so a failure resumes instead of restarting. */
-  private replay: { seg: SpoolSegment; lines: string[]; pos: number } | null = null;
+  private replay: { seg: SpoolSegment; recs: Rec[]; pos: number } | null = null;
 
   private counters = { stored: 0, failures: 0, rejected: 0 };
 
@@ -553,7 +559,12 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
         this.rerun = false;
         if (this.queued > 0) {
           const batch = this.takeBatch(this.batchSize);
-          const ok = await this.handleBatch(batch);
+          let ok = false;
+          try {
+            ok = await this.handleBatch(batch);
+          } catch (err) {
+            this.logger.error({ err }, 'incident batch could not be handled; keeping it in memory');
+          }
           if (!ok) {
             // The spool cannot be written either: keep the batch in memory and try again later.
             this.queue = batch.concat(this.queue.slice(this.head));
@@ -696,33 +707,36 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
       }
       const { lines, torn } = await this.spool.read(seg);
       if (torn) this.logger.warn({ file: seg.file }, 'spool ends in a torn line (crash mid-append); that line was never acknowledged');
-      this.replay = { seg, lines, pos: 0 };
+      // Parsed once per segment, so a bad line is set aside once however often replay is retried.
+      const recs: Rec[] = [];
+      const bad: Array<{ error: string; record: unknown }> = [];
+      for (const line of lines) {
+        let rec: unknown;
+        try {
+          rec = JSON.parse(line);
+        } catch (err) {
+          bad.push({ error: `unparseable spool line: ${(err as Error).message}`, record: line });
+          continue;
+        }
+        if (isRec(rec)) recs.push(rec);
+        else bad.push({ error: 'spool line is not an incident', record: line });
+      }
+      if (bad.length) {
+        this.logger.error({ code: 'SG_ERR_INCIDENT_REJECTED', lines: bad.length, file: seg.file }, 'unreadable spool lines set aside');
+        this.spool.reject(bad);
+        this.counters.rejected += bad.length;
+      }
+      seg.records = recs.length; // what stats() counts as still spooled
+      this.replay = { seg, recs, pos: 0 };
     }
     const r = this.replay;
-    const chunk: Rec[] = [];
-    const bad: Array<{ error: string; record: unknown }> = [];
-    let end = r.pos;
-    while (end < r.lines.length && chunk.length < this.batchSize) {
-      const line = r.lines[end++];
-      try {
-        chunk.push(JSON.parse(line) as Rec);
-      } catch (err) {
-        bad.push({ error: `unparseable spool line: ${(err as Error).message}`, record: line });
-      }
+    const chunk = r.recs.slice(r.pos, r.pos + this.batchSize);
+    if (chunk.length > 0 && (await this.store(chunk)) === 'unavailable') {
+      this.backoff();
+      return false;
     }
-    if (bad.length) {
-      this.spool.reject(bad);
-      this.counters.rejected += bad.length;
-    }
-    if (chunk.length > 0) {
-      const outcome = await this.store(chunk);
-      if (outcome === 'unavailable') {
-        this.backoff();
-        return false;
-      }
-    }
-    r.pos = end;
-    if (r.pos >= r.lines.length) {
+    r.pos += chunk.length;
+    if (r.pos >= r.recs.length) {
       await this.spool.done(r.seg);
       this.replay = null;
     }

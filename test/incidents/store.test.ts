@@ -245,17 +245,17 @@ for (const backend of backends) {
         const k = (i: number) => `orphan-${backend.kind}-${i}`;
         writeFileSync(
           path.join(dir, 'spool', `${deadPid}-deadbeef-000000001.ndjson`),
-          [line(k(1), 1), line(k(2), 2), '{not json', line(k(3), 3), line(k(4), 4).slice(0, 40)].join('\n'),
+          [line(k(1), 1), line(k(2), 2), '{not json', 'null', '{"k":"x","t":1,"kind":"nonsense"}', line(k(3), 3), line(k(4), 4).slice(0, 40)].join('\n'),
         );
         const w2 = new IncidentWriter({ db: o.db, dataDir: dir });
         w2.start();
         expect(await w2.drained(20_000)).toBe(true);
-        expect(w2.stats()).toMatchObject({ rejected: 1, spooled: 0, stored: 3 });
+        expect(w2.stats()).toMatchObject({ rejected: 3, spooled: 0, stored: 3 });
         await w2.close();
         const r = await o.db.query<{ k: string }>('SELECT idempotency_key AS k FROM incidents WHERE idempotency_key LIKE $1 ORDER BY 1', [`orphan-${backend.kind}-%`]);
         expect(r.rows.map((x) => x.k)).toEqual([k(1), k(2), k(3)]);
         const rejected = readFileSync(path.join(dir, 'spool', 'rejected.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-        expect(rejected.map((x) => x.record)).toEqual(['{not json']);
+        expect(rejected.map((x) => x.record)).toEqual(['{not json', 'null', '{"k":"x","t":1,"kind":"nonsense"}']);
         expect(readdirSync(path.join(dir, 'spool')).filter((f) => f !== 'rejected.ndjson')).toEqual([]);
       });
 
