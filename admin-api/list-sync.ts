@@ -145,6 +145,22 @@ export interface ListSyncOptions {
   store: ListStoreLike;
   config: Config;
   logger?: Logger;
+  /**
+   * How often to compare the tables with what was applied (default 30 s). NOTIFY is not queued for
+   * a listener whose connection is down, so this catches anything missed during an outage.
+   */
+  resyncMs?: number;
+}
+
+const FINGERPRINTS: Record<ListChange, string> = {
+  overrides: "SELECT count(*) || ':' || coalesce(sum(id), 0) AS fp FROM list_overrides",
+  policy: "SELECT count(*) || ':' || coalesce(max(updated_at)::text, '') AS fp FROM policy_groups",
+  sources: "SELECT count(*) || ':' || coalesce(string_agg(id || (CASE WHEN enabled THEN 'e' ELSE 'd' END), ',' ORDER BY id), '') AS fp FROM list_sources",
+};
+
+async function fingerprint(db: Queryable, what: ListChange): Promise<string> {
+  const r = await db.query<{ fp: string }>(FINGERPRINTS[what]);
+  return String(r.rows[0]?.fp ?? '');
 }
 
 /**
@@ -154,8 +170,12 @@ export interface ListSyncOptions {
 export async function startListSync(opts: ListSyncOptions): Promise<() => Promise<void>> {
   const { db, store, config } = opts;
   const logger = opts.logger ?? silentLogger;
+  /** What each part of the tables looked like when last applied to this store. */
+  const seen: Partial<Record<ListChange, string>> = {};
 
   const apply = async (what: ListChange) => {
+    // Taken before applying: a change landing meanwhile shows up as a difference next time.
+    const fp = await fingerprint(db, what);
     if (what === 'overrides') {
       const n = await applyOverrides(db, store);
       logger.info({ overrides: n }, 'list overrides applied');
@@ -166,6 +186,7 @@ export async function startListSync(opts: ListSyncOptions): Promise<() => Promis
       const report = await reloadStore(db, store, config);
       logger.info({ entries: report.entries, millis: report.millis }, 'lists reloaded');
     }
+    seen[what] = fp;
   };
   const safely = (what: ListChange) =>
     apply(what).catch((err) => logger.error({ err, what }, 'list change not applied; the previous lists keep serving'));
@@ -178,8 +199,12 @@ export async function startListSync(opts: ListSyncOptions): Promise<() => Promis
     } catch {
       msg = { what: payload };
     }
-    if (msg.nonce && stateOf(store).applied.has(msg.nonce)) return;
     const what: ListChange = msg.what === 'overrides' || msg.what === 'policy' ? msg.what : 'sources';
+    if (msg.nonce && stateOf(store).applied.has(msg.nonce)) {
+      // This process already applied it; only note the tables' new state.
+      void fingerprint(db, what).then((fp) => (seen[what] = fp), () => {});
+      return;
+    }
     void safely(what);
   });
 
@@ -187,5 +212,30 @@ export async function startListSync(opts: ListSyncOptions): Promise<() => Promis
   await safely('policy');
   const extra = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM list_sources WHERE enabled');
   if (Number(extra.rows[0]?.n ?? 0) > 0) await safely('sources');
-  return unlisten;
+  else seen.sources = await fingerprint(db, 'sources');
+
+  let checking = false;
+  const timer = setInterval(async () => {
+    if (checking) return;
+    checking = true;
+    try {
+      for (const what of ['overrides', 'policy', 'sources'] as const) {
+        const fp = await fingerprint(db, what);
+        if (fp !== seen[what]) {
+          logger.warn({ what }, 'list change found by periodic check (a notification was missed)');
+          await safely(what);
+        }
+      }
+    } catch (err) {
+      logger.debug({ err: (err as Error).message }, 'periodic list check skipped: database unreachable');
+    } finally {
+      checking = false;
+    }
+  }, opts.resyncMs ?? 30_000);
+  timer.unref();
+
+  return async () => {
+    clearInterval(timer);
+    await unlisten();
+  };
 }

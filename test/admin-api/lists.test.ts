@@ -195,4 +195,18 @@ describe('lists API', () => {
       await new Promise<void>((r) => server.close(() => r()));
     }
   });
+
+  it('a change whose notification was missed is still picked up by the periodic check', async () => {
+    const late = await ListStore.open({ sources: h.config.lists });
+    const stopLate = await startListSync({ db: h.db, store: late, config: h.config, resyncMs: 100 });
+    try {
+      // Written straight into the table, as if the NOTIFY had been lost while the connection was down.
+      await h.db.query("INSERT INTO list_overrides (action, kind, entry, category, reason, author) VALUES ('block', 'domain', 'missed-notify.example', 'local', 'test', 'test')");
+      await eventually(() => verdict(late, 'http://missed-notify.example/') === 'block', 3000);
+      await h.db.query("INSERT INTO policy_groups (name, categories) VALUES ('quiet', ARRAY['games'])");
+      await eventually(() => policyFor(late, 'quiet', h.config).join() === 'games', 3000);
+    } finally {
+      await stopLate();
+    }
+  });
 });
