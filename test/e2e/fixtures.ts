@@ -81,12 +81,14 @@ function handler(name: string, seen: SeenRequest[]) {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const body = `origin=${name} method=${req.method} path=${req.url} host=${req.headers.host ?? ''} body=${Buffer.concat(chunks).toString()}\n`;
+      const text = `origin=${name} method=${req.method} path=${req.url} host=${req.headers.host ?? ''} body=${Buffer.concat(chunks).toString()}\n`;
+      const html = req.url?.split('?')[0].endsWith('.html');
+      const body = html ? `<!doctype html><title>${name}</title><h1 id="origin">${name}</h1><pre>${text.replace(/[<&]/g, '')}</pre>` : text;
       res.writeHead(200, {
-        'content-type': req.url?.endsWith('.html') ? 'text/html; charset=utf-8' : 'text/plain; charset=utf-8',
+        'content-type': html ? 'text/html; charset=utf-8' : 'text/plain; charset=utf-8',
         'content-length': Buffer.byteLength(body),
       });
-      res.end(req.url?.endsWith('.html') ? `<!doctype html><title>${name}</title><h1 id="origin">${name}</h1><pre>${body}</pre>` : body);
+      res.end(body);
     });
   };
 }
