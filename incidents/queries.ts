@@ -350,7 +350,7 @@ export interface AuditRow {
 
 export async function listAudit(
   db: Queryable,
-  page: { cursor?: string | null; limit: number; action?: string },
+  page: { cursor?: string | null; limit: number; action?: string; target?: string; actor?: string },
 ): Promise<{ rows: AuditRow[]; nextCursor: string | null }> {
   const params: unknown[] = [];
   const where: string[] = [];
@@ -361,6 +361,14 @@ export async function listAudit(
   if (page.action) {
     params.push(page.action);
     where.push(`action = $${params.length}`);
+  }
+  if (page.target) {
+    params.push(page.target);
+    where.push(`target = $${params.length}`);
+  }
+  if (page.actor) {
+    params.push(page.actor);
+    where.push(`lower(actor) = lower($${params.length})`);
   }
   params.push(page.limit + 1);
   const r = await db.query<AuditRow>(

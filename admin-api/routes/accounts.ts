@@ -110,7 +110,7 @@ export const accountRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) 
     return { user: { id: Number(x.id), email: x.email, role: x.role, displayName: x.display_name, disabled: x.disabled, createdAt: new Date(x.created_at).toISOString() } };
   });
 
-  app.get<{ Querystring: { cursor?: string; limit?: number; action?: string } }>('/api/audit', {
+  app.get<{ Querystring: { cursor?: string; limit?: number; action?: string; target?: string; actor?: string } }>('/api/audit', {
     config: { access: ['auditor', 'safeguarding_lead'] },
     schema: {
       tags: ['accounts'],
@@ -121,6 +121,8 @@ export const accountRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) 
           cursor: { type: 'string', maxLength: 100 },
           limit: { type: 'integer', minimum: 1, maximum: 500, default: 100 },
           action: { type: 'string', maxLength: 64 },
+          target: { type: 'string', maxLength: 100, description: 'e.g. incident:42 — who viewed or changed it' },
+          actor: { type: 'string', maxLength: 254 },
         },
       },
       response: {
@@ -143,7 +145,8 @@ export const accountRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) 
       },
     },
   }, async (req) => {
-    const page = await listAudit(db, { cursor: req.query.cursor, limit: req.query.limit ?? 100, action: req.query.action });
+    const { cursor, limit, action, target, actor } = req.query;
+    const page = await listAudit(db, { cursor, limit: limit ?? 100, action, target, actor });
     return {
       items: page.rows.map((a) => ({ id: a.id, at: new Date(a.at).toISOString(), actor: a.actor, action: a.action, target: a.target, details: a.details })),
       nextCursor: page.nextCursor,

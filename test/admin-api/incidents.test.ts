@@ -112,6 +112,9 @@ describe('detail, triage and history', () => {
     );
     expect(after.rows[0].n).toBe((before.rows[0] as { n: number }).n + 1);
     expect(after.rows[0].actor).toBe('safeguarding_lead@school.example');
+    const trail = await call(h, 'auditor', 'GET', `/api/audit?target=incident:${target.id}&action=incident_view`);
+    expect(trail.statusCode).toBe(200);
+    expect(trail.json().items[0]).toMatchObject({ actor: 'safeguarding_lead@school.example', action: 'incident_view', target: `incident:${target.id}` });
     expect((await call(h, 'safeguarding_lead', 'GET', '/api/incidents/999999')).statusCode).toBe(404);
   });
 
