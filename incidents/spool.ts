@@ -108,6 +108,14 @@ export class Spool {
         const file = path.join(this.dir, this.segmentName());
         const fh = await fs.open(file, 'a', 0o600);
         this.current = { file, fh, bytes: 0, records: 0 };
+        // A new file's name is only durable once its folder is synced: else a power cut can lose
+        // the whole segment even though every line in it was fsync'd.
+        const dir = await fs.open(this.dir, 'r');
+        try {
+          await dir.sync();
+        } finally {
+          await dir.close();
+        }
       }
       await this.current.fh.write(buf);
       await this.current.fh.datasync();

@@ -74,6 +74,16 @@ export interface IncidentRow {
   updated_at: Date;
 }
 
+/**
+ * Events IncidentWriter emits after each committed batch:
+ * - 'stored' (rows: IncidentRow[]): new incidents (rows built from what was inserted, ids included);
+ * - 'repeated' (rows: IncidentRow[]): existing incidents whose count and last_seen rose, as stored;
+ * - 'rejected' (count: number): incidents the database refused, kept in <data-dir>/spool/rejected.ndjson.
+ * A repeat folded into an incident keeps its own idempotency key in `incident_folds`; use
+ * `incidentIdForKey()` (incidents/writer.ts) to find the incident for any key.
+ */
+export type IncidentWriterEvent = 'stored' | 'repeated' | 'rejected';
+
 /** What `IncidentWriter.stats()` reports. */
 export interface WriterStats {
   /** Recorded, in memory, not yet in the database or the spool. */
