@@ -12,8 +12,8 @@ import { sourceFiles } from './parse';
  * size and mtime: touching any list makes a new key, and the stale file is simply never read.
  */
 
-const MAGIC = 'SGLIST03';
-const ARRAYS = ['bytes', 'offsets', 'values', 'hashA', 'slots', 'bloom'] as const;
+const MAGIC = 'SGLIST04';
+const ARRAYS = ['bytes', 'meta', 'slots', 'bloom'] as const;
 
 export async function cacheKey(sources: string[]): Promise<string> {
   const h = createHash('sha256').update(MAGIC);
@@ -107,7 +107,7 @@ export async function readCache(file: string): Promise<{ parts: CompiledParts; r
       if (pos + bytes > base.length) throw new Error('truncated');
       arrays[k] =
         k === 'bytes' ? new Uint8Array(base.buffer, base.byteOffset + pos, n)
-        : k === 'hashA' ? new Int32Array(base.buffer, base.byteOffset + pos, n)
+        : k === 'slots' ? new Int32Array(base.buffer, base.byteOffset + pos, n)
         : new Uint32Array(base.buffer, base.byteOffset + pos, n);
       pos += bytes + ((8 - (bytes % 8)) % 8);
     });

@@ -40,6 +40,7 @@ interface Policy {
 }
 
 const IPV4 = /^\d+\.\d+\.\d+\.\d+$/;
+const NO_CATEGORIES: readonly string[] = [];
 
 /** Joins expressions into one regex per category; a pattern that breaks the join is kept apart. */
 export function compileExpressions(sources: string[]): RegExp {
@@ -98,8 +99,22 @@ export class CompiledLists implements ListSet {
     return this.table.count + urls + exprs;
   }
 
+  private lastBlock: readonly string[] | null = null;
+  private lastAllow: readonly string[] | undefined = undefined;
+  private lastPolicy: Policy | null = null;
+
   private policy(block: readonly string[], allow: readonly string[] | undefined): Policy {
-    const allowList = allow ?? [];
+    // the gateway asks with the same policy arrays again and again: an identity check first
+    if (block === this.lastBlock && allow === this.lastAllow) return this.lastPolicy!;
+    const p = this.resolvePolicy(block, allow);
+    this.lastBlock = block;
+    this.lastAllow = allow;
+    this.lastPolicy = p;
+    return p;
+  }
+
+  private resolvePolicy(block: readonly string[], allow: readonly string[] | undefined): Policy {
+    const allowList = allow ?? NO_CATEGORIES;
     const cached = this.policies.get(block);
     if (cached && (allowList.length === 0 || this.policies.get(allowList) === cached)) return cached;
     const key = `${block.join(',')}|${allowList.join(',')}`;
@@ -135,11 +150,11 @@ export class CompiledLists implements ListSet {
       const e = this.table.lookup(host);
       if (e >= 0) this.hits[0] = e;
       const u = this.urlHosts.count ? this.urlHosts.lookup(host) : -1;
-      this.urlHit[0] = u >= 0 ? this.urlHosts.data.values[u] : -1;
+      this.urlHit[0] = u >= 0 ? this.urlHosts.value(u) : -1;
       return e >= 0 ? 1 : 0;
     }
     const n = walkHost(host, this.table, this.hits, this.urlHosts, host.length - stripWww(host).length, this.urlHit);
-    if (this.urlHit[0] >= 0) this.urlHit[0] = this.urlHosts.data.values[this.urlHit[0]];
+    if (this.urlHit[0] >= 0) this.urlHit[0] = this.urlHosts.value(this.urlHit[0]);
     return n;
   }
 
@@ -157,10 +172,10 @@ export class CompiledLists implements ListSet {
     const n = this.walk(url.host);
     const urlIndex = this.urlHit[0];
     if (n > 0) {
-      const values = this.table.data.values;
+      const meta = this.table.data.meta;
       for (let h = 0; h < n; h++) {
         const e = this.hits[h];
-        const cats = this.catsets[values[e]];
+        const cats = this.catsets[meta[2 * e + 1]];
         for (let j = 0; j < cats.length; j++) {
           const c = cats[j];
           if (allow[c] === 1) {
@@ -254,7 +269,7 @@ export class CompiledLists implements ListSet {
     const urlIndex = this.urlHit[0];
     for (let h = 0; h < n; h++) {
       const e = this.hits[h];
-      for (const c of this.catsets[this.table.data.values[e]]) {
+      for (const c of this.catsets[this.table.value(e)]) {
         out.push({ category: this.categoryNames[c], kind: 'domain', entry: this.table.entry(e) });
       }
     }

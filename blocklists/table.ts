@@ -8,8 +8,7 @@
  * and the whole structure can be written to and read back from a cache file as-is.
  */
 
-/** murmur3's finaliser: spreads the running FNV-style state over all 32 bits. */
-// Hashes stay signed 32-bit integers throughout: V8 keeps those unboxed, where uint32 values
+// murmur3's finaliser spreads the running FNV-style state over all 32 bits. Hashes stay signed 32-bit integers throughout: V8 keeps those unboxed, where uint32 values
 // above 2^31 become heap numbers and turn every lookup into garbage.
 function fmix(h: number): number {
   h ^= h >>> 16;
@@ -45,14 +44,13 @@ const BLOOM_BITS_PER_ENTRY = 12;
 export interface TableData {
   count: number;
   bytes: Uint8Array;
-  /** Entry i's bytes are bytes[offsets[i] .. offsets[i+1]). */
-  offsets: Uint32Array;
-  /** Category-set id per entry. */
-  values: Uint32Array;
-  /** Entry's first hash, for rehashing and cheap rejects. */
-  hashA: Int32Array;
-  /** Open-addressed slots holding entry index + 1; 0 is empty. */
-  slots: Uint32Array;
+  /**
+   * Per entry, interleaved so a hit touches one cache line: meta[2i] is where entry i's bytes
+   * start (they end where entry i+1's start, meta[2i+2]) and meta[2i+1] its value (category-set id).
+   */
+  meta: Uint32Array;
+  /** Open-addressed slots, interleaved as (hash, entry index + 1); index 0 marks an empty slot. */
+  slots: Int32Array;
   bloom: Uint32Array;
 }
 
@@ -91,7 +89,7 @@ function bloomHas(bloom: Uint32Array, a: number, b: number): boolean {
 
 const encoder = new TextEncoder();
 
-/** Second hash of entry i recomputed from its bytes (the builder keeps only the first). */
+/** Second hash of entry bytes (the builder keeps only the first, in its slots). */
 function hashBBytes(bytes: Uint8Array, start: number, end: number): number {
   let b = SEED_B;
   for (let k = end - 1; k >= start; k--) b = step(b, bytes[k], PB);
@@ -106,32 +104,36 @@ export class TableBuilder {
   count = 0;
   private bytes = new Uint8Array(1 << 16);
   private used = 0;
-  private offsets = new Uint32Array(1 << 12);
-  private values = new Uint32Array(1 << 12);
-  private hashA = new Int32Array(1 << 12);
-  private slots = new Uint32Array(1 << 13);
+  private meta = new Uint32Array(1 << 12);
+  /** Number of slots (the array holds two words per slot). */
+  private size = 1 << 12;
+  private slots = new Int32Array(2 << 12);
   private readonly hp = new Int32Array(2);
 
   /** Adds `entry` or merges `value` into it; true when the entry is new or its value changed. */
   add(entry: string, value: number, merge: (old: number, value: number) => number): boolean {
     hashPair(entry, this.hp);
     const a = this.hp[0];
-    const mask = this.slots.length - 1;
+    const mask = this.size - 1;
     let s = a & mask;
     for (;;) {
-      const v = this.slots[s];
+      const v = this.slots[2 * s + 1];
       if (v === 0) break;
       const i = v - 1;
-      if (this.hashA[i] === a && this.equals(i, entry)) {
-        const merged = merge(this.values[i], value);
-        const changed = merged !== this.values[i];
-        this.values[i] = merged;
-        return changed;
+      if (this.slots[2 * s] === a && this.equals(i, entry)) {
+        const old = this.meta[2 * i + 1];
+        const merged = merge(old, value);
+        this.meta[2 * i + 1] = merged;
+        return merged !== old;
       }
       s = (s + 1) & mask;
     }
     const i = this.count;
-    if (i + 2 >= this.offsets.length) this.growEntries();
+    if (2 * i + 4 > this.meta.length) {
+      const m = new Uint32Array(grown(this.meta.length));
+      m.set(this.meta);
+      this.meta = m;
+    }
     const needed = this.used + entry.length * 3;
     if (needed > this.bytes.length) {
       let n = grown(this.bytes.length);
@@ -140,115 +142,111 @@ export class TableBuilder {
       nb.set(this.bytes.subarray(0, this.used));
       this.bytes = nb;
     }
-    this.offsets[i] = this.used;
+    this.meta[2 * i] = this.used;
     this.used += encoder.encodeInto(entry, this.bytes.subarray(this.used)).written;
-    this.offsets[i + 1] = this.used;
-    this.values[i] = value;
-    this.hashA[i] = a;
-    this.slots[s] = i + 1;
+    this.meta[2 * i + 1] = value;
+    this.meta[2 * i + 2] = this.used;
+    this.slots[2 * s] = a;
+    this.slots[2 * s + 1] = i + 1;
     this.count++;
     // linear probing stays short up to 3/4 full, and the bloom filter keeps most misses away
-    if (this.count * 4 > this.slots.length * 3) this.rehash(this.slots.length * 2);
+    if (this.count * 4 > this.size * 3) this.rehash(this.size * 2);
     return true;
   }
 
   private equals(i: number, s: string): boolean {
-    const start = this.offsets[i];
-    if (this.offsets[i + 1] - start !== s.length) return false;
+    const start = this.meta[2 * i];
+    if (this.meta[2 * i + 2] - start !== s.length) return false;
     for (let k = 0; k < s.length; k++) if (this.bytes[start + k] !== s.charCodeAt(k)) return false;
     return true;
   }
 
-  private growEntries(): void {
-    const n = grown(this.offsets.length);
-    const grow = <T extends Uint32Array | Int32Array>(a: T): T => {
-      const r = new (a.constructor as new (n: number) => T)(n);
-      r.set(a);
-      return r;
-    };
-    this.offsets = grow(this.offsets);
-    this.values = grow(this.values);
-    this.hashA = grow(this.hashA);
-  }
-
   private rehash(size: number): void {
-    this.slots = new Uint32Array(0); // let the old table go before the new one is allocated
-    const slots = new Uint32Array(size);
+    const old = this.slots;
+    const slots = new Int32Array(2 * size);
     const mask = size - 1;
-    for (let i = 0; i < this.count; i++) {
-      let s = this.hashA[i] & mask;
-      while (slots[s] !== 0) s = (s + 1) & mask;
-      slots[s] = i + 1;
+    for (let o = 0; o < old.length; o += 2) {
+      if (old[o + 1] === 0) continue;
+      let s = old[o] & mask;
+      while (slots[2 * s + 1] !== 0) s = (s + 1) & mask;
+      slots[2 * s] = old[o];
+      slots[2 * s + 1] = old[o + 1];
     }
     this.slots = slots;
+    this.size = size;
   }
 
   finish(): CompiledTable {
     const n = this.count;
     const bloom = new Uint32Array(bloomSize(n));
-    for (let i = 0; i < n; i++) bloomAdd(bloom, this.hashA[i], hashBBytes(this.bytes, this.offsets[i], this.offsets[i + 1]));
+    for (let o = 0; o < this.slots.length; o += 2) {
+      const v = this.slots[o + 1];
+      if (v === 0) continue;
+      const i = v - 1;
+      bloomAdd(bloom, this.slots[o], hashBBytes(this.bytes, this.meta[2 * i], this.meta[2 * i + 2]));
+    }
     // Trim the builder's slack one array at a time, dropping each original as soon as it is
     // copied, so the peak stays near the size of the result.
     const bytes = this.bytes.slice(0, this.used);
     this.bytes = new Uint8Array(0);
-    const offsets = this.offsets.slice(0, n + 1);
-    this.offsets = new Uint32Array(0);
-    const values = this.values.slice(0, n);
-    this.values = new Uint32Array(0);
-    const hashA = this.hashA.slice(0, n);
-    this.hashA = new Int32Array(0);
-    return new CompiledTable({ count: n, bytes, offsets, values, hashA, slots: this.slots, bloom });
+    const meta = this.meta.slice(0, 2 * n + 2);
+    this.meta = new Uint32Array(0);
+    return new CompiledTable({ count: n, bytes, meta, slots: this.slots, bloom });
   }
 }
-
-/** Sentinel for "no match" from the lookups (category-set ids are never this large). */
-export const NONE = 0xffffffff;
 
 export class CompiledTable {
   readonly data: TableData;
   private readonly mask: number;
+  private text: Buffer | null = null;
 
   constructor(data: TableData) {
     this.data = data;
-    this.mask = data.slots.length - 1;
+    this.mask = data.slots.length / 2 - 1;
   }
 
   get count(): number {
     return this.data.count;
   }
 
-  private text: Buffer | null = null;
-
-  entry(i: number): string {
-    const { bytes, offsets } = this.data;
-    this.text ??= Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    return this.text.toString('latin1', offsets[i], offsets[i + 1]);
+  /** The value (category-set id) of entry i. */
+  value(i: number): number {
+    return this.data.meta[2 * i + 1];
   }
 
-  /** Entry index of `s.slice(start)` given its hashes (as `walk` computes them), or -1. */
+  entry(i: number): string {
+    const { bytes, meta } = this.data;
+    this.text ??= Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    return this.text.toString('latin1', meta[2 * i], meta[2 * i + 2]);
+  }
+
+  /** Entry index of `s.slice(start)` given its hashes (as `walkHost` computes them), or -1. */
   find(s: string, start: number, a: number, b: number): number {
     const d = this.data;
     if (!bloomHas(d.bloom, a, b)) return -1;
-    let slot = a & this.mask;
+    const slots = d.slots;
+    const mask = this.mask;
     const len = s.length - start;
+    let slot = a & mask;
     for (;;) {
-      const v = d.slots[slot];
+      const v = slots[2 * slot + 1];
       if (v === 0) return -1;
-      const i = v - 1;
-      if (d.hashA[i] === a) {
-        const off = d.offsets[i];
-        if (d.offsets[i + 1] - off === len) {
+      if (slots[2 * slot] === a) {
+        const i = v - 1;
+        const off = d.meta[2 * i];
+        if (d.meta[2 * i + 2] - off === len) {
           let k = 0;
           while (k < len && d.bytes[off + k] === s.charCodeAt(start + k)) k++;
           if (k === len) return i;
         }
       }
-      slot = (slot + 1) & this.mask;
+      slot = (slot + 1) & mask;
     }
   }
 
   /** Exact lookup of a whole string: the entry index or -1. */
   lookup(s: string): number {
+    if (this.data.count === 0) return -1;
     let a = SEED_A;
     let b = SEED_B;
     for (let i = s.length - 1; i >= 0; i--) {
@@ -264,23 +262,12 @@ export class CompiledTable {
    * top-level label up to the whole host; returns how many.
    */
   suffixHits(host: string, out: Int32Array): number {
-    if (this.data.count === 0) return 0;
-    let a = SEED_A;
-    let b = SEED_B;
-    let n = 0;
-    const len = host.length;
-    for (let i = len - 1; i >= 0; i--) {
-      const c = host.charCodeAt(i);
-      a = step(a, c, PA);
-      b = step(b, c, PB);
-      if (i === 0 || host.charCodeAt(i - 1) === 46) {
-        const e = this.find(host, i, fmix(a), fmix(b ^ (len - i)));
-        if (e >= 0 && n < out.length) out[n++] = e;
-      }
-    }
-    return n;
+    return walkHost(host, this, out, EMPTY, -1, SCRATCH);
   }
 }
+
+const EMPTY = new TableBuilder().finish();
+const SCRATCH = new Int32Array(1);
 
 /**
  * One right-to-left pass over `host` for both tables a lookup needs: every listed label suffix
@@ -293,6 +280,7 @@ export function walkHost(host: string, domains: CompiledTable, out: Int32Array, 
   let n = 0;
   const len = host.length;
   const anyDomains = domains.count !== 0;
+  const anyUrls = urls.count !== 0;
   urlHit[0] = -1;
   for (let i = len - 1; i >= 0; i--) {
     const c = host.charCodeAt(i);
@@ -305,7 +293,7 @@ export function walkHost(host: string, domains: CompiledTable, out: Int32Array, 
         const e = domains.find(host, i, fa, fb);
         if (e >= 0 && n < out.length) out[n++] = e;
       }
-      if (i === urlStart && urls.count !== 0) urlHit[0] = urls.find(host, i, fa, fb);
+      if (anyUrls && i === urlStart) urlHit[0] = urls.find(host, i, fa, fb);
     }
   }
   return n;
