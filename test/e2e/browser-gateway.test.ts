@@ -10,7 +10,7 @@ import { loadConfig } from '../../core/config';
 import { silentLogger } from '../../core/log';
 import { startSchoolgate, type SchoolgateHandle } from '../../proxy/start';
 import { chromiumMissing, chromiumPath, findBinary, need, projectRoot } from '../helpers/parts';
-import { makeLists, startHttpsOrigin, tempDir } from './fixtures';
+import { freePort, makeLists, startHttpsOrigin, tempDir } from './fixtures';
 
 /**
  * A real browser through the gateway: Debian's Chromium, proxied to the gateway, trusting the
@@ -43,7 +43,8 @@ describe.skipIf(skip)('Chromium through the gateway', () => {
       path.join(tmp.dir, 'lists'),
     );
     const config = loadConfig(
-      { 'data-dir': path.join(tmp.dir, 'data'), lists: [lists], categories: 'gambling,browser_chatter', 'proxy-port': '0', 'admin-port': '0', listen: '127.0.0.1' },
+      // Fixed ports, as a school runs it: /proxy.pac names the proxy port from the configuration.
+      { 'data-dir': path.join(tmp.dir, 'data'), lists: [lists], categories: 'gambling,browser_chatter', 'proxy-port': String(await freePort()), 'admin-port': String(await freePort()), listen: '127.0.0.1' },
       {},
       tmp.dir,
     );
@@ -58,20 +59,25 @@ describe.skipIf(skip)('Chromium through the gateway', () => {
     await run('certutil', ['-d', `sql:${nssdb}`, '-N', '--empty-password']);
     await run('certutil', ['-d', `sql:${nssdb}`, '-A', '-t', 'C,,', '-n', 'schoolgate test CA', '-i', caFile]);
 
-    browser = await chromium.launch({
+    browser = await launch([
+      `--proxy-server=http://127.0.0.1:${gw.proxyPort}`,
+      // Chromium never proxies loopback by default; the test origins live there, so take that rule out.
+      '--proxy-bypass-list=<-loopback>',
+    ]);
+    mkdirSync(shots, { recursive: true });
+  }, 120_000);
+
+  const launch = (proxyArgs: string[]) =>
+    chromium.launch({
       executablePath: chromiumPath,
       headless: true,
-      env: { ...process.env, HOME: home },
+      env: { ...process.env, HOME: path.join(tmp.dir, 'home') },
       args: [
         '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking',
         '--disable-component-update', '--disable-sync', '--disable-domain-reliability', '--no-first-run',
-        `--proxy-server=http://127.0.0.1:${gw.proxyPort}`,
-        // Chromium never proxies loopback by default; the test origins live there, so take that rule out.
-        '--proxy-bypass-list=<-loopback>',
+        ...proxyArgs,
       ],
     });
-    mkdirSync(shots, { recursive: true });
-  }, 120_000);
 
   afterAll(async () => {
     await browser?.close();
@@ -125,5 +131,18 @@ describe.skipIf(skip)('Chromium through the gateway', () => {
       note: 'I mistyped the address of the maths site',
     });
     await page.close();
+  });
+
+  it('a browser configured only by the console\'s /proxy.pac is filtered too', async () => {
+    const pacBrowser = await launch([`--proxy-pac-url=http://127.0.0.1:${gw.adminPort}/proxy.pac`]);
+    try {
+      const page = await pacBrowser.newPage();
+      const r = await page.goto('https://casino.test/');
+      expect(r?.status()).toBe(403);
+      expect(await page.textContent('h1')).toBe('This page is blocked');
+      expect((await r!.securityDetails())?.issuer).toBe(/CN=([^\n]+)/.exec(new X509Certificate(gw.caCertPem).subject)?.[1]);
+    } finally {
+      await pacBrowser.close();
+    }
   });
 });
