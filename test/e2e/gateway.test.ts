@@ -431,3 +431,60 @@ describe('malformed requests', () => {
     expect((await get(`http://127.0.0.1:${httpOrigin.port}/after-hangups`)).status).toBe(200);
   });
 });
+
+describe('the block page\'s buttons, posted through the gateway as a browser would', () => {
+  const blockPage = async (url: string) => {
+    const r = await curl([url]);
+    expect(r.status).toBe(403);
+    const ref = /name="ref" value="([^"]+)"/.exec(r.body)![1];
+    const action = /<form method="post" action="([^"]+)"/.exec(r.body)![1];
+    const key = /<code>([0-9a-f-]{36})<\/code>/.exec(r.body)![1];
+    return { ref, action, key };
+  };
+  const post = (action: string, fields: Record<string, string>) =>
+    curl(['-X', 'POST', '-H', 'content-type: application/x-www-form-urlencoded', '--data', new URLSearchParams(fields).toString(), action]);
+
+  it('files an unblock request linked to the block, once however often it is pressed', async () => {
+    const { ref, action, key } = await blockPage('http://casino.test/needed-for-history');
+    for (let i = 0; i < 2; i++) {
+      const r = await post(action, { ref, type: 'unblock_request', note: 'Year 9 history uses this page' });
+      expect(r.status).toBe(200);
+      expect(r.body).toContain('sent to the network manager');
+    }
+    const rows = await incidents('related_key = $1', [key]);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ kind: 'unblock_request', url: 'http://casino.test/needed-for-history', category: 'gambling', note: 'Year 9 history uses this page', client_ip: '127.0.0.1' });
+  });
+
+  it('refuses a forged or altered reference with 400 SG_ERR_BAD_REFERENCE and records nothing', async () => {
+    const { ref, action, key } = await blockPage('http://casino.test/forge-me');
+    const [body, sig] = ref.split('.');
+    const claims = JSON.parse(Buffer.from(body, 'base64url').toString());
+    const otherUser = Buffer.from(JSON.stringify({ ...claims, user: 'head@school.test' })).toString('base64url');
+    for (const forged of [`${body}.${sig.slice(0, -2)}AA`, `${otherUser}.${sig}`, 'not-a-reference']) {
+      const r = await post(action, { ref: forged, type: 'self_report' });
+      expect(r.status).toBe(400);
+      expect(r.body).toContain('SG_ERR_BAD_REFERENCE');
+    }
+    expect(await incidents('related_key = $1', [key])).toHaveLength(0);
+  });
+});
+
+describe('staff identified by Proxy-Authorization against the users table', () => {
+  it('records a known user on the block, and treats wrong credentials as anonymous when auth is optional', async () => {
+    const { hashPassword } = await import('../../admin-api/auth');
+    await gw.db.query("INSERT INTO users (email, role, password_hash) VALUES ($1, 'staff', $2)", ['teacher@school.test', await hashPassword('correct horse battery')]);
+    const basic = (u: string, p: string) => `Proxy-Authorization: Basic ${Buffer.from(`${u}:${p}`).toString('base64')}\r\n`;
+    const known = await get('http://casino.test/staff-room', basic('teacher@school.test', 'correct horse battery'));
+    expect(known.status).toBe(403);
+    expect(known.body).toContain('teacher@school.test');
+    const wrong = await get('http://casino.test/wrong-password', basic('teacher@school.test', 'guess'));
+    expect(wrong.status).toBe(403);
+    expect(wrong.body).not.toContain('teacher@school.test');
+    const rows = await incidents("url IN ('http://casino.test/staff-room', 'http://casino.test/wrong-password')", []);
+    expect(rows.map((r) => [r.url, r.user_name]).sort()).toEqual([
+      ['http://casino.test/staff-room', 'teacher@school.test'],
+      ['http://casino.test/wrong-password', null],
+    ]);
+  });
+});
