@@ -70,7 +70,7 @@ async function yieldNow() {
  */
 async function sustained(db: Db, n: number, label: string) {
   const dataDir = tmp();
-  const w = new IncidentWriter({ db, dataDir, batchSize: 2000, flushMs: 5 });
+  const w = new IncidentWriter({ db, dataDir }); // defaults, as the gateway runs it
   const run = `${label}-${Date.now()}`;
   const lat: number[] = [];
   const start = performance.now();

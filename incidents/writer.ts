@@ -60,7 +60,7 @@ export interface IncidentWriterOptions {
   logger?: Logger;
   /** Default `gateway` for incidents that name none. */
   gateway?: string;
-  /** Most incidents per INSERT (default 1000). */
+  /** Most incidents per INSERT (default 2000). */
   batchSize?: number;
   /** How long a lone incident waits for company before it is written (default 5 ms). */
   flushMs?: number;
@@ -382,7 +382,7 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
     this.db = opts.db;
     this.logger = opts.logger ?? silentLogger;
     this.gateway = opts.gateway ?? null;
-    this.batchSize = Math.max(1, opts.batchSize ?? 1000);
+    this.batchSize = Math.max(1, opts.batchSize ?? 2000);
     this.flushMs = Math.max(0, opts.flushMs ?? 5);
     this.windowMs = opts.repeatWindowMs ?? 60_000;
     this.retryMaxMs = opts.retryMaxMs ?? 5000;
