@@ -47,4 +47,6 @@ export interface AdminDeps {
   mailer?: Mailer;
   /** Login attempts allowed per client IP and email per minute (default 10). */
   loginRateLimit?: number;
+  /** Login attempts allowed per client IP per minute, whatever the email (default 100). */
+  loginIpRateLimit?: number;
 }

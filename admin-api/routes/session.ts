@@ -1,4 +1,4 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { SchoolgateError } from '../../core/errors';
 import { writeAudit } from '../../incidents/queries';
 import {
@@ -10,7 +10,18 @@ import { errorSchema, userSchema } from '../present';
 export const sessionRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => {
   const { db, config } = ctx;
 
+  // Password spraying: many accounts from one address. Generous, as a school may sit behind one NAT.
+  const ipLimit = app.createRateLimit({ max: ctx.loginIpRateLimit ?? 100, timeWindow: 60_000, keyGenerator: (req) => `login-ip|${req.ip}` });
+  const perIp = async (req: FastifyRequest, reply: FastifyReply) => {
+    const r = await ipLimit(req);
+    if (!r.isAllowed && r.isExceeded) {
+      reply.header('retry-after', r.ttlInSeconds);
+      throw new SchoolgateError('SG_ERR_RATE_LIMITED', `too many login attempts from this address; retry in ${r.ttlInSeconds} s`);
+    }
+  };
+
   app.post<{ Body: { email: string; password: string } }>('/api/login', {
+    onRequest: perIp,
     config: {
       access: 'public',
       rateLimit: {

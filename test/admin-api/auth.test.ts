@@ -21,7 +21,7 @@ describe('password hashing', () => {
 describe('login, sessions, tokens, origin', () => {
   let h: Harness;
   beforeAll(async () => {
-    h = await harness({ loginRateLimit: 5 });
+    h = await harness({ loginRateLimit: 5, loginIpRateLimit: 40 });
   });
   afterAll(async () => {
     await h?.close();
@@ -183,5 +183,18 @@ describe('login, sessions, tokens, origin', () => {
     const badRole = await call(h, 'safeguarding_lead', 'POST', '/api/users', { email: 'x@school.example', role: 'admin' });
     expect(badRole.statusCode).toBe(400);
     expect(badRole.json().error.code).toBe('SG_ERR_VALIDATION');
+  });
+
+  it('also limits login attempts per address across many accounts (password spraying)', async () => {
+    let limitedAt = 0;
+    for (let i = 1; i <= 41 && !limitedAt; i++) {
+      const res = await h.app.inject({ method: 'POST', url: '/api/login', payload: { email: `spray${i}@school.example`, password: 'Summer2026!' } });
+      if (res.statusCode === 429) {
+        limitedAt = i;
+        expect(res.json().error.code).toBe('SG_ERR_RATE_LIMITED');
+      } else expect(res.statusCode).toBe(401);
+    }
+    // Each email was tried once: only the per-address limit can have stopped it.
+    expect(limitedAt).toBeGreaterThan(0);
   });
 });

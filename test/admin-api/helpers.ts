@@ -38,7 +38,7 @@ export interface Harness {
 }
 
 /** The real thing on an embedded database in a temp folder: PGlite, migrations, writer, lists, app. */
-export async function harness(opts: { db?: Db; mailer?: Mailer; config?: Partial<Config>; loginRateLimit?: number } = {}): Promise<Harness> {
+export async function harness(opts: { db?: Db; mailer?: Mailer; config?: Partial<Config>; loginRateLimit?: number; loginIpRateLimit?: number } = {}): Promise<Harness> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'sg-admin-'));
   const listDir = makeLists(path.join(dir, 'ut1'), {
     adult: ['porn.example', 'xxx.example'],
@@ -54,7 +54,7 @@ export async function harness(opts: { db?: Db; mailer?: Mailer; config?: Partial
   const app = await buildAdminApp({
     config, db, incidents: writer, lists, logger: silentLogger, referenceSecret: Buffer.alloc(32, 7),
     caCertPem: () => '-----BEGIN CERTIFICATE-----\nTEST\n-----END CERTIFICATE-----\n',
-    mailer: opts.mailer, loginRateLimit: opts.loginRateLimit ?? 1000,
+    mailer: opts.mailer, loginRateLimit: opts.loginRateLimit ?? 1000, loginIpRateLimit: opts.loginIpRateLimit,
   });
   await app.ready();
   const users = {} as Harness['users'];
