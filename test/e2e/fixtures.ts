@@ -352,3 +352,28 @@ export async function waitFor<T>(fn: () => Promise<T | null | undefined | false>
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/**
+ * Upstream DNS for the gateway under test (its `upstreamLookup` hook): the names a test maps (and
+ * their subdomains) resolve to loopback addresses, every other name fails at once with ENOTFOUND,
+ * so no test ever sends a lookup off this machine.
+ */
+export function loopbackLookup(names: Record<string, string>): net.LookupFunction {
+  const find = (host: string): string | undefined => {
+    const h = host.toLowerCase().replace(/\.$/, '');
+    for (const [name, address] of Object.entries(names)) if (h === name || h.endsWith(`.${name}`)) return address;
+    return net.isIP(h) ? h : undefined;
+  };
+  return ((hostname: string, options: { all?: boolean }, callback: (...args: unknown[]) => void) => {
+    const address = find(hostname);
+    process.nextTick(() => {
+      if (!address) {
+        const err = Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND', hostname });
+        return callback(err);
+      }
+      const family = net.isIP(address);
+      if (options?.all) callback(null, [{ address, family }]);
+      else callback(null, address, family);
+    });
+  }) as unknown as net.LookupFunction;
+}

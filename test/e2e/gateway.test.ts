@@ -11,15 +11,15 @@ import { loadConfig } from '../../core/config';
 import { createLogger } from '../../core/log';
 import { startSchoolgate, type SchoolgateHandle } from '../../proxy/start';
 import {
-  connectTunnel, freePort, makeLists, rawRequest, requestOver, startHttpOrigin, startHttpsOrigin, tempDir, tlsOverTunnel, waitFor, wsAccept,
+  connectTunnel, freePort, loopbackLookup, makeLists, rawRequest, requestOver, startHttpOrigin, startHttpsOrigin, tempDir, tlsOverTunnel, waitFor, wsAccept,
   type Origin,
 } from './fixtures';
 
 /**
  * The running gateway (startSchoolgate, in-process, embedded database) against local origins,
- * driven by real clients: curl, undici and raw sockets. Upstream names cannot resolve here, so
- * origins that must be reached are addressed by loopback IPs (127.0.0.1 intercepted, 127.0.0.3
- * bypassed); blocked hosts use names, since a block never goes upstream.
+ * driven by real clients: curl, undici and raw sockets. The gateway's upstream DNS hook maps the
+ * test names to loopback (school.test and its subdomains to 127.0.0.1, bank.test to 127.0.0.3,
+ * where the bypassed origin listens); any other name fails locally, so nothing leaves the machine.
  */
 
 const run = promisify(execFile);
@@ -37,8 +37,8 @@ let proxyUrl: string;
 beforeAll(async () => {
   tmp = tempDir('sg-e2e-gw-');
   httpOrigin = await startHttpOrigin('plain-origin');
-  httpsOrigin = await startHttpsOrigin('tls-origin', ['127.0.0.1']);
-  bypassOrigin = await startHttpsOrigin('bank-origin', ['127.0.0.3'], '127.0.0.3');
+  httpsOrigin = await startHttpsOrigin('tls-origin', ['127.0.0.1', 'school.test', '*.school.test']);
+  bypassOrigin = await startHttpsOrigin('bank-origin', ['bank.test', '*.bank.test'], '127.0.0.3');
   const lists = makeLists(
     {
       gambling: {
@@ -65,7 +65,7 @@ beforeAll(async () => {
       listen: '127.0.0.1',
       // 127.0.0.1 only: connections made from 127.0.0.2 stand for a device outside the school network.
       'allowed-clients': '127.0.0.1/32',
-      'bypass-hosts': '127.0.0.3,casino-bank.test',
+      'bypass-hosts': 'bank.test,casino-bank.test',
     },
     {},
     tmp.dir,
@@ -74,6 +74,10 @@ beforeAll(async () => {
     logger: createLogger({ level: 'info', destination: logs }),
     out: new PassThrough(),
     upstreamCa: [httpsOrigin.cert.cert],
+    upstreamLookup: loopbackLookup({
+      'school.test': '127.0.0.1', 'bank.test': '127.0.0.3', 'school.casino.test': '127.0.0.1',
+      'notcasino.test': '127.0.0.1', 'casino.test.example': '127.0.0.1', 'urls-only.test': '127.0.0.1',
+    }),
   });
   proxyUrl = `http://127.0.0.1:${gw.proxyPort}`;
   caFile = path.join(tmp.dir, 'school-ca.pem');
@@ -169,10 +173,9 @@ describe('plain HTTP through the gateway', () => {
   });
 
   it('lets the allow list win over a block for a listed subdomain, and blocks the next category in order', async () => {
-    const allowed = await get('http://school.casino.test/');
-    // Passed the filter: the name does not resolve here, so the gateway says upstream failed (502), not blocked.
-    expect(allowed.status).toBe(502);
-    expect(allowed.headers['x-schoolgate-error']).toBe('SG_ERR_UPSTREAM');
+    const allowed = await get(`http://school.casino.test:${httpOrigin.port}/timetable`);
+    expect(allowed.status).toBe(200);
+    expect(allowed.body).toContain(`path=/timetable host=school.casino.test:${httpOrigin.port}`);
     const hacking = await get('http://tools.hack.test/');
     expect(hacking.status).toBe(403);
     expect(hacking.headers['x-schoolgate-category']).toBe('hacking');
@@ -204,6 +207,9 @@ describe('plain HTTP through the gateway', () => {
     expect(r.status).toBe(502);
     expect(r.headers['x-schoolgate-error']).toBe('SG_ERR_UPSTREAM');
     expect(r.body).toContain('This website could not be reached');
+    const unknown = await get('http://nowhere.test/');
+    expect(unknown.status).toBe(502);
+    expect(unknown.body).toContain('ENOTFOUND');
     // ...and keeps serving.
     expect((await get(`http://127.0.0.1:${httpOrigin.port}/after-502`)).status).toBe(200);
   });
@@ -231,9 +237,11 @@ describe('plain HTTP through the gateway', () => {
 
 describe('HTTPS through the gateway', () => {
   it('intercepts an allowed host with a certificate from the school CA and fetches from the origin (curl)', async () => {
-    const r = await curl(['--cacert', caFile, `https://127.0.0.1:${httpsOrigin.port}/secure?q=1`]);
-    expect(r.status).toBe(200);
-    expect(r.body).toContain('origin=tls-origin method=GET path=/secure?q=1');
+    for (const host of ['127.0.0.1', 'school.test', 'www.school.test']) {
+      const r = await curl(['--cacert', caFile, `https://${host}:${httpsOrigin.port}/secure?q=1`]);
+      expect(r.status, host).toBe(200);
+      expect(r.body).toContain(`origin=tls-origin method=GET path=/secure?q=1 host=${host}:${httpsOrigin.port}`);
+    }
   });
 
   it('intercepts an allowed host for undici ProxyAgent trusting only the school CA', async () => {
@@ -271,12 +279,15 @@ describe('HTTPS through the gateway', () => {
   });
 
   it('tunnels a bypassed host without decrypting: the client sees the origin\'s own certificate', async () => {
-    const { socket, status } = await tunnel(`127.0.0.3:${bypassOrigin.port}`);
+    const tunnelsBefore = gw.gateway.stats.tunnels;
+    const { socket, status } = await tunnel(`online.bank.test:${bypassOrigin.port}`);
     expect(status).toBe(200);
-    const t = await tlsOverTunnel(socket, '127.0.0.3', bypassOrigin.cert.cert);
+    const t = await tlsOverTunnel(socket, 'online.bank.test', bypassOrigin.cert.cert);
+    // A subdomain of a bypass host, verified against the origin's own certificate: nothing in between.
     expect(t.authorized).toBe(true);
     expect(new X509Certificate(t.getPeerCertificate().raw).fingerprint256).toBe(bypassOrigin.cert.fingerprint256);
-    const r = await requestOver(t, '/account', `127.0.0.3:${bypassOrigin.port}`);
+    expect(gw.gateway.stats.tunnels).toBe(tunnelsBefore + 1);
+    const r = await requestOver(t, '/account', `online.bank.test:${bypassOrigin.port}`);
     t.destroy();
     expect(r.status).toBe(200);
     expect(r.body).toContain('origin=bank-origin method=GET path=/account');
@@ -323,7 +334,7 @@ describe('clients outside the allowed networks', () => {
     expect(r.status).toBe(403);
     expect(r.headers['x-schoolgate-error']).toBe('SG_ERR_CLIENT_DENIED');
     const c = dial('127.0.0.2');
-    const rc = await rawRequest(0, `CONNECT 127.0.0.3:${bypassOrigin.port} HTTP/1.1\r\nHost: 127.0.0.3\r\n\r\n`, { socket: c });
+    const rc = await rawRequest(0, `CONNECT bank.test:${bypassOrigin.port} HTTP/1.1\r\nHost: bank.test\r\n\r\n`, { socket: c });
     expect(rc.status).toBe(403);
     expect(httpOrigin.seen.length).toBe(before);
     const refused = await waitFor(
@@ -376,16 +387,16 @@ describe('raw-socket normalisation tricks', () => {
     expect(ok.body).toContain('path=/listed-pathology');
   });
 
-  const notBlocked: Array<[string, string]> = [
-    ['not a label boundary', 'http://notcasino.test/'],
-    ['suffix only', 'http://casino.test.example/'],
-    ['url entry prefix on another path', 'http://urls-only.test/casinos/'],
+  const notBlocked: Array<[string, string, string]> = [
+    ['not a label boundary', 'notcasino.test', '/'],
+    ['listed name as a prefix only', 'casino.test.example', '/'],
+    ['url entry prefix on another path', 'urls-only.test', '/casinos/'],
+    ['url entry path without its trailing slash', 'urls-only.test', '/casino'],
   ];
-  it.each(notBlocked)('%s: %s passes the filter', async (_name, url) => {
-    const r = await get(url);
-    // These names do not resolve here: passing the filter shows as the upstream error page, never the block page.
-    expect(r.status).toBe(502);
-    expect(r.headers['x-schoolgate-error']).toBe('SG_ERR_UPSTREAM');
+  it.each(notBlocked)('%s: http://%s:<port>%s passes the filter to the origin', async (_name, host, p) => {
+    const r = await get(`http://${host}:${httpOrigin.port}${p}`);
+    expect(r.status).toBe(200);
+    expect(r.body).toContain(`path=${p} host=${host}:${httpOrigin.port}`);
   });
 
   it('passes the origin-reachable IP written in hex and decimal (normalised, then fetched)', async () => {
