@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { PGlite, types as pgliteTypes } from '@electric-sql/pglite';
@@ -237,12 +237,57 @@ async function pgliteQuery<T>(db: PgliteLike, sql: string, params?: unknown[]): 
   return { rows: (last?.rows ?? []) as T[], rowCount: last ? last.affectedRows || last.rows.length : 0 };
 }
 
+/** Embedded databases open in this process (a second PGlite on one folder corrupts it too). */
+const openHere = new Set<string>();
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * PGlite is single-process: two processes on one folder (say `schoolgate users add` while the
+ * server runs) would corrupt it. A pid lock file turns that into a clear error. A lock left by a
+ * process that died is taken over.
+ */
+function lockPglite(dir: string): () => void {
+  const lock = `${dir}.lock`;
+  if (openHere.has(dir)) throw new SchoolgateError('SG_ERR_DB_UNAVAILABLE', `embedded database ${dir} is already open in this process`);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      writeFileSync(lock, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw unavailable(err, `cannot lock ${lock}`);
+      const holder = Number.parseInt(readFileSync(lock, 'utf8'), 10);
+      if (Number.isInteger(holder) && holder !== process.pid && pidAlive(holder)) {
+        throw new SchoolgateError(
+          'SG_ERR_DB_UNAVAILABLE',
+          `embedded database ${dir} is in use by process ${holder}; stop it first, or set DATABASE_URL to share a PostgreSQL server`,
+        );
+      }
+      rmSync(lock, { force: true }); // stale: its process is gone
+    }
+  }
+  openHere.add(dir);
+  return () => {
+    openHere.delete(dir);
+    rmSync(lock, { force: true });
+  };
+}
+
 async function openPglite(dir: string, logger: Logger): Promise<Db> {
   mkdirSync(dir, { recursive: true });
+  const unlock = lockPglite(dir);
   let lite: PGlite;
   try {
     lite = await PGlite.create(dir, { parsers: { [pgliteTypes.INT8]: parseInt8 } });
   } catch (err) {
+    unlock();
     throw unavailable(err, `embedded database in ${dir}`);
   }
   logger.debug({ dir }, 'embedded PostgreSQL (PGlite) opened');
@@ -263,7 +308,11 @@ async function openPglite(dir: string, logger: Logger): Promise<Db> {
     async close() {
       if (closed) return;
       closed = true;
-      await lite.close();
+      try {
+        await lite.close();
+      } finally {
+        unlock();
+      }
     },
   };
 }

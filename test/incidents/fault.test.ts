@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isSchoolgateError } from '../../core/errors';
 import { openDb } from '../../incidents/db';
 import { migrate } from '../../incidents/migrate';
 import { IncidentWriter } from '../../incidents/writer';
@@ -218,5 +219,34 @@ describe('writer faults on PGlite', () => {
     } finally {
       await o.cleanup();
     }
+  });
+});
+
+describe('embedded database lock', () => {
+  it('refuses a second opener (another live process, or this one) and takes over a dead process\'s lock', async () => {
+    const dataDir = tmpDir();
+    const lock = path.join(dataDir, 'pglite.lock');
+    mkdirSync(path.join(dataDir, 'pglite'), { recursive: true });
+    const holder = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      writeFileSync(lock, `${holder.pid}\n`);
+      const err = await openDb({ databaseUrl: null, dataDir }).catch((e) => e);
+      expect(isSchoolgateError(err, 'SG_ERR_DB_UNAVAILABLE')).toBe(true);
+      expect(err.message).toContain(`in use by process ${holder.pid}`);
+    } finally {
+      holder.kill('SIGKILL');
+      await new Promise((r) => holder.once('exit', r));
+    }
+    // The holder is gone: its lock is stale and taken over.
+    const db = await openDb({ databaseUrl: null, dataDir });
+    try {
+      expect(readFileSync(lock, 'utf8').trim()).toBe(String(process.pid));
+      const again = await openDb({ databaseUrl: null, dataDir }).catch((e) => e);
+      expect(isSchoolgateError(again, 'SG_ERR_DB_UNAVAILABLE')).toBe(true);
+      expect((await db.query<{ x: number }>('SELECT 1 AS x')).rows[0].x).toBe(1);
+    } finally {
+      await db.close();
+    }
+    expect(existsSync(lock)).toBe(false);
   });
 });
