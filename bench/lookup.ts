@@ -144,7 +144,9 @@ async function scaleChild(file: string): Promise<void> {
   const structBytes = Object.values(t2).reduce((n: number, a) => n + (ArrayBuffer.isView(a) ? a.byteLength : 0), 0);
   const rssPeak = process.resourceUsage().maxRSS * 1024;
   global.gc?.();
-  const rssAfter = process.memoryUsage().rss;
+  const mem = process.memoryUsage();
+  const rssAfter = mem.rss;
+  process.stderr.write(`  (after load: heapUsed ${mb(mem.heapUsed)}, heapTotal ${mb(mem.heapTotal)}, arrayBuffers ${mb(mem.arrayBuffers)})\n`);
   process.stdout.write(JSON.stringify({ ms, entries: store.report.entries, rssPeak, rssAfter, structBytes, hit: hit.action }));
 }
 

@@ -338,6 +338,11 @@ export class ListBuilder {
     return (this.singletons[cat] ??= this.catsetId([cat]));
   }
 
+  /** Room for about `bytes` of domain text (see TableBuilder.reserve). */
+  reserve(bytes: number): void {
+    this.table.reserve(bytes);
+  }
+
   /** `host` already normalised; false when this category already lists it. */
   addDomain(cat: number, host: string): boolean {
     let dup = false;

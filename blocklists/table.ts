@@ -110,6 +110,17 @@ export class TableBuilder {
   private slots = new Int32Array(2 << 12);
   private readonly hp = new Int32Array(2);
 
+  /**
+   * Makes room for about `bytes` of entry text up front (the list files' size is a good bound):
+   * no growth copies, and little slack left to trim.
+   */
+  reserve(bytes: number): void {
+    if (bytes <= this.bytes.length) return;
+    const nb = new Uint8Array(bytes);
+    nb.set(this.bytes.subarray(0, this.used));
+    this.bytes = nb;
+  }
+
   /** Adds `entry` or merges `value` into it; true when the entry is new or its value changed. */
   add(entry: string, value: number, merge: (old: number, value: number) => number): boolean {
     hashPair(entry, this.hp);
@@ -186,10 +197,12 @@ export class TableBuilder {
       bloomAdd(bloom, this.slots[o], hashBBytes(this.bytes, this.meta[2 * i], this.meta[2 * i + 2]));
     }
     // Trim the builder's slack one array at a time, dropping each original as soon as it is
-    // copied, so the peak stays near the size of the result.
-    const bytes = this.bytes.slice(0, this.used);
+    // copied, so the peak stays near the size of the result; little slack is kept rather than
+    // copied (a copy would briefly need both).
+    const trim = <T extends Uint8Array | Uint32Array>(a: T, len: number): T => (len >= a.length * 0.85 ? (a.subarray(0, len) as T) : (a.slice(0, len) as T));
+    const bytes = trim(this.bytes, this.used);
     this.bytes = new Uint8Array(0);
-    const meta = this.meta.slice(0, 2 * n + 2);
+    const meta = trim(this.meta, 2 * n + 2);
     this.meta = new Uint32Array(0);
     return new CompiledTable({ count: n, bytes, meta, slots: this.slots, bloom });
   }
