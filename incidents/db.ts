@@ -66,7 +66,12 @@ function unavailable(err: unknown, where: string): SchoolgateError {
 }
 
 async function openPg(url: string, logger: Logger, max: number): Promise<Db> {
-  const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: 5000, idleTimeoutMillis: 30_000, types: pgTypes });
+  // TCP keepalive: a server that vanished without a reset (cable, firewall) is eventually noticed on
+  // idle connections; the writer does not wait for that (it times its writes out and spools).
+  const pool = new pg.Pool({
+    connectionString: url, max, connectionTimeoutMillis: 5000, idleTimeoutMillis: 30_000, types: pgTypes,
+    keepAlive: true, keepAliveInitialDelayMillis: 10_000,
+  });
   // An idle client whose server went away emits 'error' on the pool; unhandled, it would kill the process.
   pool.on('error', (err) => logger.warn({ err: err.message }, 'idle database connection lost'));
   try {
@@ -165,7 +170,7 @@ class PgListener {
     if (this.client) return Promise.resolve(this.client);
     if (this.connecting) return this.connecting;
     this.connecting = (async () => {
-      const client = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: 5000, types: pgTypes });
+      const client = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: 5000, types: pgTypes, keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
       client.on('notification', (msg) => {
         for (const h of this.handlers.get(msg.channel) ?? []) {
           try {
