@@ -37,22 +37,14 @@ type Cannon = (opts: {
 const autocannon = createRequire(import.meta.url)('autocannon') as Cannon;
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const { values } = parseArgs({
-  options: {
-    duration: { type: 'string', default: '10' },
-    connections: { type: 'string', default: '50' },
-    'no-peer': { type: 'boolean', default: false },
-    'no-squid': { type: 'boolean', default: false },
-  },
-});
-const DURATION = Math.max(2, Math.min(60, Number(values.duration) || 10));
-const CONNECTIONS = Math.max(1, Math.min(500, Number(values.connections) || 50));
+let DURATION = 10;
+let CONNECTIONS = 50;
 const WARMUP = 2;
 
-interface Child { port: number; child: ChildProcess; stop: () => Promise<void> }
+export interface Child { port: number; child: ChildProcess; stop: () => Promise<void> }
 
 /** Runs a small inline server script that prints its port on the first line of stdout. */
-function startChild(label: string, args: string[], cwd = root): Promise<Child> {
+export function startChild(label: string, args: string[], cwd = root): Promise<Child> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -94,7 +86,7 @@ const s = http.createServer({ keepAliveTimeout: 60000 }, (req, res) => {
 s.listen(0, '127.0.0.1', () => console.log('PORT ' + s.address().port));
 `;
 
-const MITM_DEFAULTS = `
+export const MITM_DEFAULTS = `
 const { Proxy } = require('http-mitm-proxy');
 console.debug = console.info = console.error = () => {};
 const p = new Proxy();
@@ -102,7 +94,7 @@ p.onError(() => {});
 p.listen({ port: 0, host: '127.0.0.1', sslCaDir: process.argv[1] }, () => console.log('PORT ' + p.httpPort));
 `;
 
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve) => {
     const s = net.createServer().listen(0, '127.0.0.1', () => {
       const { port } = s.address() as net.AddressInfo;
@@ -111,7 +103,7 @@ function freePort(): Promise<number> {
   });
 }
 
-async function startGatewayCli(tmp: string): Promise<Child> {
+export async function startGatewayCli(tmp: string): Promise<Child> {
   const lists = makeLists({ gambling: { domains: ['casino.bench.test'], name: 'Gambling/Casino games' } }, path.join(tmp, 'lists'));
   const proxyPort = await freePort();
   const adminPort = await freePort();
@@ -202,6 +194,16 @@ async function measure(label: string, port: number, origin: number, proxied: boo
 }
 
 async function main() {
+  const { values } = parseArgs({
+    options: {
+      duration: { type: 'string', default: '10' },
+      connections: { type: 'string', default: '50' },
+      'no-peer': { type: 'boolean', default: false },
+      'no-squid': { type: 'boolean', default: false },
+    },
+  });
+  DURATION = Math.max(2, Math.min(60, Number(values.duration) || 10));
+  CONNECTIONS = Math.max(1, Math.min(500, Number(values.connections) || 50));
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'sg-bench-proxy-'));
   const stops: Array<() => Promise<void>> = [];
   const rows: Row[] = [];
@@ -256,4 +258,5 @@ async function main() {
   }
 }
 
-await main();
+// bench/tls.ts borrows the process helpers above; only a direct run measures.
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();
