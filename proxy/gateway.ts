@@ -364,6 +364,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
       if (change?.headers) fwd.extraHeaders = change.headers;
     }
     forwards.set(req, fwd);
+    log.debug({ clientIp: identity.clientIp, method: req.method, tls: isSSL, tunnel: info.connectHost !== undefined, host: fwd.host, port: fwd.port }, 'pass');
     proxy._onHttpServerRequest(isSSL, req, res);
   }
 
@@ -492,7 +493,8 @@ export function createGateway(deps: GatewayDeps): Gateway {
         });
         conns.set(tlsSocket, { ...info, tls: true });
         tlsServer.emit('connection', tlsSocket);
-        socket.resume();
+        // No socket.resume() here: the TLS socket now reads the connection itself (starting with
+        // the ClientHello we unshifted); a flowing raw socket would hand those bytes to nobody.
       },
       (err: Error) => {
         log.warn({ host: info.connectHost, err: err.message }, 'no certificate for intercepted host');
