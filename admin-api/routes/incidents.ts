@@ -179,12 +179,15 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
     return { incident: json(row) };
   });
 
-  app.get<{ Querystring: { from?: string; to?: string } }>('/api/stats', {
+  app.get<{ Querystring: { from?: string; to?: string; tz?: string } }>('/api/stats', {
     config: { access: ['safeguarding_lead', 'network_manager'] },
     schema: {
       tags: ['incidents'],
       summary: 'Counts per day × category, per status and per category (default: the last 30 days)',
-      querystring: { type: 'object', properties: { from: filterProps.from, to: filterProps.to } },
+      querystring: {
+        type: 'object',
+        properties: { from: filterProps.from, to: filterProps.to, tz: { type: 'string', maxLength: 64, description: 'IANA time zone for the days (default UTC), e.g. Europe/London' } },
+      },
       response: {
         200: {
           type: 'object',
@@ -205,7 +208,7 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
     const to = parseDate('to', req.query.to, true) ?? new Date();
     const from = parseDate('from', req.query.from, false) ?? new Date(to.getTime() - 30 * 86_400_000);
     // Aggregates only, for both roles: no user, device or address ever appears in them.
-    const s = await incidentStats(db, { from, to });
+    const s = await incidentStats(db, { from, to, timeZone: req.query.tz || undefined });
     return {
       from: from.toISOString(),
       to: to.toISOString(),

@@ -212,6 +212,11 @@ describe('export and stats', () => {
     const status = Object.fromEntries(s.perStatus.map((x: { status: string; count: number }) => [x.status, x.count]));
     expect(status).toMatchObject({ closed: 1, false_positive: 1 });
     expect(s.perCategory[0]).toEqual({ category: 'adult', categoryName: 'adult', count: 7 });
+    // 09:00 UTC on 2 March is 23:00 on 1 March in Honolulu: days follow the school's time zone when asked.
+    const hnl = (await call(h, 'safeguarding_lead', 'GET', `/api/stats${q}&tz=Pacific/Honolulu`)).json();
+    expect(hnl.perDay).toEqual(expect.arrayContaining([{ day: '2026-03-01', category: 'adult', count: 7 }, { day: '2026-03-02', category: 'games', count: 2 }]));
+    const tz = await call(h, 'safeguarding_lead', 'GET', `/api/stats${q}&tz=Mars/Olympus`);
+    expect(tz.statusCode).toBe(400);
     const nm = await call(h, 'network_manager', 'GET', `/api/stats${q}`);
     expect(nm.json()).toEqual(s);
     expect(nm.body).not.toContain('@school.example');
