@@ -328,12 +328,19 @@ function rowOf(id: number, g: Group, now: Date): IncidentRow {
   };
 }
 
+/** A write given up on: the database may still commit it, so its outcome is unknown. */
+class WriteTimeout extends SchoolgateError {
+  constructor(ms: number) {
+    super('SG_ERR_DB_UNAVAILABLE', `write took longer than ${ms} ms`);
+  }
+}
+
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout;
   return Promise.race([
     p,
     new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new SchoolgateError('SG_ERR_DB_UNAVAILABLE', `write took longer than ${ms} ms`)), ms);
+      timer = setTimeout(() => reject(new WriteTimeout(ms)), ms);
     }),
   ]).finally(() => clearTimeout(timer));
 }
@@ -658,10 +665,15 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
         const pending = writeBatch(this.db, recs, this.windowMs, (r) => this.neverSent.has(r));
         // From here on the outcome may be unknown (a lost COMMIT reply): look them up next time.
         for (const r of recs) this.neverSent.delete(r);
-        const r = await withTimeout(pending, this.writeTimeoutMs);
-        this.counters.stored += recs.length - r.skipped;
-        if (r.inserted.length) this.emitSafe('stored', r.inserted);
-        if (r.folded.length) this.emitSafe('repeated', r.folded);
+        const r = await withTimeout(pending, this.writeTimeoutMs).catch((err) => {
+          if (err instanceof WriteTimeout) {
+            // Given up on, but it may still commit: if it does, its incidents are news (alerts)
+            // even though the replay of the spooled copy will find them stored and skip them.
+            pending.then((late) => this.noteStored(recs.length, late), () => {});
+          }
+          throw err;
+        });
+        this.noteStored(recs.length, r);
         this.retryMs = 100;
         return 'stored';
       } catch (err) {
@@ -741,6 +753,12 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
       this.replay = null;
     }
     return true;
+  }
+
+  private noteStored(n: number, r: { inserted: IncidentRow[]; folded: IncidentRow[]; skipped: number }): void {
+    this.counters.stored += n - r.skipped;
+    if (r.inserted.length) this.emitSafe('stored', r.inserted);
+    if (r.folded.length) this.emitSafe('repeated', r.folded);
   }
 
   private emitSafe(event: string, payload: unknown): void {

@@ -6,7 +6,7 @@ import { isSchoolgateError } from '../../core/errors';
 import { openDb } from '../../incidents/db';
 import { migrate } from '../../incidents/migrate';
 import { IncidentWriter } from '../../incidents/writer';
-import type { Db } from '../../incidents/types';
+import type { Db, IncidentRow } from '../../incidents/types';
 import { createTestDatabase } from '../helpers/pg';
 import { projectRoot } from '../helpers/parts';
 import { ledger, openFresh, pgSkip, Relay, tmpDir } from './helpers';
@@ -66,6 +66,46 @@ describe.skipIf(pgSkip !== null)('writer faults on PostgreSQL', () => {
     expect(after.sumCount - before.sumCount).toBe(n);
     for (let i = 0; i < n; i++) if (!after.keys.has(`relay-${i}`)) throw new Error(`relay-${i} lost`);
     expect(segments(dataDir)).toEqual([]);
+    await w.close();
+    await db.close();
+    await relay.cut();
+  });
+
+  it('counts once when a write times out on a black-holed network and commits after all', async () => {
+    const relay = new Relay(Number(new URL(tdb.url).port || 5432));
+    await relay.open();
+    const dataDir = tmpDir();
+    const db = await openDb({ databaseUrl: relay.urlFor(tdb.url), dataDir });
+    // A short write timeout: a frozen write is given up on (and spooled) while it is still in flight.
+    const w = new IncidentWriter({ db, dataDir, retryMaxMs: 200, writeTimeoutMs: 300 });
+    const storedKeys = new Set<string>();
+    let repeatedCount = 0;
+    w.on('stored', (rows: IncidentRow[]) => rows.forEach((r) => storedKeys.add(r.idempotency_key)));
+    w.on('repeated', (rows: IncidentRow[]) => (repeatedCount += rows.length));
+    const before = await ledger(direct);
+    const rec = (i: number) => w.record({ idempotencyKey: `frozen-${i}`, kind: 'blocked', user: `fz${i % 7}`, url: `http://frozen.example/${i % 31}` });
+    for (let i = 0; i < 500; i++) rec(i);
+    await w.flush();
+    relay.freeze();
+    for (let i = 500; i < 1500; i++) rec(i);
+    await w.flush(); // given up on after 300 ms, and spooled
+    expect(w.stats().failures).toBeGreaterThan(0);
+    relay.thaw(); // the held batch now reaches the server and may commit: replay must not count it again
+    for (let i = 1500; i < 2000; i++) rec(i);
+    await w.flush();
+    expect(await w.drained(60_000)).toBe(true);
+    await sleep(300); // let any still-running original transaction finish
+    const after = await ledger(direct);
+    expect(after.dupKeys).toBe(0);
+    expect(after.keys.size - before.keys.size).toBe(2000);
+    expect(after.sumCount - before.sumCount).toBe(2000);
+    // The timed-out batch committed late and the replay skipped it; it still counts (and alerts) once.
+    expect(w.stats().stored).toBe(2000);
+    await sleep(100);
+    const rows = await direct.query<{ k: string }>("SELECT idempotency_key AS k FROM incidents WHERE idempotency_key LIKE 'frozen-%'");
+    expect(rows.rows.filter((r) => !storedKeys.has(r.k))).toEqual([]); // every new incident was announced
+    expect(storedKeys.size).toBe(rows.rows.length);
+    expect(repeatedCount).toBeGreaterThan(0);
     await w.close();
     await db.close();
     await relay.cut();

@@ -2,11 +2,14 @@ import net from 'node:net';
 
 /**
  * A TCP relay between the writer and PostgreSQL that a test can cut (refuse new connections and
- * reset live ones, as a dead server or a pulled cable would) and restore on the same port.
+ * reset live ones, as a dead server would), freeze (hold every byte, as a black-holed network
+ * would, so a query's outcome is unknown to the client) and restore.
  */
 export class Relay {
   private server: net.Server | null = null;
   private readonly sockets = new Set<net.Socket>();
+  private frozen = false;
+  private readonly held: Array<() => void> = [];
   port = 0;
 
   constructor(private readonly targetPort: number, private readonly targetHost = '127.0.0.1') {}
@@ -14,16 +17,25 @@ export class Relay {
   async open(): Promise<void> {
     const server = net.createServer((client) => {
       const upstream = net.connect(this.targetPort, this.targetHost);
+      const forward = (from: net.Socket, to: net.Socket) =>
+        from.on('data', (chunk: Buffer) => {
+          if (this.frozen) this.held.push(() => to.write(chunk));
+          else to.write(chunk);
+        });
+      forward(client, upstream);
+      forward(upstream, client);
       for (const s of [client, upstream]) {
         this.sockets.add(s);
-        s.on('close', () => this.sockets.delete(s));
+        s.on('close', () => {
+          this.sockets.delete(s);
+          client.destroy();
+          upstream.destroy();
+        });
         s.on('error', () => {
           client.destroy();
           upstream.destroy();
         });
       }
-      client.pipe(upstream);
-      upstream.pipe(client);
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -33,9 +45,20 @@ export class Relay {
     this.server = server;
   }
 
+  freeze(): void {
+    this.frozen = true;
+  }
+
+  thaw(): void {
+    this.frozen = false;
+    for (const send of this.held.splice(0)) send();
+  }
+
   async cut(): Promise<void> {
     const s = this.server;
     this.server = null;
+    this.held.length = 0;
+    this.frozen = false;
     for (const sock of this.sockets) sock.resetAndDestroy();
     this.sockets.clear();
     if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
