@@ -165,7 +165,8 @@ async function spoolWhileDown(url: string, n: number) {
 }
 
 async function main() {
-  console.log(`# incident ingest (node ${process.version}, ${os.cpus().length} cpus)\n`);
+  // Figures on a shared machine are only comparable within one run: say how busy it was.
+  console.log(`# incident ingest (node ${process.version}, ${os.cpus().length} cpus, load average ${os.loadavg()[0].toFixed(1)})\n`);
   const logRate = await logLines(Math.min(N_PG, 200_000));
   let pgFigures: Awaited<ReturnType<typeof sustained>> | null = null;
 
