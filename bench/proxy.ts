@@ -4,7 +4,7 @@
  * Keep-alive on both sides: autocannon holds its connections, and the origin counts the TCP
  * connections each proxy opened to it. Target: gateway ≥ squid.
  *
- *   node --import=tsx bench/proxy.ts [--duration 10] [--connections 50] [--no-peer] [--no-squid]
+ *   node --import=tsx bench/proxy.ts [--duration 5] [--rounds 3] [--connections 50] [--no-peer] [--no-squid]
  *
  * Every server runs in its own process (the gateway as the real `schoolgate start` CLI), so
  * autocannon in this process never shares an event loop with what it measures.
@@ -172,86 +172,106 @@ async function cannon(port: number, pathOrUrl: string, host: string, duration: n
   });
 }
 
-async function measure(label: string, port: number, origin: number, proxied: boolean): Promise<Row> {
-  const url = proxied ? `http://127.0.0.1:${origin}/` : '/';
+interface SubjectSpec { label: string; port: number; proxied: boolean; rounds: number }
+
+async function measureRound(sub: SubjectSpec, origin: number): Promise<Row> {
+  const url = sub.proxied ? `http://127.0.0.1:${origin}/` : '/';
   const host = `127.0.0.1:${origin}`;
-  const keep = proxied ? await clientKeepAlive(port, url, host) : null;
-  await cannon(port, url, host, WARMUP);
   const before = await originConnections(origin);
-  const r = await cannon(port, url, host, DURATION);
+  const r = await cannon(sub.port, url, host, DURATION);
   const after = await originConnections(origin);
   return {
-    label,
-    rps: r.requests.average,
-    p50: r.latency.p50,
-    p99: r.latency.p99,
-    non2xx: r.non2xx,
-    errors: r.errors + r.timeouts,
-    upstreamConns: after - before,
-    clientKeepAlive: keep,
-    requests: r.requests.total,
+    label: sub.label, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx,
+    errors: r.errors + r.timeouts, upstreamConns: after - before, clientKeepAlive: null, requests: r.requests.total,
   };
 }
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 
 async function main() {
   const { values } = parseArgs({
     options: {
-      duration: { type: 'string', default: '10' },
+      duration: { type: 'string', default: '5' },
+      rounds: { type: 'string', default: '3' },
       connections: { type: 'string', default: '50' },
       'no-peer': { type: 'boolean', default: false },
       'no-squid': { type: 'boolean', default: false },
     },
   });
-  DURATION = Math.max(2, Math.min(60, Number(values.duration) || 10));
+  DURATION = Math.max(2, Math.min(60, Number(values.duration) || 5));
   CONNECTIONS = Math.max(1, Math.min(500, Number(values.connections) || 50));
+  const ROUNDS = Math.max(1, Math.min(10, Number(values.rounds) || 3));
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'sg-bench-proxy-'));
   const stops: Array<() => Promise<void>> = [];
-  const rows: Row[] = [];
   try {
-    console.log(`bench/proxy: plain HTTP GET, ${CONNECTIONS} keep-alive connections, ${DURATION} s each after ${WARMUP} s warm-up; node ${process.version}, ${os.cpus().length} cores`);
+    console.log(
+      `bench/proxy: plain HTTP GET, ${CONNECTIONS} keep-alive connections, ${ROUNDS} rounds of ${DURATION} s per subject, interleaved, ` +
+        `after ${WARMUP} s warm-up; node ${process.version}, ${os.cpus().length} cores, load ${os.loadavg()[0].toFixed(1)}`,
+    );
     const origin = await startChild('origin', ['-e', ORIGIN]);
     stops.push(origin.stop);
-    rows.push(await measure('direct to origin', origin.port, origin.port, false));
-
+    const subjects: SubjectSpec[] = [{ label: 'direct to origin', port: origin.port, proxied: false, rounds: ROUNDS }];
     const gw = await startGatewayCli(tmp);
     stops.push(gw.stop);
-    rows.push(await measure('schoolgate gateway', gw.port, origin.port, true));
-    await gw.stop();
-
+    subjects.push({ label: 'schoolgate gateway', port: gw.port, proxied: true, rounds: ROUNDS });
     if (values['no-squid']) console.log('  squid: skipped (--no-squid)');
     else if (!squidBinary) console.log('  squid: not installed (apt-get install squid), skipped');
     else {
       const sq = await startSquid();
       stops.push(sq.stop);
-      rows.push(await measure('squid (Debian, plain)', sq.port, origin.port, true));
-      await sq.stop();
+      subjects.push({ label: 'squid (Debian, plain)', port: sq.port, proxied: true, rounds: ROUNDS });
     }
-
     if (!values['no-peer']) {
       const peer = await startChild('http-mitm-proxy', ['-e', MITM_DEFAULTS, path.join(tmp, 'mitm-ca')]);
       stops.push(peer.stop);
-      rows.push(await measure('http-mitm-proxy defaults', peer.port, origin.port, true));
-      await peer.stop();
+      // It closes every connection: one round says all there is to say, and spares the machine.
+      subjects.push({ label: 'http-mitm-proxy defaults', port: peer.port, proxied: true, rounds: 1 });
     }
 
+    const keepAlive = new Map<string, boolean | null>();
+    for (const sub of subjects) {
+      const url = sub.proxied ? `http://127.0.0.1:${origin.port}/` : '/';
+      keepAlive.set(sub.label, sub.proxied ? await clientKeepAlive(sub.port, url, `127.0.0.1:${origin.port}`) : null);
+      await cannon(sub.port, url, `127.0.0.1:${origin.port}`, WARMUP);
+    }
+    // Round by round, so a burst of load on this machine lands on every subject alike.
+    const runs = new Map<string, Row[]>(subjects.map((x) => [x.label, []]));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const sub of subjects) if (round < sub.rounds) runs.get(sub.label)!.push(await measureRound(sub, origin.port));
+    }
+    const rows: Row[] = subjects.map((sub) => {
+      const rs = runs.get(sub.label)!;
+      const mid = rs.find((r) => r.rps === median(rs.map((x) => x.rps)))!;
+      return {
+        ...mid,
+        non2xx: rs.reduce((a, r) => a + r.non2xx, 0),
+        errors: rs.reduce((a, r) => a + r.errors, 0),
+        upstreamConns: rs.reduce((a, r) => a + (r.upstreamConns ?? 0), 0),
+        requests: rs.reduce((a, r) => a + r.requests, 0),
+        clientKeepAlive: keepAlive.get(sub.label) ?? null,
+      };
+    });
+
     console.log('');
-    console.log('  subject                     req/s     p50 ms  p99 ms  non-2xx  errors  new origin conns  client keep-alive');
+    console.log('  subject                     req/s (median round; all rounds)      p50 ms  p99 ms  non-2xx  errors  new origin conns  client keep-alive');
     for (const r of rows) {
+      const all = runs.get(r.label)!.map((x) => x.rps.toFixed(0)).join(' ');
       console.log(
-        `  ${r.label.padEnd(26)} ${r.rps.toFixed(0).padStart(7)}  ${String(r.p50).padStart(7)} ${String(r.p99).padStart(7)}  ${String(r.non2xx).padStart(7)} ${String(r.errors).padStart(7)}  ${String(r.upstreamConns ?? '').padStart(16)}  ${r.clientKeepAlive === null ? '-' : r.clientKeepAlive ? 'yes' : 'NO'}`,
+        `  ${r.label.padEnd(26)} ${r.rps.toFixed(0).padStart(7)}  (${all})`.padEnd(68) +
+          `${String(r.p50).padStart(7)} ${String(r.p99).padStart(7)}  ${String(r.non2xx).padStart(7)} ${String(r.errors).padStart(7)}  ${(r.label.startsWith('direct') ? '-' : String(r.upstreamConns ?? '')).padStart(16)}  ${r.clientKeepAlive === null ? '-' : r.clientKeepAlive ? 'yes' : 'NO'}`,
       );
     }
     const by = (l: string) => rows.find((r) => r.label.startsWith(l));
     const g = by('schoolgate')!;
-    const s = by('squid');
+    const sq = by('squid');
     const d = by('direct')!;
     const m = by('http-mitm-proxy');
-    console.log('ratios (req/s):');
+    console.log('ratios (req/s, median rounds):');
     console.log(`  gateway / direct            ${(g.rps / d.rps).toFixed(2)}x`);
-    if (s) console.log(`  gateway / squid             ${(g.rps / s.rps).toFixed(2)}x  (target ≥ 1.0x)`);
+    if (sq) console.log(`  gateway / squid             ${(g.rps / sq.rps).toFixed(2)}x  (target ≥ 1.0x)`);
     if (m) console.log(`  gateway / http-mitm-proxy   ${(g.rps / m.rps).toFixed(2)}x`);
     if (g.non2xx || g.errors) console.log(`  WARNING: the gateway answered ${g.non2xx} non-2xx and ${g.errors} errors/timeouts`);
-    if (s) console.log(`target ${g.rps >= s.rps ? 'MET' : 'MISSED'}: plain HTTP through the gateway at least squid's req/s`);
+    if (sq) console.log(`target ${g.rps >= sq.rps ? 'MET' : 'MISSED'}: plain HTTP through the gateway at least squid's req/s`);
   } finally {
     for (const stop of stops.reverse()) await stop().catch(() => {});
     rmSync(tmp, { recursive: true, force: true });
