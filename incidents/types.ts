@@ -31,7 +31,11 @@ export interface Queryable {
   query<T = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<QueryResult<T>>;
 }
 
-/** One small interface over `pg` and PGlite: nothing above it knows which one it has. */
+/**
+ * One small interface over `pg` and PGlite: nothing above it knows which one it has.
+ * Parameters are $1, $2...; int8 (ids, count(*)) comes back as a JS number and timestamptz as a
+ * Date in both. SQL without parameters may hold several statements (migrations use that).
+ */
 export interface Db extends Queryable {
   readonly kind: 'pg' | 'pglite';
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
