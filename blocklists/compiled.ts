@@ -34,6 +34,8 @@ export interface CompiledParts {
 }
 
 interface Policy {
+  block: string[];
+  allowList: string[];
   /** rank[category] = position in the block list, or -1 */
   rank: Int32Array;
   allow: Uint8Array;
@@ -41,6 +43,12 @@ interface Policy {
 
 const IPV4 = /^\d+\.\d+\.\d+\.\d+$/;
 const NO_CATEGORIES: readonly string[] = [];
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 /** Joins expressions into one regex per category; a pattern that breaks the join is kept apart. */
 export function compileExpressions(sources: string[]): RegExp {
@@ -71,7 +79,6 @@ export class CompiledLists implements ListSet {
   private readonly expressions: ExpressionSet[];
   private readonly index: Map<string, number>;
   private readonly hits = new Int32Array(128);
-  private policies = new WeakMap<readonly string[], Policy>();
   private policyByKey = new Map<string, Policy>();
 
   constructor(parts: CompiledParts) {
@@ -99,28 +106,26 @@ export class CompiledLists implements ListSet {
     return this.table.count + urls + exprs;
   }
 
-  private lastBlock: readonly string[] | null = null;
-  private lastAllow: readonly string[] | undefined = undefined;
-  private lastPolicy: Policy | null = null;
+  private last: Policy | null = null;
 
+  /**
+   * The compiled form of a policy. The gateway asks with the same arrays again and again, so
+   * the last one is checked first, element by element (cheap, and still right if a caller
+   * edits its array in place); other policies come from a small cache keyed by their names.
+   */
   private policy(block: readonly string[], allow: readonly string[] | undefined): Policy {
-    // the gateway asks with the same policy arrays again and again: an identity check first
-    if (block === this.lastBlock && allow === this.lastAllow) return this.lastPolicy!;
-    const p = this.resolvePolicy(block, allow);
-    this.lastBlock = block;
-    this.lastAllow = allow;
-    this.lastPolicy = p;
-    return p;
-  }
-
-  private resolvePolicy(block: readonly string[], allow: readonly string[] | undefined): Policy {
     const allowList = allow ?? NO_CATEGORIES;
-    const cached = this.policies.get(block);
-    if (cached && (allowList.length === 0 || this.policies.get(allowList) === cached)) return cached;
+    const last = this.last;
+    if (last !== null && sameList(last.block, block) && sameList(last.allowList, allowList)) return last;
     const key = `${block.join(',')}|${allowList.join(',')}`;
     let p = this.policyByKey.get(key);
     if (!p) {
-      p = { rank: new Int32Array(this.categoryNames.length).fill(-1), allow: new Uint8Array(this.categoryNames.length) };
+      p = {
+        block: [...block],
+        allowList: [...allowList],
+        rank: new Int32Array(this.categoryNames.length).fill(-1),
+        allow: new Uint8Array(this.categoryNames.length),
+      };
       for (let r = block.length - 1; r >= 0; r--) {
         const i = this.index.get(block[r]);
         if (i !== undefined) p.rank[i] = r;
@@ -132,8 +137,7 @@ export class CompiledLists implements ListSet {
       if (this.policyByKey.size > 256) this.policyByKey.clear();
       this.policyByKey.set(key, p);
     }
-    this.policies.set(block, p);
-    if (allowList.length) this.policies.set(allowList, p);
+    this.last = p;
     return p;
   }
 

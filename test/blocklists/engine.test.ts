@@ -118,6 +118,16 @@ describe('UT1 folders', () => {
     expect(cls(set, 'http://good.example.net/', ['porn'])).toBe('block porn');
     expect(cls(set, 'http://good.example.net/', ['porn'], ['liste_blanche'])).toBe('allow liste_blanche');
     expect(cls(set, 'http://bad.example.net/', ['porn'], ['liste_blanche'])).toBe('block porn');
+    // a policy is read afresh when the caller changes it, even by editing the same arrays
+    const block = ['porn'];
+    const allow = ['liste_blanche'];
+    expect(cls(set, 'http://good.example.net/', block, allow)).toBe('allow liste_blanche');
+    expect(cls(set, 'http://good.example.net/', block, [])).toBe('block porn');
+    expect(cls(set, 'http://good.example.net/', block)).toBe('block porn');
+    allow.pop();
+    expect(cls(set, 'http://good.example.net/', block, allow)).toBe('block porn');
+    block.unshift('gambling');
+    expect(cls(set, 'http://casino.com/', block, allow)).toBe('block gambling');
     expect(set.matches(normalizeUrl('http://sub.casino.com/xxx')).map((m) => `${m.category}:${m.kind}:${m.entry}`).sort()).toEqual([
       'gambling:domain:casino.com', 'gambling:domain:sub.casino.com', 'porn:domain:casino.com', 'porn:expression:(^|[-/.])(xxx|porn)s?([-/.?]|$)',
     ]);
