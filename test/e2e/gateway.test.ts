@@ -235,6 +235,30 @@ describe('plain HTTP through the gateway', () => {
   });
 });
 
+describe('WebSocket to a blocked host', () => {
+  it('never reaches an origin: the upgrade is refused or closed with 1008 (policy violation)', async () => {
+    const s = dial();
+    const got: Buffer[] = [];
+    s.on('data', (d: Buffer) => got.push(d));
+    const closed = new Promise<void>((r) => s.once('close', () => r()));
+    s.write(
+      'GET http://casino.test/live HTTP/1.1\r\nHost: casino.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+        `Sec-WebSocket-Key: ${Buffer.from('schoolgate-e2e-b').toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+    );
+    await waitFor(async () => {
+      const b = Buffer.concat(got);
+      if (/^HTTP\/1\.1 403 /.test(b.toString('latin1'))) return true;
+      // 101, then a close frame (opcode 8) whose status code is 1008.
+      const i = b.indexOf('\r\n\r\n');
+      const frame = i > 0 ? b.subarray(i + 4) : Buffer.alloc(0);
+      return frame.length >= 4 && (frame[0] & 0x0f) === 8 && frame.readUInt16BE(2) === 1008;
+    }, 'a refusal or a 1008 close frame');
+    s.end();
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 2000))]);
+    expect(httpOrigin.seen.some((x) => x.url === '/live')).toBe(false);
+  });
+});
+
 describe('HTTPS through the gateway', () => {
   it('intercepts an allowed host with a certificate from the school CA and fetches from the origin (curl)', async () => {
     for (const host of ['127.0.0.1', 'school.test', 'www.school.test']) {
