@@ -377,7 +377,7 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
   private retryMs = 100;
   private retryAt = 0;
   private started = false;
-  private closing = false;
+  private closing: Promise<void> | null = null;
   private closed = false;
   /** Position inside the segment being replayed, so a failure resumes instead of restarting. */
   private replay: { seg: SpoolSegment; recs: Rec[]; pos: number } | null = null;
@@ -497,21 +497,34 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
     };
   }
 
-  /** Writes out what is queued (to the database or the spool) and stops. Spooled data is kept for the next start. */
-  async close(): Promise<void> {
-    if (this.closing) return;
-    this.closing = true;
-    await this.flush();
+  /**
+   * Writes out what is queued (to the database or the spool) and stops; spooled incidents stay for
+   * the next start. Bounded in time so a shutdown never hangs on a dead database.
+   */
+  close(timeoutMs = 15_000): Promise<void> {
+    this.closing ??= this.shutdown(timeoutMs);
+    return this.closing;
+  }
+
+  private async shutdown(timeoutMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)));
+    await Promise.race([this.flush(), deadline]);
     this.closed = true; // no new pump from here on
     if (this.timer) clearTimeout(this.timer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.timer = this.retryTimer = null;
-    if (this.pumping) await this.pumping;
+    await Promise.race([this.pumping ?? Promise.resolve(), deadline]);
+    clearTimeout(timer);
     if (this.queued > 0) {
-      // Recorded while we were closing: straight to the spool for the next start to replay.
+      // Recorded while we were closing, or held because nothing could take them: straight to the spool.
       const rest = this.takeBatch(Infinity);
-      this.spool.appendSync(rest.map((r) => JSON.stringify(r)));
-      this.durableSeq += rest.length;
+      try {
+        this.spool.appendSync(rest.map((r) => JSON.stringify(r)));
+        this.durableSeq += rest.length;
+      } catch (err) {
+        this.logger.fatal({ err, code: 'SG_ERR_SPOOL', incidents: rest.length }, 'incidents lost at shutdown: database down and spool not writable');
+      }
     }
     await this.spool.close();
     this.settleWaiters();
