@@ -111,6 +111,23 @@ describe.skipIf(pgSkip !== null)('writer faults on PostgreSQL', () => {
     await relay.cut();
   });
 
+  it('never throws at callers and shuts down in bounded time when neither the database nor the spool works', async () => {
+    const relay = new Relay(Number(new URL(tdb.url).port || 5432));
+    await relay.open();
+    const dataDir = tmpDir();
+    writeFileSync(path.join(dataDir, 'spool'), 'not a folder');
+    const db = await openDb({ databaseUrl: relay.urlFor(tdb.url), dataDir });
+    await relay.cut();
+    const w = new IncidentWriter({ db, dataDir, retryMaxMs: 100 });
+    for (let i = 0; i < 10; i++) expect(typeof w.record({ kind: 'blocked', user: 'stuck', url: `http://stuck.example/${i}` })).toBe('string');
+    await sleep(300);
+    expect(w.stats().queued).toBe(10); // held in memory, not dropped
+    const t0 = Date.now();
+    await w.close(500);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    await db.close();
+  });
+
   it('keeps LISTEN subscriptions across a lost connection', async () => {
     const relay = new Relay(Number(new URL(tdb.url).port || 5432));
     await relay.open();
