@@ -349,17 +349,14 @@ export class ListBuilder {
 
   /** `host` already normalised; false when this category already lists it. */
   addDomain(cat: number, host: string): boolean {
-    let dup = false;
-    this.table.add(host, this.singleton(cat), (old) => {
-      const set = this.catsets[old];
-      if (set.includes(cat)) {
-        dup = true;
-        return old;
-      }
-      return this.catsetId([...set, cat].sort((a, b) => a - b));
-    });
-    if (!dup) this.cats[cat].domains++;
-    return !dup;
+    const i = this.table.insert(host, this.singleton(cat));
+    if (i >= 0) {
+      const set = this.catsets[this.table.valueAt(i)];
+      if (set.includes(cat)) return false;
+      this.table.setValueAt(i, this.catsetId([...set, cat].sort((a, b) => a - b)));
+    }
+    this.cats[cat].domains++;
+    return true;
   }
 
   /** `host` normalised and www-stripped, `prefix` as matchPath gives it. */

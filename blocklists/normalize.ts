@@ -56,7 +56,8 @@ const MAYBE_IPV4 = /(?:^|\.)(?:0x[0-9a-f]*|[0-9]+)$/;
  * or null when it cannot be a host name.
  */
 export function normalizeHost(host: string): string | null {
-  let h = host.trim().toLowerCase().replace(/\.+$/, '');
+  let h = host.trim().toLowerCase();
+  if (h.charCodeAt(h.length - 1) === 46) h = h.replace(/\.+$/, '');
   if (h === '' || h.length > 253) return null;
   // Fast path for the millions of plain entries a list holds; the URL parser handles the rest.
   if (PLAIN_HOST.test(h) && !MAYBE_IPV4.test(h) && !h.includes('xn--')) return h;

@@ -87,8 +87,6 @@ function bloomHas(bloom: Uint32Array, a: number, b: number): boolean {
   return true;
 }
 
-const encoder = new TextEncoder();
-
 /** Second hash of entry bytes (the builder keeps only the first, in its slots). */
 function hashBBytes(bytes: Uint8Array, start: number, end: number): number {
   let b = SEED_B;
@@ -123,6 +121,28 @@ export class TableBuilder {
 
   /** Adds `entry` or merges `value` into it; true when the entry is new or its value changed. */
   add(entry: string, value: number, merge: (old: number, value: number) => number): boolean {
+    const i = this.insert(entry, value);
+    if (i < 0) return true;
+    const old = this.meta[2 * i + 1];
+    const merged = merge(old, value);
+    this.meta[2 * i + 1] = merged;
+    return merged !== old;
+  }
+
+  /** Value of entry i while building. */
+  valueAt(i: number): number {
+    return this.meta[2 * i + 1];
+  }
+
+  setValueAt(i: number, value: number): void {
+    this.meta[2 * i + 1] = value;
+  }
+
+  /**
+   * Inserts `entry` (ASCII: hosts are punycode by now) with `value`; returns -1 when it is new,
+   * else the index of the existing entry, left unchanged.
+   */
+  insert(entry: string, value: number): number {
     hashPair(entry, this.hp);
     const a = this.hp[0];
     const mask = this.size - 1;
@@ -130,13 +150,7 @@ export class TableBuilder {
     for (;;) {
       const v = this.slots[2 * s + 1];
       if (v === 0) break;
-      const i = v - 1;
-      if (this.slots[2 * s] === a && this.equals(i, entry)) {
-        const old = this.meta[2 * i + 1];
-        const merged = merge(old, value);
-        this.meta[2 * i + 1] = merged;
-        return merged !== old;
-      }
+      if (this.slots[2 * s] === a && this.equals(v - 1, entry)) return v - 1;
       s = (s + 1) & mask;
     }
     const i = this.count;
@@ -145,16 +159,18 @@ export class TableBuilder {
       m.set(this.meta);
       this.meta = m;
     }
-    const needed = this.used + entry.length * 3;
-    if (needed > this.bytes.length) {
+    const len = entry.length;
+    if (this.used + len > this.bytes.length) {
       let n = grown(this.bytes.length);
-      while (n < needed) n = grown(n);
+      while (n < this.used + len) n = grown(n);
       const nb = new Uint8Array(n);
       nb.set(this.bytes.subarray(0, this.used));
       this.bytes = nb;
     }
-    this.meta[2 * i] = this.used;
-    this.used += encoder.encodeInto(entry, this.bytes.subarray(this.used)).written;
+    const start = this.used;
+    for (let k = 0; k < len; k++) this.bytes[start + k] = entry.charCodeAt(k);
+    this.used = start + len;
+    this.meta[2 * i] = start;
     this.meta[2 * i + 1] = value;
     this.meta[2 * i + 2] = this.used;
     this.slots[2 * s] = a;
@@ -162,7 +178,7 @@ export class TableBuilder {
     this.count++;
     // linear probing stays short up to 3/4 full, and the bloom filter keeps most misses away
     if (this.count * 4 > this.size * 3) this.rehash(this.size * 2);
-    return true;
+    return -1;
   }
 
   private equals(i: number, s: string): boolean {
