@@ -22,6 +22,41 @@ async function waitUntil(cond: () => boolean | Promise<boolean>, ms = 5000): Pro
 const segments = (dataDir: string) =>
   existsSync(path.join(dataDir, 'spool')) ? readdirSync(path.join(dataDir, 'spool')).filter((f) => f.endsWith('.ndjson') && f !== 'rejected.ndjson') : [];
 
+const runChild = (args: string[]) => {
+  const child = spawn(process.execPath, ['--import=tsx', 'test/incidents/fixtures/writer-child.ts', ...args], {
+    cwd: projectRoot,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: string[] = [];
+  let stderr = '';
+  let buf = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    const parts = buf.split('\n');
+    buf = parts.pop()!;
+    lines.push(...parts);
+  });
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, lines, exited, stderr: () => stderr };
+};
+const until = async (c: { lines: string[]; stderr: () => string; exited: Promise<unknown> }, pred: (l: string) => boolean, ms = 60_000) => {
+  const end = Date.now() + ms;
+  let done = false;
+  void c.exited.then(() => (done = true));
+  for (;;) {
+    const hit = c.lines.find(pred);
+    if (hit) return hit;
+    if (done || Date.now() > end) throw new Error(`child never printed the line; stdout=${c.lines.join('|')} stderr=${c.stderr()}`);
+    await sleep(5);
+  }
+};
+const kill = async (c: { child: ChildProcess; exited: Promise<unknown> }) => {
+  c.child.kill('SIGKILL');
+  await c.exited;
+};
+
+
 describe.skipIf(pgSkip !== null)('writer faults on PostgreSQL', () => {
   let tdb: Awaited<ReturnType<typeof createTestDatabase>>;
   let direct: Db;
@@ -175,40 +210,6 @@ describe.skipIf(pgSkip !== null)('writer faults on PostgreSQL', () => {
   });
 
   describe('a writer process killed with SIGKILL', () => {
-    const runChild = (args: string[]) => {
-      const child = spawn(process.execPath, ['--import=tsx', 'test/incidents/fixtures/writer-child.ts', ...args], {
-        cwd: projectRoot,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      const lines: string[] = [];
-      let stderr = '';
-      let buf = '';
-      child.stdout!.on('data', (d: Buffer) => {
-        buf += d.toString();
-        const parts = buf.split('\n');
-        buf = parts.pop()!;
-        lines.push(...parts);
-      });
-      child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-      return { child, lines, exited, stderr: () => stderr };
-    };
-    const until = async (c: { lines: string[]; stderr: () => string; exited: Promise<unknown> }, pred: (l: string) => boolean, ms = 60_000) => {
-      const end = Date.now() + ms;
-      let done = false;
-      void c.exited.then(() => (done = true));
-      for (;;) {
-        const hit = c.lines.find(pred);
-        if (hit) return hit;
-        if (done || Date.now() > end) throw new Error(`child never printed the line; stdout=${c.lines.join('|')} stderr=${c.stderr()}`);
-        await sleep(5);
-      }
-    };
-    const kill = async (c: { child: ChildProcess; exited: Promise<unknown> }) => {
-      c.child.kill('SIGKILL');
-      await c.exited;
-    };
-
     it('mid-spool and again mid-replay loses and duplicates nothing it acknowledged', async () => {
       const dataDir = tmpDir();
       const n = 20_000;
@@ -275,6 +276,33 @@ describe('writer faults on PGlite', () => {
       }
     } finally {
       await o.cleanup();
+    }
+  });
+});
+
+describe('embedded database killed mid-write', () => {
+  it('keeps every acknowledged incident exactly once after SIGKILL and restart', async () => {
+    const dataDir = tmpDir();
+    const writer = runChild(['lite', '-', dataDir, 'litecrash', '50000']);
+    await until(writer, (l) => l.startsWith('acked ') && Number(l.slice(6)) >= 1500, 120_000);
+    await kill(writer);
+    const acked = Math.max(...writer.lines.filter((l) => l.startsWith('acked ')).map((l) => Number(l.slice(6))));
+    expect(acked).toBeLessThan(50_000);
+    // The killed process's lock is stale: reopening recovers the database and takes the lock over.
+    const db = await openDb({ databaseUrl: null, dataDir });
+    try {
+      expect((await migrate(db)).applied).toEqual([]);
+      const w = new IncidentWriter({ db, dataDir });
+      w.start();
+      expect(await w.drained(30_000)).toBe(true);
+      expect(w.stats().failures).toBe(0);
+      await w.close();
+      const l = await ledger(db);
+      expect(l.dupKeys).toBe(0);
+      expect(l.sumCount).toBe(l.keys.size);
+      for (let i = 0; i < acked; i++) if (!l.keys.has(`litecrash-${i}`)) throw new Error(`acknowledged litecrash-${i} lost`);
+    } finally {
+      await db.close();
     }
   });
 });
