@@ -342,9 +342,9 @@ export class ListBuilder {
     return (this.singletons[cat] ??= this.catsetId([cat]));
   }
 
-  /** Room for about `bytes` of domain text (see TableBuilder.reserve). */
-  reserve(bytes: number): void {
-    this.table.reserve(bytes);
+  /** Room for about `bytes` of domain text in `entries` entries (see TableBuilder.reserve). */
+  reserve(bytes: number, entries: number): void {
+    this.table.reserve(bytes, entries);
   }
 
   /** `host` already normalised; false when this category already lists it. */

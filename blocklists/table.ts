@@ -109,14 +109,25 @@ export class TableBuilder {
   private readonly hp = new Int32Array(2);
 
   /**
-   * Makes room for about `bytes` of entry text up front (the list files' size is a good bound):
-   * no growth copies, and little slack left to trim.
+   * Makes room for about `bytes` of entry text and `entries` entries up front (the list files'
+   * size and line count bound both): no growth copies, and little slack left to trim.
    */
-  reserve(bytes: number): void {
-    if (bytes <= this.bytes.length) return;
-    const nb = new Uint8Array(bytes);
-    nb.set(this.bytes.subarray(0, this.used));
-    this.bytes = nb;
+  reserve(bytes: number, entries = 0): void {
+    if (bytes > this.bytes.length) {
+      const nb = new Uint8Array(bytes);
+      nb.set(this.bytes.subarray(0, this.used));
+      this.bytes = nb;
+    }
+    // Sized once for the expected entries: growing by copies leaves freed blocks the allocator
+    // keeps, and at 10 million entries those would push the peak towards 1 GB.
+    if (2 * entries + 4 > this.meta.length) {
+      const m = new Uint32Array(2 * entries + 4);
+      m.set(this.meta);
+      this.meta = m;
+    }
+    let size = this.size;
+    while (entries * 4 > size * 3) size *= 2;
+    if (size > this.size) this.rehash(size);
   }
 
   /** Adds `entry` or merges `value` into it; true when the entry is new or its value changed. */
