@@ -101,7 +101,6 @@ interface Group {
   lastAt: number;
   /** Only the earliest group of a repeat key in a batch may fold into an existing row. */
   canFoldIntoDb: boolean;
-  foldKey: string | null;
 }
 
 /** Below this, a batch is not worth a second transaction. */
@@ -210,7 +209,7 @@ export async function writeBatch(
         g.lastAt = r.t;
         continue;
       }
-      const ng: Group = { first: r, rest: [], firstAt: r.t, lastAt: r.t, canFoldIntoDb: fk !== null && !g, foldKey: fk };
+      const ng: Group = { first: r, rest: [], firstAt: r.t, lastAt: r.t, canFoldIntoDb: fk !== null && !g };
       groups.push(ng);
       if (fk) open.set(fk, ng);
     }
