@@ -119,6 +119,13 @@ class SchoolProxy extends Proxy {
   override _onSocketError(socketDescription: string, err: NodeJS.ErrnoException): void {
     this.log.debug({ socket: socketDescription, code: err.code }, 'socket error');
   }
+
+  // A WebSocket refused by policy never gets an upstream side, and the library's close handler
+  // reads it unchecked: that TypeError was uncaught and would take the whole gateway down.
+  override _onWebSocketClose(ctx: IWebSocketContext, closedByServer: boolean, code: number, message: Buffer): void {
+    if (!ctx.proxyToServerWebSocket) return;
+    super._onWebSocketClose(ctx, closedByServer, code, message);
+  }
 }
 
 function headerValue(v: string | string[] | undefined): string | undefined {
@@ -219,21 +226,20 @@ export function createGateway(deps: GatewayDeps): Gateway {
   });
   proxy.onWebSocketConnection((ctx, callback) => {
     const req = (ctx.clientToProxyWebSocket as unknown as { upgradeReq: IncomingMessage }).upgradeReq;
+    // Refusing before an upstream socket exists: mark the context closed first, or the library's
+    // close handler dereferences the missing upstream socket and throws (a process crash).
+    const refuse = (reason: string) => {
+      ctx.closedByServer = true;
+      ctx.clientToProxyWebSocket?.close(1008, reason);
+    };
     const info = conns.get(req.socket);
-    if (!info) {
-      ctx.clientToProxyWebSocket?.close(1008, 'not authorised');
-      return;
-    }
+    if (!info) return refuse('not authorised');
     const target = requestTarget(ctx.isSSL, req, info);
-    if ('error' in target) {
-      ctx.clientToProxyWebSocket?.close(1008, 'bad request');
-      return;
-    }
+    if ('error' in target) return refuse('bad request');
     const decision = decideRequest({ url: target.url, group: info.identity.group, connectHost: info.connectHost }, deps.policy);
     if (decision.action === 'block') {
       if (decision.reason !== 'no_lists') recordBlock(target.url, info.identity, decision);
-      ctx.clientToProxyWebSocket?.close(1008, 'blocked by the school web filter');
-      return;
+      return refuse('blocked by the school web filter');
     }
     const scheme = ctx.isSSL ? 'wss' : 'ws';
     const o = ctx.proxyToServerWebSocketOptions!;

@@ -238,6 +238,10 @@ export async function startCommand(_args: string[], values: CliValues): Promise<
   const logger = createLogger({ level: config.logLevel });
   const handle = await startSchoolgate(config, { logger });
   process.stdout.write(banner(handle));
+  // Every device in school goes through this process: a bug on one connection (ours or a
+  // library's) is logged and that connection lost, rather than the whole school's web.
+  process.on('uncaughtException', (err) => logger.fatal({ err }, 'uncaught exception; the gateway keeps running'));
+  process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled promise rejection'));
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {

@@ -198,6 +198,30 @@ describe.skipIf(skip)('gateway, end to end in one process', () => {
     expect(msg).toBe('echo:hi:/chat');
   });
 
+  it('closes a WebSocket to a blocked host with 1008 and records the block', async () => {
+    const t = await openTunnel(P, 'blocked.test:80');
+    const ws = new WS.WebSocket('ws://blocked.test/live', { createConnection: () => t.socket });
+    const code = await new Promise<number>((resolve, reject) => {
+      ws.on('close', (c: number) => resolve(c));
+      ws.on('error', reject);
+    });
+    expect(code).toBe(1008);
+    const rows = await incidents(`url = 'http://blocked.test/live'`);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ kind: 'blocked', category: 'testblock' });
+  });
+
+  it('closes a WebSocket whose upstream is unreachable, and keeps serving', async () => {
+    const closed = await freePort();
+    const t = await openTunnel(P, `127.0.0.1:${closed}`);
+    const ws = new WS.WebSocket(`ws://127.0.0.1:${closed}/x`, { createConnection: () => t.socket });
+    await new Promise<void>((resolve) => {
+      ws.on('close', () => resolve());
+      ws.on('error', () => undefined);
+    });
+    expect((await viaProxy(P, `http://127.0.0.1:${origin.httpPort}/after-ws`)).status).toBe(200);
+  });
+
   it('forces SafeSearch and YouTube restricted mode, and flags searches that match keyword lists', async () => {
     const g = await viaTunnel(P, `www.google.com:${origin.httpsPort}`, { ca: sg.caCertPem, path: '/search?q=free+porn', host: `www.google.com:${origin.httpsPort}` });
     expect(g.status).toBe(200);

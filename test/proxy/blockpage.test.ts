@@ -1,0 +1,41 @@
+import { describe, expect, it } from 'vitest';
+import { renderBlockPage, renderErrorPage, renderHostMismatchPage } from '../../proxy/blockpage';
+
+describe('block page', () => {
+  const page = renderBlockPage({
+    url: 'http://evil.test/"><script>alert(1)</script>',
+    host: 'evil.test<img src=x onerror=alert(2)>',
+    categoryName: 'Gambling/<b>Casino</b> games',
+    at: new Date('2026-03-04T10:20:30Z'),
+    reference: 'ref-"1"',
+    token: 'tok"en',
+    reportAction: 'http://127.0.0.1:8081/block/report',
+    user: 'pupil@school.test',
+  });
+
+  it('escapes everything that came from the request', () => {
+    expect(page).not.toContain('<script>');
+    expect(page).not.toContain('<img');
+    expect(page).not.toContain('<b>Casino');
+    expect(page).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
+    expect(page).toContain('value="tok&quot;en"');
+    expect(renderErrorPage({ status: 502, code: 'X', title: '<t>', message: '<m>', detail: '<d>' })).not.toMatch(/<[tmd]>/);
+    expect(renderHostMismatchPage({ tunnelHost: '<a>', hostHeader: '<b>' })).not.toMatch(/<[ab]>/);
+  });
+
+  it('says what was blocked, why, when, the reference, and offers both reports', () => {
+    expect(page).toContain('<html lang="en">');
+    expect(page).toContain('This page is blocked');
+    expect(page).toContain('Gambling/&lt;b&gt;Casino&lt;/b&gt; games');
+    expect(page).toContain('datetime="2026-03-04T10:20:30.000Z"');
+    expect(page).toMatch(/Wednesday,? 4 March 2026/);
+    expect(page).toContain('ref-&quot;1&quot;');
+    expect(page.match(/<form method="post" action="http:\/\/127\.0\.0\.1:8081\/block\/report">/g)).toHaveLength(2);
+    expect(page).toContain('name="type" value="self_report"');
+    expect(page).toContain('name="type" value="unblock_request"');
+    expect(page).toContain('This was accidental — report it to the safeguarding lead');
+    expect(page).toContain('I think this should not be blocked');
+    // every form control has a label
+    for (const id of page.matchAll(/<textarea id="([^"]+)"/g)) expect(page).toContain(`<label for="${id[1]}">`);
+  });
+});
