@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, renameSync, appendFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, appendFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { SchoolgateError } from '../core/errors';
@@ -30,9 +30,20 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+function countLines(file: string): number {
+  try {
+    const buf = readFileSync(file);
+    let n = 0;
+    for (let i = buf.indexOf(10); i !== -1; i = buf.indexOf(10, i + 1)) n++;
+    return n;
+  } catch {
+    return 0;
+  }
+}
+
 export interface SpoolSegment {
   file: string;
-  /** Records appended, as far as this process knows (adopted segments: counted when read). */
+  /** Complete lines in the segment (what stats() reports as spooled). */
   records: number;
 }
 
@@ -79,7 +90,7 @@ export class Spool {
       } catch {
         continue;
       }
-      this.sealed.push({ file: target, records: 0 });
+      this.sealed.push({ file: target, records: countLines(target) });
       adopted++;
     }
     if (adopted) this.logger.warn({ segments: adopted }, 'adopted incident spool left by a stopped writer; replaying');

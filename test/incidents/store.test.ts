@@ -249,6 +249,7 @@ for (const backend of backends) {
         );
         const w2 = new IncidentWriter({ db: o.db, dataDir: dir });
         w2.start();
+        expect(w2.stats().spooled).toBe(6); // complete lines found waiting, before any is read
         expect(await w2.drained(20_000)).toBe(true);
         expect(w2.stats()).toMatchObject({ rejected: 3, spooled: 0, stored: 3 });
         await w2.close();
