@@ -24,7 +24,8 @@ import {
 
 const run = promisify(execFile);
 
-const LISTED_IP = '127.0.0.9'; // 2130706441, 0x7f000009, 0177.0.0.011
+const LISTED_IP = '127.0.0.9';
+const SEARCH_HOSTS = ['www.google.com', 'www.bing.com', 'duckduckgo.com', 'www.youtube.com']; // 2130706441, 0x7f000009, 0177.0.0.011
 let tmp: ReturnType<typeof tempDir>;
 let gw: SchoolgateHandle;
 let httpOrigin: Origin;
@@ -37,7 +38,8 @@ let proxyUrl: string;
 beforeAll(async () => {
   tmp = tempDir('sg-e2e-gw-');
   httpOrigin = await startHttpOrigin('plain-origin');
-  httpsOrigin = await startHttpsOrigin('tls-origin', ['127.0.0.1', 'school.test', '*.school.test']);
+  // Also stands in for the search engines, so SafeSearch can be seen arriving at an origin.
+  httpsOrigin = await startHttpsOrigin('tls-origin', ['127.0.0.1', 'school.test', '*.school.test', ...SEARCH_HOSTS]);
   bypassOrigin = await startHttpsOrigin('bank-origin', ['bank.test', '*.bank.test'], '127.0.0.3');
   const lists = makeLists(
     {
@@ -48,6 +50,8 @@ beforeAll(async () => {
         urls: ['urls-only.test/casino/', '127.0.0.1/listed-path/'],
       },
       hacking: { name: 'Hacking', domains: ['hack.test'] },
+      // Not blocked here, but a high-severity category by default: its keywords flag searches.
+      agressif: { name: 'Aggressive', domains: [], expressions: ['(^|[-+_.=/?&])(knives|knife)([-+_.=/?&]|$)'] },
       liste_blanche: { name: 'White list', usage: 'white', domains: ['school.casino.test'] },
     },
     path.join(tmp.dir, 'lists'),
@@ -77,6 +81,7 @@ beforeAll(async () => {
     upstreamLookup: loopbackLookup({
       'school.test': '127.0.0.1', 'bank.test': '127.0.0.3', 'school.casino.test': '127.0.0.1',
       'notcasino.test': '127.0.0.1', 'casino.test.example': '127.0.0.1', 'urls-only.test': '127.0.0.1',
+      ...Object.fromEntries(SEARCH_HOSTS.map((h) => [h, '127.0.0.1'])),
     }),
   });
   proxyUrl = `http://127.0.0.1:${gw.proxyPort}`;
@@ -521,5 +526,41 @@ describe('staff identified by Proxy-Authorization against the users table', () =
       ['http://casino.test/staff-room', 'teacher@school.test'],
       ['http://casino.test/wrong-password', null],
     ]);
+  });
+});
+
+describe('SafeSearch and search terms on intercepted traffic', () => {
+  const lastSeen = (p: string) => [...httpsOrigin.seen].reverse().find((x) => x.url.startsWith(p))!;
+
+  it('forces SafeSearch on Google, Bing and DuckDuckGo and restricted mode on YouTube before the request leaves', async () => {
+    const port = httpsOrigin.port;
+    const cases: Array<[string, string, (u: URLSearchParams) => string | null]> = [
+      ['www.google.com', '/search?q=volcanoes&safe=off', (u) => u.get('safe')],
+      ['www.bing.com', '/search?q=volcanoes&adlt=off', (u) => u.get('adlt')],
+      ['duckduckgo.com', '/html?q=volcanoes', (u) => u.get('kp')],
+    ];
+    const want = ['active', 'strict', '1'];
+    for (const [i, [host, p, param]] of cases.entries()) {
+      const r = await curl(['--cacert', caFile, `https://${host}:${port}${p}`]);
+      expect(r.status, host).toBe(200);
+      const seen = lastSeen(p.split('?')[0]);
+      expect(seen.headers.host).toBe(`${host}:${port}`);
+      expect(param(new URLSearchParams(seen.url.split('?')[1])), host).toBe(want[i]);
+    }
+    const yt = await curl(['--cacert', caFile, `https://www.youtube.com:${port}/watch?v=abc`]);
+    expect(yt.status).toBe(200);
+    expect(lastSeen('/watch').headers['youtube-restrict']).toBe('Strict');
+  });
+
+  it('records a flagged_search incident when the terms match a keyword list, and lets the search through', async () => {
+    const r = await curl(['--cacert', caFile, `https://www.google.com:${httpsOrigin.port}/search?q=where+to+buy+knives`]);
+    expect(r.status).toBe(200);
+    await waitFor(async () => (await incidents("kind = 'flagged_search'", [])).length > 0, 'the flagged search');
+    const rows = await incidents("kind = 'flagged_search'", []);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ category: 'agressif', search_terms: 'where to buy knives', host: 'www.google.com', client_ip: '127.0.0.1' });
+    const plain = await curl(['--cacert', caFile, `https://www.google.com:${httpsOrigin.port}/search?q=volcano+homework`]);
+    expect(plain.status).toBe(200);
+    expect(await incidents("kind = 'flagged_search'", [])).toHaveLength(1);
   });
 });
