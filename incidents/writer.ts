@@ -60,7 +60,7 @@ export interface IncidentWriterOptions {
   logger?: Logger;
   /** Default `gateway` for incidents that name none. */
   gateway?: string;
-  /** Most incidents per INSERT (default 2000). */
+  /** Most incidents taken from the queue at once (default 4000), split across the lanes. */
   batchSize?: number;
   /** How long a lone incident waits for company before it is written (default 5 ms). */
   flushMs?: number;
@@ -70,7 +70,7 @@ export interface IncidentWriterOptions {
   retryMaxMs?: number;
   /** A write that takes longer than this is treated as a lost connection (default 30 s). */
   writeTimeoutMs?: number;
-  /** Transactions a large batch is split across, in parallel (default 2; PGlite runs them in turn). */
+  /** Transactions a large batch is split across, in parallel (default 4; PGlite runs them in turn). */
   lanes?: number;
 }
 
@@ -388,12 +388,12 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
     this.db = opts.db;
     this.logger = opts.logger ?? silentLogger;
     this.gateway = opts.gateway ?? null;
-    this.batchSize = Math.max(1, opts.batchSize ?? 2000);
+    this.batchSize = Math.max(1, opts.batchSize ?? 4000);
     this.flushMs = Math.max(0, opts.flushMs ?? 5);
     this.windowMs = opts.repeatWindowMs ?? 60_000;
     this.retryMaxMs = opts.retryMaxMs ?? 5000;
     this.writeTimeoutMs = opts.writeTimeoutMs ?? 30_000;
-    this.lanes = Math.max(1, Math.min(8, opts.lanes ?? 2));
+    this.lanes = Math.max(1, Math.min(8, opts.lanes ?? 4));
     this.spool = new Spool(opts.dataDir, this.logger);
   }
 
