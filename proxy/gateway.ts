@@ -184,6 +184,15 @@ export function createGateway(deps: GatewayDeps): Gateway {
     const wss = new WebSocketServer({ server });
     wss.on('error', (err: Error) => log.warn({ err: err.message }, 'websocket server error'));
     wss.on('connection', (ws: Parameters<Proxy['_onWebSocketServerConnect']>[1], req: IncomingMessage) => {
+      // The library builds the upstream URL from Host and throws on a request without one.
+      if (!req.headers.host) {
+        const info = conns.get(req.socket);
+        if (!info?.connectHost) {
+          ws.close(1008, 'Host header required');
+          return;
+        }
+        req.headers.host = `${info.connectHost.includes(':') ? `[${info.connectHost}]` : info.connectHost}:${info.connectPort}`;
+      }
       (ws as unknown as { upgradeReq: IncomingMessage }).upgradeReq = req;
       proxy._onWebSocketServerConnect(isSSL, ws, req);
     });
@@ -370,6 +379,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
       if (change?.headers) fwd.extraHeaders = change.headers;
     }
     forwards.set(req, fwd);
+    if (!req.headers.host) req.headers.host = fwd.hostHeader; // HTTP/1.0 without Host: the library would 400 it
     log.debug({ clientIp: identity.clientIp, method: req.method, tls: isSSL, tunnel: info.connectHost !== undefined, host: fwd.host, port: fwd.port }, 'pass');
     proxy._onHttpServerRequest(isSSL, req, res);
   }

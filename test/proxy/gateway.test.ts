@@ -186,6 +186,18 @@ describe.skipIf(skip)('gateway, end to end in one process', () => {
     expect((await viaProxy(P, `http://127.0.0.1:${origin.httpPort}/still-up`)).status).toBe(200);
   });
 
+  it('serves an HTTP/1.0 request without Host inside a tunnel, using the CONNECT target', async () => {
+    const t = await openTunnel(P, `127.0.0.1:${origin.httpPort}`);
+    const reply = await new Promise<string>((resolve) => {
+      let out = '';
+      t.socket.on('data', (d) => (out += d));
+      t.socket.on('close', () => resolve(out));
+      t.socket.write('GET /h10 HTTP/1.0\r\n\r\n');
+    });
+    expect(statusOf(reply)).toBe(200);
+    expect(reply).toContain(`"host":"127.0.0.1:${origin.httpPort}"`);
+  });
+
   it('lets WebSocket upgrades through a tunnel', async () => {
     const t = await openTunnel(P, `127.0.0.1:${origin.httpPort}`);
     const ws = new WS.WebSocket(`ws://127.0.0.1:${origin.httpPort}/chat`, { createConnection: () => t.socket });
