@@ -60,6 +60,15 @@ function incident(i: number, run: string): IncidentInput {
   };
 }
 
+/** Speed depends on the machine; losing or doubling an incident never does, so that fails the run. */
+let lost = false;
+const target = (met: boolean, what: string) => `[target ${what}: ${met ? 'met' : 'NOT met'}]`;
+function exact(r: { sum: number; rows: number; folds: number; recorded: number }): string {
+  const ok = r.sum === r.recorded && r.rows + r.folds === r.recorded;
+  if (!ok) lost = true;
+  return ok ? 'yes' : 'NO';
+}
+
 async function yieldNow() {
   await new Promise<void>((r) => setImmediate(r));
 }
@@ -180,13 +189,14 @@ async function main() {
       await migrate(db);
       const r = await sustained(db, N_PG, 'pg');
       pgFigures = r;
-      report('PostgreSQL: incidents/s sustained via IncidentWriter', `${fmt(r.rate)}/s  (${fmt(r.recorded)} in ${(r.ms / 1000).toFixed(2)} s)`);
-      report('PostgreSQL: stored exactly once (sum(count) = recorded)', `${r.sum === r.recorded && r.rows + r.folds === r.recorded ? 'yes' : 'NO'}  rows=${fmt(r.rows)} folded=${fmt(r.folds)} sum=${fmt(r.sum)}`);
+      report('PostgreSQL: incidents/s sustained via IncidentWriter', `${fmt(r.rate)}/s  (${fmt(r.recorded)} in ${(r.ms / 1000).toFixed(2)} s)  ${target(r.rate >= 20_000, '≥ 20,000/s')}`);
+      report('PostgreSQL: stored exactly once (sum(count) = recorded)', `${exact(r)}  rows=${fmt(r.rows)} folded=${fmt(r.folds)} sum=${fmt(r.sum)}`);
       const naive = await naiveInserts(db, Math.min(PHASE_MS, 5000), N_PG);
       report('peer: one autocommitted INSERT per incident', `${fmt(naive)}/s  (writer is ${(r.rate / naive).toFixed(1)}x)`);
       report('peer: squidGuard/e2guardian-style text log line (no fsync)', `${fmt(logRate)}/s  (writer is ${(r.rate / logRate).toFixed(2)}x)`);
       const s = await spoolWhileDown(tdb.url, Math.min(N_PG, 50_000));
       report('PostgreSQL down: incidents/s into the fsync\'d spool', `${fmt(s.spoolRate)}/s  (${fmt(s.spooled)} spooled)`);
+      if (!s.drained) lost = true;
       report('PostgreSQL back: spool replay incidents/s', `${s.drained ? fmt(s.replayRate) + '/s' : 'DID NOT DRAIN'}`);
       await db.close();
     } finally {
@@ -199,13 +209,13 @@ async function main() {
     const lite = await openDb({ databaseUrl: null, dataDir: liteDir });
     await migrate(lite);
     const r = await sustained(lite, N_LITE, 'lite');
-    report('PGlite: incidents/s sustained via IncidentWriter', `${fmt(r.rate)}/s  (${fmt(r.recorded)} in ${(r.ms / 1000).toFixed(2)} s)`);
-    report('PGlite: stored exactly once (sum(count) = recorded)', `${r.sum === r.recorded && r.rows + r.folds === r.recorded ? 'yes' : 'NO'}  rows=${fmt(r.rows)} folded=${fmt(r.folds)}`);
+    report('PGlite: incidents/s sustained via IncidentWriter', `${fmt(r.rate)}/s  (${fmt(r.recorded)} in ${(r.ms / 1000).toFixed(2)} s)  ${target(r.rate >= 2_000, '≥ 2,000/s')}`);
+    report('PGlite: stored exactly once (sum(count) = recorded)', `${exact(r)}  rows=${fmt(r.rows)} folded=${fmt(r.folds)}`);
     const naive = await naiveInserts(lite, Math.min(PHASE_MS, 3000), N_LITE);
     report('PGlite peer: one INSERT per incident', `${fmt(naive)}/s  (writer is ${(r.rate / naive).toFixed(1)}x)`);
     await lite.close();
     const lat = pgFigures ?? r;
-    report('record() on the caller: p50 / p99 / p99.9 / max', `${lat.p50.toFixed(2)} / ${lat.p99.toFixed(2)} / ${lat.p999.toFixed(2)} / ${lat.max.toFixed(0)} µs`);
+    report('record() on the caller: p50 / p99 / p99.9 / max', `${lat.p50.toFixed(2)} / ${lat.p99.toFixed(2)} / ${lat.p999.toFixed(2)} / ${lat.max.toFixed(0)} µs  ${target(lat.p99 < 50, 'p99 < 50 µs')}`);
   } finally {
     rmSync(liteDir, { recursive: true, force: true });
   }
@@ -218,7 +228,7 @@ const guard = setTimeout(() => {
 guard.unref();
 
 main().then(
-  () => process.exit(0),
+  () => process.exit(lost ? 1 : 0),
   (err) => {
     console.error(err);
     process.exit(1);
