@@ -7,7 +7,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultListsDir, updateLists } from '../../blocklists/update';
-import { projectRoot, sharedListsMissing, ut1 } from '../helpers/parts';
+import { need, projectRoot, sharedListsMissing, ut1 } from '../helpers/parts';
 
 const run = promisify(execFile);
 const bin = path.join(projectRoot, 'bin/schoolgate.ts');
@@ -98,7 +98,7 @@ describe('schoolgate check', () => {
   });
 
   it('prints block<TAB>gambling for 000-online-casino.com from the real UT1 lists', async (ctx) => {
-    if (sharedListsMissing()) ctx.skip();
+    if (need('shared UT1 lists', sharedListsMissing()) !== null) ctx.skip();
     const r = await cli(['check', '--lists', ut1, '--data-dir', path.join(dir, 'data3')], 'http://000-online-casino.com/\n');
     expect(r.stdout).toBe('block\tgambling\n');
   });

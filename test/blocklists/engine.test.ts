@@ -8,7 +8,7 @@ import { normalizeUrl } from '../../blocklists/normalize';
 import { ListStore } from '../../blocklists/store';
 import { TableBuilder } from '../../blocklists/table';
 import { rng, syntheticDomain } from '../../bench/lib/corpus';
-import { sharedListsMissing, ut1, sharedLists } from '../helpers/parts';
+import { need, sharedListsMissing, ut1, sharedLists } from '../helpers/parts';
 import { existsSync } from 'node:fs';
 
 let dir: string;
@@ -158,7 +158,7 @@ describe('hosts, AdGuard and plain lists', () => {
   });
 
   it('reads the shared Block List Project files without a crash', async (ctx) => {
-    if (sharedListsMissing()) ctx.skip();
+    if (need('shared UT1 lists', sharedListsMissing()) !== null) ctx.skip();
     const bl = path.join(sharedLists, 'blocklistproject');
     const files = ['torrent.txt', 'adguard/piracy-ags.txt'].map((f) => path.join(bl, f)).filter(existsSync);
     const { set, reports } = await build(files);
@@ -196,7 +196,7 @@ describe('the compact table', () => {
 
 describe('real UT1', () => {
   it('blocks 000-online-casino.com as gambling with the friendly name from global_usage', async (ctx) => {
-    if (sharedListsMissing()) ctx.skip();
+    if (need('shared UT1 lists', sharedListsMissing()) !== null) ctx.skip();
     const store = await ListStore.open({ sources: [ut1] });
     expect(store.loaded).toBe(true);
     expect(store.classify(normalizeUrl('http://000-online-casino.com/'), store.blackCategories(), ['liste_blanche'])).toMatchObject({ action: 'block', category: 'gambling' });
