@@ -284,6 +284,23 @@ describe('HTTPS through the gateway', () => {
     }
   });
 
+  it('keeps both sides alive: requests on one tunnel share it, and tunnels share upstream connections', async () => {
+    const before = httpsOrigin.connections();
+    for (let n = 0; n < 2; n++) {
+      const { socket } = await tunnel(`school.test:${httpsOrigin.port}`);
+      const t = await tlsOverTunnel(socket, 'school.test', gw.caCertPem);
+      expect(t.authorized).toBe(true);
+      for (let i = 0; i < 3; i++) {
+        const r = await requestOver(t, `/kept-${n}-${i}`, `school.test:${httpsOrigin.port}`);
+        expect(r.status).toBe(200);
+        expect(r.closed).toBe(false);
+      }
+      t.destroy();
+    }
+    // Six requests over two client tunnels: at most one new TLS connection to the origin.
+    expect(httpsOrigin.connections() - before).toBeLessThanOrEqual(1);
+  });
+
   it('shows the block page over TLS for CONNECT to a blocked host, with a chain that verifies against the exported CA', async () => {
     const { socket, status } = await tunnel('casino.test:443');
     expect(status).toBe(200);
