@@ -210,17 +210,23 @@ export function createGateway(deps: GatewayDeps): Gateway {
       headers.host = fwd.hostHeader;
       if (fwd.extraHeaders) Object.assign(headers, fwd.extraHeaders);
     }
-    // An origin that accepts the connection and never answers must not hold the client for ever;
-    // once headers arrive the body may take as long as it takes (downloads).
-    const timer = setTimeout(() => {
-      const err = Object.assign(new Error(`no response within ${upstreamTimeout / 1000} s`), { code: 'ETIMEDOUT' });
-      ctx.proxyToServerRequest?.destroy(err);
-    }, upstreamTimeout);
-    const clear = (_ctx: IContext, cb?: (err?: Error | null) => void) => {
+    // An origin that accepts the request and never answers must not hold the client for ever. The
+    // clock starts once the whole request body is sent (uploads take what they take) and stops at
+    // the response headers (so do downloads).
+    let timer: NodeJS.Timeout | undefined;
+    let answered = false;
+    ctx.onRequestEnd((_ctx, cb) => {
+      if (!answered) timer = setTimeout(() => {
+        const err = Object.assign(new Error(`no response within ${upstreamTimeout / 1000} s`), { code: 'ETIMEDOUT' });
+        ctx.proxyToServerRequest?.destroy(err);
+      }, upstreamTimeout);
+      cb();
+    });
+    ctx.onResponse((_ctx, cb) => {
+      answered = true;
       clearTimeout(timer);
-      cb?.();
-    };
-    ctx.onResponse(clear);
+      cb();
+    });
     ctx.onError(() => clearTimeout(timer));
     ctx.proxyToClientResponse.once('close', () => clearTimeout(timer));
     callback();

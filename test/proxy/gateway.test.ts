@@ -14,7 +14,7 @@ import { LeafCertificates } from '../../certs/leaf';
 import { need, sharedListsMissing } from '../helpers/parts';
 import {
   GAMBLING_HOST, WS, fixtureLists, loopbackLookup, openTunnel, raw, refFrom, startOrigin, statusOf, tmpDir, ut1Adult, ut1Gambling, viaProxy, viaTunnel,
-  type Origin,
+  type Origin, type Reply,
 } from './helpers';
 
 const skip = need('shared UT1 lists', sharedListsMissing()) !== null;
@@ -154,6 +154,20 @@ describe.skipIf(skip)('gateway, end to end in one process', () => {
     const r = await viaProxy(port, `http://127.0.0.1:${origin.httpPort}/hang`);
     expect(r.status).toBe(502);
     expect(r.body).toContain('ETIMEDOUT');
+    // A slow upload is not a silent origin: the clock starts once the body is sent.
+    const slow = await new Promise<Reply>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: `http://127.0.0.1:${origin.httpPort}/upload`, headers: { 'transfer-encoding': 'chunked' } });
+      req.on('response', (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body, reusedSocket: false }));
+      });
+      req.on('error', reject);
+      req.write('part1;');
+      setTimeout(() => req.end('part2'), 700);
+    });
+    expect(slow.status).toBe(200);
+    expect(JSON.parse(slow.body).body).toBe('part1;part2');
     await gw.close();
   });
 
