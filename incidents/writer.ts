@@ -371,7 +371,7 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
   private retryTimer: NodeJS.Timeout | null = null;
   private pumping: Promise<void> | null = null;
   private rerun = false;
-  /** While the spool holds anything, new batches go there too, so replay keeps the order. */
+  /** The database failed the last write: new batches go to the spool until a write succeeds. */
   private degraded = false;
   private retryMs = 100;
   private retryAt = 0;
@@ -401,10 +401,7 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
   start(): void {
     if (this.started) return;
     this.started = true;
-    if (this.spool.open() > 0) {
-      this.degraded = true;
-      this.kick(0);
-    }
+    if (this.spool.open() > 0) this.kick(0);
   }
 
   record(input: IncidentInput): string {
@@ -547,7 +544,11 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
   }
 
   private isDrained(): boolean {
-    return this.queued === 0 && !this.degraded && !this.spool.hasData;
+    return this.queued === 0 && !this.degraded && !this.hasSpoolWork();
+  }
+
+  private hasSpoolWork(): boolean {
+    return this.replay !== null || this.spool.hasData;
   }
 
   private kick(delayMs: number): void {
@@ -576,6 +577,7 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
     try {
       for (;;) {
         this.rerun = false;
+        let progressed = false;
         if (this.queued > 0) {
           const batch = this.takeBatch(this.batchSize);
           let ok = false;
@@ -593,12 +595,14 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
           }
           this.durableSeq += batch.length;
           this.settleWaiters();
-          continue;
+          progressed = true;
         }
-        if (this.degraded) {
-          if (Date.now() >= this.retryAt && (await this.replayStep())) continue;
-          this.scheduleRetry();
+        // Replay interleaves with new batches, so steady traffic can never starve it.
+        if (this.hasSpoolWork() && (!this.degraded || Date.now() >= this.retryAt)) {
+          if (await this.replayStep()) progressed = true;
         }
+        if (progressed) continue;
+        if (this.degraded || this.hasSpoolWork()) this.scheduleRetry();
         if (!this.rerun) break;
       }
     } catch (err) {
@@ -718,17 +722,11 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
     }
   }
 
-  /** Replays one batch from the spool. Returns false when the database is still unreachable. */
+  /** Replays one chunk from the spool. Returns whether it got anywhere (false: nothing to do, or the database is still down). */
   private async replayStep(): Promise<boolean> {
     if (!this.replay) {
       const seg = await this.spool.next();
-      if (!seg) {
-        this.degraded = false;
-        this.retryMs = 100;
-        this.logger.info('incident spool replayed; writing to the database directly again');
-        this.settleWaiters();
-        return true;
-      }
+      if (!seg) return false;
       const { lines, torn } = await this.spool.read(seg);
       if (torn) this.logger.warn({ file: seg.file }, 'spool ends in a torn line (crash mid-append); that line was never acknowledged');
       // Parsed once per segment, so a bad line is set aside once however often replay is retried.
@@ -755,15 +753,23 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
     }
     const r = this.replay;
     const chunk = r.recs.slice(r.pos, r.pos + this.batchSize);
-    if (chunk.length > 0 && (await this.store(chunk)) === 'unavailable') {
-      this.backoff();
-      return false;
+    if (chunk.length > 0) {
+      if ((await this.store(chunk)) === 'unavailable') {
+        this.degraded = true;
+        this.backoff();
+        return false;
+      }
+      if (this.degraded) this.logger.info('incident database reachable again; replaying the spool');
+      this.degraded = false;
+      this.retryMs = 100;
     }
     r.pos += chunk.length;
     if (r.pos >= r.recs.length) {
       await this.spool.done(r.seg);
       this.replay = null;
+      if (!this.spool.hasData) this.logger.info('incident spool replayed');
     }
+    this.settleWaiters();
     return true;
   }
 

@@ -106,6 +106,56 @@ describe.skipIf(pgSkip !== null)('writer faults on PostgreSQL', () => {
     await relay.cut();
   });
 
+  it('empties the spool while traffic keeps coming (replay is never starved)', async () => {
+    const relay = new Relay(Number(new URL(tdb.url).port || 5432));
+    await relay.open();
+    const dataDir = tmpDir();
+    const db = await openDb({ databaseUrl: relay.urlFor(tdb.url), dataDir });
+    const w = new IncidentWriter({ db, dataDir, retryMaxMs: 100, flushMs: 1 });
+    const before = await ledger(direct);
+    let n = 0;
+    let flowing = true;
+    // Steady traffic (about 3,000/s, well within what the database takes) arriving on every turn
+    // of the event loop, so the queue is never empty when the writer looks: replay must still get its turn.
+    const t0 = Date.now();
+    const tick = () => {
+      if (!flowing) return;
+      if (n < (Date.now() - t0) * 3) {
+        w.record({ idempotencyKey: `steady-${n}`, kind: 'blocked', user: `st${n % 11}`, url: `http://steady.example/${n % 53}` });
+        n++;
+      }
+      setImmediate(tick);
+    };
+    tick();
+    // And one more the moment each spool write finishes: on a slow disk that is what a busy
+    // gateway does, and it leaves the writer a non-empty queue every single time it looks.
+    const spool = (w as unknown as { spool: { append: (lines: string[]) => Promise<void> } }).spool;
+    const append = spool.append.bind(spool);
+    spool.append = async (lines) => {
+      await append(lines);
+      if (flowing) w.record({ idempotencyKey: `steady-${n++}`, kind: 'blocked', user: 'st-disk', url: 'http://steady.example/disk' });
+    };
+    try {
+      await sleep(200);
+      await relay.cut();
+      await sleep(600);
+      await w.flush();
+      expect(w.stats().spooled).toBeGreaterThan(0);
+      await relay.open();
+      await waitUntil(() => w.stats().spooled === 0, 30_000); // with traffic still flowing
+    } finally {
+      flowing = false;
+    }
+    expect(await w.drained(30_000)).toBe(true);
+    const after = await ledger(direct);
+    expect(after.dupKeys).toBe(0);
+    expect(after.keys.size - before.keys.size).toBe(n);
+    expect(after.sumCount - before.sumCount).toBe(n);
+    await w.close();
+    await db.close();
+    await relay.cut();
+  });
+
   it('counts once when a write times out on a black-holed network and commits after all', async () => {
     const relay = new Relay(Number(new URL(tdb.url).port || 5432));
     await relay.open();
