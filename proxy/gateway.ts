@@ -371,7 +371,13 @@ export function createGateway(deps: GatewayDeps): Gateway {
       for (const name in answer.headers) {
         if (!HOP_BY_HOP_SET.has(name) && name !== 'transfer-encoding' && !dropped.includes(name) && !name.startsWith('public-key-pins')) out[name] = answer.headers[name];
       }
-      res.writeHead(answer.statusCode ?? 502, answer.statusMessage, out);
+      try {
+        res.writeHead(answer.statusCode ?? 502, answer.statusMessage, out);
+      } catch (err) {
+        // A header Node will not re-emit (odd characters, odd status): refuse it cleanly.
+        answer.destroy();
+        return badGateway(res, fwd.host, err as Error);
+      }
       answer.pipe(res);
       answer.on('error', () => res.destroy());
     });
