@@ -15,6 +15,7 @@ import { incidentRoutes } from './routes/incidents';
 import { listRoutes } from './routes/lists';
 import { accountRoutes } from './routes/accounts';
 import { publicRoutes } from './routes/public';
+import { controlRoutes, installControlFile } from './routes/control';
 import { blockReportRoutes } from '../proxy/report-routes';
 
 export type { AdminDeps, IncidentWriterLike, ListStoreLike, Mailer, OverrideEntry } from './deps';
@@ -140,6 +141,10 @@ export async function buildAdminApp(deps: AdminDeps): Promise<FastifyInstance> {
   await app.register(listRoutes, ctx);
   await app.register(accountRoutes, ctx);
   await app.register(publicRoutes, ctx);
+  // `schoolgate users` in another process reaches the embedded database through this server.
+  const control = { token: null as string | null };
+  installControlFile(app, deps.config.dataDir, control);
+  await app.register(controlRoutes, { ...ctx, control });
   await registerBlockReport(app, deps);
 
   const stopAlerts = startAlerts(ctx);

@@ -1,15 +1,17 @@
-import { loadConfig, type CliValues } from '../core/config';
-import { SchoolgateError } from '../core/errors';
+import { loadConfig, type CliValues, type Config } from '../core/config';
+import { codes, isSchoolgateError, SchoolgateError, type ErrorCode } from '../core/errors';
 import { createLogger } from '../core/log';
 import { openDbFromConfig } from '../incidents/db';
 import { migrate } from '../incidents/migrate';
-import { writeAudit } from '../incidents/queries';
-import { createUser, generatePassword, hashPassword, ROLES, validateRole } from './auth';
+import type { Db } from '../incidents/types';
+import { generatePassword, ROLES, validateRole } from './auth';
+import { cliAddUser, cliChangePassword, cliListUsers, readControlFile, type CliUserRow } from './routes/control';
 
 const usage = `schoolgate users add EMAIL --role ROLE     password on stdin, or generated and printed once
 schoolgate users passwd EMAIL              new password the same way; ends the user's sessions
 schoolgate users list
 Roles: ${ROLES.join(', ')}
+While \`schoolgate start\` runs on the same data folder (embedded database), these go through it.
 `;
 
 /** The first line piped on stdin, or null when stdin is a terminal or empty. */
@@ -19,6 +21,15 @@ async function passwordFromStdin(stdin: NodeJS.ReadStream = process.stdin): Prom
   for await (const c of stdin) chunks.push(typeof c === 'string' ? Buffer.from(c) : c);
   const first = Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0];
   return first.length ? first : null;
+}
+
+type Sub = 'add' | 'list' | 'passwd';
+
+/** The three operations, wherever they run: on the database, or by the server holding it. */
+interface UserOps {
+  list(): Promise<CliUserRow[]>;
+  add(u: { email: string; role: string; password: string }): Promise<{ email: string; role: string }>;
+  passwd(u: { email: string; password: string }): Promise<{ email: string }>;
 }
 
 export async function usersCommand(args: string[], values: CliValues): Promise<number> {
@@ -32,42 +43,96 @@ export async function usersCommand(args: string[], values: CliValues): Promise<n
 
   const config = loadConfig(values);
   const logger = createLogger({ level: config.logLevel === 'info' ? 'warn' : config.logLevel });
-  const db = await openDbFromConfig(config, logger);
+  let db: Db;
+  try {
+    db = await openDbFromConfig(config, logger);
+  } catch (err) {
+    const holder = lockHolder(err);
+    if (holder === null || config.databaseUrl) throw err;
+    // `schoolgate start` holds the embedded database: it does the work for us.
+    return run(sub, email, role, serverOps(config, holder));
+  }
   try {
     await migrate(db, { logger });
-    if (sub === 'list') {
-      const r = await db.query<{ id: number; email: string; role: string; disabled: boolean }>(
-        'SELECT id, email, role, disabled FROM users ORDER BY lower(email)',
-      );
-      for (const u of r.rows) process.stdout.write(`${u.id}\t${u.email}\t${u.role}${u.disabled ? '\tdisabled' : ''}\n`);
-      return 0;
-    }
-    const piped = await passwordFromStdin();
-    const password = piped ?? generatePassword();
-    if (sub === 'passwd') {
-      // The way back in when the only DSL has forgotten their password: needs the server, not the console.
-      if (password.length < 8) throw new SchoolgateError('SG_ERR_VALIDATION', 'password must be at least 8 characters');
-      const r = await db.query<{ id: number; email: string }>('UPDATE users SET password_hash = $2 WHERE lower(email) = lower($1) RETURNING id, email', [
-        email,
-        await hashPassword(password),
-      ]);
-      const u = r.rows[0];
-      if (!u) throw new SchoolgateError('SG_ERR_NOT_FOUND', `no user ${email}`);
-      await db.query('DELETE FROM sessions WHERE user_id = $1', [u.id]);
-      await writeAudit(db, { actor: { id: null, email: 'cli' }, action: 'user_password', target: `user:${u.id}`, details: { email: u.email } });
-      process.stdout.write(`password changed for ${u.email}\n`);
-      if (!piped) process.stdout.write(`password: ${password}\n`);
-      return 0;
-    }
-    const user = await createUser(db, { email, role: role!, password });
-    await writeAudit(db, { actor: { id: null, email: 'cli' }, action: 'user_add', target: `user:${user.id}`, details: { email: user.email, role: user.role } });
-    process.stdout.write(`added ${user.email} (${user.role})\n`);
-    // Shown this once only: only its hash is stored.
-    if (!piped) process.stdout.write(`password: ${password}\n`);
-    return 0;
+    return await run(sub, email, role, {
+      list: () => cliListUsers(db),
+      add: (u) => cliAddUser(db, u),
+      passwd: (u) => cliChangePassword(db, u),
+    });
   } finally {
     await db.close();
   }
+}
+
+async function run(sub: Sub, email: string | undefined, role: string | null, ops: UserOps): Promise<number> {
+  if (sub === 'list') {
+    for (const u of await ops.list()) process.stdout.write(`${u.id}\t${u.email}\t${u.role}${u.disabled ? '\tdisabled' : ''}\n`);
+    return 0;
+  }
+  const piped = await passwordFromStdin();
+  const password = piped ?? generatePassword();
+  if (sub === 'passwd') {
+    const u = await ops.passwd({ email: email!, password });
+    process.stdout.write(`password changed for ${u.email}\n`);
+  } else {
+    const u = await ops.add({ email: email!, role: role!, password });
+    process.stdout.write(`added ${u.email} (${u.role})\n`);
+  }
+  // Shown this once only: only its hash is stored.
+  if (!piped) process.stdout.write(`password: ${password}\n`);
+  return 0;
+}
+
+/** The pid holding the embedded database's lock, when that is why it did not open. */
+function lockHolder(err: unknown): number | null {
+  if (!isSchoolgateError(err, 'SG_ERR_DB_UNAVAILABLE')) return null;
+  const pid = err.details?.lockedBy;
+  return typeof pid === 'number' ? pid : null;
+}
+
+function serverOps(config: Config, holder: number): UserOps {
+  const inUse = (why: string) =>
+    new SchoolgateError(
+      'SG_ERR_DB_LOCKED',
+      `the embedded database in ${config.dataDir} is in use by process ${holder}, and ${why}. ` +
+        'If that is `schoolgate start`, check it is running and try again; otherwise stop that process, or set DATABASE_URL to use a PostgreSQL server',
+    );
+  const control = readControlFile(config.dataDir);
+  // A control file left by a server that died must not send a password to whatever listens there now.
+  if (!control || control.pid !== holder) throw inUse('it has published no control endpoint (control.json)');
+
+  const call = async <T>(method: 'GET' | 'POST', route: string, body?: unknown): Promise<T> => {
+    let res: Response;
+    try {
+      res = await fetch(new URL(route, control.url), {
+        method,
+        headers: { authorization: `Bearer ${control.token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+        body: body ? JSON.stringify(body) : undefined,
+        signal: AbortSignal.timeout(30_000),
+      });
+    } catch (err) {
+      const cause = (err as Error).cause;
+      throw inUse(`its control endpoint ${control.url} cannot be reached (${cause instanceof Error ? cause.message : (err as Error).message})`);
+    }
+    const json = (await res.json().catch(() => null)) as { error?: { code?: string; message?: string } } | null;
+    if (res.ok && json) return json as T;
+    const code = json?.error?.code;
+    if (code && code in codes) throw remoteError(code as ErrorCode, json?.error?.message ?? '');
+    throw inUse(`its control endpoint answered HTTP ${res.status}`);
+  };
+
+  return {
+    list: async () => (await call<{ items: CliUserRow[] }>('GET', '/api/control/users')).items,
+    add: async (u) => (await call<{ user: { email: string; role: string } }>('POST', '/api/control/users', u)).user,
+    passwd: async (u) => (await call<{ user: { email: string } }>('POST', '/api/control/users/passwd', u)).user,
+  };
+}
+
+/** The server's error as the direct path would have thrown it (its message already carries the code's text). */
+function remoteError(code: ErrorCode, message: string): SchoolgateError {
+  const prefix = `${codes[code]}: `;
+  const rest = message === codes[code] ? undefined : message.startsWith(prefix) ? message.slice(prefix.length) : message;
+  return new SchoolgateError(code, rest);
 }
 
 function validateRoleForCli(role: string | undefined): (typeof ROLES)[number] {

@@ -18,6 +18,7 @@ export const codes = {
   SG_ERR_CERT_HOST: 'host name not valid for a certificate',
   // database and incidents
   SG_ERR_DB_UNAVAILABLE: 'database unreachable',
+  SG_ERR_DB_LOCKED: 'embedded database in use by another process',
   SG_ERR_DB_TOO_NEW: 'database schema is newer than this version of schoolgate',
   SG_ERR_MIGRATION: 'migration failed',
   SG_ERR_SPOOL: 'incident spool cannot be written',

@@ -270,9 +270,11 @@ function lockPglite(dir: string): () => void {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw unavailable(err, `cannot lock ${lock}`);
       const holder = Number.parseInt(readFileSync(lock, 'utf8'), 10);
       if (Number.isInteger(holder) && holder !== process.pid && pidAlive(holder)) {
+        // lockedBy lets the CLI hand its work to that process (a running server) instead.
         throw new SchoolgateError(
           'SG_ERR_DB_UNAVAILABLE',
           `embedded database ${dir} is in use by process ${holder}; stop it first, or set DATABASE_URL to share a PostgreSQL server`,
+          { lockedBy: holder },
         );
       }
       rmSync(lock, { force: true }); // stale: its process is gone

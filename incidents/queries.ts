@@ -132,8 +132,19 @@ export async function getIncident(db: Queryable, id: number, opts: { forUpdate?:
   return r.rows[0] ? numeric(r.rows[0]) : null;
 }
 
+/**
+ * The incident holding an idempotency key: its own row, or the earlier row the writer folded this
+ * repeat into (a block page's reference may name a repeat; see incident_folds and writer's
+ * incidentIdForKey). Both branches are primary-key look-ups.
+ */
 export async function getIncidentByKey(db: Queryable, key: string): Promise<IncidentRow | null> {
-  const r = await db.query<IncidentRow>(`SELECT ${COLUMNS} FROM incidents WHERE idempotency_key = $1`, [key]);
+  const r = await db.query<IncidentRow>(
+    `SELECT ${COLUMNS} FROM incidents WHERE idempotency_key = $1
+     UNION ALL
+     SELECT ${COLUMNS} FROM incidents WHERE id = (SELECT f.incident_id FROM incident_folds f WHERE f.idempotency_key = $1)
+     LIMIT 1`,
+    [key],
+  );
   return r.rows[0] ? numeric(r.rows[0]) : null;
 }
 

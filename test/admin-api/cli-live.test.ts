@@ -1,0 +1,301 @@
+/**
+ * `schoolgate users` while `schoolgate start` holds the embedded database: the CLI hands its work
+ * to the running server over the local control endpoint (control.json), and the contract
+ * (users add with the password on stdin, then POST /api/login) holds.
+ */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { projectRoot } from '../helpers/parts';
+import { harness, makeLists, ORIGIN, type Harness } from './helpers';
+
+const root = mkdtempSync(path.join(os.tmpdir(), 'sg-cli-live-'));
+const dataDir = path.join(root, 'data');
+const listsDir = makeLists(path.join(root, 'ut1'), { adult: ['porn.example'], gambling: ['casino.example'] });
+const PASSWORD = 'Live-server-pass-1';
+const NEW_PASSWORD = 'Live-server-pass-2';
+
+function childEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.DATABASE_URL;
+  delete env.SCHOOLGATE_DATA_DIR;
+  delete env.SCHOOLGATE_LOG_LEVEL;
+  return env;
+}
+
+function run(cmd: string, args: string[], stdin: string | null): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { cwd: projectRoot, env: childEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('error', reject);
+    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    if (stdin !== null) p.stdin.write(stdin);
+    p.stdin.end();
+  });
+}
+/** Exactly the contract's spelling: npx, from the project folder. */
+const npx = (args: string[], stdin: string | null = null, dir = dataDir) => run('npx', ['schoolgate', ...args, '--data-dir', dir], stdin);
+
+let server: ChildProcessWithoutNullStreams;
+let serverOut = '';
+let adminUrl = '';
+
+beforeAll(async () => {
+  server = spawn(
+    process.execPath,
+    ['--import=tsx', path.join(projectRoot, 'bin', 'schoolgate.ts'), 'start', '--lists', listsDir, '--proxy-port', '0', '--admin-port', '0', '--data-dir', dataDir],
+    { cwd: projectRoot, env: childEnv(), stdio: ['pipe', 'pipe', 'pipe'] },
+  );
+  server.stdout.on('data', (d) => (serverOut += d));
+  server.stderr.on('data', (d) => (serverOut += d));
+  adminUrl = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no banner within 90 s:\n${serverOut}`)), 90_000);
+    const check = () => {
+      const m = /console:\s+(http:\/\/\S+)/.exec(serverOut);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    };
+    server.stdout.on('data', check);
+    server.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited (${code}) before its banner:\n${serverOut}`));
+    });
+  });
+}, 120_000);
+
+afterAll(async () => {
+  if (server && server.exitCode === null && server.signalCode === null) {
+    server.kill('SIGTERM');
+    await new Promise((r) => server.once('exit', r));
+  }
+  rmSync(root, { recursive: true, force: true });
+});
+
+// Response shapes are what the assertions check.
+const json = async (res: Response): Promise<any> => res.json();
+
+async function login(email: string, password: string) {
+  return fetch(`${adminUrl}/api/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email, password }) });
+}
+
+describe('schoolgate users while schoolgate start runs on the same data folder', () => {
+  it('publishes a private control file naming the bound admin URL', () => {
+    const file = path.join(dataDir, 'control.json');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const c = JSON.parse(readFileSync(file, 'utf8'));
+    expect(c.url).toBe(adminUrl);
+    expect(c.pid).toBe(server.pid);
+    expect(c.token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+  });
+
+  it('users add (password on stdin) goes through the server, and that password logs in over HTTP', async () => {
+    const r = await npx(['users', 'add', 'dsl@school.test', '--role', 'safeguarding_lead'], `${PASSWORD}\n`);
+    expect(r.stderr).not.toMatch(/SG_ERR/);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('added dsl@school.test (safeguarding_lead)\n');
+
+    const res = await login('dsl@school.test', PASSWORD);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('set-cookie')).toMatch(/^sg_session=[^;]+;.*HttpOnly/i);
+    expect((await json(res)).user).toMatchObject({ email: 'dsl@school.test', role: 'safeguarding_lead' });
+  });
+
+  it('users add without a password prints the generated one once; users list shows both', async () => {
+    const r = await npx(['users', 'add', 'tech@school.test', '--role', 'network_manager']);
+    expect(r.code, r.stderr).toBe(0);
+    const generated = /^added tech@school\.test \(network_manager\)\npassword: (\S+)\n$/.exec(r.stdout);
+    expect(generated).not.toBeNull();
+    expect((await login('tech@school.test', generated![1])).status).toBe(200);
+
+    const list = await npx(['users', 'list']);
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout.trim().split('\n').map((l) => l.split('\t').slice(1).join(' '))).toEqual([
+      'dsl@school.test safeguarding_lead',
+      'tech@school.test network_manager',
+    ]);
+  });
+
+  it('refuses as the direct path does: duplicate, short password, unknown user, bad role', async () => {
+    const dup = await npx(['users', 'add', 'DSL@school.test', '--role', 'staff'], 'long-enough-pw\n');
+    expect(dup.code).toBe(1);
+    expect(dup.stderr).toContain('schoolgate: SG_ERR_USER_EXISTS: user already exists: DSL@school.test\n');
+    const short = await npx(['users', 'add', 'y@school.test', '--role', 'staff'], 'short\n');
+    expect(short.code).toBe(1);
+    expect(short.stderr).toContain('SG_ERR_VALIDATION: invalid input: password must be at least 8 characters');
+    const bad = await npx(['users', 'add', 'z@school.test', '--role', 'admin'], 'long-enough-pw\n');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('SG_ERR_USAGE');
+    const nobody = await npx(['users', 'passwd', 'nobody@school.test'], `${NEW_PASSWORD}\n`);
+    expect(nobody.code).toBe(1);
+    expect(nobody.stderr).toContain('SG_ERR_NOT_FOUND: not found: no user nobody@school.test');
+  });
+
+  it('users passwd changes the password and ends the sessions; the audit log names the cli', async () => {
+    const before = await login('dsl@school.test', PASSWORD);
+    const oldCookie = before.headers.get('set-cookie')!.split(';')[0];
+    const r = await npx(['users', 'passwd', 'DSL@school.test'], `${NEW_PASSWORD}\n`);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('password changed for dsl@school.test\n');
+    expect((await fetch(`${adminUrl}/api/me`, { headers: { cookie: oldCookie } })).status).toBe(401);
+    expect((await login('dsl@school.test', PASSWORD)).status).toBe(401);
+    const now = await login('dsl@school.test', NEW_PASSWORD);
+    expect(now.status).toBe(200);
+    const cookie = now.headers.get('set-cookie')!.split(';')[0];
+    const audit = await json(await fetch(`${adminUrl}/api/audit?actor=cli`, { headers: { cookie } }));
+    const actions = audit.items.map((a: { actor: string; action: string; details: { email?: string } }) => `${a.actor} ${a.action} ${a.details?.email}`);
+    expect(actions).toEqual(expect.arrayContaining(['cli user_add dsl@school.test', 'cli user_add tech@school.test', 'cli user_password dsl@school.test']));
+  });
+
+  it('the control routes refuse a missing or wrong token, a session cookie and a user API token; /docs does not list them', async () => {
+    const body = JSON.stringify({ email: 'evil@school.test', role: 'safeguarding_lead', password: 'Evil-pass-123' });
+    const post = (headers: Record<string, string>) =>
+      fetch(`${adminUrl}/api/control/users`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+    const dsl = await login('dsl@school.test', NEW_PASSWORD);
+    const cookie = dsl.headers.get('set-cookie')!.split(';')[0];
+    const tokenRes = await fetch(`${adminUrl}/api/tokens`, {
+      method: 'POST', headers: { 'content-type': 'application/json', cookie, origin: adminUrl }, body: JSON.stringify({ name: 'automation' }),
+    });
+    expect(tokenRes.status).toBe(200);
+    const { token: userToken } = await json(tokenRes);
+    const real = JSON.parse(readFileSync(path.join(dataDir, 'control.json'), 'utf8')).token as string;
+    const wrong = real.slice(0, -1) + (real.endsWith('A') ? 'B' : 'A');
+
+    const attempts: Record<string, string>[] = [{}, { authorization: `Bearer ${wrong}` }, { authorization: 'Bearer ' }, { cookie, origin: adminUrl }, { authorization: `Bearer ${userToken}` }];
+    for (const headers of attempts) {
+      const res = await post(headers);
+      expect(res.status, JSON.stringify(headers)).toBe(401);
+      expect((await json(res)).error.code).toBe('SG_ERR_UNAUTHENTICATED');
+    }
+    expect((await fetch(`${adminUrl}/api/control/users`, { headers: { authorization: `Bearer ${wrong}` } })).status).toBe(401);
+    const list = await npx(['users', 'list']);
+    expect(list.stdout).not.toContain('evil@school.test');
+
+    const spec = await json(await fetch(`${adminUrl}/docs/json`));
+    expect(Object.keys(spec.paths).some((p) => p.startsWith('/api/control'))).toBe(false);
+    expect(Object.keys(spec.paths)).toContain('/api/users');
+  });
+
+  it('never logs a password or the control token', () => {
+    const token = JSON.parse(readFileSync(path.join(dataDir, 'control.json'), 'utf8')).token as string;
+    for (const secret of [PASSWORD, NEW_PASSWORD, token]) expect(serverOut).not.toContain(secret);
+  });
+
+  it('on SIGTERM the server withdraws its control file, and the CLI opens the database directly again', async () => {
+    server.kill('SIGTERM');
+    const code = await new Promise((r) => server.once('exit', r));
+    expect(code).toBe(0);
+    expect(existsSync(path.join(dataDir, 'control.json'))).toBe(false);
+    const list = await npx(['users', 'list']);
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toContain('dsl@school.test\tsafeguarding_lead');
+  });
+});
+
+describe('schoolgate users when the embedded database is held and no server answers', () => {
+  /** A data folder whose lock is held by a live process (this test worker), as a foreign opener would. */
+  function heldFolder(name: string): string {
+    const dir = path.join(root, name);
+    mkdirSync(path.join(dir, 'pglite'), { recursive: true });
+    writeFileSync(path.join(dir, 'pglite.lock'), `${process.pid}\n`);
+    return dir;
+  }
+
+  it('without a control file: a clear "in use by another process" error', async () => {
+    const dir = heldFolder('no-control');
+    const r = await npx(['users', 'list'], null, dir);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('SG_ERR_DB_LOCKED');
+    expect(r.stderr).toContain(`in use by process ${process.pid}`);
+    expect(r.stderr).toContain('control.json');
+  });
+
+  it('with a control file left by another (dead) process: not trusted, nothing sent', async () => {
+    const dir = heldFolder('stale-control');
+    const sink = createServer((s) => {
+      received = true;
+      s.destroy();
+    });
+    let received = false;
+    await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
+    const port = (sink.address() as { port: number }).port;
+    try {
+      writeFileSync(path.join(dir, 'control.json'), JSON.stringify({ url: `http://127.0.0.1:${port}`, token: 'x', pid: process.pid + 1_000_000 }));
+      const r = await npx(['users', 'add', 'a@school.test', '--role', 'staff'], 'Some-password-1\n', dir);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('SG_ERR_DB_LOCKED');
+      expect(received).toBe(false);
+    } finally {
+      sink.close();
+    }
+  });
+
+  it('with the holder\'s control endpoint unreachable: says so', async () => {
+    const dir = heldFolder('unreachable');
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const port = (probe.address() as { port: number }).port;
+    await new Promise((r) => probe.close(r));
+    writeFileSync(path.join(dir, 'control.json'), JSON.stringify({ url: `http://127.0.0.1:${port}`, token: 'x', pid: process.pid }));
+    const r = await npx(['users', 'list'], null, dir);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('SG_ERR_DB_LOCKED');
+    expect(r.stderr).toContain('cannot be reached');
+  });
+});
+
+describe('control endpoint (in process)', () => {
+  let h: Harness;
+  let token: string;
+  beforeAll(async () => {
+    h = await harness();
+    await h.app.listen({ port: 0, host: '127.0.0.1' });
+    token = JSON.parse(readFileSync(path.join(h.dir, 'control.json'), 'utf8')).token;
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  const add = (remoteAddress: string, bearer: string, email: string) =>
+    h.app.inject({
+      method: 'POST', url: '/api/control/users', remoteAddress,
+      headers: { authorization: `Bearer ${bearer}` },
+      payload: { email, role: 'staff', password: 'Staff-pass-123' },
+    });
+
+  it('answers loopback callers with the token, and refuses any other address even with it', async () => {
+    for (const addr of ['203.0.113.7', '10.0.0.5', '::ffff:192.168.1.20', '2001:db8::1']) {
+      const res = await add(addr, token, `remote-${addr.replace(/[^0-9a-f]/g, '')}@school.test`);
+      expect(res.statusCode, addr).toBe(403);
+      expect(res.json().error.code).toBe('SG_ERR_FORBIDDEN');
+    }
+    for (const addr of ['127.0.0.1', '::1', '::ffff:127.0.0.1']) {
+      const res = await add(addr, token, `local-${addr.replace(/[^0-9a-f]/g, '')}@school.test`);
+      expect(res.statusCode, `${addr}: ${res.body}`).toBe(200);
+      expect(res.json().user).toMatchObject({ role: 'staff', disabled: false });
+    }
+    expect((await add('127.0.0.1', 'not-the-token', 'x@school.test')).statusCode).toBe(401);
+    const users = await h.db.query<{ email: string }>("SELECT email FROM users WHERE email LIKE 'remote-%' OR email LIKE 'x@%'");
+    expect(users.rows).toEqual([]);
+    // The console's own account route is untouched by this: a staff cookie still may not add users.
+    const asStaff = await h.app.inject({
+      method: 'POST', url: '/api/users', headers: { cookie: h.users.staff.cookie, origin: ORIGIN }, payload: { email: 'n@school.test', role: 'staff' },
+    });
+    expect(asStaff.statusCode).toBe(403);
+  });
+
+  it('on close leaves a control file that another server has since written', async () => {
+    const file = path.join(h.dir, 'control.json');
+    const foreign = JSON.stringify({ url: 'http://127.0.0.1:1', token: 'someone-else', pid: 1 });
+    writeFileSync(file, foreign);
+    await h.app.close();
+    expect(readFileSync(file, 'utf8')).toBe(foreign);
+  });
+});
