@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildAdminApp } from '../admin-api/app';
-import { policyFor, startListSync } from '../admin-api/list-sync';
+import { policyFor, reloadStore, startListSync } from '../admin-api/list-sync';
 import { ListStore } from '../blocklists/store';
 import type { ListSet } from '../blocklists/types';
 import { defaultListsDir, updateLists } from '../blocklists/update';
@@ -110,7 +110,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
     const lists = await ListStore.open({ sources, cacheDir: path.join(config.dataDir, 'cache'), logger });
     const stopSync = await startListSync({ db, store: lists, config, logger });
     cleanups.push(stopSync);
-    if (usesDataLists) cleanups.push(watchDataLists(dataLists, lists, logger));
+    if (usesDataLists) cleanups.push(watchDataLists(dataLists, () => reloadStore(db, lists, config), logger));
     cleanups.push(scheduleRetention(db, { days: config.retentionDays, logger }));
 
     // One view over the live store (its overrides included); null while nothing is loaded: fail closed.
@@ -185,7 +185,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
  * `schoolgate lists update` runs in another process and swaps the data folder's lists in by
  * rename: notice the new folder and reload, which is also how a fail-closed gateway comes back.
  */
-function watchDataLists(dir: string, lists: ListStore, logger: Logger): () => void {
+function watchDataLists(dir: string, reload: () => Promise<{ entries: number }>, logger: Logger): () => void {
   const stamp = () => {
     try {
       const s = statSync(dir);
@@ -199,7 +199,8 @@ function watchDataLists(dir: string, lists: ListStore, logger: Logger): () => vo
     const now = stamp();
     if (now === null || now === seen) return;
     seen = now;
-    lists.reload([dir]).then(
+    // Reload every source (the console's too), not just this folder.
+    reload().then(
       (r) => logger.info({ entries: r.entries }, 'data folder lists reloaded'),
       (err) => logger.error({ err: (err as Error).message }, 'data folder lists not reloaded'),
     );
@@ -256,7 +257,7 @@ export async function startCommand(_args: string[], values: CliValues): Promise<
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGHUP', () => {
-      handle.lists.reload().then(
+      reloadStore(handle.db, handle.lists, handle.config).then(
         (r) => logger.info({ entries: r.entries }, 'lists reloaded (SIGHUP)'),
         (err) => logger.error({ err: (err as Error).message }, 'lists not reloaded'),
       );
