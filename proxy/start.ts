@@ -41,6 +41,8 @@ export interface SchoolgateHandle {
   caCertPem: string;
   /** True while no lists are loaded and every request gets the "not ready" page. */
   readonly failClosed: boolean;
+  /** Console accounts at start: none means nobody can sign in yet, and the banner says how to fix it. */
+  accounts: number;
   db: Db;
   incidents: IncidentWriter;
   lists: ListStore;
@@ -173,6 +175,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       lists,
       gateway,
       admin,
+      accounts: Number((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM users WHERE NOT disabled')).rows[0].n),
       close: closeAll,
     };
   } catch (err) {
@@ -220,6 +223,13 @@ export function banner(h: SchoolgateHandle): string {
     `  CA certificate: ${caCertPath(c.dataDir)}   (also ${consoleUrl}/ca.crt; deploy it to every device)`,
     `  data folder:    ${c.dataDir}   (${c.databaseUrl ? 'PostgreSQL from DATABASE_URL' : 'embedded database'})`,
   ];
+  if (h.accounts === 0) {
+    lines.push(
+      '',
+      '  No console accounts yet. Create the safeguarding lead\'s (password on stdin, or one is generated):',
+      `    npx schoolgate users add dsl@your-school --role safeguarding_lead --data-dir ${c.dataDir}`,
+    );
+  }
   if (h.failClosed) {
     lines.push(
       '',
