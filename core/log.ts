@@ -15,7 +15,7 @@ const redact = [
 export type { Logger };
 
 export function createLogger(opts: { level?: string; name?: string; destination?: NodeJS.WritableStream } = {}): Logger {
-  const level = opts.level ?? process.env.SCHOOLGATE_LOG_LEVEL ?? 'info';
+  const level = opts.level ?? 'info';
   return pino(
     { name: opts.name ?? 'schoolgate', level, redact: { paths: redact, censor: '[redacted]' } },
     (opts.destination as pino.DestinationStream | undefined) ?? pino.destination({ dest: 2, sync: false }),
