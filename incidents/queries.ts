@@ -4,30 +4,9 @@
  * incidents_time / incidents_status_time indexes serve both the order and the keyset cursor.
  */
 import { SchoolgateError } from '../core/errors';
-import type { IncidentKind, IncidentStatus, Queryable } from './types';
+import type { IncidentKind, IncidentRow, IncidentStatus, Queryable } from './types';
 
-export interface IncidentRow {
-  id: number;
-  idempotency_key: string;
-  occurred_at: Date;
-  last_seen: Date;
-  count: number;
-  kind: IncidentKind;
-  status: IncidentStatus;
-  user_name: string | null;
-  device: string | null;
-  client_ip: string | null;
-  gateway: string | null;
-  url: string | null;
-  host: string | null;
-  category: string | null;
-  policy_group: string | null;
-  search_terms: string | null;
-  note: string | null;
-  related_key: string | null;
-  assignee_id: number | null;
-  updated_at: Date;
-}
+export type { IncidentRow };
 
 export interface IncidentEventRow {
   id: number;
