@@ -492,11 +492,12 @@ export function createGateway(deps: GatewayDeps): Gateway {
     };
     if (head && head.length > 0) start(head);
     else {
-      socket.once('data', start);
-      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-      // Sign while the client reads our 200 and sends its ClientHello (the signing yields first).
+      // Start the certificate before the 200 goes out: the CA signature runs in the threadpool
+      // while the client reads our answer and sends its ClientHello.
       context = deps.leaf.context(host);
       context.catch(() => undefined);
+      socket.once('data', start);
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
     }
   }
 
