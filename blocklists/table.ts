@@ -19,23 +19,23 @@ function fmix(h: number): number {
 }
 
 const SEED_A = 0x811c9dc5;
-const SEED_B = 0x9747b28c;
 const step = (h: number, c: number, p: number) => Math.imul(h ^ c, p);
 const PA = 0x01000193;
-const PB = 0x5bd1e995;
 
-/** Hash pair of the whole string, computed right to left (the same as the suffix walk). */
-export function hashPair(s: string, out: Int32Array): void {
+/**
+ * Hash of the whole string, computed right to left (the same as the suffix walk). One 32-bit
+ * FNV-style chain, finalised: the slot hash, and (re-mixed, see bloomBits) the bloom filter's bits.
+ * A second independent chain would halve the false-positive rate only for strings that collide
+ * in all 32 bits, and the exact comparison catches those anyway.
+ */
+export function hashString(s: string): number {
   let a = SEED_A;
-  let b = SEED_B;
-  for (let i = s.length - 1; i >= 0; i--) {
-    const c = s.charCodeAt(i);
-    a = step(a, c, PA);
-    b = step(b, c, PB);
-  }
-  out[0] = fmix(a);
-  out[1] = fmix(b ^ s.length);
+  for (let i = s.length - 1; i >= 0; i--) a = step(a, s.charCodeAt(i), PA);
+  return fmix(a);
 }
+
+/** Bit-position hash for the bloom filter: a bijective re-mix, so it is independent of the block index bits. */
+const bloomBits = (a: number) => fmix(a ^ 0x5bd1e995);
 
 const BLOCK_WORDS = 16; // 512-bit blocks: one cache line per bloom query
 const BLOOM_K = 6;
@@ -62,9 +62,9 @@ function bloomSize(count: number): number {
   return blocks * BLOCK_WORDS;
 }
 
-function bloomAdd(bloom: Uint32Array, a: number, b: number): void {
+function bloomAdd(bloom: Uint32Array, a: number): void {
   const base = (a & (bloom.length / BLOCK_WORDS - 1)) * BLOCK_WORDS;
-  let h = b;
+  let h = bloomBits(a);
   const inc = (a >>> 17) | 1;
   for (let j = 0; j < BLOOM_K; j++) {
     const bit = h & 511;
@@ -72,26 +72,6 @@ function bloomAdd(bloom: Uint32Array, a: number, b: number): void {
     h = (h + inc) | 0;
     h = (h >>> 9) | (h << 23);
   }
-}
-
-function bloomHas(bloom: Uint32Array, a: number, b: number): boolean {
-  const base = (a & (bloom.length / BLOCK_WORDS - 1)) * BLOCK_WORDS;
-  let h = b;
-  const inc = (a >>> 17) | 1;
-  for (let j = 0; j < BLOOM_K; j++) {
-    const bit = h & 511;
-    if ((bloom[base + (bit >>> 5)] & (1 << (bit & 31))) === 0) return false;
-    h = (h + inc) | 0;
-    h = (h >>> 9) | (h << 23);
-  }
-  return true;
-}
-
-/** Second hash of entry bytes (the builder keeps only the first, in its slots). */
-function hashBBytes(bytes: Uint8Array, start: number, end: number): number {
-  let b = SEED_B;
-  for (let k = end - 1; k >= start; k--) b = step(b, bytes[k], PB);
-  return fmix(b ^ (end - start));
 }
 
 /** Growth factor for the builder's arrays: 1.5 rather than 2 keeps the peak of a 10M load low. */
@@ -106,7 +86,6 @@ export class TableBuilder {
   /** Number of slots (the array holds two words per slot). */
   private size = 1 << 12;
   private slots = new Int32Array(2 << 12);
-  private readonly hp = new Int32Array(2);
 
   /**
    * Makes room for about `bytes` of entry text and `entries` entries up front (the list files'
@@ -154,8 +133,7 @@ export class TableBuilder {
    * else the index of the existing entry, left unchanged.
    */
   insert(entry: string, value: number): number {
-    hashPair(entry, this.hp);
-    const a = this.hp[0];
+    const a = hashString(entry);
     const mask = this.size - 1;
     let s = a & mask;
     for (;;) {
@@ -220,8 +198,7 @@ export class TableBuilder {
     for (let o = 0; o < this.slots.length; o += 2) {
       const v = this.slots[o + 1];
       if (v === 0) continue;
-      const i = v - 1;
-      bloomAdd(bloom, this.slots[o], hashBBytes(this.bytes, this.meta[2 * i], this.meta[2 * i + 2]));
+      bloomAdd(bloom, this.slots[o]);
     }
     // Trim the builder's slack one array at a time, dropping each original as soon as it is
     // copied, so the peak stays near the size of the result; little slack is kept rather than
@@ -238,11 +215,13 @@ export class TableBuilder {
 export class CompiledTable {
   readonly data: TableData;
   private readonly mask: number;
+  private readonly bloomMask: number;
   private text: Buffer | null = null;
 
   constructor(data: TableData) {
     this.data = data;
     this.mask = data.slots.length / 2 - 1;
+    this.bloomMask = data.bloom.length / BLOCK_WORDS - 1;
   }
 
   get count(): number {
@@ -260,10 +239,20 @@ export class CompiledTable {
     return this.text.toString('latin1', meta[2 * i], meta[2 * i + 2]);
   }
 
-  /** Entry index of `s.slice(start)` given its hashes (as `walkHost` computes them), or -1. */
-  find(s: string, start: number, a: number, b: number): number {
+  /** Entry index of `s.slice(start)` given its hash (as `walkHost` computes it), or -1. */
+  find(s: string, start: number, a: number): number {
     const d = this.data;
-    if (!bloomHas(d.bloom, a, b)) return -1;
+    // the bloom filter first: one cache line answers "certainly not listed" for most suffixes
+    const bloom = d.bloom;
+    const base = (a & this.bloomMask) * BLOCK_WORDS;
+    let h = bloomBits(a);
+    const inc = (a >>> 17) | 1;
+    for (let j = 0; j < BLOOM_K; j++) {
+      const bit = h & 511;
+      if ((bloom[base + (bit >>> 5)] & (1 << (bit & 31))) === 0) return -1;
+      h = (h + inc) | 0;
+      h = (h >>> 9) | (h << 23);
+    }
     const slots = d.slots;
     const mask = this.mask;
     const len = s.length - start;
@@ -273,10 +262,12 @@ export class CompiledTable {
       if (v === 0) return -1;
       if (slots[2 * slot] === a) {
         const i = v - 1;
-        const off = d.meta[2 * i];
-        if (d.meta[2 * i + 2] - off === len) {
+        const meta = d.meta;
+        const off = meta[2 * i];
+        if (meta[2 * i + 2] - off === len) {
+          const bytes = d.bytes;
           let k = 0;
-          while (k < len && d.bytes[off + k] === s.charCodeAt(start + k)) k++;
+          while (k < len && bytes[off + k] === s.charCodeAt(start + k)) k++;
           if (k === len) return i;
         }
       }
@@ -287,14 +278,7 @@ export class CompiledTable {
   /** Exact lookup of a whole string: the entry index or -1. */
   lookup(s: string): number {
     if (this.data.count === 0) return -1;
-    let a = SEED_A;
-    let b = SEED_B;
-    for (let i = s.length - 1; i >= 0; i--) {
-      const c = s.charCodeAt(i);
-      a = step(a, c, PA);
-      b = step(b, c, PB);
-    }
-    return this.find(s, 0, fmix(a), fmix(b ^ s.length));
+    return this.find(s, 0, hashString(s));
   }
 
   /**
@@ -316,25 +300,28 @@ const SCRATCH = new Int32Array(1);
  */
 export function walkHost(host: string, domains: CompiledTable, out: Int32Array, urls: CompiledTable, urlStart: number, urlHit: Int32Array): number {
   let a = SEED_A;
-  let b = SEED_B;
   let n = 0;
-  const len = host.length;
   const anyDomains = domains.count !== 0;
   const anyUrls = urls.count !== 0;
   urlHit[0] = -1;
-  for (let i = len - 1; i >= 0; i--) {
+  // At each dot, `a` holds the hash of the suffix right of it; the whole host comes last.
+  for (let i = host.length - 1; i >= 0; i--) {
     const c = host.charCodeAt(i);
-    a = step(a, c, PA);
-    b = step(b, c, PB);
-    if (i === 0 || host.charCodeAt(i - 1) === 46) {
+    if (c === 46) {
       const fa = fmix(a);
-      const fb = fmix(b ^ (len - i));
       if (anyDomains) {
-        const e = domains.find(host, i, fa, fb);
+        const e = domains.find(host, i + 1, fa);
         if (e >= 0 && n < out.length) out[n++] = e;
       }
-      if (anyUrls && i === urlStart) urlHit[0] = urls.find(host, i, fa, fb);
+      if (anyUrls && i + 1 === urlStart) urlHit[0] = urls.find(host, i + 1, fa);
     }
+    a = step(a, c, PA);
   }
+  const fa = fmix(a);
+  if (anyDomains) {
+    const e = domains.find(host, 0, fa);
+    if (e >= 0 && n < out.length) out[n++] = e;
+  }
+  if (anyUrls && urlStart === 0) urlHit[0] = urls.find(host, 0, fa);
   return n;
 }

@@ -134,6 +134,48 @@ describe('UT1 folders', () => {
   });
 });
 
+describe('long url lists (prefix index)', () => {
+  it('answers exactly as an in-order scan of the host\'s entries would', () => {
+    // 300 entries on one host: past the size where the lookup switches from a scan to the index
+    const b = new ListBuilder();
+    const cats = ['a', 'b', 'c', 'ok'].map((n) => b.category(n, n === 'ok' ? { usage: ['white'] } : {}));
+    const r = rng(7);
+    const segs = ['x', 'xy', 'xyz', 'doc', 'd', 'doc/d', 'doc/d/1', 'forms', 'f'];
+    const entries: Array<{ cat: number; prefix: string }> = [];
+    for (let i = 0; i < 300; i++) {
+      const prefix = `/${segs[Math.floor(r() * segs.length)]}${r() < 0.5 ? '' : `/${Math.floor(r() * 5)}`}`;
+      const cat = cats[Math.floor(r() * cats.length)];
+      if (b.addUrl(cat, 'big.example', prefix, `big.example${prefix}`)) entries.push({ cat, prefix });
+    }
+    expect(entries.length).toBeGreaterThan(128);
+    b.addDomain(cats[2], 'big.example');
+    const set = b.build();
+    const names = ['a', 'b', 'c', 'ok'];
+    for (const [block, allow] of [[['a', 'b', 'c'], []], [['c', 'b', 'a'], ['ok']], [['b'], []], [['c'], ['ok']]] as const) {
+      for (const p of ['/', '/x', '/xy/3', '/xyz/1/q', '/doc/d/1/e', '/doc', '/forms/2', '/f', '/zzz', '/d/4']) {
+        // the reference: domain first, then every url entry in list order, as squidGuard reads them
+        let best = block.indexOf('c');
+        let want: { category: string; entry: string } | null = best >= 0 ? { category: 'c', entry: 'big.example' } : null;
+        if (best < 0) best = Infinity;
+        let allowed: string | null = null;
+        for (const e of entries) {
+          if (!p.startsWith(e.prefix)) continue;
+          const name = names[e.cat];
+          if ((allow as readonly string[]).includes(name)) allowed ??= `big.example${e.prefix}`;
+          else if (block.indexOf(name as never) >= 0 && block.indexOf(name as never) < best) {
+            best = block.indexOf(name as never);
+            want = { category: name, entry: `big.example${e.prefix}` };
+          }
+        }
+        const v = set.classify(normalizeUrl(`http://big.example${p}`), block, allow);
+        if (allowed) expect(v, p).toMatchObject({ action: 'pass', allowed: true, match: { category: 'ok', entry: allowed } });
+        else if (want) expect(v, p).toMatchObject({ action: 'block', category: want.category, match: { entry: want.entry } });
+        else expect(v.action, p).toBe('pass');
+      }
+    }
+  });
+});
+
 describe('hosts, AdGuard and plain lists', () => {
   it('auto-detects each format, names the category after the file and reports skips', async () => {
     const { set, reports } = await build([path.join(dir, 'hosts.txt'), path.join(dir, 'adguard-ags.txt'), path.join(dir, 'plain.list')]);
