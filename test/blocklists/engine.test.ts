@@ -151,7 +151,8 @@ describe('long url lists (prefix index)', () => {
     b.addDomain(cats[2], 'big.example');
     const set = b.build();
     const names = ['a', 'b', 'c', 'ok'];
-    for (const [block, allow] of [[['a', 'b', 'c'], []], [['c', 'b', 'a'], ['ok']], [['b'], []], [['c'], ['ok']]] as const) {
+    const policies: Array<[string[], string[]]> = [[['a', 'b', 'c'], []], [['c', 'b', 'a'], ['ok']], [['b'], []], [['c'], ['ok']]];
+    for (const [block, allow] of policies) {
       for (const p of ['/', '/x', '/xy/3', '/xyz/1/q', '/doc/d/1/e', '/doc', '/forms/2', '/f', '/zzz', '/d/4']) {
         // the reference: domain first, then every url entry in list order, as squidGuard reads them
         let best = block.indexOf('c');
@@ -161,9 +162,9 @@ describe('long url lists (prefix index)', () => {
         for (const e of entries) {
           if (!p.startsWith(e.prefix)) continue;
           const name = names[e.cat];
-          if ((allow as readonly string[]).includes(name)) allowed ??= `big.example${e.prefix}`;
-          else if (block.indexOf(name as never) >= 0 && block.indexOf(name as never) < best) {
-            best = block.indexOf(name as never);
+          if (allow.includes(name)) allowed ??= `big.example${e.prefix}`;
+          else if (block.indexOf(name) >= 0 && block.indexOf(name) < best) {
+            best = block.indexOf(name);
             want = { category: name, entry: `big.example${e.prefix}` };
           }
         }
