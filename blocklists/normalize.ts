@@ -19,6 +19,95 @@ const DEFAULT_PORTS: Record<string, number> = { http: 80, https: 443, ftp: 21, w
 
 export function normalizeUrl(raw: string, opts: { defaultScheme?: string } = {}): NormalizedUrl {
   const text = typeof raw === 'string' ? raw.trim() : '';
+  return fastNormalize(text) ?? normalizeWithUrlParser(text, opts);
+}
+
+/** Path and query characters the WHATWG parser leaves exactly as they are (no %, ', \\, #, space...). */
+const PLAIN_PATH = new Uint8Array(128);
+for (const c of "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&()*+,;=:@/") PLAIN_PATH[c.charCodeAt(0)] = 1;
+
+/**
+ * The common case without the URL parser: `http(s)://` + a plain letters-digits-hyphens host
+ * (+ a plain port) + a path and query of characters the parser keeps as they are. Anything else
+ * (userinfo, IP-like, punycode or trailing-dot hosts, escapes, dot-segments, fragments, empty
+ * queries, odd ports) returns null and takes the full parser, so both always agree (a test
+ * compares them on the corpus and on fuzzed input).
+ */
+export function fastNormalize(text: string): NormalizedUrl | null {
+  let i: number;
+  let scheme: string;
+  if (text.startsWith('http://')) {
+    i = 7;
+    scheme = 'http';
+  } else if (text.startsWith('https://')) {
+    i = 8;
+    scheme = 'https';
+  } else return null;
+  const n = text.length;
+  const hostStart = i;
+  let upper = false;
+  let labelStart = i;
+  for (; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if ((c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 45) continue;
+    if (c >= 65 && c <= 90) {
+      upper = true;
+      continue;
+    }
+    if (c === 46) {
+      // empty or over-long label: the parser's business
+      if (i === labelStart || i - labelStart > 63) return null;
+      labelStart = i + 1;
+      continue;
+    }
+    break;
+  }
+  const hostEnd = i;
+  // empty host, trailing dot, over-long label or name
+  if (hostEnd === labelStart || hostEnd - labelStart > 63 || hostEnd - hostStart > 253) return null;
+  // last label starting with a digit: may be an IPv4 address in some notation
+  const l0 = text.charCodeAt(labelStart);
+  if (l0 >= 48 && l0 <= 57) return null;
+  let port: number | null = null;
+  if (i < n && text.charCodeAt(i) === 58) {
+    const portStart = ++i;
+    let value = 0;
+    for (; i < n; i++) {
+      const c = text.charCodeAt(i);
+      if (c < 48 || c > 57) break;
+      value = value * 10 + (c - 48);
+    }
+    const digits = i - portStart;
+    if (digits === 0 || digits > 5 || text.charCodeAt(portStart) === 48 || value > 65535) return null;
+    port = value === (scheme === 'http' ? 80 : 443) ? null : value;
+  }
+  const pathStart = i;
+  if (i < n && text.charCodeAt(i) !== 47) return null;
+  let query = -1;
+  for (; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 128 && PLAIN_PATH[c] === 1) {
+      // a dot right after a slash may start a dot-segment: the parser resolves those
+      if (c === 46 && query < 0 && text.charCodeAt(i - 1) === 47) return null;
+      continue;
+    }
+    if (c === 63) {
+      if (query < 0) query = i;
+      continue;
+    }
+    return null;
+  }
+  // an empty query (`/a?`) is dropped by the parser
+  if (query === n - 1) return null;
+  let host = text.slice(hostStart, hostEnd);
+  if (upper) host = host.toLowerCase();
+  if (host.includes('xn--')) return null;
+  const path = pathStart === n ? '/' : text.slice(pathStart);
+  return { scheme, host, port, path, href: port === null ? `${scheme}://${host}${path}` : `${scheme}://${host}:${port}${path}` };
+}
+
+/** The full treatment, through the WHATWG URL parser. */
+export function normalizeWithUrlParser(text: string, opts: { defaultScheme?: string } = {}): NormalizedUrl {
   if (text === '') throw new SchoolgateError('SG_ERR_URL_INVALID', 'empty URL');
   const hasScheme = text.startsWith('http://') || text.startsWith('https://') || SCHEME.test(text);
   // `mailto:x@y`, `javascript:...`: a scheme without an authority names no host to filter

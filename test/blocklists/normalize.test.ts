@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { matchPath, normalizeHost, normalizeUrl, stripWww } from '../../blocklists/normalize';
+import { fastNormalize, matchPath, normalizeHost, normalizeUrl, normalizeWithUrlParser, stripWww } from '../../blocklists/normalize';
 import { isSchoolgateError } from '../../core/errors';
+import { buildCorpus, rng } from '../../bench/lib/corpus';
+import { need, sharedListsMissing, ut1 } from '../helpers/parts';
 
 describe('normalizeUrl: every spelling of a URL becomes one', () => {
   const same = (variant: string, expected: string) => it(`${variant} -> ${expected}`, () => {
@@ -79,5 +81,38 @@ describe('squidGuard matching helpers', () => {
   it('matches paths case-insensitively, unescaped, with slashes collapsed', () => {
     expect(matchPath('/A%2Fb//C?Q=%41')).toBe('/a/b/c?q=a');
     expect(matchPath('/%E2%82%AC/%zz')).toBe('/€/%zz');
+  });
+});
+
+describe('the fast path agrees with the URL parser', () => {
+  it('on fuzzed URLs built from tricky pieces, whenever it answers at all', () => {
+    const r = rng(2026);
+    const pick = <T>(a: readonly T[]): T => a[Math.floor(r() * a.length)];
+    const schemes = ['http://', 'https://', 'HTTP://', 'http:/', 'ftp://', ''];
+    const hosts = ['example.com', 'EXAMPLE.com', 'a.b.c.example.org', 'localhost', 'xn--bcher-kva.example', 'XN--BCHER-KVA.example', '1.2.3.4', '0x7f.1', '017.0.0.1', 'a.1', 'a.0x1f', 'a..b', '.a.com', 'a.com.', 'ex_ample.com', 'user@host.com', '[::1]', '-a-.com', 'a'.repeat(64) + '.com', 'b.' + 'c'.repeat(63), 'bücher.de', 'a%2eb.com', ''];
+    const ports = ['', ':80', ':443', ':8080', ':0', ':080', ':65535', ':65536', ':', ':99999', ':12a'];
+    const paths = ['', '/', '/a/b', '/A/B.html', '/./a', '/a/../b', '/.well-known/x', '/a/.', '/%41%42', '/a b', "/it's", '/a\\b', '/a|b', '/a^b', '/{x}', '/a#frag', '/a?', '/a?q=1', '/a?q=/./x', "/a?q='x'", '/a?q=1&b=2#f', '/é', '//double//slash', '/a;b=c', '/~user/(x)*+,$!@:', '?x=1', '#x', '/\t/a'];
+    let fast = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const text = `${pick(schemes)}${pick(hosts)}${pick(ports)}${pick(paths)}${r() < 0.2 ? pick(paths) : ''}`;
+      const f = fastNormalize(text);
+      if (f === null) continue;
+      fast++;
+      expect(f, text).toEqual(normalizeWithUrlParser(text));
+    }
+    expect(fast).toBeGreaterThan(100);
+  });
+
+  it('on the differential corpus', async (ctx) => {
+    if (need('shared lists', sharedListsMissing()) !== null) return ctx.skip();
+    const corpus = buildCorpus(ut1, ['gambling', 'games', 'malware', 'phishing', 'publicite'], 20_000, 5);
+    let fast = 0;
+    for (const text of corpus) {
+      const f = fastNormalize(text);
+      if (f === null) continue;
+      fast++;
+      expect(f, text).toEqual(normalizeWithUrlParser(text));
+    }
+    expect(fast).toBeGreaterThan(corpus.length / 2);
   });
 });
