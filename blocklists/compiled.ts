@@ -1,6 +1,6 @@
 import type { CategoryInfo, ListSet, Match, MatchKind, NormalizedUrl, Verdict } from './types';
 import { CompiledTable, TableBuilder, walkHost, type TableData } from './table';
-import { expressionPath, matchPath, stripWww } from './normalize';
+import { expressionPath, matchPath, wwwLength } from './normalize';
 
 /**
  * squidGuard's semantics over a compact structure:
@@ -213,7 +213,7 @@ export class CompiledLists implements ListSet {
       this.urlHit[0] = u >= 0 ? this.urlHosts.value(u) : -1;
       return e >= 0 ? 1 : 0;
     }
-    const n = walkHost(host, this.table, this.hits, this.urlHosts, host.length - stripWww(host).length, this.urlHit);
+    const n = walkHost(host, this.table, this.hits, this.urlHosts, wwwLength(host), this.urlHit);
     if (this.urlHit[0] >= 0) this.urlHit[0] = this.urlHosts.value(this.urlHit[0]);
     return n;
   }

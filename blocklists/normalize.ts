@@ -167,14 +167,21 @@ export function normalizeHost(host: string): string | null {
 
 /** Leading `www.`, `web2.`, `ftp.`... that squidGuard strips from url entries and requests alike. */
 export function stripWww(host: string): string {
+  const i = wwwLength(host);
+  return i === 0 ? host : host.slice(i);
+}
+
+/** Length of that prefix, dot included (0 when there is none): no string made on the hot path. */
+export function wwwLength(host: string): number {
   // by hand rather than a regex: this runs on every lookup
   const c0 = host.charCodeAt(0);
-  if (c0 !== 119 && c0 !== 102) return host;
-  const p = host.slice(0, 3);
-  if (p !== 'www' && p !== 'web' && p !== 'ftp') return host;
+  if (c0 !== 119 && c0 !== 102) return 0;
+  const c1 = host.charCodeAt(1);
+  const c2 = host.charCodeAt(2);
+  if (!((c0 === 119 && c1 === 119 && c2 === 119) || (c0 === 119 && c1 === 101 && c2 === 98) || (c0 === 102 && c1 === 116 && c2 === 112))) return 0;
   let i = 3;
   while (i < host.length && host.charCodeAt(i) >= 48 && host.charCodeAt(i) <= 57) i++;
-  return host.charCodeAt(i) === 46 ? host.slice(i + 1) : host;
+  return host.charCodeAt(i) === 46 ? i + 1 : 0;
 }
 
 /** Decodes every %XX (as squidGuard does before matching) so an escape cannot hide a listed path. */
