@@ -42,7 +42,28 @@ interface Policy {
   /** The expression sets this policy can use, in list order, and the best rank among them (-1: an allow set). */
   exprs: Array<ExpressionSet & { index: number }>;
   exprMinRank: number;
+  /**
+   * All of `exprs` in one alternation: most URLs match none, and one regex run says so where a
+   * run per category would not. null when joining could change a pattern's meaning.
+   */
+  anyExpr: RegExp | null;
 }
+
+/** Numbered or named back-references and named groups: their numbering breaks when patterns are joined. */
+const JOIN_UNSAFE = /\\[1-9]|\\k<|\(\?<[^=!]/;
+
+/** One regex matching wherever any of `res` (all flag 'i') does, or null if that cannot be built safely. */
+function alternation(res: readonly RegExp[]): RegExp | null {
+  if (res.length < 2 || res.some((r) => JOIN_UNSAFE.test(r.source))) return null;
+  try {
+    return new RegExp(res.map((r) => `(?:${r.source})`).join('|'), 'i');
+  } catch {
+    return null;
+  }
+}
+
+/** The verdict of most lookups: shared, so the common case allocates nothing. */
+const PASS: Verdict = Object.freeze({ action: 'pass' }) as Verdict;
 
 const IPV4 = /^\d+\.\d+\.\d+\.\d+$/;
 const NO_CATEGORIES: readonly string[] = [];
@@ -174,6 +195,7 @@ export class CompiledLists implements ListSet {
         allow: new Uint8Array(this.categoryNames.length),
         exprs: [],
         exprMinRank: 0x7fffffff,
+        anyExpr: null,
       };
       for (let r = block.length - 1; r >= 0; r--) {
         const i = this.index.get(block[r]);
@@ -190,6 +212,7 @@ export class CompiledLists implements ListSet {
         p.exprs.push({ ...x, index: k });
         if (r < p.exprMinRank) p.exprMinRank = r;
       }
+      p.anyExpr = alternation(p.exprs.map((x) => x.re));
       if (this.policyByKey.size > 256) this.policyByKey.clear();
       this.policyByKey.set(key, p);
     }
@@ -326,7 +349,9 @@ export class CompiledLists implements ListSet {
     if (allowCat < 0 && p.exprMinRank < best) {
       const xs = p.exprs;
       let target: string | null = null;
-      for (let k = 0; k < xs.length; k++) {
+      // when no expression of the policy matches, the loop below could match nothing either
+      const tries = p.anyExpr === null || p.anyExpr.test((target = expressionTarget(url))) ? xs.length : 0;
+      for (let k = 0; k < tries; k++) {
         const x = xs[k];
         const c = x.category;
         const isAllow = allow[c] === 1;
@@ -354,7 +379,7 @@ export class CompiledLists implements ListSet {
       const category = this.categoryNames[bestCat];
       return { action: 'block', category, match: { category, kind: KINDS[bestKind], entry: this.entryText(url, bestKind, bestRef) } };
     }
-    return { action: 'pass' };
+    return PASS;
   }
 
   private entryText(url: NormalizedUrl, kind: number, ref: number): string {

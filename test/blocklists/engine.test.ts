@@ -177,6 +177,37 @@ describe('long url lists (prefix index)', () => {
   });
 });
 
+describe('expressions across categories (one prefilter regex per policy)', () => {
+  it('names the first category in policy order, lets an allow expression win, and keeps back-references right', () => {
+    const b = new ListBuilder();
+    const [x, y, z, ok] = ['x', 'y', 'z', 'ok'].map((n) => b.category(n, n === 'ok' ? { usage: ['white'] } : {}));
+    b.addExpression(x, '/ads/');
+    b.addExpression(y, '(banner|ads)');
+    b.addExpression(z, '/(ab)\\1/'); // matches /abab/ only: a join that renumbered groups would break it
+    b.addExpression(ok, 'school-ads');
+    const set = b.build();
+    const v = (u: string, block: string[], allow: string[] = []) => set.classify(normalizeUrl(u), block, allow);
+    expect(v('http://h.example/ads/1', ['x', 'y'])).toMatchObject({ action: 'block', category: 'x', match: { kind: 'expression', entry: '/ads/' } });
+    expect(v('http://h.example/ads/1', ['y', 'x'])).toMatchObject({ action: 'block', category: 'y' });
+    expect(v('http://h.example/banner', ['x', 'y'])).toMatchObject({ action: 'block', category: 'y' });
+    expect(v('http://h.example/other', ['x', 'y']).action).toBe('pass');
+    expect(v('http://school-ads.example/ads/', ['x', 'y'], ['ok'])).toMatchObject({ action: 'pass', allowed: true, category: 'ok' });
+    expect(v('http://h.example/abab/', ['x', 'z'])).toMatchObject({ action: 'block', category: 'z' });
+    expect(v('http://h.example/abcd/', ['x', 'z']).action).toBe('pass');
+    expect(v('http://h.example/abab/', ['y', 'z', 'x'])).toMatchObject({ action: 'block', category: 'z' });
+  });
+
+  it('shares one frozen pass verdict rather than allocating one per lookup', () => {
+    const b = new ListBuilder();
+    b.addDomain(b.category('x'), 'listed.example');
+    const set = b.build();
+    const a = set.classify(normalizeUrl('http://clean.example/'), ['x'], []);
+    expect(a).toEqual({ action: 'pass' });
+    expect(Object.isFrozen(a)).toBe(true);
+    expect(set.classify(normalizeUrl('http://other.example/'), ['x'], [])).toBe(a);
+  });
+});
+
 describe('hosts, AdGuard and plain lists', () => {
   it('auto-detects each format, names the category after the file and reports skips', async () => {
     const { set, reports } = await build([path.join(dir, 'hosts.txt'), path.join(dir, 'adguard-ags.txt'), path.join(dir, 'plain.list')]);
