@@ -6,7 +6,7 @@ import { createLogger } from '../core/log';
 import type { ListSet } from './types';
 import { normalizeUrl } from './normalize';
 import { ListStore } from './store';
-import { defaultListsDir, updateLists } from './update';
+import { defaultListsDir, progressBar, updateLists } from './update';
 
 /** --lists as given, else the data folder's lists (from `lists update`). */
 function listSources(values: CliValues): { sources: string[]; dataDir: string } {
@@ -79,32 +79,13 @@ async function classifyStream(set: ListSet, block: readonly string[], allow: rea
   return invalid;
 }
 
-function progressBar(label: string) {
-  let last = -1;
-  return (done: number, total: number | null) => {
-    if (total) {
-      const pct = Math.floor((done / total) * 100);
-      if (pct === last) return;
-      last = pct;
-      const width = 30;
-      const filled = Math.round((pct / 100) * width);
-      process.stderr.write(`\r${label} [${'#'.repeat(filled)}${' '.repeat(width - filled)}] ${pct}% ${(done / 1e6).toFixed(1)} MB`);
-    } else {
-      const mb = Math.floor(done / 1e6);
-      if (mb === last) return;
-      last = mb;
-      process.stderr.write(`\r${label} ${mb} MB`);
-    }
-  };
-}
-
 /** `schoolgate lists update --from DIR|URL` and `schoolgate lists show`. */
 export async function listsCommand(args: string[], values: CliValues): Promise<number> {
   const config = loadConfig(values);
   const sub = args[0];
   if (sub === 'update') {
     const from = values.from ?? config.listsUpdateUrl;
-    const { dir } = await updateLists({ from, dataDir: config.dataDir, onProgress: progressBar('downloading') });
+    const { dir } = await updateLists({ from, dataDir: config.dataDir, onProgress: progressBar(process.stderr, 'downloading') });
     process.stderr.write('\n');
     const store = await ListStore.open({ sources: [dir], cacheDir: path.join(config.dataDir, 'cache') });
     process.stdout.write(`lists updated in ${dir}: ${store.report.entries} entries in ${store.report.categories.length} categories\n`);

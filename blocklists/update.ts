@@ -22,6 +22,29 @@ const fail = (msg: string, cause?: unknown): never => {
 };
 
 /**
+ * A one-line progress bar for `updateLists`' onProgress, redrawn in place on `out` only when the
+ * whole percent (or, without a known size, the whole megabyte) changes.
+ */
+export function progressBar(out: NodeJS.WritableStream, label: string): (done: number, total: number | null) => void {
+  let last = -1;
+  return (done, total) => {
+    if (total) {
+      const pct = Math.floor((done / total) * 100);
+      if (pct === last) return;
+      last = pct;
+      const width = 30;
+      const filled = Math.round((pct / 100) * width);
+      out.write(`\r${label} [${'#'.repeat(filled)}${' '.repeat(width - filled)}] ${pct}% ${(done / 1e6).toFixed(1)} MB`);
+    } else {
+      const mb = Math.floor(done / 1e6);
+      if (mb === last) return;
+      last = mb;
+      out.write(`\r${label} ${mb} MB`);
+    }
+  };
+}
+
+/**
  * Fetches UT1 (a .tar.gz URL, a local tarball, or a folder) into `<dataDir>/lists/ut1`.
  * The new lists are prepared beside the old and swapped in by rename, so a failed update leaves
  * the previous lists untouched.

@@ -6,7 +6,7 @@ import { buildAdminApp } from '../admin-api/app';
 import { policyFor, reloadStore, startListSync } from '../admin-api/list-sync';
 import { ListStore } from '../blocklists/store';
 import type { ListSet } from '../blocklists/types';
-import { defaultListsDir, updateLists } from '../blocklists/update';
+import { defaultListsDir, progressBar, updateLists } from '../blocklists/update';
 import { caCertPath, ensureCa } from '../certs/ca';
 import { LeafCertificates } from '../certs/leaf';
 import { adminBaseUrl, loadConfig, type CliValues, type Config } from '../core/config';
@@ -51,17 +51,6 @@ export interface SchoolgateHandle {
   close(): Promise<void>;
 }
 
-function progressBar(out: NodeJS.WritableStream) {
-  let last = -1;
-  return (done: number, total: number | null) => {
-    const pct = total ? Math.floor((done / total) * 100) : Math.floor(done / 1e6);
-    if (pct === last) return;
-    last = pct;
-    if (total) out.write(`\rfetching UT1 lists [${'#'.repeat(Math.round(pct / 100 * 30)).padEnd(30)}] ${pct}%`);
-    else out.write(`\rfetching UT1 lists: ${pct} MB`);
-  };
-}
-
 /**
  * Everything `schoolgate start` runs, in one process: CA, database, incident writer, lists, admin
  * API and the gateway. Tests call it in-process; the CLI wraps it with signals and a banner.
@@ -83,7 +72,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
     out.write(`No lists configured: fetching the UT1 lists from ${input.listsUpdateUrl}\n`);
     const progress = opts.progress === undefined ? (process.stderr.isTTY ? process.stderr : null) : opts.progress;
     try {
-      await updateLists({ from: input.listsUpdateUrl, dataDir: input.dataDir, onProgress: progress ? progressBar(progress) : undefined });
+      await updateLists({ from: input.listsUpdateUrl, dataDir: input.dataDir, onProgress: progress ? progressBar(progress, 'fetching UT1 lists') : undefined });
       progress?.write('\n');
     } catch (err) {
       progress?.write('\n');
