@@ -200,13 +200,6 @@ class LineLoader {
   }
 }
 
-/** Loads one text's lines into `cat`, filling `report`. */
-export async function loadText(b: ListBuilder, cat: number, format: FileFormat, text: string, report: SourceReport): Promise<void> {
-  const l = new LineLoader(b, cat, format, report);
-  await l.feed(text);
-  l.end();
-}
-
 const CHUNK = 1 << 22;
 
 /**
