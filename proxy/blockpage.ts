@@ -45,6 +45,17 @@ export interface BlockPageInput {
   user?: string | null;
 }
 
+/** One of the block page's two report forms: the same signed reference, a different report type. */
+function reportForm(p: BlockPageInput, type: 'self_report' | 'unblock_request', id: string, label: string, placeholder: string, buttonAttrs: string, button: string): string {
+  return `<form method="post" action="${escapeHtml(p.reportAction)}">
+<input type="hidden" name="ref" value="${escapeHtml(p.token)}">
+<input type="hidden" name="type" value="${type}">
+<label for="${id}">${label}</label>
+<textarea id="${id}" name="note" maxlength="2000" placeholder="${placeholder}"></textarea>
+<button type="submit"${buttonAttrs}>${button}</button>
+</form>`;
+}
+
 export function renderBlockPage(p: BlockPageInput): string {
   const when = p.at.toLocaleString('en-GB', { dateStyle: 'full', timeStyle: 'medium', timeZone: 'UTC' }) + ' UTC';
   const category = p.categoryName ?? 'a blocked category';
@@ -60,20 +71,8 @@ A record has been kept, as the school's acceptable use policy explains.</p>
 <dt>Reference</dt><dd><code>${escapeHtml(p.reference)}</code></dd>
 ${p.user ? `<dt>Signed in as</dt><dd>${escapeHtml(p.user)}</dd>` : ''}
 </dl>
-<form method="post" action="${escapeHtml(p.reportAction)}">
-<input type="hidden" name="ref" value="${escapeHtml(p.token)}">
-<input type="hidden" name="type" value="self_report">
-<label for="note-accident">Did you reach this page by accident? You can tell the safeguarding lead now (note optional):</label>
-<textarea id="note-accident" name="note" maxlength="2000" placeholder="For example: I clicked a link in a search result"></textarea>
-<button type="submit">This was accidental — report it to the safeguarding lead</button>
-</form>
-<form method="post" action="${escapeHtml(p.reportAction)}">
-<input type="hidden" name="ref" value="${escapeHtml(p.token)}">
-<input type="hidden" name="type" value="unblock_request">
-<label for="note-unblock">Is this page needed for school work? Ask the network manager to review it (note optional):</label>
-<textarea id="note-unblock" name="note" maxlength="2000" placeholder="For example: we use this site in Year 9 history"></textarea>
-<button type="submit" class="secondary">I think this should not be blocked</button>
-</form>
+${reportForm(p, 'self_report', 'note-accident', 'Did you reach this page by accident? You can tell the safeguarding lead now (note optional):', 'For example: I clicked a link in a search result', '', 'This was accidental — report it to the safeguarding lead')}
+${reportForm(p, 'unblock_request', 'note-unblock', 'Is this page needed for school work? Ask the network manager to review it (note optional):', 'For example: we use this site in Year 9 history', ' class="secondary"', 'I think this should not be blocked')}
 <p class="small">Quote the reference above if you speak to the safeguarding lead or the IT team.</p>
 `);
 }
