@@ -3,8 +3,10 @@
  * words, what happened, what they can do next. Everything from the request is escaped.
  */
 
+const ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+
 export function escapeHtml(s: unknown): string {
-  return String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+  return String(s ?? '').replace(/[&<>"']/g, (c) => ENTITIES[c]!);
 }
 
 const style = `
