@@ -1,8 +1,9 @@
 import { createPrivateKey, generateKeyPairSync, privateEncrypt, randomBytes, constants, type KeyObject } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import forge from 'node-forge';
 import { SchoolgateError } from '../core/errors';
+import { writeFileAtomicSync } from '../core/files';
 
 /**
  * The school's own certificate authority. Devices trust it (deployed by the network manager), so
@@ -80,11 +81,8 @@ export function initCa(dataDir: string, opts: { force?: boolean; commonName?: st
   signCertificate(cert, privateKey);
   const certPem = forge.pki.certificateToPem(cert);
 
-  // Key first, under a temporary name, so a crash never leaves a certificate without its key.
-  const keyTmp = `${caKeyPath(dataDir)}.tmp`;
-  writeFileSync(keyTmp, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
-  chmodSync(keyTmp, 0o600);
-  renameSync(keyTmp, caKeyPath(dataDir));
+  // Key first, written whole, so a crash never leaves a certificate without its key.
+  writeFileAtomicSync(caKeyPath(dataDir), privateKey.export({ type: 'pkcs8', format: 'pem' }), 0o600);
   writeFileSync(caCertPath(dataDir), certPem, { mode: 0o644 });
   // The shared leaf key was issued under the old CA's watch; a new CA starts a new one too.
   const leafKey = path.join(dir, 'leaf.key');

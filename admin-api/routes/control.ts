@@ -6,11 +6,12 @@
  * caller on this host, and are left out of /docs: they are for the CLI, not for integrations.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { SchoolgateError } from '../../core/errors';
+import { writeFileAtomicSync } from '../../core/files';
 import { writeAudit } from '../../incidents/queries';
 import type { Queryable } from '../../incidents/types';
 import { createUser, hashPassword, validateRole, type AuthUser } from '../auth';
@@ -103,16 +104,9 @@ function controlUrl(addr: AddressInfo | string | null): string | null {
   return `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
 }
 
-/** Writes the file whole or not at all: a reader never sees half a token. */
+/** Written whole or not at all: a reader never sees half a token. */
 function writeControlFile(file: string, content: ControlFile): void {
-  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  try {
-    writeFileSync(tmp, JSON.stringify(content) + '\n', { mode: 0o600, flag: 'wx' });
-    renameSync(tmp, file);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
-  }
+  writeFileAtomicSync(file, JSON.stringify(content) + '\n', 0o600);
 }
 
 export function readControlFile(dataDir: string): ControlFile | null {
