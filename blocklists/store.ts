@@ -63,6 +63,7 @@ export class ListStore extends EventEmitter {
   private readonly cacheDir?: string;
   private readonly log: Logger;
   private pending: Promise<unknown> = Promise.resolve();
+  private black: { set: CompiledLists; names: string[] } | null = null;
 
   private constructor(sources: string[], opts: { cacheDir?: string; logger?: Logger }) {
     super();
@@ -158,8 +159,14 @@ export class ListStore extends EventEmitter {
     return this.set.classify(url, blockCategories, allowCategories);
   }
 
-  /** Every loaded category whose usage says black, in name order: the default policy. */
+  /**
+   * Every loaded category whose usage says black, in name order: the default policy. The gateway
+   * asks on every request, so it is worked out once per compiled set (callers must not mutate it).
+   */
   blackCategories(): string[] {
-    return [...this.set.categories.values()].filter((c) => c.usage.includes('black')).map((c) => c.name).sort();
+    if (this.black?.set !== this.set) {
+      this.black = { set: this.set, names: [...this.set.categories.values()].filter((c) => c.usage.includes('black')).map((c) => c.name).sort() };
+    }
+    return this.black.names;
   }
 }
