@@ -15,6 +15,8 @@ export interface OverrideEntry {
 
 /** Category that allow overrides are reported under. */
 export const LOCAL_ALLOW = 'local-allow';
+/** The override set's allow list, made once: classify runs per request. */
+const LOCAL_ALLOW_LIST: readonly string[] = [LOCAL_ALLOW];
 
 const emptyReport = (): LoadReport => ({ sources: [], categories: [], entries: 0, millis: 0 });
 
@@ -153,7 +155,7 @@ export class ListStore extends EventEmitter {
   classify(url: NormalizedUrl, blockCategories: readonly string[], allowCategories: readonly string[]): Verdict {
     const ov = this.overrides;
     if (ov !== null) {
-      const v = ov.classify(url, this.overrideBlock, [LOCAL_ALLOW]);
+      const v = ov.classify(url, this.overrideBlock, LOCAL_ALLOW_LIST);
       if (v.action === 'block' || v.allowed) return v;
     }
     return this.set.classify(url, blockCategories, allowCategories);
