@@ -255,12 +255,9 @@ export function createGateway(deps: GatewayDeps): Gateway {
   });
   front.on('error', (err) => log.error({ err: err.message }, 'gateway listener error'));
 
-  /** Who sends this request: the connection's identity, or Proxy-Authorization when sent or required. */
-  async function identityFor(req: IncomingMessage, info: ConnInfo): Promise<Identity | 'auth'> {
-    if (info.connectHost !== undefined) return info.identity; // authenticated once, on CONNECT
-    const header = headerValue(req.headers['proxy-authorization']);
-    if (!header && !deps.identifier.requiresAuth) return info.identity;
-    const r = await deps.identifier.identify(info.identity.clientIp, header);
+  /** Who sends a plain-proxy request that carries Proxy-Authorization, or must. */
+  async function identityFromAuth(req: IncomingMessage, info: ConnInfo): Promise<Identity | 'auth'> {
+    const r = await deps.identifier.identify(info.identity.clientIp, headerValue(req.headers['proxy-authorization']));
     return r.ok ? r.identity : 'auth';
   }
 
@@ -303,8 +300,9 @@ export function createGateway(deps: GatewayDeps): Gateway {
       res.destroy();
       return;
     }
-    // Most requests need no look-up: skip the await (and its microtask) for them.
-    const identity = info.connectHost !== undefined || (!req.headers['proxy-authorization'] && !deps.identifier.requiresAuth) ? info.identity : await identityFor(req, info);
+    // The connection's identity (inside a tunnel, authenticated once on CONNECT), unless
+    // Proxy-Authorization is sent or required: most requests skip the await and its microtask.
+    const identity = info.connectHost !== undefined || (!req.headers['proxy-authorization'] && !deps.identifier.requiresAuth) ? info.identity : await identityFromAuth(req, info);
     if (identity === 'auth') {
       req.resume();
       res.setHeader('proxy-authenticate', 'Basic realm="schoolgate"');
