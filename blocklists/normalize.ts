@@ -1,5 +1,6 @@
 import { SchoolgateError } from '../core/errors';
 import type { NormalizedUrl } from './types';
+import { bracketHost } from '../core/host';
 
 /**
  * One normalisation for the CLI, the gateway and list entries, so a trick that changes how a URL
@@ -131,7 +132,7 @@ export function normalizeWithUrlParser(text: string, opts: { defaultScheme?: str
   const explicit = u.port === '' ? null : Number(u.port);
   const port = explicit === null || explicit === DEFAULT_PORTS[scheme] ? null : explicit;
   const path = decodeUnreserved(u.search === '' ? u.pathname || '/' : u.pathname + u.search);
-  const hostPart = host.includes(':') ? `[${host}]` : host;
+  const hostPart = bracketHost(host);
   return { scheme, host, port, path, href: port === null ? `${scheme}://${hostPart}${path}` : `${scheme}://${hostPart}:${port}${path}` };
 }
 
@@ -153,7 +154,7 @@ export function normalizeHost(host: string): string | null {
   if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
   if (/[\s/?#@\\[\]*]/.test(h) || (h.includes(':') && !/^[0-9a-f:.]+$/.test(h))) return null;
   try {
-    const u = new URL(`http://${h.includes(':') ? `[${h}]` : h}/`);
+    const u = new URL(`http://${bracketHost(h)}/`);
     if (u.port !== '') return null;
     let out = u.hostname;
     if (out.startsWith('[')) out = out.slice(1, -1);

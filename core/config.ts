@@ -2,6 +2,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { SchoolgateError } from './errors';
+import { bracketHost } from './host';
 
 /**
  * The one place where flags, environment variables and the config file are read.
@@ -182,5 +183,5 @@ export function loadConfig(values: Partial<CliValues> = {}, env: NodeJS.ProcessE
 export function adminBaseUrl(c: Config): string {
   if (c.publicUrl) return c.publicUrl.replace(/\/$/, '');
   const host = c.listen === '0.0.0.0' || c.listen === '::' ? '127.0.0.1' : c.listen;
-  return `http://${host.includes(':') ? `[${host}]` : host}:${c.adminPort}`;
+  return `http://${bracketHost(host)}:${c.adminPort}`;
 }

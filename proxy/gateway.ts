@@ -21,6 +21,7 @@ import type { ClientIdentifier, Identity } from './identify';
 import { plainIp } from './identify';
 import { safeSearchFor, searchTerms } from './safesearch';
 import type { SearchKeywords } from './keywords';
+import { bracketHost } from '../core/host';
 
 export interface GatewayDeps {
   leaf: LeafCertificates;
@@ -202,7 +203,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
           ws.close(1008, 'Host header required');
           return;
         }
-        req.headers.host = `${info.connectHost.includes(':') ? `[${info.connectHost}]` : info.connectHost}:${info.connectPort}`;
+        req.headers.host = `${bracketHost(info.connectHost)}:${info.connectPort}`;
       }
       (ws as unknown as { upgradeReq: IncomingMessage }).upgradeReq = req;
       proxy._onWebSocketServerConnect(isSSL, ws, req);
@@ -273,7 +274,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
         const hp = splitHostPort(hostHeader, defaultPort);
         const named = hp ? normalizeHost(hp.host) : null;
         if (!hp || !named) return { error: `bad Host header ${JSON.stringify(hostHeader.slice(0, 100))}` };
-        const authority = `${info.connectHost.includes(':') ? `[${info.connectHost}]` : info.connectHost}${info.connectPort === defaultPort ? '' : `:${info.connectPort}`}`;
+        const authority = `${bracketHost(info.connectHost)}${info.connectPort === defaultPort ? '' : `:${info.connectPort}`}`;
         const url = normalizeUrl(`${scheme}://${authority}${raw}`);
         // The URL classified carries the host the client named, so a mismatch is seen by the policy.
         const asNamed: NormalizedUrl = named === url.host ? url : { ...url, host: named, href: url.href.replace(`://${authority}`, `://${named}`) };
@@ -285,7 +286,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
       const url = normalizeUrl(raw);
       if (url.scheme !== 'http' && url.scheme !== 'ws') return { error: `scheme ${url.scheme}: is not proxied over plain HTTP` };
       const port = url.port ?? 80;
-      const hostPart = url.host.includes(':') ? `[${url.host}]` : url.host;
+      const hostPart = bracketHost(url.host);
       // The normalised path only decodes unreserved characters: the same resource, as classified.
       return { url, fwd: { host: url.host, port, path: url.path, hostHeader: url.port === null ? hostPart : `${hostPart}:${port}` } };
     } catch (err) {
@@ -375,7 +376,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
     if (fwd.extraHeaders) Object.assign(headers, fwd.extraHeaders);
     const length = req.headers['content-length'];
     const hasBody = req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
-    const hostPart = fwd.host.includes(':') ? `[${fwd.host}]` : fwd.host;
+    const hostPart = bracketHost(fwd.host);
 
     let timer: NodeJS.Timeout | undefined;
     let answered = false;

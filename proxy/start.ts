@@ -21,6 +21,7 @@ import { createGateway, type Gateway } from './gateway';
 import { ClientIdentifier, usersTableLookup } from './identify';
 import type { Policy } from './decide';
 import { SearchKeywords } from './keywords';
+import { bracketHost } from '../core/host';
 
 export interface StartOptions {
   logger?: Logger;
@@ -207,7 +208,7 @@ export function banner(h: SchoolgateHandle): string {
   const consoleUrl = adminBaseUrl(c);
   const lines = [
     'schoolgate is running',
-    `  proxy:          http://${host.includes(':') ? `[${host}]` : host}:${h.proxyPort}   (browsers: ${consoleUrl}/proxy.pac)`,
+    `  proxy:          http://${bracketHost(host)}:${h.proxyPort}   (browsers: ${consoleUrl}/proxy.pac)`,
     `  console:        ${consoleUrl}`,
     `  CA certificate: ${caCertPath(c.dataDir)}   (also ${consoleUrl}/ca.crt; deploy it to every device)`,
     `  data folder:    ${c.dataDir}   (${c.databaseUrl ? 'PostgreSQL from DATABASE_URL' : 'embedded database'})`,

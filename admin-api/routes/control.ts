@@ -17,6 +17,7 @@ import type { Queryable } from '../../incidents/types';
 import { createUser, hashPassword, validateRole, type AuthUser } from '../auth';
 import type { AdminContext } from '../app';
 import { errorSchema } from '../present';
+import { bracketHost } from '../../core/host';
 
 export const CONTROL_FILE = 'control.json';
 
@@ -101,7 +102,7 @@ function controlUrl(addr: AddressInfo | string | null): string | null {
   let host = addr.address;
   if (host === '0.0.0.0') host = '127.0.0.1';
   else if (host === '::') host = '::1';
-  return `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
+  return `http://${bracketHost(host)}:${addr.port}`;
 }
 
 /** Written whole or not at all: a reader never sees half a token. */

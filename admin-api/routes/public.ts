@@ -5,6 +5,7 @@ import { adminBaseUrl } from '../../core/config';
 import { SchoolgateError } from '../../core/errors';
 import type { AdminContext } from '../app';
 import { consoleDir } from '../app';
+import { bracketHost } from '../../core/host';
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -28,7 +29,7 @@ const CONSOLE_CSP =
 const js = (s: string) => JSON.stringify(s);
 
 export function pacFile(proxyHost: string, proxyPort: number, adminHost: string): string {
-  const proxy = `PROXY ${proxyHost.includes(':') ? `[${proxyHost}]` : proxyHost}:${proxyPort}`;
+  const proxy = `PROXY ${bracketHost(proxyHost)}:${proxyPort}`;
   return `// schoolgate: send web traffic through the school gateway.
 function FindProxyForURL(url, host) {
   if (isPlainHostName(host) || host === "localhost" || shExpMatch(host, "127.*") || host === "[::1]" || host === ${js(adminHost)}) {
