@@ -14,13 +14,22 @@ const UNRESERVED_ESCAPE = /%(4[1-9A-F]|5[0-9A]|6[1-9A-F]|7[0-9A]|3[0-9]|2D|2E|5F
 const decodeUnreserved = (s: string): string =>
   s.indexOf('%') < 0 ? s : s.replace(UNRESERVED_ESCAPE, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
 
-const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
+/** `scheme://` at the start: an absolute URL rather than a host or a path. */
+export const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
 
 const DEFAULT_PORTS: Record<string, number> = { http: 80, https: 443, ftp: 21, ws: 80, wss: 443 };
 
 export function normalizeUrl(raw: string, opts: { defaultScheme?: string } = {}): NormalizedUrl {
   const text = typeof raw === 'string' ? raw.trim() : '';
   return fastNormalize(text) ?? normalizeWithUrlParser(text, opts);
+}
+
+/**
+ * What a person typed (a console form, a report): `http://` put in front when it has no scheme,
+ * so `user:pw@host` or `host:8080` read as a host rather than as a scheme.
+ */
+export function normalizeTypedUrl(text: string): NormalizedUrl {
+  return normalizeUrl(SCHEME.test(text) ? text : `http://${text}`);
 }
 
 /** Path and query characters the WHATWG parser leaves exactly as they are (no %, ', \\, #, space...). */

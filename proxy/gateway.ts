@@ -8,7 +8,7 @@ import { Proxy, type IContext, type IWebSocketContext } from 'http-mitm-proxy';
 import { Agent as UndiciAgent, type Dispatcher } from 'undici';
 import { createRequire } from 'node:module';
 import type { EventEmitter } from 'node:events';
-import { normalizeHost, normalizeUrl } from '../blocklists/normalize';
+import { normalizeHost, normalizeUrl, SCHEME } from '../blocklists/normalize';
 import type { NormalizedUrl } from '../blocklists/types';
 import { codes } from '../core/errors';
 import type { Logger } from '../core/log';
@@ -282,7 +282,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
       }
       // Plain proxying: the absolute URL decides, and the Host header is replaced by its authority
       // (RFC 9112 §3.2.2), so what we classify is what we fetch.
-      if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(raw)) return { error: 'not a proxy request (absolute URL expected)' };
+      if (!SCHEME.test(raw)) return { error: 'not a proxy request (absolute URL expected)' };
       const url = normalizeUrl(raw);
       if (url.scheme !== 'http' && url.scheme !== 'ws') return { error: `scheme ${url.scheme}: is not proxied over plain HTTP` };
       const port = url.port ?? 80;

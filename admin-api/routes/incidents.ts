@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { SchoolgateError } from '../../core/errors';
-import { normalizeUrl } from '../../blocklists/normalize';
+import { normalizeTypedUrl } from '../../blocklists/normalize';
 import type { IncidentStatus } from '../../incidents/types';
 import {
   CSV_COLUMNS, csvLine, exportRows, getIncident, getIncidentByKey, incidentEvents, incidentStats, listIncidents, relatedIncidents,
@@ -339,7 +339,7 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
 function describeUrl(ctx: AdminContext, raw: string): { url: string; host: string | null; category: string | null } {
   const text = raw.trim();
   try {
-    const n = normalizeUrl(/^[a-z][a-z0-9+.-]*:\/\//i.test(text) ? text : `http://${text}`);
+    const n = normalizeTypedUrl(text);
     const current = ctx.lists.current as { matches?: (u: typeof n) => Array<{ category: string }> };
     const black = new Set(ctx.lists.loaded ? ctx.lists.blackCategories() : []);
     const hit = current.matches?.(n).find((m) => black.has(m.category));

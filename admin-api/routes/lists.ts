@@ -2,7 +2,7 @@ import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyPluginAsync } from 'fastify';
 import { SchoolgateError } from '../../core/errors';
-import { normalizeHost, normalizeUrl } from '../../blocklists/normalize';
+import { normalizeHost, normalizeTypedUrl } from '../../blocklists/normalize';
 import type { LoadReport } from '../../blocklists/types';
 import { compileSources } from '../../blocklists/store';
 import { updateIncident, writeAudit, getIncident } from '../../incidents/queries';
@@ -99,7 +99,7 @@ export function normaliseEntry(kind: 'domain' | 'url' | 'expression', entry: str
   }
   if (kind === 'url') {
     try {
-      const n = normalizeUrl(/^[a-z][a-z0-9+.-]*:\/\//i.test(e) ? e : `http://${e}`);
+      const n = normalizeTypedUrl(e);
       // UT1 url entries are host + path, without scheme.
       return `${n.host}${n.port ? `:${n.port}` : ''}${n.path}`;
     } catch {
