@@ -1,5 +1,5 @@
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -8,17 +8,13 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultListsDir, updateLists } from '../../blocklists/update';
 import { need, projectRoot, sharedListsMissing, ut1 } from '../helpers/parts';
+import { writeUnder } from '../helpers/files';
 
 const run = promisify(execFile);
 const bin = path.join(projectRoot, 'bin/schoolgate.ts');
 
 let dir: string;
-const w = (rel: string, text: string) => {
-  const p = path.join(dir, rel);
-  mkdirSync(path.dirname(p), { recursive: true });
-  writeFileSync(p, text);
-  return p;
-};
+const w = (rel: string, text: string) => writeUnder(dir, rel, text);
 
 /** Runs the real CLI with `input` on stdin. */
 function cli(args: string[], input = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,14 +10,10 @@ import { TableBuilder } from '../../blocklists/table';
 import { rng, syntheticDomain } from '../../bench/lib/corpus';
 import { need, sharedListsMissing, ut1, sharedLists } from '../helpers/parts';
 import { existsSync } from 'node:fs';
+import { writeUnder } from '../helpers/files';
 
 let dir: string;
-const w = (rel: string, text: string) => {
-  const p = path.join(dir, rel);
-  mkdirSync(path.dirname(p), { recursive: true });
-  writeFileSync(p, text);
-  return p;
-};
+const w = (rel: string, text: string) => writeUnder(dir, rel, text);
 
 beforeAll(() => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'sg-engine-'));

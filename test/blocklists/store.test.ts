@@ -1,18 +1,14 @@
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ListStore } from '../../blocklists/store';
 import { normalizeUrl } from '../../blocklists/normalize';
 import { rng, syntheticDomain } from '../../bench/lib/corpus';
+import { writeUnder } from '../helpers/files';
 
 let dir: string;
-const w = (rel: string, text: string) => {
-  const p = path.join(dir, rel);
-  mkdirSync(path.dirname(p), { recursive: true });
-  writeFileSync(p, text);
-  return p;
-};
+const w = (rel: string, text: string) => writeUnder(dir, rel, text);
 const verdict = (s: ListStore, url: string, block: string[], allow: string[] = []) => {
   const v = s.classify(normalizeUrl(url), block, allow);
   return v.action === 'block' ? `block ${v.category}` : v.allowed ? `allow ${v.category}` : 'pass';
