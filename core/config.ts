@@ -114,6 +114,7 @@ export const cliOptions = {
   from: { type: 'string' },
   der: { type: 'boolean' },
   force: { type: 'boolean' },
+  'key-type': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 

@@ -15,6 +15,7 @@ export const codes = {
   // certificates
   SG_ERR_CA_MISSING: 'school CA not initialised',
   SG_ERR_CA_EXISTS: 'school CA already exists',
+  SG_ERR_CA_INVALID: 'school CA files cannot be used (unreadable, mismatched key and certificate, or unsupported key)',
   SG_ERR_CERT_HOST: 'host name not valid for a certificate',
   // database and incidents
   SG_ERR_DB_UNAVAILABLE: 'database unreachable',
