@@ -1,4 +1,5 @@
 import { readFileSync, existsSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { SchoolgateError } from './errors';
@@ -137,6 +138,36 @@ function port(name: string, v: string | number | undefined): number | undefined 
   return n;
 }
 
+/**
+ * The one CIDR parser: the config checks every CIDR with it at load time, and the gateway builds
+ * its allow-list and client map with it. A bare address is its own /32 or /128. The prefix must be
+ * plain digits: `Number('')` is 0, and a typo like `10.0.0.0/` must not open the gateway to everyone.
+ */
+export function parseCidr(cidr: string): { addr: string; prefix: number; type: 'ipv4' | 'ipv6' } {
+  const m = typeof cidr === 'string' ? /^([^/]*)(?:\/(\d{1,3}))?$/.exec(cidr.trim()) : null;
+  const addr = m?.[1] ?? '';
+  const type = net.isIPv4(addr) ? 'ipv4' : net.isIPv6(addr) ? 'ipv6' : null;
+  const max = type === 'ipv4' ? 32 : 128;
+  const prefix = m?.[2] === undefined ? max : Number(m[2]);
+  if (!type || prefix > max) throw new SchoolgateError('SG_ERR_CONFIG', `not an address or CIDR: ${JSON.stringify(cidr)}`);
+  return { addr, prefix, type };
+}
+
+/** Fails the load (not the first gateway request) on a bad CIDR, naming the setting it sits in. */
+function checkCidrs(c: Config): void {
+  const check = (where: string, v: unknown) => {
+    try {
+      parseCidr(v as string);
+    } catch (err) {
+      throw new SchoolgateError('SG_ERR_CONFIG', `${where}: ${(err as Error).message}`);
+    }
+  };
+  if (!Array.isArray(c.allowedClients)) throw new SchoolgateError('SG_ERR_CONFIG', 'allowedClients must be a list of addresses or CIDRs');
+  c.allowedClients.forEach((v, i) => check(`allowedClients[${i}]`, v));
+  if (!Array.isArray(c.clients)) throw new SchoolgateError('SG_ERR_CONFIG', 'clients must be a list of { cidr, user, device, group }');
+  c.clients.forEach((v, i) => check(`clients[${i}].cidr`, (v as { cidr?: unknown } | null)?.cidr));
+}
+
 export function loadConfig(values: Partial<CliValues> = {}, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Config {
   const base = defaults(cwd);
   const dataDir = path.resolve(cwd, values['data-dir'] ?? env.SCHOOLGATE_DATA_DIR ?? base.dataDir);
@@ -177,6 +208,7 @@ export function loadConfig(values: Partial<CliValues> = {}, env: NodeJS.ProcessE
     c.smtp = { url: env.SCHOOLGATE_SMTP_URL, from: env.SCHOOLGATE_SMTP_FROM ?? 'schoolgate@localhost', to: list(env.SCHOOLGATE_DSL_EMAIL) ?? [] };
   }
   if (env.SCHOOLGATE_LISTS_URL) c.listsUpdateUrl = env.SCHOOLGATE_LISTS_URL;
+  checkCidrs(c);
   return c;
 }
 

@@ -2,8 +2,7 @@ import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { LRUCache } from 'lru-cache';
 import { verifyPassword } from '../admin-api/auth';
-import type { Config } from '../core/config';
-import { SchoolgateError } from '../core/errors';
+import { parseCidr, type Config } from '../core/config';
 import type { Queryable } from '../incidents/types';
 
 /** Who is behind a request: what incidents record and what picks the policy group. */
@@ -34,17 +33,6 @@ export function usersTableLookup(db: Queryable): UserLookup {
 export function plainIp(ip: string | undefined): string {
   if (!ip) return '';
   return ip.startsWith('::ffff:') && net.isIPv4(ip.slice(7)) ? ip.slice(7) : ip;
-}
-
-function parseCidr(cidr: string): { addr: string; prefix: number; type: 'ipv4' | 'ipv6' } {
-  const [addr, bits] = cidr.trim().split('/');
-  const type = net.isIPv4(addr) ? 'ipv4' : net.isIPv6(addr) ? 'ipv6' : null;
-  const max = type === 'ipv4' ? 32 : 128;
-  const prefix = bits === undefined ? max : Number(bits);
-  if (!type || !Number.isInteger(prefix) || prefix < 0 || prefix > max) {
-    throw new SchoolgateError('SG_ERR_CONFIG', `not an address or CIDR: ${JSON.stringify(cidr)}`);
-  }
-  return { addr, prefix, type };
 }
 
 const blockListOf = (cidrs: string[]) => {

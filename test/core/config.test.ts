@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { adminBaseUrl, loadConfig, parseCli } from '../../core/config';
+import { adminBaseUrl, loadConfig, parseCidr, parseCli } from '../../core/config';
 import { isSchoolgateError } from '../../core/errors';
 
 const tmp = () => mkdtempSync(path.join(tmpdir(), 'sg-config-'));
@@ -39,6 +39,39 @@ describe('config', () => {
       expect.unreachable();
     } catch (err) {
       expect(isSchoolgateError(err, 'SG_ERR_USAGE')).toBe(true);
+    }
+  });
+
+  it('refuses a bad CIDR when the config is loaded, naming where it came from', () => {
+    const refused = (load: () => unknown, where: string) => {
+      try {
+        load();
+        expect.unreachable(`${where} was accepted`);
+      } catch (err) {
+        expect(isSchoolgateError(err, 'SG_ERR_CONFIG')).toBe(true);
+        expect((err as Error).message).toContain(where);
+      }
+    };
+    refused(() => loadConfig({ 'allowed-clients': '10.0.0.0/8, 10.0.0.0/33' }, {}), 'allowedClients');
+    refused(() => loadConfig({}, { SCHOOLGATE_ALLOWED_CLIENTS: 'school.example' }), 'allowedClients');
+    const dir = tmp();
+    writeFileSync(path.join(dir, 'schoolgate.json'), JSON.stringify({ clients: [{ cidr: '10.1.0.0/16', user: 'a' }, { cidr: '10.2.0.0/x', device: 'b' }] }));
+    refused(() => loadConfig({ 'data-dir': dir }, {}), 'clients[1].cidr');
+    writeFileSync(path.join(dir, 'schoolgate.json'), JSON.stringify({ allowedClients: '10.0.0.0/8' }));
+    refused(() => loadConfig({ 'data-dir': dir }, {}), 'allowedClients');
+    writeFileSync(path.join(dir, 'schoolgate.json'), JSON.stringify({ clients: [{ user: 'no-cidr' }] }));
+    refused(() => loadConfig({ 'data-dir': dir }, {}), 'clients[0].cidr');
+    // The defaults and well-formed entries load.
+    writeFileSync(path.join(dir, 'schoolgate.json'), JSON.stringify({ allowedClients: ['192.168.0.0/16', 'fe80::/10', '10.9.8.7'], clients: [{ cidr: '192.168.5.0/24' }] }));
+    expect(loadConfig({ 'data-dir': dir }, {}).allowedClients).toEqual(['192.168.0.0/16', 'fe80::/10', '10.9.8.7']);
+    expect(() => loadConfig({}, {})).not.toThrow();
+  });
+
+  it('parses CIDRs strictly: an empty or extra prefix is not a /0', () => {
+    expect(parseCidr('10.0.0.0/8')).toEqual({ addr: '10.0.0.0', prefix: 8, type: 'ipv4' });
+    expect(parseCidr(' ::1 ')).toEqual({ addr: '::1', prefix: 128, type: 'ipv6' });
+    for (const bad of ['10.0.0.0/', '10.0.0.0/8/9', '10.0.0.0/+8', '10.0.0.0/8.0', '10.0.0.0/ 8', '::/129', '', '/8']) {
+      expect(() => parseCidr(bad), bad).toThrowError(expect.objectContaining({ code: 'SG_ERR_CONFIG' }));
     }
   });
 
