@@ -4,6 +4,7 @@ import { listAudit, writeAudit } from '../../incidents/queries';
 import { caller, createUser, generatePassword, ROLES, type Role } from '../auth';
 import type { AdminContext } from '../app';
 import { errorSchema, userSchema } from '../present';
+import { pagedResponse } from './paging';
 
 /**
  * Who may create which accounts. The network manager runs the network, not safeguarding: letting
@@ -126,22 +127,13 @@ export const accountRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) 
         },
       },
       response: {
-        200: {
+        200: pagedResponse({
           type: 'object',
           properties: {
-            items: {
-              type: 'array',
-              items: {
-                type: 'object',
-                properties: {
-                  id: { type: 'integer' }, at: { type: 'string' }, actor: { type: 'string' }, action: { type: 'string' },
-                  target: { type: ['string', 'null'] }, details: { type: ['object', 'null'], additionalProperties: true },
-                },
-              },
-            },
-            nextCursor: { type: ['string', 'null'] },
+            id: { type: 'integer' }, at: { type: 'string' }, actor: { type: 'string' }, action: { type: 'string' },
+            target: { type: ['string', 'null'] }, details: { type: ['object', 'null'], additionalProperties: true },
           },
-        },
+        }),
       },
     },
   }, async (req) => {

@@ -9,6 +9,7 @@ import {
 import { caller, type AuthUser } from '../auth';
 import type { AdminContext } from '../app';
 import { categoryName, errorSchema, eventSchema, incidentSchema, toEventJson, toIncidentJson } from '../present';
+import { pagedResponse } from './paging';
 
 const STATUSES = ['new', 'in_review', 'escalated', 'closed', 'false_positive'] as const;
 const KINDS = ['blocked', 'self_report', 'flagged_search', 'unblock_request'] as const;
@@ -86,7 +87,7 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
         properties: { ...filterProps, cursor: { type: 'string', maxLength: 100 }, limit: { type: 'integer', minimum: 1, maximum: 500, default: 50 } },
       },
       response: {
-        200: { type: 'object', properties: { items: { type: 'array', items: incidentSchema }, nextCursor: { type: ['string', 'null'] } } },
+        200: pagedResponse(incidentSchema),
         400: errorSchema,
       },
     },
@@ -261,30 +262,21 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
       summary: 'Unblock requests, without who asked (need to know)',
       querystring: { type: 'object', properties: { status: filterProps.status, cursor: { type: 'string' }, limit: { type: 'integer', minimum: 1, maximum: 500, default: 100 } } },
       response: {
-        200: {
+        200: pagedResponse({
           type: 'object',
           properties: {
-            items: {
-              type: 'array',
-              items: {
-                type: 'object',
-                properties: {
-                  id: { type: 'integer' },
-                  status: { type: 'string' },
-                  category: { type: ['string', 'null'] },
-                  categoryName: { type: ['string', 'null'] },
-                  url: { type: ['string', 'null'] },
-                  host: { type: ['string', 'null'] },
-                  note: { type: ['string', 'null'] },
-                  count: { type: 'integer' },
-                  occurredAt: { type: 'string' },
-                  illegal: { type: 'boolean' },
-                },
-              },
-            },
-            nextCursor: { type: ['string', 'null'] },
+            id: { type: 'integer' },
+            status: { type: 'string' },
+            category: { type: ['string', 'null'] },
+            categoryName: { type: ['string', 'null'] },
+            url: { type: ['string', 'null'] },
+            host: { type: ['string', 'null'] },
+            note: { type: ['string', 'null'] },
+            count: { type: 'integer' },
+            occurredAt: { type: 'string' },
+            illegal: { type: 'boolean' },
           },
-        },
+        }),
       },
     },
   }, async (req) => {

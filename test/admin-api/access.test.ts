@@ -103,6 +103,17 @@ describe('public routes', () => {
     expect((await h.app.inject({ url: '/docs' })).statusCode).toBeLessThan(400);
   });
 
+  it('describes every cursor-paged list with the same page shape in OpenAPI', async () => {
+    const spec = (await h.app.inject({ url: '/docs/json' })).json();
+    for (const p of ['/api/incidents', '/api/unblock-requests', '/api/audit']) {
+      const schema = spec.paths[p].get.responses['200'].content['application/json'].schema;
+      expect(Object.keys(schema.properties), p).toEqual(['items', 'nextCursor']);
+      expect(schema.properties.items.type, p).toBe('array');
+      expect(Object.keys(schema.properties.items.items.properties), p).toContain('id');
+      expect(schema.properties.nextCursor, p).toEqual({ type: 'string', nullable: true });
+    }
+  });
+
   it('serves the PAC file, the CA and the console; / redirects to the console', async () => {
     const pac = await h.app.inject({ url: '/proxy.pac' });
     expect(pac.statusCode).toBe(200);
