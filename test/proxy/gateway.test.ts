@@ -8,12 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../core/config';
 import { silentLogger } from '../../core/log';
 import { startSchoolgate, type SchoolgateHandle } from '../../proxy/start';
-import { createGateway, type GatewayDeps } from '../../proxy/gateway';
-import { ClientIdentifier } from '../../proxy/identify';
-import { LeafCertificates } from '../../certs/leaf';
+import { createGateway } from '../../proxy/gateway';
 import { need, sharedListsMissing } from '../helpers/parts';
 import {
-  GAMBLING_HOST, WS, fixtureLists, loopbackLookup, openTunnel, raw, refFrom, startOrigin, statusOf, tmpDir, ut1Adult, ut1Gambling, viaProxy, viaTunnel,
+  GAMBLING_HOST, WS, bareGatewayDeps, fixtureLists, loopbackLookup, openTunnel, raw, refFrom, startOrigin, statusOf, tmpDir, ut1Adult, ut1Gambling, viaProxy, viaTunnel,
   type Origin, type Reply,
 } from './helpers';
 
@@ -47,18 +45,8 @@ describe.skipIf(skip)('gateway, end to end in one process', () => {
   });
 
   /** A second gateway beside the running one, for settings the shared one does not have. */
-  const gatewayDeps = (): GatewayDeps => ({
-    leaf: new LeafCertificates({ ca: loadCa(sg.config.dataDir), dataDir: sg.config.dataDir }),
-    policy: { lists: () => ({ categories: new Map(), classify: () => ({ action: 'pass' }), matches: () => [] }), categoriesFor: () => [], allowCategories: [], bypassHosts: [] },
-    identifier: new ClientIdentifier({ allowedClients: ['127.0.0.0/8'], clients: [], defaultGroup: 'default', proxyAuth: false, policyGroups: {} }, null),
-    incidents: { record: () => 'x' },
-    referenceSecret: Buffer.alloc(32),
-    friendlyName: () => null,
-    adminBaseUrl: 'http://127.0.0.1:1',
-    safeSearch: false,
-    flagCategories: [],
-    logger: silentLogger,
-  });
+  const gatewayDeps = (opts: Omit<Parameters<typeof bareGatewayDeps>[0], 'ca' | 'dataDir'> = {}) =>
+    bareGatewayDeps({ ca: loadCa(sg.config.dataDir), dataDir: sg.config.dataDir, ...opts });
 
   const incidents = async (where: string, params: unknown[] = []) => {
     await sg.incidents.flush();
@@ -309,10 +297,7 @@ describe.skipIf(skip)('gateway, end to end in one process', () => {
   });
 
   it('refuses clients outside the allowed networks, and never proxies for them', async () => {
-    const gw = createGateway({
-      ...gatewayDeps(),
-      identifier: new ClientIdentifier({ allowedClients: ['10.0.0.0/8'], clients: [], defaultGroup: 'default', proxyAuth: false, policyGroups: {} }, null),
-    });
+    const gw = createGateway(gatewayDeps({ clients: { allowedClients: ['10.0.0.0/8'] } }));
     const addr = await gw.listen(0, '127.0.0.1');
     const before = origin.connections();
     const r = await raw(addr.port, `GET http://127.0.0.1:${origin.httpPort}/ HTTP/1.1\r\nHost: x\r\n\r\n`);

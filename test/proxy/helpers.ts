@@ -8,6 +8,9 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { initCa, type SchoolCa } from '../../certs/ca';
 import { LeafCertificates } from '../../certs/leaf';
+import { silentLogger } from '../../core/log';
+import type { GatewayDeps } from '../../proxy/gateway';
+import { ClientIdentifier, type UserLookup } from '../../proxy/identify';
 import { sharedLists } from '../helpers/parts';
 
 export const ut1Gambling = path.join(sharedLists, 'ut1', 'gambling');
@@ -32,6 +35,36 @@ export const loopbackLookup = ((_host: string, options: { all?: boolean }, cb: (
   if (options?.all) cb(null, [{ address: '127.0.0.1', family: 4 }]);
   else cb(null, '127.0.0.1', 4);
 }) as unknown as net.LookupFunction;
+
+/**
+ * What a bare gateway (one a test builds beside, or instead of, the full start) needs: loopback
+ * clients only, no incidents kept, no search rewriting, and every URL passing unless `noLists`
+ * (then the gateway fails closed, as with no lists loaded). Spread the result to set the rest.
+ */
+export function bareGatewayDeps(opts: {
+  ca: SchoolCa;
+  dataDir: string;
+  noLists?: boolean;
+  clients?: Partial<ConstructorParameters<typeof ClientIdentifier>[0]>;
+  users?: UserLookup | null;
+}): GatewayDeps {
+  const passAll = { categories: new Map(), classify: () => ({ action: 'pass' as const }), matches: () => [] };
+  return {
+    leaf: new LeafCertificates({ ca: opts.ca, dataDir: opts.dataDir }),
+    policy: { lists: () => (opts.noLists ? null : passAll), categoriesFor: () => [], allowCategories: [], bypassHosts: [] },
+    identifier: new ClientIdentifier(
+      { allowedClients: ['127.0.0.0/8'], clients: [], defaultGroup: 'default', proxyAuth: false, policyGroups: {}, ...opts.clients },
+      opts.users ?? null,
+    ),
+    incidents: { record: () => 'x' },
+    referenceSecret: Buffer.alloc(32),
+    friendlyName: () => null,
+    adminBaseUrl: 'http://127.0.0.1:1',
+    safeSearch: false,
+    flagCategories: [],
+    logger: silentLogger,
+  };
+}
 
 export interface Origin {
   ca: SchoolCa;

@@ -6,7 +6,6 @@ import { normalizeUrl } from '../../blocklists/normalize';
 import { ListStore } from '../../blocklists/store';
 import type { ListSet } from '../../blocklists/types';
 import { initCa } from '../../certs/ca';
-import { LeafCertificates } from '../../certs/leaf';
 import { silentLogger } from '../../core/log';
 import { openDb } from '../../incidents/db';
 import { migrate } from '../../incidents/migrate';
@@ -17,7 +16,7 @@ import { ClientIdentifier, plainIp, usersTableLookup } from '../../proxy/identif
 import { SearchKeywords } from '../../proxy/keywords';
 import { safeSearchFor, searchTerms } from '../../proxy/safesearch';
 import { need, sharedListsMissing } from '../helpers/parts';
-import { openTunnel, raw, statusOf, tmpDir, ut1Adult, ut1Gambling } from './helpers';
+import { bareGatewayDeps, openTunnel, raw, statusOf, tmpDir, ut1Adult, ut1Gambling } from './helpers';
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -158,18 +157,9 @@ describe('who may use the gateway', () => {
   it('answers 407 through the gateway until the client signs in, for HTTP and CONNECT', async () => {
     const dir = tmpDir('sg-auth-');
     dirs.push(dir);
-    const gw = createGateway({
-      leaf: new LeafCertificates({ ca: initCa(dir), dataDir: dir }),
-      policy: { lists: () => null, categoriesFor: () => [], allowCategories: [], bypassHosts: [] },
-      identifier: new ClientIdentifier({ ...base, allowedClients: ['127.0.0.0/8'], proxyAuth: true }, usersTableLookup(db)),
-      incidents: { record: () => 'x' },
-      referenceSecret: Buffer.alloc(32),
-      friendlyName: () => null,
-      adminBaseUrl: 'http://127.0.0.1:1',
-      safeSearch: false,
-      flagCategories: [],
-      logger: silentLogger,
-    });
+    const gw = createGateway(
+      bareGatewayDeps({ ca: initCa(dir), dataDir: dir, noLists: true, clients: { ...base, allowedClients: ['127.0.0.0/8'], proxyAuth: true }, users: usersTableLookup(db) }),
+    );
     const { port } = await gw.listen(0, '127.0.0.1');
     try {
       const anon = await raw(port, 'GET http://example.test/ HTTP/1.1\r\nHost: example.test\r\n\r\n');
