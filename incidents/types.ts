@@ -80,7 +80,9 @@ export interface IncidentRow {
 
 /**
  * Events IncidentWriter emits after each committed batch:
- * - 'stored' (rows: IncidentRow[]): new incidents (rows built from what was inserted, ids included);
+ * - 'stored' (rows: IncidentRow[]): new incidents (rows built from what was inserted, ids included),
+ *   once each: a write whose COMMIT reply was lost is announced by the retry that finds it stored
+ *   (then as the row reads at that moment);
  * - 'repeated' (rows: IncidentRow[]): existing incidents whose count and last_seen rose, as stored;
  * - 'rejected' (count: number): incidents the database refused, kept in <data-dir>/spool/rejected.ndjson.
  * A repeat folded into an incident keeps its own idempotency key in `incident_folds`; use

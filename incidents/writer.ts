@@ -13,7 +13,8 @@ import type { Db, IncidentInput, IncidentKind, IncidentRow, IncidentSink, Querya
  * fsync'd spool file instead and the pump replays the spool once the database answers again —
  * after a crash and restart too. Every incident carries an idempotency key, and the keys of
  * repeats folded into another row are kept in `incident_folds`, so a batch that is written twice
- * (sent, connection lost before the COMMIT reply, spooled, replayed) is counted exactly once.
+ * (sent, connection lost before the COMMIT reply, spooled, replayed) is counted exactly once, and
+ * announced once: by the retry that finds its keys already stored (see `Rec.u`).
  *
  * Events: 'stored' (rows: IncidentRow[]) for new incidents, 'repeated' (rows: IncidentRow[]) for
  * existing incidents whose count went up, 'rejected' (count) for incidents the database refused.
@@ -43,6 +44,12 @@ export interface Rec {
   search: string | null;
   note: string | null;
   rel: string | null;
+  /**
+   * Set while the record was sent in a write whose outcome is unknown (the connection died before
+   * the COMMIT reply). If a later write finds its key already stored, that lost write stored it and
+   * nobody has announced it yet: it is announced then. Kept in the spool so a restart knows too.
+   */
+  u?: 1;
 }
 
 function clean(v: unknown, max: number): string | null {
@@ -169,6 +176,29 @@ SELECT k FROM unnest($1::text[]) AS k, LATERAL (SELECT 1 FROM incidents i WHERE 
 UNION ALL
 SELECT k FROM unnest($1::text[]) AS k, LATERAL (SELECT 1 FROM incident_folds f WHERE f.idempotency_key = k LIMIT 1) hit`;
 
+// What a write whose COMMIT reply was lost made of keys it sent: the key's own incident ('stored')
+// or the incident it was folded into ('repeated'). Index probes per key, as in SEEN_SQL.
+export const FOUND_SQL = `
+SELECT true AS own, i.* FROM unnest($1::text[]) AS k
+ CROSS JOIN LATERAL (SELECT * FROM incidents x WHERE x.idempotency_key = k LIMIT 1) i
+UNION ALL
+SELECT false AS own, i.* FROM unnest($1::text[]) AS k
+ CROSS JOIN LATERAL (SELECT f.incident_id FROM incident_folds f WHERE f.idempotency_key = k LIMIT 1) f
+ JOIN incidents i ON i.id = f.incident_id`;
+
+/**
+ * The rows to announce for keys a lost write stored: each incident once, and an incident that
+ * is announced as new is not announced again for the repeats folded into it.
+ */
+async function foundRows(tx: Queryable, keys: string[]): Promise<{ stored: IncidentRow[]; repeated: IncidentRow[] }> {
+  const rows = (await tx.query<IncidentRow & { own: boolean }>(FOUND_SQL, [keys])).rows;
+  const stored = new Map<number, IncidentRow>();
+  const repeated = new Map<number, IncidentRow>();
+  for (const { own, ...row } of rows) if (own) stored.set(row.id, row);
+  for (const { own, ...row } of rows) if (!own && !stored.has(row.id)) repeated.set(row.id, row);
+  return { stored: [...stored.values()], repeated: [...repeated.values()] };
+}
+
 const FOLDS_SQL = `
 INSERT INTO incident_folds (idempotency_key, incident_id, occurred_at)
 SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[])`;
@@ -187,14 +217,17 @@ export async function writeBatch(
   const keys = recs.filter((r) => !neverSent(r)).map((r) => r.k); // now, before any await
   return db.transaction(async (tx: Queryable) => {
     const seen = new Set(keys.length ? (await tx.query<{ k: string }>(SEEN_SQL, [keys])).rows.map((r) => r.k) : []);
+    // Keys a lost write of ours stored: announced (and counted) now, since nobody has yet.
+    const lost = [...new Set(recs.filter((r) => r.u === 1 && seen.has(r.k)).map((r) => r.k))];
+    const found = lost.length ? await foundRows(tx, lost) : { stored: [], repeated: [] };
     const fresh: Rec[] = [];
     for (const r of recs) {
       if (seen.has(r.k)) continue;
       seen.add(r.k); // a key twice in one batch counts once
       fresh.push(r);
     }
-    const skipped = recs.length - fresh.length;
-    if (fresh.length === 0) return { inserted: [], folded: [], skipped };
+    const skipped = recs.length - fresh.length - lost.length;
+    if (fresh.length === 0) return { inserted: found.stored, folded: found.repeated, skipped };
 
     // Fold within the batch: sorted by time, a repeat joins the open group of its key while it is
     // within the window of that group's latest event.
@@ -297,7 +330,7 @@ export async function writeBatch(
       for (const r of g.rest) remember(r, id);
     });
     if (foldKeys.length > 0) await tx.query(FOLDS_SQL, [foldKeys, foldIds, foldAts]);
-    return { inserted, folded, skipped };
+    return { inserted: found.stored.concat(inserted), folded: found.repeated.concat(folded), skipped };
   });
 }
 
@@ -681,14 +714,11 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
         const pending = writeBatch(this.db, recs, this.windowMs, (r) => this.neverSent.has(r));
         // From here on the outcome may be unknown (a lost COMMIT reply): look them up next time.
         for (const r of recs) this.neverSent.delete(r);
-        const r = await withTimeout(pending, this.writeTimeoutMs).catch((err) => {
-          if (err instanceof WriteTimeout) {
-            // Given up on, but it may still commit: if it does, its incidents are news (alerts)
-            // even though the replay of the spooled copy will find them stored and skip them.
-            pending.then((late) => this.noteStored(recs.length, late), () => {});
-          }
-          throw err;
-        });
+        // A write given up on may still commit: the retry of its records (marked below) then finds
+        // them stored and announces them, so nothing is announced from here, late, a second time.
+        pending.catch(() => {});
+        const r = await withTimeout(pending, this.writeTimeoutMs);
+        for (const rec of recs) if (rec.u) rec.u = undefined; // announced by this write if it was news
         this.noteStored(recs.length, r);
         this.retryMs = 100;
         return 'stored';
@@ -696,6 +726,8 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
         const kind = classifyError(err);
         if (kind === 'retry' && attempt < 3) continue;
         if (kind === 'unavailable' || kind === 'retry') {
+          // The outcome is unknown: the COMMIT may have reached the server and only its reply was lost.
+          for (const rec of recs) rec.u = 1;
           this.counters.failures++;
           this.logger.warn({ err: (err as Error)?.message, code: 'SG_ERR_DB_UNAVAILABLE', incidents: recs.length }, 'incident database write failed; spooling');
           return 'unavailable';

@@ -196,6 +196,77 @@ describe.skipIf(pgSkip !== null)('writer faults on PostgreSQL', () => {
     await relay.cut();
   });
 
+  describe('a batch that commits just before the connection resets (COMMIT reply lost)', () => {
+    const lostKeys = async (prefix: string) =>
+      (await direct.query<{ k: string; count: number }>('SELECT idempotency_key AS k, count FROM incidents WHERE idempotency_key LIKE $1', [`${prefix}-%`])).rows;
+    /** Records n incidents through a relay that passes the first COMMIT on, then loses its reply and resets. */
+    const loseCommitReply = async (prefix: string, n: number) => {
+      const relay = new Relay(Number(new URL(tdb.url).port || 5432));
+      await relay.open();
+      const dataDir = tmpDir();
+      const db = await openDb({ databaseUrl: relay.urlFor(tdb.url), dataDir });
+      const w = new IncidentWriter({ db, dataDir, retryMaxMs: 200 });
+      const stored: string[] = [];
+      w.on('stored', (rows: IncidentRow[]) => stored.push(...rows.map((r) => r.idempotency_key)));
+      const committed = relay.holdRepliesAfterCommit();
+      for (let i = 0; i < n; i++) w.record({ idempotencyKey: `${prefix}-${i}`, kind: 'blocked', user: `${prefix}-u${i % 9}`, url: `http://${prefix}.example/${i % 5}` });
+      await committed;
+      await waitUntil(async () => (await lostKeys(prefix)).length > 0); // the server did commit it
+      await relay.cut();
+      await w.flush(); // the writer saw a lost connection and spooled the batch
+      expect(w.stats().failures).toBeGreaterThan(0);
+      expect(w.stats().spooled).toBe(n);
+      return { relay, dataDir, db, w, stored };
+    };
+    /** Every incident stored (as a row or a fold) and every row announced as new exactly once. */
+    const announcedOnce = async (prefix: string, n: number, stored: string[]) => {
+      const rows = await lostKeys(prefix);
+      expect(rows.reduce((a, r) => a + r.count, 0)).toBe(n);
+      expect([...stored].sort()).toEqual(rows.map((r) => r.k).sort());
+    };
+
+    it('announces each incident once when the retry finds it already stored', async () => {
+      const n = 120; // one lane: the whole batch is the lost transaction
+      const { relay, db, w, stored } = await loseCommitReply('lostreply', n);
+      await relay.open();
+      expect(await w.drained(30_000)).toBe(true);
+      await announcedOnce('lostreply', n, stored);
+      expect(w.stats()).toMatchObject({ stored: n, queued: 0, spooled: 0 });
+      await w.close();
+      await db.close();
+      await relay.cut();
+    });
+
+    it('announces them once across lanes, where some lanes committed and others did not', async () => {
+      const n = 1000; // four lanes in parallel: the first COMMIT is lost, the other lanes are cut mid-way
+      const { relay, db, w, stored } = await loseCommitReply('lostlanes', n);
+      await relay.open();
+      expect(await w.drained(30_000)).toBe(true);
+      await announcedOnce('lostlanes', n, stored);
+      expect(w.stats().stored).toBe(n);
+      await w.close();
+      await db.close();
+      await relay.cut();
+    });
+
+    it('announces them from the next writer when the spool outlives the process', async () => {
+      const n = 120;
+      const { relay, dataDir, db, w, stored } = await loseCommitReply('lostrestart', n);
+      await w.close(); // database still down: the batch stays in the spool for the next start
+      await db.close();
+      await relay.cut();
+      expect(stored.filter((k) => k.startsWith('lostrestart-'))).toEqual([]);
+      const w2 = new IncidentWriter({ db: direct, dataDir });
+      const stored2: string[] = [];
+      w2.on('stored', (rows: IncidentRow[]) => stored2.push(...rows.map((r) => r.idempotency_key)));
+      w2.start();
+      expect(await w2.drained(30_000)).toBe(true);
+      await announcedOnce('lostrestart', n, stored2);
+      expect(w2.stats().stored).toBe(n);
+      await w2.close();
+    });
+  });
+
   it('never throws at callers and shuts down in bounded time when neither the database nor the spool works', async () => {
     const relay = new Relay(Number(new URL(tdb.url).port || 5432));
     await relay.open();
