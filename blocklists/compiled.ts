@@ -1,6 +1,7 @@
 import type { CategoryInfo, ListSet, Match, MatchKind, NormalizedUrl, Verdict } from './types';
 import { CompiledTable, TableBuilder, walkHost, type TableData } from './table';
 import { expressionPath, matchPath, wwwLength } from './normalize';
+import { mayContain, requiredLiterals, urlLiterals, type UrlLiteral } from './literals';
 
 /**
  * squidGuard's semantics over a compact structure:
@@ -21,6 +22,8 @@ export interface ExpressionSet {
   category: number;
   sources: string[];
   re: RegExp;
+  /** One of these is in every URL `re` matches (see literals.ts); null when they cannot be named. */
+  literals: string[] | null;
 }
 
 /** What a compiled set is made of; also what the cache file stores. */
@@ -47,6 +50,11 @@ interface Policy {
    * run per category would not. null when joining could change a pattern's meaning.
    */
   anyExpr: RegExp | null;
+  /**
+   * Every URL (without a port) that any of `exprs` matches holds one of these: when it holds none,
+   * neither the expression target nor any regex run is needed. null when some expression has none.
+   */
+  literals: UrlLiteral[] | null;
 }
 
 /** Numbered or named back-references and named groups: their numbering breaks when patterns are joined. */
@@ -163,7 +171,10 @@ export class CompiledLists implements ListSet {
     this.urlEntryOff[g] = epos;
     this.urlText = text.join('');
     this.urlEntryText = entryText.join('');
-    this.expressions = parts.expressions.map((e) => ({ ...e, re: compileExpressions(e.sources) }));
+    this.expressions = parts.expressions.map((e) => {
+      const lits = e.sources.map(requiredLiterals);
+      return { ...e, re: compileExpressions(e.sources), literals: lits.some((l) => l === null) ? null : (lits as string[][]).flat() };
+    });
   }
 
   get entries(): number {
@@ -196,6 +207,7 @@ export class CompiledLists implements ListSet {
         exprs: [],
         exprMinRank: 0x7fffffff,
         anyExpr: null,
+        literals: null,
       };
       for (let r = block.length - 1; r >= 0; r--) {
         const i = this.index.get(block[r]);
@@ -213,6 +225,7 @@ export class CompiledLists implements ListSet {
         if (r < p.exprMinRank) p.exprMinRank = r;
       }
       p.anyExpr = alternation(p.exprs.map((x) => x.re));
+      if (p.exprs.every((x) => x.literals !== null)) p.literals = urlLiterals(p.exprs.flatMap((x) => x.literals!));
       if (this.policyByKey.size > 256) this.policyByKey.clear();
       this.policyByKey.set(key, p);
     }
@@ -283,8 +296,9 @@ export class CompiledLists implements ListSet {
       }
     }
 
+    let mpath: string | null = null;
     if (urlIndex >= 0) {
-      const mpath = matchPath(url.path);
+      mpath = matchPath(url.path);
       const first = this.urlSpan[2 * urlIndex];
       const end = this.urlSpan[2 * urlIndex + 1];
       const ent = this.urlEnt;
@@ -350,7 +364,10 @@ export class CompiledLists implements ListSet {
       const xs = p.exprs;
       let target: string | null = null;
       // when no expression of the policy matches, the loop below could match nothing either
-      const tries = p.anyExpr === null || p.anyExpr.test((target = expressionTarget(url))) ? xs.length : 0;
+      const tries =
+        p.literals !== null && url.port === null && !mayContain(p.literals, host, mpath ?? matchPath(url.path)) ? 0
+        : p.anyExpr === null || p.anyExpr.test((target = expressionTarget(url))) ? xs.length
+        : 0;
       for (let k = 0; k < tries; k++) {
         const x = xs[k];
         const c = x.category;
