@@ -24,6 +24,7 @@ export const codes = {
   SG_ERR_MIGRATION: 'migration failed',
   SG_ERR_SPOOL: 'incident spool cannot be written',
   SG_ERR_INCIDENT_REJECTED: 'incident refused by the database; kept in spool/rejected.ndjson',
+  SG_ERR_INCIDENT_DROPPED: 'incident dropped: database and spool unavailable and the in-memory queue is full',
   // proxy
   SG_ERR_CLIENT_DENIED: 'client not authorised to use the gateway',
   SG_ERR_PROXY_AUTH: 'proxy authentication required',

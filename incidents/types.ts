@@ -102,4 +102,6 @@ export interface WriterStats {
   failures: number;
   /** Incidents the database refused outright (bad data); kept in spool/rejected.ndjson. */
   rejected: number;
+  /** Incidents lost because the in-memory queue was full (database and spool both failing). */
+  dropped: number;
 }

@@ -79,6 +79,12 @@ export interface IncidentWriterOptions {
   writeTimeoutMs?: number;
   /** Transactions a large batch is split across, in parallel (default 4; PGlite runs them in turn). */
   lanes?: number;
+  /**
+   * Most incidents held in memory (queued or in a write under way) while neither the database
+   * nor the spool takes them (default 100,000, some tens of MB); what comes beyond is dropped,
+   * counted and logged, rather than growing until the process runs out of memory.
+   */
+  maxQueued?: number;
 }
 
 type Failure = 'unavailable' | 'retry' | 'data';
@@ -387,11 +393,16 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
   private readonly retryMaxMs: number;
   private readonly writeTimeoutMs: number;
   private readonly lanes: number;
+  private readonly maxQueued: number;
   private readonly spool: Spool;
 
   /** Records not yet taken start at `head`: taking a batch must not copy a long backlog each time. */
   private queue: Rec[] = [];
   private head = 0;
+  /** Records taken from the queue by a write under way: they go back to it if nothing takes them. */
+  private inFlight = 0;
+  /** When the last SG_ERR_INCIDENT_DROPPED line was logged: one a while, not one per incident. */
+  private droppedLoggedAt = 0;
   /** Records with a key made here and not yet sent to the database: no need to look them up. */
   private readonly neverSent = new WeakSet<Rec>();
   /** Sequence numbers: everything up to `durableSeq` is in the database or the fsync'd spool. */
@@ -414,7 +425,7 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
   /** Position inside the segment being replayed, so a failure resumes instead of restarting. */
   private replay: { seg: SpoolSegment; recs: Rec[]; pos: number } | null = null;
 
-  private counters = { stored: 0, failures: 0, rejected: 0 };
+  private counters = { stored: 0, failures: 0, rejected: 0, dropped: 0 };
 
   constructor(opts: IncidentWriterOptions) {
     super();
@@ -427,6 +438,7 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
     this.retryMaxMs = opts.retryMaxMs ?? 5000;
     this.writeTimeoutMs = opts.writeTimeoutMs ?? 30_000;
     this.lanes = Math.max(1, Math.min(8, opts.lanes ?? 4));
+    this.maxQueued = Math.max(1, opts.maxQueued ?? 100_000);
     this.spool = new Spool(opts.dataDir, this.logger);
   }
 
@@ -478,6 +490,11 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
         this.spool.appendSync([JSON.stringify(rec)]);
         return key;
       }
+      if (this.queued + this.inFlight >= this.maxQueued) {
+        // The newest is dropped: what is kept runs unbroken from the start of the outage.
+        this.dropped(key);
+        return key;
+      }
       if (!given) this.neverSent.add(rec);
       this.queue.push(rec);
       this.recordedSeq++;
@@ -523,7 +540,19 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
       stored: this.counters.stored,
       failures: this.counters.failures,
       rejected: this.counters.rejected,
+      dropped: this.counters.dropped,
     };
+  }
+
+  private dropped(key: string): void {
+    this.counters.dropped++;
+    const now = Date.now();
+    if (now - this.droppedLoggedAt < 10_000) return;
+    this.droppedLoggedAt = now;
+    this.logger.error(
+      { code: 'SG_ERR_INCIDENT_DROPPED', key, dropped: this.counters.dropped, maxQueued: this.maxQueued },
+      'incident dropped: database and spool unavailable and the in-memory queue is full',
+    );
   }
 
   /**
@@ -614,10 +643,13 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
         if (this.queued > 0) {
           const batch = this.takeBatch(this.batchSize);
           let ok = false;
+          this.inFlight = batch.length;
           try {
             ok = await this.handleBatch(batch);
           } catch (err) {
             this.logger.error({ err }, 'incident batch could not be handled; keeping it in memory');
+          } finally {
+            this.inFlight = 0;
           }
           if (!ok) {
             // The spool cannot be written either: keep the batch in memory and try again later.

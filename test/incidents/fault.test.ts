@@ -2,7 +2,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Writable } from 'node:stream';
 import { isSchoolgateError } from '../../core/errors';
+import { createLogger } from '../../core/log';
 import { openDb } from '../../incidents/db';
 import { migrate } from '../../incidents/migrate';
 import { IncidentWriter } from '../../incidents/writer';
@@ -395,6 +397,40 @@ describe('writer faults on PGlite', () => {
       } finally {
         await db2.close();
       }
+    } finally {
+      await o.cleanup();
+    }
+  });
+});
+
+describe('writer with neither a database nor a spool', () => {
+  it('holds at most maxQueued incidents in memory, and counts and logs the ones it drops', async () => {
+    const o = await openFresh('pglite');
+    try {
+      writeFileSync(path.join(o.dataDir, 'spool'), 'not a folder');
+      await o.db.close();
+      const logs: Array<{ code?: string; msg: string; dropped?: number }> = [];
+      const logger = createLogger({ level: 'warn', destination: new Writable({ write: (c, _e, cb) => (logs.push(JSON.parse(String(c))), cb()) }) });
+      const cap = 1000;
+      const w = new IncidentWriter({ db: o.db, dataDir: o.dataDir, retryMaxMs: 50, maxQueued: cap, logger });
+      let recorded = 0;
+      const burst = (n: number) => {
+        for (let i = 0; i < n; i++, recorded++) expect(typeof w.record({ kind: 'blocked', user: `full${recorded % 7}`, url: `http://full.example/${recorded}` })).toBe('string');
+      };
+      burst(cap);
+      expect(w.stats()).toMatchObject({ queued: cap, dropped: 0 });
+      await new Promise((r) => setImmediate(r));
+      await new Promise((r) => setImmediate(r));
+      burst(1500); // while the pump holds the first batch (database write failing): it counts against the cap
+      await sleep(300); // several failed rounds of database and spool
+      burst(500);
+      const st = w.stats();
+      expect(st.queued).toBe(cap); // the first ones recorded are the ones kept
+      expect(st.dropped).toBe(recorded - cap);
+      const dropLogs = logs.filter((l) => l.code === 'SG_ERR_INCIDENT_DROPPED');
+      expect(dropLogs.length).toBeGreaterThanOrEqual(1);
+      expect(dropLogs.length).toBeLessThan(5); // not a line per incident
+      await w.close(300);
     } finally {
       await o.cleanup();
     }
