@@ -537,12 +537,12 @@ export function createGateway(deps: GatewayDeps): Gateway {
     };
     if (head && head.length > 0) start(head);
     else {
-      // Start the certificate before the 200 goes out: the CA signature runs in the threadpool
-      // while the client reads our answer and sends its ClientHello.
-      context = deps.leaf.context(host);
-      context.catch(() => undefined);
+      // The 200 goes out first and the certificate is made after it: the client reads our answer
+      // and builds its ClientHello (on another core, or another machine) while we sign.
       socket.once('data', start);
       socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      context = deps.leaf.context(host);
+      context.catch(() => undefined);
     }
   }
 

@@ -1,12 +1,14 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { X509Certificate, createPublicKey } from 'node:crypto';
-import { mkdtempSync, rmSync, statSync, existsSync, readFileSync } from 'node:fs';
+import { X509Certificate, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
+import forge from 'node-forge';
 import { afterAll, describe, expect, it } from 'vitest';
-import { caCertPath, caKeyPath, ensureCa, initCa, loadCa } from '../../certs/ca';
+import { caCertPath, caKeyPath, ensureCa, initCa, loadCa, randomSerial } from '../../certs/ca';
 import { LeafCertificates, validateCertHost } from '../../certs/leaf';
+import * as x509 from '../../certs/x509';
 import { isSchoolgateError } from '../../core/errors';
 import { projectRoot } from '../helpers/parts';
 
@@ -22,12 +24,14 @@ const cli = (...args: string[]) =>
   spawnSync(process.execPath, ['--import=tsx', path.join(projectRoot, 'bin/schoolgate.ts'), ...args], { cwd: projectRoot, encoding: 'buffer', env: { ...process.env, SCHOOLGATE_LOG_LEVEL: 'silent' } });
 
 describe('school CA', () => {
-  it('is a 10-year CA with its key at mode 0600, and init refuses to replace it without --force', () => {
+  it('is a 10-year ECDSA P-256 CA with its key at mode 0600, and init refuses to replace it without --force', () => {
     const dir = tmp();
     const ca = initCa(dir);
     expect(statSync(caKeyPath(dir)).mode & 0o777).toBe(0o600);
     const x = new X509Certificate(ca.certPem);
     expect(x.ca).toBe(true);
+    expect(x.publicKey.asymmetricKeyType).toBe('ec');
+    expect(x.publicKey.asymmetricKeyDetails?.namedCurve).toBe('prime256v1');
     const years = (new Date(x.validTo).getTime() - Date.now()) / (365.25 * 24 * 3600 * 1000);
     expect(years).toBeGreaterThan(9.9);
     expect(years).toBeLessThan(10.1);
@@ -72,8 +76,103 @@ describe('school CA', () => {
     expect(new X509Certificate(der.stdout).fingerprint256).toBe(new X509Certificate(pem.stdout).fingerprint256);
     // openssl, an independent parser, agrees it is a CA
     const text = execFileSync('openssl', ['x509', '-noout', '-text'], { input: pem.stdout }).toString();
-    expect(text).toMatch(/CA:TRUE/);
+    expect(text).toMatch(/CA:TRUE, pathlen:0/);
+    expect(text).toMatch(/Signature Algorithm: ecdsa-with-SHA256/);
     expect(cli('ca', 'bogus', '--data-dir', dir).status).toBe(2);
+    const rsa = cli('ca', 'init', '--force', '--key-type', 'rsa', '--data-dir', dir);
+    expect(rsa.status).toBe(0);
+    expect(rsa.stdout.toString()).toContain('RSA 2048');
+    expect(new X509Certificate(readFileSync(caCertPath(dir))).publicKey.asymmetricKeyType).toBe('rsa');
+    const bad = cli('ca', 'init', '--force', '--key-type', 'dsa', '--data-dir', dir);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr.toString()).toContain('SG_ERR_USAGE');
+  });
+
+  it('refuses, with SG_ERR_CA_INVALID, a key that is not the certificate\'s and a certificate that is not a CA', () => {
+    const a = tmp();
+    const b = tmp();
+    initCa(a);
+    initCa(b);
+    copyFileSync(caKeyPath(b), caKeyPath(a));
+    expect(() => loadCa(a)).toThrow(/SG_ERR_CA_INVALID|cannot be used/);
+    writeFileSync(caKeyPath(a), 'not a key');
+    expect(() => loadCa(a)).toThrow(/SG_ERR_CA_INVALID|cannot be used/);
+  });
+
+  it('still serves a school CA made by an earlier release (RSA, built and signed by node-forge)', async () => {
+    const dir = tmp();
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const cert = forge.pki.createCertificate();
+    cert.publicKey = forge.pki.publicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }).toString());
+    cert.serialNumber = '01f00d';
+    cert.validity.notBefore = new Date(Date.now() - 86_400_000);
+    cert.validity.notAfter = new Date(Date.now() + 5 * 365 * 86_400_000);
+    const attrs = [{ name: 'commonName', value: 'schoolgate school CA' }, { name: 'organizationName', value: 'schoolgate' }];
+    cert.setSubject(attrs);
+    cert.setIssuer(attrs);
+    cert.setExtensions([{ name: 'basicConstraints', cA: true, critical: true, pathLenConstraint: 0 }, { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true }, { name: 'subjectKeyIdentifier' }]);
+    cert.sign(forge.pki.privateKeyFromPem(keyPem) as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
+    mkdirSync(path.join(dir, 'ca'), { recursive: true });
+    writeFileSync(caCertPath(dir), forge.pki.certificateToPem(cert));
+    writeFileSync(caKeyPath(dir), keyPem, { mode: 0o600 });
+    const ca = loadCa(dir);
+    expect(ca.keyType).toBe('rsa');
+    const leafPem = await new LeafCertificates({ ca, dataDir: dir }).certificatePem('old-ca.example');
+    const leafX = new X509Certificate(leafPem);
+    expect(leafX.verify(ca.x509.publicKey)).toBe(true);
+    expect(leafX.checkIssued(ca.x509)).toBe(true);
+    writeFileSync(path.join(dir, 'leaf.pem'), leafPem);
+    const verified = execFileSync('openssl', ['verify', '-x509_strict', '-purpose', 'sslserver', '-CAfile', caCertPath(dir), path.join(dir, 'leaf.pem')]).toString();
+    expect(verified).toMatch(/: OK/);
+  });
+
+  it('assembles certificates byte for byte as node-forge\'s own encoder does', () => {
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const serial = randomSerial();
+    const notBefore = new Date('2026-01-02T03:04:05Z');
+    const notAfter = new Date('2051-06-07T08:09:10Z'); // GeneralizedTime from 2050
+    const keyId = x509.keyIdentifier(publicKey);
+    for (const host of ['www.example.org', 'under_score.example', '10.1.2.3', '2001:db8::1']) {
+      const isIp = /^[\d.]+$|:/.test(host);
+      const forgeExts = [
+        { name: 'basicConstraints', cA: false },
+        { name: 'keyUsage', digitalSignature: true, critical: true },
+        { name: 'extKeyUsage', serverAuth: true },
+        x509.authorityKeyIdentifier(keyId),
+        x509.subjectKeyIdentifier(keyId),
+      ];
+      const f = forge.pki.createCertificate();
+      f.publicKey = forge.pki.publicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }).toString());
+      f.serialNumber = serial.toString('hex');
+      f.validity.notBefore = notBefore;
+      f.validity.notAfter = notAfter;
+      f.setSubject([{ name: 'commonName', value: host, valueTagClass: forge.asn1.Type.UTF8 } as unknown as forge.pki.CertificateField, { name: 'organizationName', value: 'schoolgate' }]);
+      f.setIssuer([{ name: 'commonName', value: 'issuer' }, { shortName: 'OU', value: 'unit' }]);
+      f.setExtensions([...forgeExts, { name: 'subjectAltName', altNames: [isIp ? { type: 7, ip: host } : { type: 2, value: host }] }]);
+      f.siginfo.algorithmOid = forge.pki.oids.sha256WithRSAEncryption;
+      const forgeTbs = Buffer.from(forge.asn1.toDer((forge.pki as unknown as { getTBSCertificate(c: unknown): forge.asn1.Asn1 }).getTBSCertificate(f)).getBytes(), 'binary');
+
+      const algorithm = x509.signatureAlgorithm(privateKey);
+      const ours = x509.tbsCertificate({
+        serial,
+        algorithm,
+        issuer: x509.distinguishedName(x509.rdns([{ name: 'commonName', value: 'issuer' }, { shortName: 'OU', value: 'unit' }])),
+        notBefore,
+        notAfter,
+        subject: x509.distinguishedName([x509.commonNameRdn(host), ...x509.rdns([{ name: 'organizationName', value: 'schoolgate' }])]),
+        spki: x509.spkiDer(publicKey),
+        extensions: [...x509.extensions(forgeExts), x509.subjectAltName(host, isIp)],
+      });
+      expect(ours.toString('hex'), host).toBe(forgeTbs.toString('hex'));
+
+      const signature = x509.signSync(ours, privateKey);
+      f.signatureOid = forge.pki.oids.sha256WithRSAEncryption;
+      f.signature = signature.toString('binary');
+      (f as unknown as { tbsCertificate: unknown }).tbsCertificate = (forge.pki as unknown as { getTBSCertificate(c: unknown): forge.asn1.Asn1 }).getTBSCertificate(f);
+      const forgeCert = Buffer.from(forge.asn1.toDer(forge.pki.certificateToAsn1(f)).getBytes(), 'binary');
+      expect(x509.certificate(ours, algorithm, signature).toString('hex'), host).toBe(forgeCert.toString('hex'));
+    }
   });
 
   it('`ca export` on a fresh data folder creates the CA that start would use', () => {
@@ -85,9 +184,9 @@ describe('school CA', () => {
   });
 });
 
-describe('leaf certificates', () => {
+describe.each(['ec', 'rsa'] as const)('leaf certificates under an %s school CA', (keyType) => {
   const dir = tmp();
-  const ca = initCa(dir);
+  const ca = initCa(dir, { keyType });
   const leaf = new LeafCertificates({ ca, dataDir: dir });
   const caX = new X509Certificate(ca.certPem);
 
