@@ -31,6 +31,10 @@ export interface CompiledParts {
   categories: CategoryInfo[];
   /** Category-set id -> category indexes (a domain may be listed in several categories). */
   catsets: number[][];
+  /**
+   * Domain entries, and the hosts of url entries too: a url host's entry has the empty category
+   * set unless it is also a domain entry, and its second value is 1 + its index in `urls`.
+   */
   table: TableData;
   urls: Array<[host: string, entries: UrlEntry[]]>;
   expressions: Array<{ category: number; sources: string[] }>;
@@ -105,8 +109,9 @@ export class CompiledLists implements ListSet {
   readonly parts: CompiledParts;
   private readonly table: CompiledTable;
   private readonly catsets: number[][];
-  /** url entries grouped by www-stripped host; the host table answers "any for this host?" */
-  private readonly urlHosts: CompiledTable;
+  /** Table entries that are url hosts only, not domain entries. */
+  private readonly urlOnlyHosts: number;
+  /** url entries grouped by www-stripped host; the table entry of the host names its list. */
   private readonly urlLists: UrlEntry[][];
   /**
    * The same url entries flat, for the hot path: host list i holds flat entries urlSpan[2i] to
@@ -134,13 +139,13 @@ export class CompiledLists implements ListSet {
     this.index = new Map(this.categoryNames.map((n, i) => [n, i]));
     this.table = new CompiledTable(parts.table);
     this.catsets = parts.catsets;
-    const hosts = new TableBuilder();
-    this.urlLists = [];
-    for (const [host, list] of parts.urls) {
-      hosts.add(host, this.urlLists.length, (old) => old);
-      this.urlLists.push(list);
+    this.urlLists = parts.urls.map(([, list]) => list);
+    let urlOnly = 0;
+    for (const [host] of parts.urls) {
+      const e = this.table.lookup(host);
+      if (e >= 0 && this.catsets[this.table.value(e)].length === 0) urlOnly++;
     }
-    this.urlHosts = hosts.finish();
+    this.urlOnlyHosts = urlOnly;
     let total = 0;
     for (const list of this.urlLists) total += list.length;
     this.urlSpan = new Int32Array(2 * this.urlLists.length);
@@ -182,7 +187,7 @@ export class CompiledLists implements ListSet {
     for (const list of this.urlLists) urls += list.length;
     let exprs = 0;
     for (const e of this.expressions) exprs += e.sources.length;
-    return this.table.count + urls + exprs;
+    return this.table.count - this.urlOnlyHosts + urls + exprs;
   }
 
   private last: Policy | null = null;
@@ -245,12 +250,11 @@ export class CompiledLists implements ListSet {
     if ((last >= 48 && last <= 57 && IPV4.test(host)) || host.includes(':')) {
       const e = this.table.lookup(host);
       if (e >= 0) this.hits[0] = e;
-      const u = this.urlHosts.count ? this.urlHosts.lookup(host) : -1;
-      this.urlHit[0] = u >= 0 ? this.urlHosts.value(u) : -1;
+      this.urlHit[0] = (e >= 0 ? this.table.extra(e) : 0) - 1;
       return e >= 0 ? 1 : 0;
     }
-    const n = walkHost(host, this.table, this.hits, this.urlHosts, wwwLength(host), this.urlHit);
-    if (this.urlHit[0] >= 0) this.urlHit[0] = this.urlHosts.value(this.urlHit[0]);
+    const n = walkHost(host, this.table, this.hits, wwwLength(host), this.urlHit);
+    this.urlHit[0]--;
     return n;
   }
 
@@ -276,7 +280,7 @@ export class CompiledLists implements ListSet {
       const hits = this.hits;
       for (let h = 0; h < n; h++) {
         const e = hits[h];
-        const cats = catsets[meta[2 * e + 1]];
+        const cats = catsets[meta[3 * e + 1]];
         for (let j = 0; j < cats.length; j++) {
           const c = cats[j];
           if (allow[c] === 1) {
@@ -403,7 +407,7 @@ export class CompiledLists implements ListSet {
     if (kind === KIND_DOMAIN) {
       // the entry is a label suffix of the host (or the whole host): slicing it costs no copy
       const meta = this.table.data.meta;
-      const len = meta[2 * ref + 2] - meta[2 * ref];
+      const len = meta[3 * ref + 3] - meta[3 * ref];
       const host = url.host;
       return len === host.length ? host : host.slice(host.length - len);
     }
@@ -582,11 +586,17 @@ export class ListBuilder {
   }
 
   build(): CompiledLists {
+    const urls = [...this.urls];
+    const none = this.catsetId([]);
+    for (let k = 0; k < urls.length; k++) {
+      const i = this.table.insert(urls[k][0], none);
+      this.table.setExtraAt(i >= 0 ? i : this.table.count - 1, k + 1);
+    }
     return new CompiledLists({
       categories: this.cats,
       catsets: this.catsets,
       table: this.table.finish().data,
-      urls: [...this.urls],
+      urls,
       expressions: [...this.exprs].sort((a, b) => a[0] - b[0]).map(([category, sources]) => ({ category, sources })),
     });
   }

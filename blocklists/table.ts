@@ -4,7 +4,8 @@
  *
  * Hashes run right to left over the host, so one pass over `a.b.example.com` yields the hashes of
  * `com`, `example.com`, `b.example.com` and the whole host: the label-suffix walk costs one pass,
- * not one pass per suffix. Everything is typed arrays, so 10 million entries stay well under 1 GB
+ * not one pass per suffix. Within a label, four characters go into each multiply (see
+ * hashString), so the serial multiply chain is a quarter as long as the host. Everything is typed arrays, so 10 million entries stay well under 1 GB
  * and the whole structure can be written to and read back from a cache file as-is.
  */
 
@@ -27,10 +28,31 @@ const PA = 0x01000193;
  * FNV-style chain, finalised: the slot hash, and (re-mixed, see bloomBits) the bloom filter's bits.
  * A second independent chain would halve the false-positive rate only for strings that collide
  * in all 32 bits, and the exact comparison catches those anyway.
+ *
+ * Characters (ASCII, never 0) are packed four to a word and each word is one multiply step; a
+ * dot flushes the partial word and starts the next, so a suffix after a dot hashes the same
+ * whether it is hashed alone or as the tail of a longer host. Fewer dependent multiplies was
+ * most of the hashing time.
  */
 export function hashString(s: string): number {
   let a = SEED_A;
-  for (let i = s.length - 1; i >= 0; i--) a = step(a, s.charCodeAt(i), PA);
+  let w = 0;
+  let n = 0;
+  for (let i = s.length - 1; i >= 0; i--) {
+    const c = s.charCodeAt(i);
+    if (c === 46 && n !== 0) {
+      a = step(a, w, PA);
+      w = 0;
+      n = 0;
+    }
+    w = (w << 8) | c;
+    if (++n === 4) {
+      a = step(a, w, PA);
+      w = 0;
+      n = 0;
+    }
+  }
+  if (n !== 0) a = step(a, w, PA);
   return fmix(a);
 }
 
@@ -45,8 +67,9 @@ export interface TableData {
   count: number;
   bytes: Uint8Array;
   /**
-   * Per entry, interleaved so a hit touches one cache line: meta[2i] is where entry i's bytes
-   * start (they end where entry i+1's start, meta[2i+2]) and meta[2i+1] its value (category-set id).
+   * Per entry, interleaved so a hit touches one cache line: meta[3i] is where entry i's bytes
+   * start (they end where entry i+1's start, meta[3i+3]), meta[3i+1] its value (category-set id)
+   * and meta[3i+2] a second value that is 0 unless set (the url list of a host, plus one).
    */
   meta: Uint32Array;
   /** Open-addressed slots, interleaved as (hash, entry index + 1); index 0 marks an empty slot. */
@@ -99,8 +122,8 @@ export class TableBuilder {
     }
     // Sized once for the expected entries: growing by copies leaves freed blocks the allocator
     // keeps, and at 10 million entries those would push the peak towards 1 GB.
-    if (2 * entries + 4 > this.meta.length) {
-      const m = new Uint32Array(2 * entries + 4);
+    if (3 * entries + 4 > this.meta.length) {
+      const m = new Uint32Array(3 * entries + 4);
       m.set(this.meta);
       this.meta = m;
     }
@@ -113,19 +136,24 @@ export class TableBuilder {
   add(entry: string, value: number, merge: (old: number, value: number) => number): boolean {
     const i = this.insert(entry, value);
     if (i < 0) return true;
-    const old = this.meta[2 * i + 1];
+    const old = this.meta[3 * i + 1];
     const merged = merge(old, value);
-    this.meta[2 * i + 1] = merged;
+    this.meta[3 * i + 1] = merged;
     return merged !== old;
   }
 
   /** Value of entry i while building. */
   valueAt(i: number): number {
-    return this.meta[2 * i + 1];
+    return this.meta[3 * i + 1];
   }
 
   setValueAt(i: number, value: number): void {
-    this.meta[2 * i + 1] = value;
+    this.meta[3 * i + 1] = value;
+  }
+
+  /** Sets entry i's second value (0 means none). */
+  setExtraAt(i: number, extra: number): void {
+    this.meta[3 * i + 2] = extra;
   }
 
   /**
@@ -143,7 +171,7 @@ export class TableBuilder {
       s = (s + 1) & mask;
     }
     const i = this.count;
-    if (2 * i + 4 > this.meta.length) {
+    if (3 * i + 4 > this.meta.length) {
       const m = new Uint32Array(grown(this.meta.length));
       m.set(this.meta);
       this.meta = m;
@@ -159,9 +187,9 @@ export class TableBuilder {
     const start = this.used;
     for (let k = 0; k < len; k++) this.bytes[start + k] = entry.charCodeAt(k);
     this.used = start + len;
-    this.meta[2 * i] = start;
-    this.meta[2 * i + 1] = value;
-    this.meta[2 * i + 2] = this.used;
+    this.meta[3 * i] = start;
+    this.meta[3 * i + 1] = value;
+    this.meta[3 * i + 3] = this.used;
     this.slots[2 * s] = a;
     this.slots[2 * s + 1] = i + 1;
     this.count++;
@@ -171,8 +199,8 @@ export class TableBuilder {
   }
 
   private equals(i: number, s: string): boolean {
-    const start = this.meta[2 * i];
-    if (this.meta[2 * i + 2] - start !== s.length) return false;
+    const start = this.meta[3 * i];
+    if (this.meta[3 * i + 3] - start !== s.length) return false;
     for (let k = 0; k < s.length; k++) if (this.bytes[start + k] !== s.charCodeAt(k)) return false;
     return true;
   }
@@ -206,7 +234,7 @@ export class TableBuilder {
     const trim = <T extends Uint8Array | Uint32Array>(a: T, len: number): T => (len >= a.length * 0.85 ? (a.subarray(0, len) as T) : (a.slice(0, len) as T));
     const bytes = trim(this.bytes, this.used);
     this.bytes = new Uint8Array(0);
-    const meta = trim(this.meta, 2 * n + 2);
+    const meta = trim(this.meta, 3 * n + 1);
     this.meta = new Uint32Array(0);
     return new CompiledTable({ count: n, bytes, meta, slots: this.slots, bloom });
   }
@@ -230,13 +258,18 @@ export class CompiledTable {
 
   /** The value (category-set id) of entry i. */
   value(i: number): number {
-    return this.data.meta[2 * i + 1];
+    return this.data.meta[3 * i + 1];
+  }
+
+  /** Entry i's second value, 0 when none was set. */
+  extra(i: number): number {
+    return this.data.meta[3 * i + 2];
   }
 
   entry(i: number): string {
     const { bytes, meta } = this.data;
     this.text ??= Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    return this.text.toString('latin1', meta[2 * i], meta[2 * i + 2]);
+    return this.text.toString('latin1', meta[3 * i], meta[3 * i + 3]);
   }
 
   /** Entry index of `s.slice(start)` given its hash (as `walkHost` computes it), or -1. */
@@ -263,8 +296,8 @@ export class CompiledTable {
       if (slots[2 * slot] === a) {
         const i = v - 1;
         const meta = d.meta;
-        const off = meta[2 * i];
-        if (meta[2 * i + 2] - off === len) {
+        const off = meta[3 * i];
+        if (meta[3 * i + 3] - off === len) {
           const bytes = d.bytes;
           let k = 0;
           while (k < len && bytes[off + k] === s.charCodeAt(start + k)) k++;
@@ -286,42 +319,54 @@ export class CompiledTable {
    * top-level label up to the whole host; returns how many.
    */
   suffixHits(host: string, out: Int32Array): number {
-    return walkHost(host, this, out, EMPTY, -1, SCRATCH);
+    return walkHost(host, this, out, -1, SCRATCH);
   }
 }
 
-const EMPTY = new TableBuilder().finish();
 const SCRATCH = new Int32Array(1);
 
 /**
- * One right-to-left pass over `host` for both tables a lookup needs: every listed label suffix
- * of `domains` goes into `out` (the count is returned), and `urlHit[0]` gets the `urls` entry for
- * `host.slice(urlStart)` (the www-stripped host, itself a suffix), or -1.
+ * One right-to-left pass over `host`: every listed label suffix goes into `out` (the count is
+ * returned), and `extraHit[0]` gets the second value of the entry for `host.slice(extraStart)`
+ * (the www-stripped host, itself a suffix), or 0. Url-entry hosts live in the same table as
+ * domains (with an empty category set), so that look-up costs no probe of its own.
  */
-export function walkHost(host: string, domains: CompiledTable, out: Int32Array, urls: CompiledTable, urlStart: number, urlHit: Int32Array): number {
+export function walkHost(host: string, table: CompiledTable, out: Int32Array, extraStart: number, extraHit: Int32Array): number {
+  extraHit[0] = 0;
+  if (table.count === 0) return 0;
+  const meta = table.data.meta;
   let a = SEED_A;
+  let w = 0;
+  let k = 0;
   let n = 0;
-  const anyDomains = domains.count !== 0;
-  const anyUrls = urls.count !== 0;
-  urlHit[0] = -1;
-  // At each dot, `a` holds the hash of the suffix right of it; the whole host comes last.
+  // At each dot, `a` (once the partial word is flushed) holds the hash of the suffix right of
+  // it; the whole host comes last. The packing is hashString's.
   for (let i = host.length - 1; i >= 0; i--) {
     const c = host.charCodeAt(i);
     if (c === 46) {
-      const fa = fmix(a);
-      if (anyDomains) {
-        const e = domains.find(host, i + 1, fa);
-        if (e >= 0 && n < out.length) out[n++] = e;
+      if (k !== 0) {
+        a = step(a, w, PA);
+        w = 0;
+        k = 0;
       }
-      if (anyUrls && i + 1 === urlStart) urlHit[0] = urls.find(host, i + 1, fa);
+      const e = table.find(host, i + 1, fmix(a));
+      if (e >= 0) {
+        if (n < out.length) out[n++] = e;
+        if (i + 1 === extraStart) extraHit[0] = meta[3 * e + 2];
+      }
     }
-    a = step(a, c, PA);
+    w = (w << 8) | c;
+    if (++k === 4) {
+      a = step(a, w, PA);
+      w = 0;
+      k = 0;
+    }
   }
-  const fa = fmix(a);
-  if (anyDomains) {
-    const e = domains.find(host, 0, fa);
-    if (e >= 0 && n < out.length) out[n++] = e;
+  if (k !== 0) a = step(a, w, PA);
+  const e = table.find(host, 0, fmix(a));
+  if (e >= 0) {
+    if (n < out.length) out[n++] = e;
+    if (extraStart === 0) extraHit[0] = meta[3 * e + 2];
   }
-  if (anyUrls && urlStart === 0) urlHit[0] = urls.find(host, 0, fa);
   return n;
 }

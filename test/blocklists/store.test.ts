@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,6 +6,7 @@ import { ListStore } from '../../blocklists/store';
 import { normalizeUrl } from '../../blocklists/normalize';
 import { rng, syntheticDomain } from '../../bench/lib/corpus';
 import { writeUnder } from '../helpers/files';
+import { cacheFile, cacheKey } from '../../blocklists/cache';
 
 let dir: string;
 const w = (rel: string, text: string) => writeUnder(dir, rel, text);
@@ -145,5 +146,40 @@ describe('ListStore', () => {
       await ListStore.open({ sources: [src], cacheDir });
     }
     expect(readdirSync(cacheDir).filter((f) => f.endsWith('.bin')).length).toBe(4);
+  });
+
+  it('gives the same verdicts from the cache, url entries (whose hosts share the domain table) included', async () => {
+    const cacheDir = path.join(dir, 'cache-urls');
+    const src = path.join(dir, 'cached-urls');
+    w('cached-urls/adult/domains', 'pics.example\nx.example\n');
+    w('cached-urls/adult/urls', 'www.pics.example/nsfw\nother.example/a/b\n');
+    w('cached-urls/games/urls', 'x.example/play\n');
+    const fresh = await ListStore.open({ sources: [src], cacheDir });
+    const cached = await ListStore.open({ sources: [src], cacheDir });
+    expect(cached.report.fromCache).toBe(true);
+    // url hosts are table entries too, but only domain entries count as domain entries
+    expect(fresh.report.entries).toBe(5);
+    expect(cached.report.entries).toBe(5);
+    const urls = ['http://pics.example/nsfw/1', 'http://www2.other.example/a/b/c', 'http://other.example/a', 'http://other.example/', 'http://www.x.example/play', 'http://sub.other.example/a/b'];
+    for (const u of urls) {
+      expect(cached.classify(normalizeUrl(u), ['games', 'adult'], []), u).toEqual(fresh.classify(normalizeUrl(u), ['games', 'adult'], []));
+    }
+    expect(verdict(cached, 'http://www2.other.example/a/b/c', ['adult'])).toBe('block adult');
+    expect(verdict(cached, 'http://sub.other.example/a/b', ['adult'])).toBe('pass');
+    expect(verdict(cached, 'http://www.x.example/play', ['games', 'adult'])).toBe('block games');
+  });
+
+  it('never reads a compiled file of an older format, even under the current name', async () => {
+    const cacheDir = path.join(dir, 'cache-old');
+    const src = path.join(dir, 'cached-old');
+    w('cached-old/gambling/domains', 'casino.com\n');
+    await ListStore.open({ sources: [src], cacheDir });
+    const file = cacheFile(cacheDir, await cacheKey([src]));
+    const buf = readFileSync(file);
+    buf.write('SGLIST05', 0, 'latin1');
+    writeFileSync(file, buf);
+    const again = await ListStore.open({ sources: [src], cacheDir });
+    expect(again.report.fromCache).toBe(false);
+    expect(verdict(again, 'http://casino.com/', ['gambling'])).toBe('block gambling');
   });
 });
