@@ -9,7 +9,7 @@
  * Every server runs in its own process (the gateway as the real `schoolgate start` CLI), so
  * autocannon in this process never shares an event loop with what it measures.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -103,13 +103,22 @@ export function freePort(): Promise<number> {
   });
 }
 
-export async function startGatewayCli(tmp: string): Promise<Child> {
+/**
+ * `schoolgate start` as a school runs it, on a fresh data folder (`dataName` under tmp). With
+ * `caKeyType: 'rsa'` the folder first gets an RSA school CA, as installs made before EC CAs have.
+ */
+export async function startGatewayCli(tmp: string, opts: { dataName?: string; caKeyType?: 'ec' | 'rsa' } = {}): Promise<Child> {
   const lists = makeLists({ gambling: { domains: ['casino.bench.test'], name: 'Gambling/Casino games' } }, path.join(tmp, 'lists'));
   const proxyPort = await freePort();
   const adminPort = await freePort();
+  const dataDir = path.join(tmp, opts.dataName ?? 'data');
+  if (opts.caKeyType) {
+    const init = spawnSync(process.execPath, ['--import=tsx', 'bin/schoolgate.ts', 'ca', 'init', '--key-type', opts.caKeyType, '--data-dir', dataDir], { cwd: root, encoding: 'utf8' });
+    if (init.status !== 0) throw new Error(`ca init --key-type ${opts.caKeyType}: ${init.stderr}`);
+  }
   const child = spawn(
     process.execPath,
-    ['--import=tsx', 'bin/schoolgate.ts', 'start', '--lists', lists, '--categories', 'gambling', '--proxy-port', String(proxyPort), '--admin-port', String(adminPort), '--data-dir', path.join(tmp, 'data'), '--log-level', 'warn'],
+    ['--import=tsx', 'bin/schoolgate.ts', 'start', '--lists', lists, '--categories', 'gambling', '--proxy-port', String(proxyPort), '--admin-port', String(adminPort), '--data-dir', dataDir, '--log-level', 'warn'],
     { cwd: root, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, DATABASE_URL: '' } },
   );
   let err = '';

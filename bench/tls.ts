@@ -1,6 +1,7 @@
 /**
  * Time to the first intercepted TLS handshake for new hosts (a unique SNI name each), through the
- * gateway, through http-mitm-proxy with its defaults (an RSA key and an https.Server per host),
+ * gateway (as installed today: ECDSA school CA; and with an RSA school CA, as older installs
+ * have), through http-mitm-proxy with its defaults (an RSA key and an https.Server per host),
  * and direct to a local HTTPS origin, all measured in this run. Target: gateway ≤ 1.5 × direct.
  *
  *   node --import=tsx bench/tls.ts [--hosts 40] [--no-peer]
@@ -140,12 +141,15 @@ async function main() {
     children.push(origin);
     const gw = await startGatewayCli(tmp);
     children.push(gw);
+    const gwRsa = await startGatewayCli(tmp, { dataName: 'data-rsa', caKeyType: 'rsa' });
+    children.push(gwRsa);
     const subject = (label: string, once: Subject['once'], intercepts: boolean, hosts = HOSTS): Subject => ({ label, once, intercepts, hosts, total: [], handshake: [] });
     const subjects = [
       subject('direct', (h) => direct(origin.port, h), false),
       subject('gateway', (h) => viaProxy(gw.port, h), true),
       // The host the gateway has just seen again: what is left once its leaf is cached.
       subject('gwrepeat', (h) => viaProxy(gw.port, h.replace('-gwrepeat.', '-gateway.')), false),
+      subject('gwrsa', (h) => viaProxy(gwRsa.port, h), true),
     ];
     if (peerHosts) {
       const peer = await startChild('http-mitm-proxy', ['-e', MITM_DEFAULTS, path.join(tmp, 'mitm-ca')]);
@@ -154,11 +158,12 @@ async function main() {
     }
     await measureInterleaved(subjects);
 
-    const [d, g, gr, m] = subjects.map((x) => ({ total: stats(x.total), handshake: stats(x.handshake) }));
+    const [d, g, gr, gRsa, m] = subjects.map((x) => ({ total: stats(x.total), handshake: stats(x.handshake) }));
     console.log(`  direct to origin         total    ${fmt(d.total)}`);
     console.log(`  schoolgate gateway       total    ${fmt(g.total)}`);
     console.log(`                           TLS only ${fmt(g.handshake)}`);
     console.log(`  gateway, repeat host     total    ${fmt(gr.total)}`);
+    console.log(`  gateway, RSA school CA   total    ${fmt(gRsa.total)}`);
     if (m) {
       console.log(`  http-mitm-proxy defaults total    ${fmt(m.total)}`);
       console.log(`                           TLS only ${fmt(m.handshake)}`);
@@ -167,6 +172,7 @@ async function main() {
     console.log('ratios (median time from TCP connect to a finished handshake; proxied includes the CONNECT round trip):');
     console.log(`  gateway / direct            ${r(g.total, d.total)}x  (target ≤ 1.5x)`);
     console.log(`  gateway repeat / direct     ${r(gr.total, d.total)}x`);
+    console.log(`  gateway RSA CA / direct     ${r(gRsa.total, d.total)}x  (installs made before ECDSA school CAs)`);
     if (m) {
       console.log(`  http-mitm-proxy / direct    ${r(m.total, d.total)}x`);
       console.log(`  http-mitm-proxy / gateway   ${r(m.total, g.total)}x`);

@@ -126,6 +126,16 @@ class SchoolProxy extends Proxy {
   }
 }
 
+/**
+ * Close 1008 (policy violation), then drop the socket if the client has not answered the close
+ * within REFUSED_WS_GRACE_MS: ws would otherwise wait 30 s for a close frame a client may never send.
+ */
+const REFUSED_WS_GRACE_MS = 2000;
+function closeRefused(ws: { close(code: number, reason: string): void; terminate(): void }, reason: string): void {
+  ws.close(1008, reason);
+  setTimeout(() => ws.terminate(), REFUSED_WS_GRACE_MS).unref();
+}
+
 /** Header names a Connection header lists (RFC 9110 §7.6.1), or null when it names none beyond keep-alive/close. */
 function connectionTokens(v: string | string[] | undefined): string[] | null {
   if (v === undefined) return null;
@@ -200,7 +210,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
       if (!req.headers.host) {
         const info = conns.get(req.socket);
         if (!info?.connectHost) {
-          ws.close(1008, 'Host header required');
+          closeRefused(ws, 'Host header required');
           return;
         }
         req.headers.host = `${bracketHost(info.connectHost)}:${info.connectPort}`;
@@ -216,7 +226,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
     // close handler dereferences the missing upstream socket and throws (a process crash).
     const refuse = (reason: string) => {
       ctx.closedByServer = true;
-      ctx.clientToProxyWebSocket?.close(1008, reason);
+      if (ctx.clientToProxyWebSocket) closeRefused(ctx.clientToProxyWebSocket, reason);
     };
     const info = conns.get(req.socket);
     if (!info) return refuse('not authorised');

@@ -262,6 +262,24 @@ describe('WebSocket to a blocked host', () => {
     await Promise.race([closed, new Promise((r) => setTimeout(r, 2000))]);
     expect(httpOrigin.seen.some((x) => x.url === '/live')).toBe(false);
   });
+
+  it('drops the connection of a client that never answers the 1008 close (no 30 s hold)', async () => {
+    const s = dial();
+    const got: Buffer[] = [];
+    s.on('data', (d: Buffer) => got.push(d));
+    const t0 = Date.now();
+    const closed = new Promise<number>((r) => s.once('close', () => r(Date.now() - t0)));
+    s.write(
+      'GET http://casino.test/silent HTTP/1.1\r\nHost: casino.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+        `Sec-WebSocket-Key: ${Buffer.from('schoolgate-e2e-c').toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+    );
+    // Neither a close frame back nor a FIN: the gateway must let go by itself.
+    const ms = await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(-1), 10_000))]);
+    s.destroy();
+    expect(ms, 'the gateway closed the socket').toBeGreaterThan(0);
+    expect(ms).toBeLessThan(8000);
+    expect(Buffer.concat(got).toString('latin1')).toMatch(/^HTTP\/1\.1 (101|403) /);
+  });
 });
 
 describe('HTTPS through the gateway', () => {
