@@ -12,8 +12,8 @@ import { sourceFiles } from './parse';
  * size and mtime: touching any list makes a new key, and the stale file is simply never read.
  */
 
-const MAGIC = 'SGLIST06';
-const ARRAYS = ['bytes', 'meta', 'slots', 'bloom'] as const;
+const MAGIC = 'SGLIST07';
+const ARRAYS = ['recs', 'slots', 'bloom'] as const;
 
 export async function cacheKey(sources: string[]): Promise<string> {
   const h = createHash('sha256').update(MAGIC);
@@ -100,15 +100,12 @@ export async function readCache(file: string): Promise<{ parts: CompiledParts; r
     pos += (8 - (pos % 8)) % 8;
     // Views need aligned offsets; readFile's buffer is normally its own allocation, else copy.
     const base: Uint8Array = buf.byteOffset % 8 === 0 ? buf : new Uint8Array(buf);
-    const arrays: Record<string, Uint8Array | Uint32Array | Int32Array> = {};
+    const arrays: Record<string, Uint32Array | Int32Array> = {};
     ARRAYS.forEach((k, i) => {
       const n = header.lengths[i] as number;
-      const bytes = k === 'bytes' ? n : n * 4;
+      const bytes = n * 4;
       if (pos + bytes > base.length) throw new Error('truncated');
-      arrays[k] =
-        k === 'bytes' ? new Uint8Array(base.buffer, base.byteOffset + pos, n)
-        : k === 'slots' ? new Int32Array(base.buffer, base.byteOffset + pos, n)
-        : new Uint32Array(base.buffer, base.byteOffset + pos, n);
+      arrays[k] = k === 'bloom' ? new Uint32Array(base.buffer, base.byteOffset + pos, n) : new Int32Array(base.buffer, base.byteOffset + pos, n);
       pos += bytes + ((8 - (bytes % 8)) % 8);
     });
     const table = { count: header.count, ...arrays } as TableData;

@@ -275,12 +275,12 @@ export class CompiledLists implements ListSet {
     const n = this.walk(host);
     const urlIndex = this.urlHit[0];
     if (n > 0) {
-      const meta = this.table.data.meta;
+      const recs = this.table.data.recs;
       const catsets = this.catsets;
       const hits = this.hits;
       for (let h = 0; h < n; h++) {
         const e = hits[h];
-        const cats = catsets[meta[3 * e + 1]];
+        const cats = catsets[recs[e]];
         for (let j = 0; j < cats.length; j++) {
           const c = cats[j];
           if (allow[c] === 1) {
@@ -406,8 +406,7 @@ export class CompiledLists implements ListSet {
   private entryText(url: NormalizedUrl, kind: number, ref: number): string {
     if (kind === KIND_DOMAIN) {
       // the entry is a label suffix of the host (or the whole host): slicing it costs no copy
-      const meta = this.table.data.meta;
-      const len = meta[3 * ref + 3] - meta[3 * ref];
+      const len = this.table.length(ref);
       const host = url.host;
       return len === host.length ? host : host.slice(host.length - len);
     }
@@ -590,7 +589,7 @@ export class ListBuilder {
     const none = this.catsetId([]);
     for (let k = 0; k < urls.length; k++) {
       const i = this.table.insert(urls[k][0], none);
-      this.table.setExtraAt(i >= 0 ? i : this.table.count - 1, k + 1);
+      this.table.setExtraAt(i >= 0 ? i : this.table.lastAdded, k + 1);
     }
     return new CompiledLists({
       categories: this.cats,

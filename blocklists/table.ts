@@ -1,12 +1,13 @@
 /**
- * The compact exact-match structure behind domain lookups: every entry's bytes in one buffer,
- * an open-addressed table of entry indexes, and a blocked bloom filter in front of it.
+ * The compact exact-match structure behind domain lookups: every entry a record (its values, its
+ * length and its bytes) in one buffer, an open-addressed table of record positions, and a blocked
+ * bloom filter in front of it.
  *
  * Hashes run right to left over the host, so one pass over `a.b.example.com` yields the hashes of
  * `com`, `example.com`, `b.example.com` and the whole host: the label-suffix walk costs one pass,
  * not one pass per suffix. Within a label, four characters go into each multiply (see
- * hashString), so the serial multiply chain is a quarter as long as the host. Everything is typed arrays, so 10 million entries stay well under 1 GB
- * and the whole structure can be written to and read back from a cache file as-is.
+ * hashString), so the serial multiply chain is a quarter as long as the host. Everything is
+ * typed arrays, so 10 million entries stay well under 1 GB and the whole structure can be written to and read back from a cache file as-is.
  */
 
 // murmur3's finaliser spreads the running FNV-style state over all 32 bits. Hashes stay signed 32-bit integers throughout: V8 keeps those unboxed, where uint32 values
@@ -65,17 +66,21 @@ const BLOOM_BITS_PER_ENTRY = 12;
 
 export interface TableData {
   count: number;
-  bytes: Uint8Array;
   /**
-   * Per entry, interleaved so a hit touches one cache line: meta[3i] is where entry i's bytes
-   * start (they end where entry i+1's start, meta[3i+3]), meta[3i+1] its value (category-set id)
-   * and meta[3i+2] a second value that is 0 unless set (the url list of a host, plus one).
+   * Entry records, one after another, each starting on a word: recs[e] is entry e's value
+   * (category-set id), recs[e+1] its second value (0 unless set: the url list of a host, plus
+   * one), recs[e+2] its length, and its bytes follow from byte 4*(e+3), padded to a word. An
+   * entry is known by the position of its record. A slot points straight at the record, so a
+   * hit reads the slot's cache line and then one more, where values, length and bytes sit together.
    */
-  meta: Uint32Array;
-  /** Open-addressed slots, interleaved as (hash, entry index + 1); index 0 marks an empty slot. */
+  recs: Int32Array;
+  /** Open-addressed slots, interleaved as (hash, record position + 1); 0 marks an empty slot. */
   slots: Int32Array;
   bloom: Uint32Array;
 }
+
+/** Words of a record before its bytes. */
+const HEAD = 3;
 
 /** A power-of-two number of blocks, so the block index is a mask, not a division. */
 function bloomSize(count: number): number {
@@ -103,62 +108,64 @@ const grown = (n: number) => Math.ceil(n * 1.5);
 /** Grows while a list loads; `finish()` freezes it into a CompiledTable. */
 export class TableBuilder {
   count = 0;
-  private bytes = new Uint8Array(1 << 16);
+  private recs = new Int32Array(1 << 14);
+  private bytes = new Uint8Array(this.recs.buffer);
+  /** Words of `recs` in use. */
   private used = 0;
-  private meta = new Uint32Array(1 << 12);
   /** Number of slots (the array holds two words per slot). */
   private size = 1 << 12;
   private slots = new Int32Array(2 << 12);
+  /** Record position of the entry the last `insert` added. */
+  lastAdded = -1;
 
   /**
    * Makes room for about `bytes` of entry text and `entries` entries up front (the list files'
    * size and line count bound both): no growth copies, and little slack left to trim.
    */
   reserve(bytes: number, entries = 0): void {
-    if (bytes > this.bytes.length) {
-      const nb = new Uint8Array(bytes);
-      nb.set(this.bytes.subarray(0, this.used));
-      this.bytes = nb;
-    }
     // Sized once for the expected entries: growing by copies leaves freed blocks the allocator
     // keeps, and at 10 million entries those would push the peak towards 1 GB.
-    if (3 * entries + 4 > this.meta.length) {
-      const m = new Uint32Array(3 * entries + 4);
-      m.set(this.meta);
-      this.meta = m;
-    }
+    const words = Math.ceil(bytes / 4) + (HEAD + 1) * entries + 4;
+    if (words > this.recs.length) this.growTo(words);
     let size = this.size;
     while (entries * 4 > size * 3) size *= 2;
     if (size > this.size) this.rehash(size);
+  }
+
+  private growTo(words: number): void {
+    const r = new Int32Array(words);
+    r.set(this.recs.subarray(0, this.used));
+    this.recs = r;
+    this.bytes = new Uint8Array(r.buffer);
   }
 
   /** Adds `entry` or merges `value` into it; true when the entry is new or its value changed. */
   add(entry: string, value: number, merge: (old: number, value: number) => number): boolean {
     const i = this.insert(entry, value);
     if (i < 0) return true;
-    const old = this.meta[3 * i + 1];
+    const old = this.recs[i];
     const merged = merge(old, value);
-    this.meta[3 * i + 1] = merged;
+    this.recs[i] = merged;
     return merged !== old;
   }
 
   /** Value of entry i while building. */
   valueAt(i: number): number {
-    return this.meta[3 * i + 1];
+    return this.recs[i];
   }
 
   setValueAt(i: number, value: number): void {
-    this.meta[3 * i + 1] = value;
+    this.recs[i] = value;
   }
 
   /** Sets entry i's second value (0 means none). */
   setExtraAt(i: number, extra: number): void {
-    this.meta[3 * i + 2] = extra;
+    this.recs[i + 1] = extra;
   }
 
   /**
-   * Inserts `entry` (ASCII: hosts are punycode by now) with `value`; returns -1 when it is new,
-   * else the index of the existing entry, left unchanged.
+   * Inserts `entry` (ASCII: hosts are punycode by now) with `value`; returns -1 when it is new
+   * (its position is then `lastAdded`), else the position of the existing entry, left unchanged.
    */
   insert(entry: string, value: number): number {
     const a = hashString(entry);
@@ -170,38 +177,33 @@ export class TableBuilder {
       if (this.slots[2 * s] === a && this.equals(v - 1, entry)) return v - 1;
       s = (s + 1) & mask;
     }
-    const i = this.count;
-    if (3 * i + 4 > this.meta.length) {
-      const m = new Uint32Array(grown(this.meta.length));
-      m.set(this.meta);
-      this.meta = m;
-    }
     const len = entry.length;
-    if (this.used + len > this.bytes.length) {
-      let n = grown(this.bytes.length);
-      while (n < this.used + len) n = grown(n);
-      const nb = new Uint8Array(n);
-      nb.set(this.bytes.subarray(0, this.used));
-      this.bytes = nb;
+    const words = HEAD + ((len + 3) >> 2);
+    if (this.used + words > this.recs.length) {
+      let n = grown(this.recs.length);
+      while (n < this.used + words) n = grown(n);
+      this.growTo(n);
     }
-    const start = this.used;
-    for (let k = 0; k < len; k++) this.bytes[start + k] = entry.charCodeAt(k);
-    this.used = start + len;
-    this.meta[3 * i] = start;
-    this.meta[3 * i + 1] = value;
-    this.meta[3 * i + 3] = this.used;
+    const e = this.used;
+    this.recs[e] = value;
+    this.recs[e + 1] = 0;
+    this.recs[e + 2] = len;
+    const b = 4 * (e + HEAD);
+    for (let k = 0; k < len; k++) this.bytes[b + k] = entry.charCodeAt(k);
+    this.used = e + words;
     this.slots[2 * s] = a;
-    this.slots[2 * s + 1] = i + 1;
+    this.slots[2 * s + 1] = e + 1;
     this.count++;
+    this.lastAdded = e;
     // linear probing stays short up to 3/4 full, and the bloom filter keeps most misses away
     if (this.count * 4 > this.size * 3) this.rehash(this.size * 2);
     return -1;
   }
 
-  private equals(i: number, s: string): boolean {
-    const start = this.meta[3 * i];
-    if (this.meta[3 * i + 3] - start !== s.length) return false;
-    for (let k = 0; k < s.length; k++) if (this.bytes[start + k] !== s.charCodeAt(k)) return false;
+  private equals(e: number, s: string): boolean {
+    if (this.recs[e + 2] !== s.length) return false;
+    const b = 4 * (e + HEAD);
+    for (let k = 0; k < s.length; k++) if (this.bytes[b + k] !== s.charCodeAt(k)) return false;
     return true;
   }
 
@@ -228,15 +230,12 @@ export class TableBuilder {
       if (v === 0) continue;
       bloomAdd(bloom, this.slots[o]);
     }
-    // Trim the builder's slack one array at a time, dropping each original as soon as it is
-    // copied, so the peak stays near the size of the result; little slack is kept rather than
-    // copied (a copy would briefly need both).
-    const trim = <T extends Uint8Array | Uint32Array>(a: T, len: number): T => (len >= a.length * 0.85 ? (a.subarray(0, len) as T) : (a.slice(0, len) as T));
-    const bytes = trim(this.bytes, this.used);
+    // Trim the builder's slack, keeping a little rather than copying (a copy would briefly need both).
+    const len = this.used;
+    const recs = len >= this.recs.length * 0.85 ? this.recs.subarray(0, len) : this.recs.slice(0, len);
+    this.recs = new Int32Array(0);
     this.bytes = new Uint8Array(0);
-    const meta = trim(this.meta, 3 * n + 1);
-    this.meta = new Uint32Array(0);
-    return new CompiledTable({ count: n, bytes, meta, slots: this.slots, bloom });
+    return new CompiledTable({ count: n, recs, slots: this.slots, bloom });
   }
 }
 
@@ -244,35 +243,44 @@ export class CompiledTable {
   readonly data: TableData;
   private readonly mask: number;
   private readonly bloomMask: number;
+  /** The records' bytes. */
+  private readonly bytes: Uint8Array;
   private text: Buffer | null = null;
 
   constructor(data: TableData) {
     this.data = data;
     this.mask = data.slots.length / 2 - 1;
     this.bloomMask = data.bloom.length / BLOCK_WORDS - 1;
+    const r = data.recs;
+    this.bytes = new Uint8Array(r.buffer, r.byteOffset, r.byteLength);
   }
 
   get count(): number {
     return this.data.count;
   }
 
-  /** The value (category-set id) of entry i. */
-  value(i: number): number {
-    return this.data.meta[3 * i + 1];
+  /** The value (category-set id) of entry e. */
+  value(e: number): number {
+    return this.data.recs[e];
   }
 
-  /** Entry i's second value, 0 when none was set. */
-  extra(i: number): number {
-    return this.data.meta[3 * i + 2];
+  /** Entry e's second value, 0 when none was set. */
+  extra(e: number): number {
+    return this.data.recs[e + 1];
   }
 
-  entry(i: number): string {
-    const { bytes, meta } = this.data;
-    this.text ??= Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    return this.text.toString('latin1', meta[3 * i], meta[3 * i + 3]);
+  /** Length of entry e. */
+  length(e: number): number {
+    return this.data.recs[e + 2];
   }
 
-  /** Entry index of `s.slice(start)` given its hash (as `walkHost` computes it), or -1. */
+  entry(e: number): string {
+    this.text ??= Buffer.from(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
+    const b = 4 * (e + HEAD);
+    return this.text.toString('latin1', b, b + this.data.recs[e + 2]);
+  }
+
+  /** Entry (record position) of `s.slice(start)` given its hash (as `walkHost` computes it), or -1. */
   find(s: string, start: number, a: number): number {
     const d = this.data;
     // the bloom filter first: one cache line answers "certainly not listed" for most suffixes
@@ -294,21 +302,20 @@ export class CompiledTable {
       const v = slots[2 * slot + 1];
       if (v === 0) return -1;
       if (slots[2 * slot] === a) {
-        const i = v - 1;
-        const meta = d.meta;
-        const off = meta[3 * i];
-        if (meta[3 * i + 3] - off === len) {
-          const bytes = d.bytes;
+        const e = v - 1;
+        if (d.recs[e + 2] === len) {
+          const bytes = this.bytes;
+          const b = 4 * (e + HEAD);
           let k = 0;
-          while (k < len && bytes[off + k] === s.charCodeAt(start + k)) k++;
-          if (k === len) return i;
+          while (k < len && bytes[b + k] === s.charCodeAt(start + k)) k++;
+          if (k === len) return e;
         }
       }
       slot = (slot + 1) & mask;
     }
   }
 
-  /** Exact lookup of a whole string: the entry index or -1. */
+  /** Exact lookup of a whole string: the entry or -1. */
   lookup(s: string): number {
     if (this.data.count === 0) return -1;
     return this.find(s, 0, hashString(s));
@@ -334,7 +341,7 @@ const SCRATCH = new Int32Array(1);
 export function walkHost(host: string, table: CompiledTable, out: Int32Array, extraStart: number, extraHit: Int32Array): number {
   extraHit[0] = 0;
   if (table.count === 0) return 0;
-  const meta = table.data.meta;
+  const recs = table.data.recs;
   let a = SEED_A;
   let w = 0;
   let k = 0;
@@ -352,7 +359,7 @@ export function walkHost(host: string, table: CompiledTable, out: Int32Array, ex
       const e = table.find(host, i + 1, fmix(a));
       if (e >= 0) {
         if (n < out.length) out[n++] = e;
-        if (i + 1 === extraStart) extraHit[0] = meta[3 * e + 2];
+        if (i + 1 === extraStart) extraHit[0] = recs[e + 1];
       }
     }
     w = (w << 8) | c;
@@ -366,7 +373,7 @@ export function walkHost(host: string, table: CompiledTable, out: Int32Array, ex
   const e = table.find(host, 0, fmix(a));
   if (e >= 0) {
     if (n < out.length) out[n++] = e;
-    if (extraStart === 0) extraHit[0] = meta[3 * e + 2];
+    if (extraStart === 0) extraHit[0] = recs[e + 1];
   }
   return n;
 }
