@@ -39,6 +39,8 @@ export interface Config {
   clients: Array<{ cidr: string; user?: string; device?: string; group?: string }>;
   safeSearch: boolean;
   retentionDays: number;
+  /** Incidents held in memory when neither the database nor the spool folder takes them; beyond it they are dropped and counted. */
+  incidentQueueMax: number;
   /** Categories whose incidents alert the DSL at once. */
   highSeverityCategories: string[];
   /** Categories whose URLs are never rendered as links in the console (illegal content). */
@@ -84,6 +86,7 @@ function defaults(cwd: string): Config {
     clients: [],
     safeSearch: true,
     retentionDays: 365,
+    incidentQueueMax: 100_000,
     highSeverityCategories: DEFAULT_HIGH_SEVERITY,
     illegalCategories: ['adult', 'mixed_adult'],
     smtp: null,
@@ -202,6 +205,11 @@ export function loadConfig(values: Partial<CliValues> = {}, env: NodeJS.ProcessE
     if (!Number.isInteger(n) || n < 1) throw new SchoolgateError('SG_ERR_CONFIG', `--retention-days must be a whole number of days, got ${retention}`);
     c.retentionDays = n;
   }
+  const queueMax = env.SCHOOLGATE_INCIDENT_QUEUE_MAX ?? c.incidentQueueMax;
+  if (!Number.isInteger(Number(queueMax)) || Number(queueMax) < 1000) {
+    throw new SchoolgateError('SG_ERR_CONFIG', `incidentQueueMax must be a whole number of at least 1000, got ${JSON.stringify(queueMax)}`);
+  }
+  c.incidentQueueMax = Number(queueMax);
   c.publicUrl = values['public-url'] ?? env.SCHOOLGATE_PUBLIC_URL ?? c.publicUrl;
   c.logLevel = values['log-level'] ?? env.SCHOOLGATE_LOG_LEVEL ?? c.logLevel;
   if (env.SCHOOLGATE_SMTP_URL) {

@@ -260,7 +260,7 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
     schema: {
       tags: ['lists'],
       summary: 'Unblock requests, without who asked (need to know)',
-      querystring: { type: 'object', properties: { status: filterProps.status, cursor: { type: 'string' }, limit: { type: 'integer', minimum: 1, maximum: 500, default: 100 } } },
+      querystring: { type: 'object', properties: { status: filterProps.status, cursor: { type: 'string', maxLength: 100 }, limit: { type: 'integer', minimum: 1, maximum: 500, default: 100 } } },
       response: {
         200: pagedResponse({
           type: 'object',

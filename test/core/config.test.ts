@@ -10,7 +10,7 @@ const tmp = () => mkdtempSync(path.join(tmpdir(), 'sg-config-'));
 describe('config', () => {
   it('has the documented defaults', () => {
     const c = loadConfig({}, {}, '/srv/sg');
-    expect(c).toMatchObject({ proxyPort: 3128, adminPort: 8081, listen: '127.0.0.1', dataDir: '/srv/sg/data', databaseUrl: null, retentionDays: 365, categories: null });
+    expect(c).toMatchObject({ proxyPort: 3128, adminPort: 8081, listen: '127.0.0.1', dataDir: '/srv/sg/data', databaseUrl: null, retentionDays: 365, incidentQueueMax: 100_000, categories: null });
     expect(c.allowedClients).toContain('10.0.0.0/8');
     expect(c.bypassHosts.length).toBeGreaterThan(5);
   });
@@ -31,6 +31,8 @@ describe('config', () => {
 
   it('rejects bad ports, bad files and unknown flags with stable codes', () => {
     expect(() => loadConfig({ 'proxy-port': '70000' }, {})).toThrowError(expect.objectContaining({ code: 'SG_ERR_CONFIG' }));
+    expect(() => loadConfig({}, { SCHOOLGATE_INCIDENT_QUEUE_MAX: '10' })).toThrowError(expect.objectContaining({ code: 'SG_ERR_CONFIG' }));
+    expect(loadConfig({}, { SCHOOLGATE_INCIDENT_QUEUE_MAX: '5000' }).incidentQueueMax).toBe(5000);
     const dir = tmp();
     writeFileSync(path.join(dir, 'schoolgate.json'), '{not json');
     expect(() => loadConfig({ 'data-dir': dir }, {})).toThrowError(expect.objectContaining({ code: 'SG_ERR_CONFIG' }));
