@@ -120,8 +120,11 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       bypassHosts: config.bypassHosts.map((h) => h.toLowerCase().replace(/^\*?\./, '')),
     };
 
-    const keywords = SearchKeywords.load(sources, null, logger);
-    lists.on('reload', () => keywords.replaceWith(SearchKeywords.load(config.lists, null, logger)));
+    // Read from the configured folders as they are now: the data folder's lists may only appear
+    // after a fail-closed first start, with `lists update`.
+    const loadKeywords = () => SearchKeywords.load(config.lists.filter((s) => existsSync(s)), null, logger);
+    const keywords = loadKeywords();
+    lists.on('reload', () => keywords.replaceWith(loadKeywords()));
 
     // One config object shared with the admin API: ports chosen by the OS (0) are written back
     // into it once known, so /proxy.pac and the block page name the real ones.
