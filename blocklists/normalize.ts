@@ -211,10 +211,20 @@ function decodeAll(s: string): string {
  * every escape decoded, repeated slashes collapsed (a known squidGuard bypass it also closes).
  */
 export function matchPath(path: string): string {
-  if (!NEEDS_WORK.test(path)) return path;
-  return decodeAll(path).toLowerCase().replace(/\/{2,}/g, '/');
+  // by hand rather than a regex: this runs on most lookups, and most paths need nothing done
+  let escapes = false;
+  let upper = false;
+  let doubled = false;
+  for (let i = 0; i < path.length; i++) {
+    const c = path.charCodeAt(i);
+    if (c >= 65 && c <= 90) upper = true;
+    else if (c === 37) escapes = true;
+    else if (c === 47 && path.charCodeAt(i + 1) === 47) doubled = true;
+  }
+  if (!escapes && !upper && !doubled) return path;
+  const lower = (escapes ? decodeAll(path) : path).toLowerCase();
+  return escapes || doubled ? lower.replace(/\/{2,}/g, '/') : lower;
 }
-const NEEDS_WORK = /[%A-Z]|\/\//;
 
 /** The path as expressions see it: like matchPath but case kept (expressions are case-insensitive). */
 export function expressionPath(path: string): string {

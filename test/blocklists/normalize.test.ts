@@ -81,6 +81,14 @@ describe('squidGuard matching helpers', () => {
   it('matches paths case-insensitively, unescaped, with slashes collapsed', () => {
     expect(matchPath('/A%2Fb//C?Q=%41')).toBe('/a/b/c?q=a');
     expect(matchPath('/%E2%82%AC/%zz')).toBe('/€/%zz');
+    // each of the three kinds of work alone, and none
+    expect(matchPath('/Login')).toBe('/login');
+    expect(matchPath('/a//b///c')).toBe('/a/b/c');
+    expect(matchPath('/a%2F/b')).toBe('/a/b');
+    const plain = '/already/plain?q=1';
+    expect(matchPath(plain)).toBe(plain);
+    // only ASCII is folded without an escape, as before (the lists hold ASCII paths)
+    expect(matchPath('/É')).toBe('/É');
   });
 });
 
