@@ -122,6 +122,13 @@ export class CompiledLists implements ListSet {
    */
   private readonly urlSpan: Int32Array;
   private readonly urlEnt: Int32Array;
+  /**
+   * Per flat entry, its prefix's characters 1 to 4 packed a byte each (see headKey), and which of
+   * those bytes count: a path whose packed characters differ there cannot start with the prefix,
+   * which the scan of a host's list rules out without reading the prefix.
+   */
+  private readonly urlHead: Int32Array;
+  private readonly urlHeadMask: Int32Array;
   private readonly urlText: string;
   private readonly urlEntryOff: Int32Array;
   private readonly urlEntryText: string;
@@ -150,6 +157,8 @@ export class CompiledLists implements ListSet {
     for (const list of this.urlLists) total += list.length;
     this.urlSpan = new Int32Array(2 * this.urlLists.length);
     this.urlEnt = new Int32Array(2 * total + 2);
+    this.urlHead = new Int32Array(total);
+    this.urlHeadMask = new Int32Array(total);
     this.urlEntryOff = new Int32Array(total + 1);
     const text: string[] = [];
     const entryText: string[] = [];
@@ -163,6 +172,8 @@ export class CompiledLists implements ListSet {
       for (const u of list) {
         this.urlEnt[2 * g] = pos;
         this.urlEnt[2 * g + 1] = u.category;
+        this.urlHeadMask[g] = headMask(u.prefix);
+        this.urlHead[g] = headKey(u.prefix) & this.urlHeadMask[g];
         this.urlEntryOff[g] = epos;
         pos += u.prefix.length;
         epos += u.entry.length;
@@ -308,7 +319,11 @@ export class CompiledLists implements ListSet {
       const ent = this.urlEnt;
       const text = this.urlText;
       if (end - first <= PREFIX_INDEX_MIN) {
+        const head = headKey(mpath);
+        const heads = this.urlHead;
+        const masks = this.urlHeadMask;
         for (let g = first; g < end; g++) {
+          if ((head & masks[g]) !== heads[g]) continue;
           const c = ent[2 * g + 1];
           if (allow[c] === 1) {
             if (allowCat < 0 && prefixOf(text, ent[2 * g], ent[2 * g + 2], mpath)) {
@@ -471,6 +486,28 @@ class PrefixIndex {
     }
     this.lens = Int32Array.from([...lens].sort((a, b) => a - b));
   }
+}
+
+/**
+ * Characters 1 to 4 of `s` (the first is nearly always '/') packed a byte each, low byte first;
+ * 0 past the end. Only the low byte of a character is kept: equal characters give equal bytes,
+ * which is all the filter needs (headMask leaves out a prefix's wider characters).
+ */
+function headKey(s: string): number {
+  const n = s.length;
+  let k = 0;
+  for (let i = Math.min(n, 5) - 1; i >= 1; i--) k = (k << 8) | (s.charCodeAt(i) & 255);
+  return k | 0;
+}
+
+/** The bytes of headKey(prefix) that a path starting with `prefix` must share: its characters 1 to 4 up to the first above 255. */
+function headMask(prefix: string): number {
+  let m = 0;
+  for (let i = 1; i < Math.min(prefix.length, 5); i++) {
+    if (prefix.charCodeAt(i) > 255) break;
+    m |= 255 << (8 * (i - 1));
+  }
+  return m | 0;
 }
 
 /** Whether text[start, end) is a prefix of s (startsWith without a string per entry). */

@@ -276,3 +276,30 @@ describe('real UT1', () => {
     expect(store.report.entries).toBeGreaterThan(400_000);
   });
 });
+
+describe('url entries on one host', () => {
+  it('match by prefix whatever characters their first few hold (wide, escaped, short or none)', async () => {
+    const b = new ListBuilder();
+    const cat = b.category('adult');
+    const other = b.category('games');
+    const entries: Array<[string, number]> = [
+      ['/', other], ['/a', cat], ['/ab', cat], ['/abcdefg', cat], ['/€uro/x', cat], ['/x€', cat], ['/%00z', cat], ['/Up', cat], ['/q?x=1', cat],
+    ];
+    for (const [p, c] of entries) b.addUrl(c, 'wide.example', p.toLowerCase().replace('%00', '\u0000'), `wide.example${p}`);
+    const set = b.build();
+    const v = (path: string, block = ['adult']) => {
+      const r = set.classify({ scheme: 'http', host: 'wide.example', port: null, path, href: `http://wide.example${path}` }, block);
+      return r.action === 'block' ? r.match!.entry : 'pass';
+    };
+    expect(v('/€uro/x/y')).toBe('wide.example/€uro/x');
+    expect(v('/€uro/')).toBe('pass');
+    expect(v('/x€')).toBe('wide.example/x€');
+    expect(v('/x\u20ad')).toBe('pass');
+    expect(v('/\u0000z1')).toBe('wide.example/%00z');
+    expect(v('/up/1')).toBe('wide.example/Up');
+    expect(v('/abcdefgh')).toBe('wide.example/a');
+    expect(v('/b')).toBe('pass');
+    expect(v('/q?x=1&y')).toBe('wide.example/q?x=1');
+    expect(v('/b', ['games', 'adult'])).toBe('wide.example/');
+  });
+});
