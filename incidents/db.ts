@@ -2,6 +2,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { PGlite, types as pgliteTypes } from '@electric-sql/pglite';
+import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm';
 import type { Config } from '../core/config';
 import { SchoolgateError, isSchoolgateError } from '../core/errors';
 import { createLogger, silentLogger, type Logger } from '../core/log';
@@ -292,7 +293,9 @@ async function openPglite(dir: string, logger: Logger): Promise<Db> {
   const unlock = lockPglite(dir);
   let lite: PGlite;
   try {
-    lite = await PGlite.create(dir, { parsers: { [pgliteTypes.INT8]: parseInt8 } });
+    // pg_trgm: migration 011 indexes incident search with it. PGlite ships contrib modules apart;
+    // one not named here is absent from pg_available_extensions, and the search goes unindexed.
+    lite = await PGlite.create(dir, { parsers: { [pgliteTypes.INT8]: parseInt8 }, extensions: { pg_trgm } });
   } catch (err) {
     unlock();
     throw unavailable(err, `embedded database in ${dir}`);

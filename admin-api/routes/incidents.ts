@@ -4,7 +4,7 @@ import { normalizeTypedUrl } from '../../blocklists/normalize';
 import type { IncidentStatus } from '../../incidents/types';
 import {
   CSV_COLUMNS, csvLine, exportRows, getIncident, getIncidentByKey, incidentEvents, incidentStats, listIncidents, relatedIncidents,
-  updateIncident, writeAudit, type IncidentFilter,
+  searchIndexed, updateIncident, writeAudit, type IncidentFilter,
 } from '../../incidents/queries';
 import { caller, type AuthUser } from '../auth';
 import type { AdminContext } from '../app';
@@ -75,6 +75,14 @@ export function filterFor(user: AuthUser, q: FilterQuery): IncidentFilter {
 
 export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => {
   const { db, config, lists } = ctx;
+  // Said once at start: where pg_trgm is missing, search works but scans, and slows as incidents grow.
+  await searchIndexed(db).then(
+    (indexed) =>
+      indexed
+        ? ctx.logger.info({ search: 'trigram' }, 'incident search: indexed (pg_trgm)')
+        : ctx.logger.warn({ search: 'unindexed' }, 'incident search: unindexed (pg_trgm not available to the database); terms are found by scanning'),
+    (err) => ctx.logger.debug({ err: (err as Error).message }, 'incident search mode not checked'),
+  );
   const json = (row: Parameters<typeof toIncidentJson>[0]) => toIncidentJson(row, lists, config);
 
   app.get<{ Querystring: FilterQuery }>('/api/incidents', {
