@@ -303,3 +303,21 @@ describe('url entries on one host', () => {
     expect(v('/b', ['games', 'adult'])).toBe('wide.example/');
   });
 });
+
+describe('IP addresses', () => {
+  it('match exactly, IPv6 in every ending form (hex letter, digit, colon) and IPv4-mapped with its dots', async () => {
+    const b = new ListBuilder();
+    const cat = b.category('bad');
+    for (const h of ['2001:db8::beef', '2001:db8::1', 'fe80::', '::ffff:102:304', '2.3.4', '1.2.3.4']) b.addDomain(cat, h);
+    const set = b.build();
+    const v = (u: string) => set.classify(normalizeUrl(u), ['bad']).action;
+    expect(v('http://[2001:db8::beef]/')).toBe('block');
+    expect(v('http://[2001:DB8::BEEF]:8080/x')).toBe('block');
+    expect(v('http://[2001:db8::1]/')).toBe('block');
+    expect(v('http://[fe80::]/')).toBe('block');
+    expect(v('http://[::ffff:1.2.3.4]/')).toBe('block');
+    expect(v('http://[2001:db8::bee]/')).toBe('pass');
+    expect(v('http://1.2.3.4/')).toBe('block');
+    expect(v('http://5.2.3.4/')).toBe('pass');
+  });
+});
