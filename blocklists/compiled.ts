@@ -115,20 +115,16 @@ export class CompiledLists implements ListSet {
   private readonly urlLists: UrlEntry[][];
   /**
    * The same url entries flat, for the hot path: host list i holds flat entries urlSpan[2i] to
-   * urlSpan[2i+1]-1; entry g has its prefix at urlText[urlEnt[2g], urlEnt[2g+2]) and category
-   * urlEnt[2g+1], and its list text at urlEntryText[urlEntryOff[g], urlEntryOff[g+1]).
+   * urlSpan[2i+1]-1; entry g has its prefix at urlText[urlEnt[4g], urlEnt[4g+4]), category
+   * urlEnt[4g+1], and its list text at urlEntryText[urlEntryOff[g], urlEntryOff[g+1]).
+   * urlEnt[4g+2] holds the prefix's characters 1 to 4 packed a byte each (see headKey) and
+   * urlEnt[4g+3] which of those bytes count: a path whose packed characters differ there cannot
+   * start with the prefix, which the scan of a host's list rules out without reading the prefix.
    * Contiguous arrays and one string instead of an object and strings per entry: a lookup
    * touches a few cache lines, not two or three per entry.
    */
   private readonly urlSpan: Int32Array;
   private readonly urlEnt: Int32Array;
-  /**
-   * Per flat entry, its prefix's characters 1 to 4 packed a byte each (see headKey), and which of
-   * those bytes count: a path whose packed characters differ there cannot start with the prefix,
-   * which the scan of a host's list rules out without reading the prefix.
-   */
-  private readonly urlHead: Int32Array;
-  private readonly urlHeadMask: Int32Array;
   private readonly urlText: string;
   private readonly urlEntryOff: Int32Array;
   private readonly urlEntryText: string;
@@ -156,9 +152,7 @@ export class CompiledLists implements ListSet {
     let total = 0;
     for (const list of this.urlLists) total += list.length;
     this.urlSpan = new Int32Array(2 * this.urlLists.length);
-    this.urlEnt = new Int32Array(2 * total + 2);
-    this.urlHead = new Int32Array(total);
-    this.urlHeadMask = new Int32Array(total);
+    this.urlEnt = new Int32Array(4 * total + 4);
     this.urlEntryOff = new Int32Array(total + 1);
     const text: string[] = [];
     const entryText: string[] = [];
@@ -170,10 +164,11 @@ export class CompiledLists implements ListSet {
       this.urlSpan[2 * i] = g;
       if (list.length > PREFIX_INDEX_MIN) this.urlIndexes.set(i, new PrefixIndex(list, g));
       for (const u of list) {
-        this.urlEnt[2 * g] = pos;
-        this.urlEnt[2 * g + 1] = u.category;
-        this.urlHeadMask[g] = headMask(u.prefix);
-        this.urlHead[g] = headKey(u.prefix) & this.urlHeadMask[g];
+        const mask = headMask(u.prefix);
+        this.urlEnt[4 * g] = pos;
+        this.urlEnt[4 * g + 1] = u.category;
+        this.urlEnt[4 * g + 2] = headKey(u.prefix) & mask;
+        this.urlEnt[4 * g + 3] = mask;
         this.urlEntryOff[g] = epos;
         pos += u.prefix.length;
         epos += u.entry.length;
@@ -183,7 +178,7 @@ export class CompiledLists implements ListSet {
       }
       this.urlSpan[2 * i + 1] = g;
     }
-    this.urlEnt[2 * g] = pos;
+    this.urlEnt[4 * g] = pos;
     this.urlEntryOff[g] = epos;
     this.urlText = text.join('');
     this.urlEntryText = entryText.join('');
@@ -322,18 +317,16 @@ export class CompiledLists implements ListSet {
       const text = this.urlText;
       if (end - first <= PREFIX_INDEX_MIN) {
         const head = headKey(mpath);
-        const heads = this.urlHead;
-        const masks = this.urlHeadMask;
         for (let g = first; g < end; g++) {
-          if ((head & masks[g]) !== heads[g]) continue;
-          const c = ent[2 * g + 1];
+          if ((head & ent[4 * g + 3]) !== ent[4 * g + 2]) continue;
+          const c = ent[4 * g + 1];
           if (allow[c] === 1) {
-            if (allowCat < 0 && prefixOf(text, ent[2 * g], ent[2 * g + 2], mpath)) {
+            if (allowCat < 0 && prefixOf(text, ent[4 * g], ent[4 * g + 4], mpath)) {
               allowCat = c;
               allowKind = KIND_URL;
               allowRef = g;
             }
-          } else if (rank[c] >= 0 && rank[c] < best && prefixOf(text, ent[2 * g], ent[2 * g + 2], mpath)) {
+          } else if (rank[c] >= 0 && rank[c] < best && prefixOf(text, ent[4 * g], ent[4 * g + 4], mpath)) {
             best = rank[c];
             bestCat = c;
             bestKind = KIND_URL;
@@ -357,8 +350,8 @@ export class CompiledLists implements ListSet {
           if (ks === undefined) continue;
           for (let j = 0; j < ks.length; j++) {
             const g = ks[j];
-            if (ent[2 * g + 2] - ent[2 * g] !== len || !prefixOf(text, ent[2 * g], ent[2 * g + 2], mpath)) continue;
-            const c = ent[2 * g + 1];
+            if (ent[4 * g + 4] - ent[4 * g] !== len || !prefixOf(text, ent[4 * g], ent[4 * g + 4], mpath)) continue;
+            const c = ent[4 * g + 1];
             if (allow[c] === 1) {
               if (!domainAllow && (allowCat < 0 || g < allowRef)) {
                 allowCat = c;
