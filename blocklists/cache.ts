@@ -12,7 +12,7 @@ import { sourceFiles } from './parse';
  * size and mtime: touching any list makes a new key, and the stale file is simply never read.
  */
 
-const MAGIC = 'SGLIST07';
+const MAGIC = 'SGLIST08';
 const ARRAYS = ['recs', 'slots', 'bloom'] as const;
 
 export async function cacheKey(sources: string[]): Promise<string> {

@@ -5,9 +5,8 @@
  *
  * Hashes run right to left over the host, so one pass over `a.b.example.com` yields the hashes of
  * `com`, `example.com`, `b.example.com` and the whole host: the label-suffix walk costs one pass,
- * not one pass per suffix. Within a label, four characters go into each multiply (see
- * hashString), so the serial multiply chain is a quarter as long as the host. Everything is
- * typed arrays, so 10 million entries stay well under 1 GB and the whole structure can be written to and read back from a cache file as-is.
+ * not one pass per suffix. Everything is typed arrays, so 10 million entries stay well under 1 GB
+ * and the whole structure can be written to and read back from a cache file as-is.
  */
 
 // murmur3's finaliser spreads the running FNV-style state over all 32 bits. Hashes stay signed 32-bit integers throughout: V8 keeps those unboxed, where uint32 values
@@ -28,32 +27,13 @@ const PA = 0x01000193;
  * Hash of the whole string, computed right to left (the same as the suffix walk). One 32-bit
  * FNV-style chain, finalised: the slot hash, and (re-mixed, see bloomBits) the bloom filter's bits.
  * A second independent chain would halve the false-positive rate only for strings that collide
- * in all 32 bits, and the exact comparison catches those anyway.
- *
- * Characters (ASCII, never 0) are packed four to a word and each word is one multiply step; a
- * dot flushes the partial word and starts the next, so a suffix after a dot hashes the same
- * whether it is hashed alone or as the tail of a longer host. Fewer dependent multiplies was
- * most of the hashing time.
+ * in all 32 bits, and the exact comparison catches those anyway. (Packing four characters per
+ * multiply was tried: reading the characters costs more than the multiplies; it was no faster
+ * in the walk and slower alone.)
  */
 export function hashString(s: string): number {
   let a = SEED_A;
-  let w = 0;
-  let n = 0;
-  for (let i = s.length - 1; i >= 0; i--) {
-    const c = s.charCodeAt(i);
-    if (c === 46 && n !== 0) {
-      a = step(a, w, PA);
-      w = 0;
-      n = 0;
-    }
-    w = (w << 8) | c;
-    if (++n === 4) {
-      a = step(a, w, PA);
-      w = 0;
-      n = 0;
-    }
-  }
-  if (n !== 0) a = step(a, w, PA);
+  for (let i = s.length - 1; i >= 0; i--) a = step(a, s.charCodeAt(i), PA);
   return fmix(a);
 }
 
@@ -343,33 +323,19 @@ export function walkHost(host: string, table: CompiledTable, out: Int32Array, ex
   if (table.count === 0) return 0;
   const recs = table.data.recs;
   let a = SEED_A;
-  let w = 0;
-  let k = 0;
   let n = 0;
-  // At each dot, `a` (once the partial word is flushed) holds the hash of the suffix right of
-  // it; the whole host comes last. The packing is hashString's.
+  // At each dot, `a` holds the hash of the suffix right of it; the whole host comes last.
   for (let i = host.length - 1; i >= 0; i--) {
     const c = host.charCodeAt(i);
     if (c === 46) {
-      if (k !== 0) {
-        a = step(a, w, PA);
-        w = 0;
-        k = 0;
-      }
       const e = table.find(host, i + 1, fmix(a));
       if (e >= 0) {
         if (n < out.length) out[n++] = e;
         if (i + 1 === extraStart) extraHit[0] = recs[e + 1];
       }
     }
-    w = (w << 8) | c;
-    if (++k === 4) {
-      a = step(a, w, PA);
-      w = 0;
-      k = 0;
-    }
+    a = step(a, c, PA);
   }
-  if (k !== 0) a = step(a, w, PA);
   const e = table.find(host, 0, fmix(a));
   if (e >= 0) {
     if (n < out.length) out[n++] = e;

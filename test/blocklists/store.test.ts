@@ -176,7 +176,7 @@ describe('ListStore', () => {
     await ListStore.open({ sources: [src], cacheDir });
     const file = cacheFile(cacheDir, await cacheKey([src]));
     const buf = readFileSync(file);
-    buf.write('SGLIST06', 0, 'latin1');
+    buf.write('SGLIST07', 0, 'latin1');
     writeFileSync(file, buf);
     const again = await ListStore.open({ sources: [src], cacheDir });
     expect(again.report.fromCache).toBe(false);
