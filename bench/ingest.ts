@@ -5,6 +5,7 @@
  * plain logger does with a database), and the unsynced text log line squidGuard / e2guardian write
  * per block (fast, but neither queryable, durable nor idempotent).
  * Targets: ≥ 20,000/s into PostgreSQL, ≥ 2,000/s into PGlite, record() p99 < 50 µs, zero lost or duplicated.
+ * Then the console's free-text search over what was ingested (trigram-indexed where pg_trgm is there).
  *
  *   node --import=tsx bench/ingest.ts [--pg 200000] [--pglite 30000] [--seconds 20]
  *
@@ -16,6 +17,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { openDb } from '../incidents/db';
 import { migrate } from '../incidents/migrate';
+import { listIncidents, searchIndexed } from '../incidents/queries';
 import { IncidentWriter } from '../incidents/writer';
 import type { Db, IncidentInput } from '../incidents/types';
 import { createTestDatabase } from '../test/helpers/pg';
@@ -114,6 +116,31 @@ async function sustained(db: Db, n: number, label: string) {
   return { recorded, ms, rate: (recorded / ms) * 1000, stats, ...c, p50: pct(50), p99: pct(99), p999: pct(99.9), max: lat[lat.length - 1] / 1000 };
 }
 
+/**
+ * The console's first page for a term one incident has (three or more characters: the trigram
+ * index can serve it) and for a two-character term none has (no trigram: always a scan).
+ */
+async function searchFigures(db: Db, label: string, recorded: number) {
+  await db.query('ANALYZE incidents');
+  let i = Math.floor(recorded / 2);
+  if (i % 5 === 4) i--; // a repeat folds into an earlier row and has no URL of its own
+  const median = async (q: string) => {
+    const ms: number[] = [];
+    let rows = 0;
+    for (let k = 0; k < 5; k++) {
+      const t = performance.now();
+      rows = (await listIncidents(db, { q }, { limit: 50 })).rows.length;
+      ms.push(performance.now() - t);
+    }
+    return { ms: ms.sort((a, b) => a - b)[2], rows };
+  };
+  const one = await median(`/path/${i}`);
+  const short = await median('zq');
+  const mode = (await searchIndexed(db)) ? 'trigram index' : 'no index: pg_trgm unavailable';
+  report(`${label}: search, first page, term in 1 of ${fmt(recorded)}`, `${one.ms.toFixed(1)} ms  (${one.rows} row; ${mode})`);
+  report(`${label}: search, 2-character term (never indexed)`, `${short.ms.toFixed(1)} ms  (${short.rows} rows)`);
+}
+
 async function naiveInserts(db: Db, limitMs: number, n: number) {
   const run = `naive-${Date.now()}`;
   const start = performance.now();
@@ -191,6 +218,7 @@ async function main() {
       pgFigures = r;
       report('PostgreSQL: incidents/s sustained via IncidentWriter', `${fmt(r.rate)}/s  (${fmt(r.recorded)} in ${(r.ms / 1000).toFixed(2)} s)  ${target(r.rate >= 20_000, '≥ 20,000/s')}`);
       report('PostgreSQL: stored exactly once (sum(count) = recorded)', `${exact(r)}  rows=${fmt(r.rows)} folded=${fmt(r.folds)} sum=${fmt(r.sum)}`);
+      await searchFigures(db, 'PostgreSQL', r.recorded);
       const naive = await naiveInserts(db, Math.min(PHASE_MS, 5000), N_PG);
       report('peer: one autocommitted INSERT per incident', `${fmt(naive)}/s  (writer is ${(r.rate / naive).toFixed(1)}x)`);
       report('peer: squidGuard/e2guardian-style text log line (no fsync)', `${fmt(logRate)}/s  (writer is ${(r.rate / logRate).toFixed(2)}x)`);
@@ -211,6 +239,7 @@ async function main() {
     const r = await sustained(lite, N_LITE, 'lite');
     report('PGlite: incidents/s sustained via IncidentWriter', `${fmt(r.rate)}/s  (${fmt(r.recorded)} in ${(r.ms / 1000).toFixed(2)} s)  ${target(r.rate >= 2_000, '≥ 2,000/s')}`);
     report('PGlite: stored exactly once (sum(count) = recorded)', `${exact(r)}  rows=${fmt(r.rows)} folded=${fmt(r.folds)}`);
+    await searchFigures(lite, 'PGlite', r.recorded);
     const naive = await naiveInserts(lite, Math.min(PHASE_MS, 3000), N_LITE);
     report('PGlite peer: one INSERT per incident', `${fmt(naive)}/s  (writer is ${(r.rate / naive).toFixed(1)}x)`);
     await lite.close();
