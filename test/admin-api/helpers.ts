@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { loadConfig, type Config } from '../../core/config';
-import { silentLogger } from '../../core/log';
+import { silentLogger, type Logger } from '../../core/log';
 import { ListStore } from '../../blocklists/store';
 import { openDb } from '../../incidents/db';
 import { migrate } from '../../incidents/migrate';
@@ -38,7 +38,7 @@ export interface Harness {
 }
 
 /** The real thing on an embedded database in a temp folder: PGlite, migrations, writer, lists, app. */
-export async function harness(opts: { db?: Db; mailer?: Mailer; config?: Partial<Config>; loginRateLimit?: number; loginIpRateLimit?: number } = {}): Promise<Harness> {
+export async function harness(opts: { db?: Db; mailer?: Mailer; config?: Partial<Config>; loginRateLimit?: number; loginIpRateLimit?: number; logger?: Logger } = {}): Promise<Harness> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'sg-admin-'));
   const listDir = makeLists(path.join(dir, 'ut1'), {
     adult: ['porn.example', 'xxx.example'],
@@ -52,7 +52,7 @@ export async function harness(opts: { db?: Db; mailer?: Mailer; config?: Partial
   writer.start();
   const lists = await ListStore.open({ sources: config.lists });
   const app = await buildAdminApp({
-    config, db, incidents: writer, lists, logger: silentLogger, referenceSecret: Buffer.alloc(32, 7),
+    config, db, incidents: writer, lists, logger: opts.logger ?? silentLogger, referenceSecret: Buffer.alloc(32, 7),
     caCertPem: () => '-----BEGIN CERTIFICATE-----\nTEST\n-----END CERTIFICATE-----\n',
     mailer: opts.mailer, loginRateLimit: opts.loginRateLimit ?? 1000, loginIpRateLimit: opts.loginIpRateLimit,
   });

@@ -1,13 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Writable } from 'node:stream';
 import { normalizeUrl } from '../../blocklists/normalize';
+import { createLogger } from '../../core/log';
 import { call, harness, type Harness } from './helpers';
 
 let h: Harness;
+const logs: Array<{ msg: string; search?: string; level: number }> = [];
 const t0 = Date.parse('2026-03-02T09:00:00Z');
 const at = (min: number) => new Date(t0 + min * 60_000);
 
 beforeAll(async () => {
-  h = await harness();
+  h = await harness({ logger: createLogger({ level: 'info', destination: new Writable({ write: (c, _e, cb) => (logs.push(JSON.parse(String(c))), cb()) }) }) });
   const w = h.writer;
   // Two pupils, a teacher, categories, a search, ties on time (same minute) to test the cursor.
   w.record({ kind: 'blocked', occurredAt: at(0), user: 'amy@school.example', clientIp: '10.0.0.1', device: 'LAB-01', url: 'http://porn.example/a', host: 'porn.example', category: 'adult', policyGroup: 'pupils' });
@@ -65,6 +68,16 @@ describe('GET /api/incidents', () => {
     expect(bad.json().error.code).toBe('SG_ERR_VALIDATION');
     expect((await call(h, 'safeguarding_lead', 'GET', '/api/incidents?from=yesterday')).statusCode).toBe(400);
     expect((await call(h, 'safeguarding_lead', 'GET', '/api/incidents?cursor=garbage')).statusCode).toBe(400);
+  });
+
+  it('says once, at start, that text search is indexed (PGlite loads pg_trgm)', () => {
+    expect(logs.filter((l) => l.search)).toEqual([expect.objectContaining({ search: 'trigram', msg: 'incident search: indexed (pg_trgm)' })]);
+  });
+
+  it('finds a term shorter than three characters (no trigram: a scan) and text with LIKE metacharacters', async () => {
+    expect((await list('?q=La')).items.map((i) => i.device)).toEqual(['T-LAPTOP', 'LAB-01']);
+    expect((await list('?q=how%20to%20%3Dcmd')).items.map((i) => i.kind)).toEqual(['flagged_search']);
+    expect((await list('?q=_')).items).toHaveLength(0); // _ is literal too
   });
 
   it('pages with a keyset cursor: every row once, in order, through ties on time', async () => {
