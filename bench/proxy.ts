@@ -86,6 +86,31 @@ const s = http.createServer({ keepAliveTimeout: 60000 }, (req, res) => {
 s.listen(0, '127.0.0.1', () => console.log('PORT ' + s.address().port));
 `;
 
+/**
+ * The floor: the least a Node proxy can do per request (Node's http server in, undici out, no
+ * classification, no logging). It shows what Node itself costs on the machine in hand, so the
+ * gateway's own overhead can be read apart from the platform's.
+ */
+const BARE_FORWARDER = `
+const http = require('node:http');
+const { Agent } = require('undici');
+const agent = new Agent({ connections: 512, keepAliveTimeout: 60000, headersTimeout: 0, bodyTimeout: 0 });
+const s = http.createServer({ keepAliveTimeout: 60000 }, (req, res) => {
+  const u = new URL(req.url);
+  const headers = { ...req.headers };
+  delete headers['proxy-connection'];
+  delete headers.connection;
+  agent.dispatch({ origin: u.origin, path: u.pathname + u.search, method: req.method, headers }, {
+    onRequestStart() {},
+    onResponseStart(c, status, h) { delete h.connection; delete h['keep-alive']; res.writeHead(status, h); },
+    onResponseData(c, chunk) { res.write(chunk); },
+    onResponseEnd() { res.end(); },
+    onResponseError() { res.destroy(); },
+  });
+});
+s.listen(0, '127.0.0.1', () => console.log('PORT ' + s.address().port));
+`;
+
 export const MITM_DEFAULTS = `
 const { Proxy } = require('http-mitm-proxy');
 console.debug = console.info = console.error = () => {};
@@ -223,6 +248,9 @@ async function main() {
     const gw = await startGatewayCli(tmp);
     stops.push(gw.stop);
     subjects.push({ label: 'schoolgate gateway', port: gw.port, proxied: true, rounds: ROUNDS });
+    const bare = await startChild('bare forwarder', ['-e', BARE_FORWARDER]);
+    stops.push(bare.stop);
+    subjects.push({ label: 'bare Node forwarder', port: bare.port, proxied: true, rounds: ROUNDS });
     if (values['no-squid']) console.log('  squid: skipped (--no-squid)');
     else if (!squidBinary) console.log('  squid: not installed (apt-get install squid), skipped');
     else {
@@ -275,9 +303,12 @@ async function main() {
     const sq = by('squid');
     const d = by('direct')!;
     const m = by('http-mitm-proxy');
+    const floor = by('bare Node');
     console.log('ratios (req/s, median rounds):');
     console.log(`  gateway / direct            ${(g.rps / d.rps).toFixed(2)}x`);
     if (sq) console.log(`  gateway / squid             ${(g.rps / sq.rps).toFixed(2)}x  (target ≥ 1.0x)`);
+    if (floor) console.log(`  gateway / bare forwarder    ${(g.rps / floor.rps).toFixed(2)}x  (what classifying, identifying and logging cost over Node's own floor)`);
+    if (floor && sq) console.log(`  bare forwarder / squid      ${(floor.rps / sq.rps).toFixed(2)}x  (Node's floor on this machine)`);
     if (m) console.log(`  gateway / http-mitm-proxy   ${(g.rps / m.rps).toFixed(2)}x`);
     if (g.non2xx || g.errors) console.log(`  WARNING: the gateway answered ${g.non2xx} non-2xx and ${g.errors} errors/timeouts`);
     if (sq) console.log(`target ${g.rps >= sq.rps ? 'MET' : 'MISSED'}: plain HTTP through the gateway at least squid's req/s`);
