@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { projectRoot } from '../helpers/parts';
+import { runCommand } from '../helpers/process';
 import { harness, makeLists, ORIGIN, type Harness } from './helpers';
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'sg-cli-live-'));
@@ -26,21 +27,8 @@ function childEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
-function run(cmd: string, args: string[], stdin: string | null): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { cwd: projectRoot, env: childEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    if (stdin !== null) p.stdin.write(stdin);
-    p.stdin.end();
-  });
-}
 /** Exactly the contract's spelling: npx, from the project folder. */
-const npx = (args: string[], stdin: string | null = null, dir = dataDir) => run('npx', ['schoolgate', ...args, '--data-dir', dir], stdin);
+const npx = (args: string[], stdin: string | null = null, dir = dataDir) => runCommand('npx', ['schoolgate', ...args, '--data-dir', dir], { stdin, env: childEnv() });
 
 let server: ChildProcessWithoutNullStreams;
 let serverOut = '';

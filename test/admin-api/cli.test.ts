@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,31 +5,22 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { checkLogin } from '../../admin-api/auth';
 import { openDb } from '../../incidents/db';
 import { projectRoot } from '../helpers/parts';
+import { runCommand } from '../helpers/process';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'sg-users-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function run(cmd: string, args: string[], stdin: string | null): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const env: NodeJS.ProcessEnv = { ...process.env, SCHOOLGATE_LOG_LEVEL: 'warn' };
-    delete env.DATABASE_URL;
-    const p = spawn(cmd, args, { cwd: projectRoot, env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    if (stdin !== null) p.stdin.write(stdin);
-    p.stdin.end();
-  });
-}
+const cliEnv = (): NodeJS.ProcessEnv => {
+  const env: NodeJS.ProcessEnv = { ...process.env, SCHOOLGATE_LOG_LEVEL: 'warn' };
+  delete env.DATABASE_URL;
+  return env;
+};
 const schoolgate = (args: string[], stdin: string | null = null) =>
-  run(process.execPath, ['--import=tsx', path.join(projectRoot, 'bin', 'schoolgate.ts'), ...args, '--data-dir', dir], stdin);
+  runCommand(process.execPath, ['--import=tsx', path.join(projectRoot, 'bin', 'schoolgate.ts'), ...args, '--data-dir', dir], { stdin, env: cliEnv() });
 
 describe('schoolgate users', () => {
   it('adds a user with the password from stdin (npx contract), and it logs in', async () => {
-    const r = await run('npx', ['schoolgate', 'users', 'add', 'dsl@school.example', '--role', 'safeguarding_lead', '--data-dir', dir], 'Very-secret-pass-1\n');
+    const r = await runCommand('npx', ['schoolgate', 'users', 'add', 'dsl@school.example', '--role', 'safeguarding_lead', '--data-dir', dir], { stdin: 'Very-secret-pass-1\n', env: cliEnv() });
     expect(r.stderr).not.toMatch(/SG_ERR/);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('added dsl@school.example (safeguarding_lead)');

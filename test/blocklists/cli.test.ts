@@ -1,4 +1,4 @@
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultListsDir, updateLists } from '../../blocklists/update';
 import { need, projectRoot, sharedListsMissing, ut1 } from '../helpers/parts';
 import { writeUnder } from '../helpers/files';
+import { runCommand } from '../helpers/process';
 
 const run = promisify(execFile);
 const bin = path.join(projectRoot, 'bin/schoolgate.ts');
@@ -17,18 +18,7 @@ let dir: string;
 const w = (rel: string, text: string) => writeUnder(dir, rel, text);
 
 /** Runs the real CLI with `input` on stdin. */
-function cli(args: string[], input = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import=tsx', bin, ...args], { cwd: projectRoot, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input);
-  });
-}
+const cli = (args: string[], input = '') => runCommand(process.execPath, ['--import=tsx', bin, ...args], { stdin: input });
 
 beforeAll(() => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'sg-cli-'));
