@@ -16,6 +16,8 @@ export interface SchoolCa {
   /** Native key: OpenSSL signs every leaf with it. */
   key: KeyObject;
   keyType: CaKeyType;
+  /** The AlgorithmIdentifier (DER) of signatures by `key`: the signature field of every leaf. */
+  algorithm: Buffer;
   issuer: IssuerInfo;
   dir: string;
 }
@@ -98,8 +100,8 @@ function caFrom(certPem: string, key: KeyObject, dir: string): SchoolCa {
   }
   if (!x509.ca) throw new SchoolgateError('SG_ERR_CA_INVALID', `${path.join(dir, 'ca.crt')} is not a CA certificate`);
   if (!x509.checkPrivateKey(key)) throw new SchoolgateError('SG_ERR_CA_INVALID', `${path.join(dir, 'ca.key')} is not the key of ${path.join(dir, 'ca.crt')}`);
-  signatureAlgorithm(key); // refuses key types that cannot sign here
-  return { certPem, x509, key, keyType: key.asymmetricKeyType === 'rsa' ? 'rsa' : 'ec', issuer: issuerInfo(x509), dir };
+  const algorithm = signatureAlgorithm(key); // throws SG_ERR_CA_INVALID for key types that cannot sign here
+  return { certPem, x509, key, keyType: key.asymmetricKeyType === 'rsa' ? 'rsa' : 'ec', algorithm, issuer: issuerInfo(x509), dir };
 }
 
 export function loadCa(dataDir: string): SchoolCa {

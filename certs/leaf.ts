@@ -6,7 +6,7 @@ import tls from 'node:tls';
 import { LRUCache } from 'lru-cache';
 import { SchoolgateError } from '../core/errors';
 import { randomSerial, type SchoolCa } from './ca';
-import { authorityKeyIdentifier, certificate, commonNameRdn, distinguishedName, extensions, keyIdentifier, rdns, signAsync, signatureAlgorithm, signSync, spkiDer, subjectAltName, subjectKeyIdentifier, tbsCertificate, toPem } from './x509';
+import { authorityKeyIdentifier, certificate, commonNameRdn, distinguishedName, extensions, keyIdentifier, rdns, signAsync, signSync, spkiDer, subjectAltName, subjectKeyIdentifier, tbsCertificate, toPem } from './x509';
 
 /**
  * Host names come from clients (CONNECT lines, SNI): only names that are valid DNS names or IP
@@ -47,9 +47,7 @@ const SPARE_CONTEXTS = 8;
  */
 export class LeafCertificates {
   readonly keyPem: string;
-  private readonly key: KeyObject;
   private readonly ca: SchoolCa;
-  private readonly algorithm: Buffer;
   private readonly spki: Buffer;
   /** Every leaf's extensions but its subjectAltName, encoded once. */
   private readonly fixedExtensions: Buffer[];
@@ -60,10 +58,9 @@ export class LeafCertificates {
 
   constructor(opts: LeafOptions) {
     this.ca = opts.ca;
-    this.key = loadOrCreateLeafKey(opts.dataDir);
-    this.keyPem = this.key.export({ type: 'pkcs8', format: 'pem' }).toString();
-    const publicKey = createPublicKey(this.key);
-    this.algorithm = signatureAlgorithm(this.ca.key);
+    const key = loadOrCreateLeafKey(opts.dataDir);
+    this.keyPem = key.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const publicKey = createPublicKey(key);
     this.spki = spkiDer(publicKey);
     [this.organization] = rdns([{ name: 'organizationName', value: 'schoolgate' }]);
     this.fixedExtensions = extensions([
@@ -144,7 +141,7 @@ export class LeafCertificates {
     const subject = host.length <= 64 ? [commonNameRdn(host), this.organization] : [this.organization];
     const tbs = tbsCertificate({
       serial: randomSerial(),
-      algorithm: this.algorithm,
+      algorithm: this.ca.algorithm,
       issuer: this.ca.issuer.subject,
       notBefore: new Date(now - DAY_MS),
       notAfter: new Date(notAfter),
@@ -154,7 +151,7 @@ export class LeafCertificates {
     });
     const signature = this.ca.keyType === 'ec' ? signSync(tbs, this.ca.key) : await signAsync(tbs, this.ca.key);
     this.issued++;
-    return toPem(certificate(tbs, this.algorithm, signature));
+    return toPem(certificate(tbs, this.ca.algorithm, signature));
   }
 }
 
