@@ -134,6 +134,12 @@ export function parseCli(argv: string[]) {
 
 const list = (s: string | undefined) => (s === undefined ? undefined : s.split(',').map((x) => x.trim()).filter(Boolean));
 
+function wholeNumber(name: string, v: string | number, min: number): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new SchoolgateError('SG_ERR_CONFIG', `${name} must be a whole number of at least ${min}, got ${JSON.stringify(v)}`);
+  return n;
+}
+
 function port(name: string, v: string | number | undefined): number | undefined {
   if (v === undefined || v === '') return undefined;
   const n = Number(v);
@@ -200,16 +206,8 @@ export function loadConfig(values: Partial<CliValues> = {}, env: NodeJS.ProcessE
   c.proxyAuth = values['proxy-auth'] ?? (env.SCHOOLGATE_PROXY_AUTH ? env.SCHOOLGATE_PROXY_AUTH === '1' : c.proxyAuth);
   if (values['no-safe-search'] || env.SCHOOLGATE_SAFE_SEARCH === '0') c.safeSearch = false;
   const retention = values['retention-days'] ?? env.SCHOOLGATE_RETENTION_DAYS;
-  if (retention !== undefined) {
-    const n = Number(retention);
-    if (!Number.isInteger(n) || n < 1) throw new SchoolgateError('SG_ERR_CONFIG', `--retention-days must be a whole number of days, got ${retention}`);
-    c.retentionDays = n;
-  }
-  const queueMax = env.SCHOOLGATE_INCIDENT_QUEUE_MAX ?? c.incidentQueueMax;
-  if (!Number.isInteger(Number(queueMax)) || Number(queueMax) < 1000) {
-    throw new SchoolgateError('SG_ERR_CONFIG', `incidentQueueMax must be a whole number of at least 1000, got ${JSON.stringify(queueMax)}`);
-  }
-  c.incidentQueueMax = Number(queueMax);
+  if (retention !== undefined) c.retentionDays = wholeNumber('--retention-days', retention, 1);
+  c.incidentQueueMax = wholeNumber('incidentQueueMax', env.SCHOOLGATE_INCIDENT_QUEUE_MAX ?? c.incidentQueueMax, 1000);
   c.publicUrl = values['public-url'] ?? env.SCHOOLGATE_PUBLIC_URL ?? c.publicUrl;
   c.logLevel = values['log-level'] ?? env.SCHOOLGATE_LOG_LEVEL ?? c.logLevel;
   if (env.SCHOOLGATE_SMTP_URL) {
