@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { expect } from 'vitest';
 import os from 'node:os';
 import path from 'node:path';
 import { openDb } from '../../incidents/db';
@@ -57,4 +58,13 @@ export async function ledger(db: Db): Promise<{ rows: number; folds: number; sum
     keys.add(r.idempotency_key);
   }
   return { rows: rows.rows.length, folds: folds.rows.length, sumCount: sum.rows[0].s ?? 0, keys, dupKeys };
+}
+
+type Ledger = Awaited<ReturnType<typeof ledger>>;
+
+/** Between two ledgers, exactly `n` incidents arrived: n new keys, counts up by n, no key twice. */
+export function expectStoredOnce(before: Ledger, after: Ledger, n: number): void {
+  expect(after.dupKeys).toBe(0);
+  expect(after.keys.size - before.keys.size).toBe(n);
+  expect(after.sumCount - before.sumCount).toBe(n);
 }
