@@ -10,7 +10,7 @@
  * autocannon in this process never shares an event loop with what it measures.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -195,7 +195,25 @@ async function originConnections(port: number): Promise<number> {
   return Number(await r.text());
 }
 
-interface Row { label: string; rps: number; p50: number; p99: number; non2xx: number; errors: number; upstreamConns: number | null; clientKeepAlive: boolean | null; requests: number }
+/**
+ * CPU time a process (all its threads) has used, in µs, from Linux's schedstat; null elsewhere.
+ * Requests per CPU-second is steadier than req/s on a shared machine: a neighbour's burst slows
+ * every subject's clock but not the work each request costs.
+ */
+function cpuMicros(pid: number | undefined): number | null {
+  if (!pid) return null;
+  try {
+    let ns = 0;
+    for (const t of readdirSync(`/proc/${pid}/task`)) {
+      try { ns += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]); } catch { /* the thread ended */ }
+    }
+    return ns / 1000;
+  } catch {
+    return null;
+  }
+}
+
+interface Row { label: string; rps: number; cpuPerReq: number | null; p50: number; p99: number; non2xx: number; errors: number; upstreamConns: number | null; clientKeepAlive: boolean | null; requests: number }
 
 async function cannon(port: number, pathOrUrl: string, host: string, duration: number) {
   return autocannon({
@@ -206,16 +224,18 @@ async function cannon(port: number, pathOrUrl: string, host: string, duration: n
   });
 }
 
-interface SubjectSpec { label: string; port: number; proxied: boolean; rounds: number }
+interface SubjectSpec { label: string; port: number; pid: number | undefined; proxied: boolean; rounds: number }
 
 async function measureRound(sub: SubjectSpec, origin: number): Promise<Row> {
   const url = sub.proxied ? `http://127.0.0.1:${origin}/` : '/';
   const host = `127.0.0.1:${origin}`;
   const before = await originConnections(origin);
+  const cpu0 = cpuMicros(sub.pid);
   const r = await cannon(sub.port, url, host, DURATION);
+  const cpu1 = cpuMicros(sub.pid);
   const after = await originConnections(origin);
   return {
-    label: sub.label, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx,
+    label: sub.label, rps: r.requests.average, cpuPerReq: cpu0 !== null && cpu1 !== null && r.requests.total ? (cpu1 - cpu0) / r.requests.total : null, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx,
     errors: r.errors + r.timeouts, upstreamConns: after - before, clientKeepAlive: null, requests: r.requests.total,
   };
 }
@@ -244,25 +264,25 @@ async function main() {
     );
     const origin = await startChild('origin', ['-e', ORIGIN]);
     stops.push(origin.stop);
-    const subjects: SubjectSpec[] = [{ label: 'direct to origin', port: origin.port, proxied: false, rounds: ROUNDS }];
+    const subjects: SubjectSpec[] = [{ label: 'direct to origin', port: origin.port, pid: origin.child.pid, proxied: false, rounds: ROUNDS }];
     const gw = await startGatewayCli(tmp);
     stops.push(gw.stop);
-    subjects.push({ label: 'schoolgate gateway', port: gw.port, proxied: true, rounds: ROUNDS });
+    subjects.push({ label: 'schoolgate gateway', port: gw.port, pid: gw.child.pid, proxied: true, rounds: ROUNDS });
     const bare = await startChild('bare forwarder', ['-e', BARE_FORWARDER]);
     stops.push(bare.stop);
-    subjects.push({ label: 'bare Node forwarder', port: bare.port, proxied: true, rounds: ROUNDS });
+    subjects.push({ label: 'bare Node forwarder', port: bare.port, pid: bare.child.pid, proxied: true, rounds: ROUNDS });
     if (values['no-squid']) console.log('  squid: skipped (--no-squid)');
     else if (!squidBinary) console.log('  squid: not installed (apt-get install squid), skipped');
     else {
       const sq = await startSquid();
       stops.push(sq.stop);
-      subjects.push({ label: 'squid (Debian, plain)', port: sq.port, proxied: true, rounds: ROUNDS });
+      subjects.push({ label: 'squid (Debian, plain)', port: sq.port, pid: sq.pid, proxied: true, rounds: ROUNDS });
     }
     if (!values['no-peer']) {
       const peer = await startChild('http-mitm-proxy', ['-e', MITM_DEFAULTS, path.join(tmp, 'mitm-ca')]);
       stops.push(peer.stop);
       // It closes every connection: one round says all there is to say, and spares the machine.
-      subjects.push({ label: 'http-mitm-proxy defaults', port: peer.port, proxied: true, rounds: 1 });
+      subjects.push({ label: 'http-mitm-proxy defaults', port: peer.port, pid: peer.child.pid, proxied: true, rounds: 1 });
     }
 
     const keepAlive = new Map<string, boolean | null>();
@@ -285,16 +305,18 @@ async function main() {
         errors: rs.reduce((a, r) => a + r.errors, 0),
         upstreamConns: rs.reduce((a, r) => a + (r.upstreamConns ?? 0), 0),
         requests: rs.reduce((a, r) => a + r.requests, 0),
+        cpuPerReq: rs.every((r) => r.cpuPerReq !== null) ? median(rs.map((r) => r.cpuPerReq!)) : null,
         clientKeepAlive: keepAlive.get(sub.label) ?? null,
       };
     });
 
     console.log('');
-    console.log('  subject                     req/s (median round; all rounds)      p50 ms  p99 ms  non-2xx  errors  new origin conns  client keep-alive');
+    console.log('  subject                     req/s (median round; all rounds)      CPU µs/req  p50 ms  p99 ms  non-2xx  errors  new origin conns  client keep-alive');
     for (const r of rows) {
       const all = runs.get(r.label)!.map((x) => x.rps.toFixed(0)).join(' ');
       console.log(
         `  ${r.label.padEnd(26)} ${r.rps.toFixed(0).padStart(7)}  (${all})`.padEnd(68) +
+          `${(r.cpuPerReq === null ? '-' : r.cpuPerReq.toFixed(1)).padStart(10)}  ` +
           `${String(r.p50).padStart(7)} ${String(r.p99).padStart(7)}  ${String(r.non2xx).padStart(7)} ${String(r.errors).padStart(7)}  ${(r.label.startsWith('direct') ? '-' : String(r.upstreamConns ?? '')).padStart(16)}  ${r.clientKeepAlive === null ? '-' : r.clientKeepAlive ? 'yes' : 'NO'}`,
       );
     }
@@ -307,6 +329,7 @@ async function main() {
     console.log('ratios (req/s, median rounds):');
     console.log(`  gateway / direct            ${(g.rps / d.rps).toFixed(2)}x`);
     if (sq) console.log(`  gateway / squid             ${(g.rps / sq.rps).toFixed(2)}x  (target ≥ 1.0x)`);
+    if (sq && g.cpuPerReq && sq.cpuPerReq) console.log(`  squid CPU / gateway CPU     ${(sq.cpuPerReq / g.cpuPerReq).toFixed(2)}x  (per request, the proxy process's own CPU time; above 1.0x the gateway does a request with less)`);
     if (floor) console.log(`  gateway / bare forwarder    ${(g.rps / floor.rps).toFixed(2)}x  (what classifying, identifying and logging cost over Node's own floor)`);
     if (floor && sq) console.log(`  bare forwarder / squid      ${(floor.rps / sq.rps).toFixed(2)}x  (Node's floor on this machine)`);
     if (m) console.log(`  gateway / http-mitm-proxy   ${(g.rps / m.rps).toFixed(2)}x`);

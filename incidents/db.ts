@@ -1,12 +1,12 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
-import { PGlite, types as pgliteTypes } from '@electric-sql/pglite';
-import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm';
+import { Worker } from 'node:worker_threads';
 import type { Config } from '../core/config';
 import { SchoolgateError, isSchoolgateError } from '../core/errors';
 import { createLogger, silentLogger, type Logger } from '../core/log';
 import type { Db, Queryable, QueryResult } from './types';
+import type { ThreadData, ThreadError, ThreadReply, ThreadRequest } from './pglite-thread';
 
 /**
  * int8 (bigserial ids, count(*)) comes back as a JS number in both backends: ids stay far below
@@ -230,19 +230,6 @@ class PgListener {
   }
 }
 
-/** PGlite's extended protocol takes one statement; migrations need several, so param-less SQL goes through exec. */
-type PgliteLike = Pick<PGlite, 'query' | 'exec'>;
-
-async function pgliteQuery<T>(db: PgliteLike, sql: string, params?: unknown[]): Promise<QueryResult<T>> {
-  if (params && params.length > 0) {
-    const r = await db.query<T>(sql, params);
-    return { rows: r.rows, rowCount: r.affectedRows || r.rows.length };
-  }
-  const results = await db.exec(sql);
-  const last = results[results.length - 1];
-  return { rows: (last?.rows ?? []) as T[], rowCount: last ? last.affectedRows || last.rows.length : 0 };
-}
-
 /** Embedded databases open in this process (a second PGlite on one folder corrupts it too). */
 const openHere = new Set<string>();
 
@@ -288,41 +275,146 @@ function lockPglite(dir: string): () => void {
   };
 }
 
+/**
+ * The embedded database runs on a thread of its own (incidents/pglite-thread.ts): PGlite executes
+ * PostgreSQL as WebAssembly on the calling thread, so on the gateway's thread every query (a
+ * console search, a retention sweep, a batch of incidents) would stall all web traffic while it ran.
+ */
 async function openPglite(dir: string, logger: Logger): Promise<Db> {
   mkdirSync(dir, { recursive: true });
   const unlock = lockPglite(dir);
-  let lite: PGlite;
+  // tsx compiles the thread's TypeScript as it does this thread's (there is no build step). On
+  // Node 20 a worker ignores an --import=tsx given in execArgv, so the thread registers tsx first.
+  const tsxApi = import.meta.resolve('tsx/esm/api');
+  const entry = new URL('./pglite-thread.ts', import.meta.url).href;
+  const worker = new Worker(`import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); })`, {
+    eval: true,
+    workerData: { dir } satisfies ThreadData,
+  });
+  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  const listeners = new Map<string, Set<(payload: string) => void>>();
+  let nextId = 1;
+  let gone: Error | null = null;
+  let closed = false;
+  const fail = (err: Error) => {
+    gone ??= err;
+    for (const p of pending.values()) p.reject(gone);
+    pending.clear();
+    worker.unref();
+  };
+  const opened = new Promise<void>((resolve, reject) => {
+    worker.on('message', (m: ThreadReply) => {
+      if ('event' in m) {
+        if (m.event === 'ready') resolve();
+        else if (m.event === 'failed') reject(fromThread(m.error));
+        else if (m.event === 'notify') {
+          for (const h of listeners.get(m.channel) ?? []) {
+            try {
+              h(m.payload);
+            } catch (err) {
+              logger.error({ err, channel: m.channel }, 'notification handler failed');
+            }
+          }
+        }
+        return;
+      }
+      const p = pending.get(m.id);
+      if (!p) return;
+      pending.delete(m.id);
+      if (pending.size === 0) worker.unref();
+      if (m.ok) p.resolve(m.value);
+      else p.reject(fromThread(m.error));
+    });
+    worker.on('error', (err) => {
+      logger.error({ err: err.message }, 'embedded database thread failed');
+      reject(err);
+      fail(unavailable(err, `embedded database in ${dir}`));
+    });
+    worker.on('exit', (code) => {
+      const err = new Error(`embedded database thread exited (code ${code})`);
+      reject(err);
+      fail(unavailable(err, `embedded database in ${dir}`));
+    });
+  });
   try {
-    // pg_trgm: migration 011 indexes incident search with it. PGlite ships contrib modules apart;
-    // one not named here is absent from pg_available_extensions, and the search goes unindexed.
-    lite = await PGlite.create(dir, { parsers: { [pgliteTypes.INT8]: parseInt8 }, extensions: { pg_trgm } });
+    await opened;
   } catch (err) {
+    await worker.terminate().catch(() => {});
     unlock();
     throw unavailable(err, `embedded database in ${dir}`);
   }
-  logger.debug({ dir }, 'embedded PostgreSQL (PGlite) opened');
-  let closed = false;
+  // From here the thread keeps the process alive only while a request is in flight, as PGlite on
+  // this thread did: a command that forgets to close the database still exits.
+  worker.unref();
+  logger.debug({ dir }, 'embedded PostgreSQL (PGlite) opened on its own thread');
+
+  const call = <T>(m: DistributiveOmit<ThreadRequest, 'id'>): Promise<T> => {
+    if (gone) return Promise.reject(gone);
+    const id = nextId++;
+    return new Promise<T>((resolve, reject) => {
+      if (pending.size === 0) worker.ref();
+      pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      worker.postMessage({ ...m, id });
+    });
+  };
+  const query = <T>(sql: string, params?: unknown[], tx?: number) => call<QueryResult<T>>({ op: 'query', sql, params, tx });
+
   return {
     kind: 'pglite',
-    query: (sql, params) => pgliteQuery(lite, sql, params),
-    transaction: (fn) => lite.transaction((tx) => fn({ query: (sql, params) => pgliteQuery(tx as unknown as PgliteLike, sql, params) })),
+    query: (sql, params) => query(sql, params),
+    async transaction(fn) {
+      const tx = await call<number>({ op: 'begin' });
+      let out;
+      try {
+        out = await fn({ query: (sql, params) => query(sql, params, tx) });
+      } catch (err) {
+        await call({ op: 'end', tx, commit: false }).catch(() => {});
+        throw err;
+      }
+      await call({ op: 'end', tx, commit: true });
+      return out;
+    },
     async listen(channel, onPayload) {
-      const unsub = await lite.listen(channel, onPayload);
+      let set = listeners.get(channel);
+      if (!set) listeners.set(channel, (set = new Set()));
+      set.add(onPayload);
+      try {
+        await call({ op: 'listen', channel });
+      } catch (err) {
+        set.delete(onPayload);
+        if (set.size === 0) listeners.delete(channel);
+        throw err;
+      }
       return async () => {
-        await unsub();
+        const s = listeners.get(channel);
+        if (!s || !s.delete(onPayload) || s.size > 0) return;
+        listeners.delete(channel);
+        await call({ op: 'unlisten', channel }).catch(() => {});
       };
     },
     async notify(channel, payload) {
-      await lite.query('SELECT pg_notify($1, $2)', [channel, payload]);
+      await query('SELECT pg_notify($1, $2)', [channel, payload]);
     },
     async close() {
       if (closed) return;
       closed = true;
       try {
-        await lite.close();
+        if (!gone) await call({ op: 'close' });
       } finally {
+        await worker.terminate().catch(() => {});
         unlock();
       }
     },
   };
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+/** An error from the thread, as the callers expect it: message, name and SQLSTATE `code` kept. */
+function fromThread(e: ThreadError): Error {
+  const err = new Error(e.message);
+  err.name = e.name;
+  Object.assign(err, e.fields);
+  err.message = e.message;
+  return err;
 }

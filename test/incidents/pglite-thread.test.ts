@@ -1,0 +1,73 @@
+import path from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDb } from '../../incidents/db';
+import type { Db } from '../../incidents/types';
+import { tmpDir } from './helpers';
+
+/** Enough WebAssembly work to hold a thread for a good fraction of a second. */
+const SLOW = 'SELECT count(*) AS n FROM generate_series(1, 3000000) AS g WHERE g % 7 = 3';
+
+/** Which settles first: the query, or a 20 ms timer started beside it. */
+async function firstOf(query: Promise<unknown>): Promise<'query' | 'timer'> {
+  return Promise.race([query.then(() => 'query' as const), new Promise<'timer'>((r) => setTimeout(() => r('timer'), 20))]);
+}
+
+describe('the embedded database on its own thread', () => {
+  let db: Db;
+  beforeAll(async () => {
+    db = await openDb({ databaseUrl: null, dataDir: tmpDir() });
+  });
+  afterAll(async () => {
+    await db?.close();
+  });
+
+  it('a long query leaves this thread (the gateway\'s) free, where PGlite on this thread holds it', async () => {
+    // The premise: PGlite run here holds the thread until the query is done, so a timer started
+    // beside it cannot fire first.
+    const here = await PGlite.create(path.join(tmpDir(), 'here'));
+    try {
+      const q = here.query(SLOW);
+      expect(await firstOf(q)).toBe('query');
+    } finally {
+      await here.close();
+    }
+    const q = db.query<{ n: number }>(SLOW);
+    expect(await firstOf(q)).toBe('timer');
+    expect((await q).rows[0].n).toBe(428572);
+  });
+
+  it('keeps PostgreSQL\'s error codes, and rolls back a transaction whose body throws', async () => {
+    await db.query('CREATE TABLE t (a int PRIMARY KEY)');
+    const bad = await db.query('INSERT INTO t VALUES ($1)', ['x']).catch((e) => e);
+    expect(bad).toMatchObject({ code: '22P02', message: expect.stringContaining('invalid input syntax') });
+    await db.transaction(async (tx) => {
+      await tx.query('INSERT INTO t VALUES ($1)', [1]);
+    });
+    const dup = await db.transaction((tx) => tx.query('INSERT INTO t VALUES ($1)', [1])).catch((e) => e);
+    expect(dup.code).toBe('23505');
+    await expect(
+      db.transaction(async (tx) => {
+        await tx.query('INSERT INTO t VALUES ($1)', [2]);
+        throw new Error('changed my mind');
+      }),
+    ).rejects.toThrow('changed my mind');
+    expect((await db.query<{ a: number }>('SELECT a FROM t ORDER BY a')).rows).toEqual([{ a: 1 }]);
+  });
+
+  it('delivers notifications to every listener and stops after the last unlistens', async () => {
+    const got: string[] = [];
+    const off1 = await db.listen('ch', (p) => got.push(`1:${p}`));
+    const off2 = await db.listen('ch', (p) => got.push(`2:${p}`));
+    await db.notify('ch', 'a');
+    await expect.poll(() => got.sort()).toEqual(['1:a', '2:a']);
+    await off1();
+    await db.notify('ch', 'b');
+    await expect.poll(() => got.includes('2:b')).toBe(true);
+    expect(got).not.toContain('1:b');
+    await off2();
+    await db.notify('ch', 'c');
+    await db.query('SELECT 1'); // a round trip after the notify: anything it sent has arrived
+    expect(got.filter((g) => g.endsWith('c'))).toEqual([]);
+  });
+});
