@@ -100,6 +100,40 @@ export async function migrate(db: Db, opts: { dir?: string; logger?: Logger } = 
       if (isSchoolgateError(err)) throw err;
       throw new SchoolgateError('SG_ERR_MIGRATION', (err as Error)?.message ?? String(err), undefined, { cause: err });
     }
-    if (step.done) return { applied, current: step.current };
+    if (step.done) {
+      await retrySearchIndex(db, files, logger);
+      return { applied, current: step.current };
+    }
+  }
+}
+
+const SEARCH_MIGRATION = 11;
+
+/**
+ * Migration 011 builds the search index only where pg_trgm can be created. Where it could not
+ * (contrib not installed, a role without the right), each later run (every `start`, `migrate`)
+ * tries 011 again once the extension is available, so installing it is all a school has to do.
+ */
+async function retrySearchIndex(db: Db, files: ReturnType<typeof readMigrations>, logger: Logger): Promise<void> {
+  const file = files.find((f) => f.version === SEARCH_MIGRATION);
+  if (!file) return;
+  const r = await db.query<{ applied: boolean; indexed: boolean; available: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1) AS applied,
+            to_regclass('incidents_search_trgm') IS NOT NULL AS indexed,
+            EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm') AS available`,
+    [SEARCH_MIGRATION],
+  );
+  const { applied, indexed, available } = r.rows[0];
+  if (!applied || indexed || !available) return;
+  logger.info({ migration: file.name }, 'pg_trgm is now available: building the incident search index');
+  try {
+    await db.transaction(async (tx) => {
+      await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
+      if ((await tx.query<{ indexed: boolean }>(`SELECT to_regclass('incidents_search_trgm') IS NOT NULL AS indexed`)).rows[0].indexed) return;
+      await tx.query(file.sql);
+    });
+  } catch (err) {
+    // Search works unindexed: a failed build must not stop the server starting.
+    logger.warn({ migration: file.name, err: (err as Error).message }, 'incident search index not built; search stays unindexed');
   }
 }

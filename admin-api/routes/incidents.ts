@@ -80,7 +80,7 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
     (indexed) =>
       indexed
         ? ctx.logger.info({ search: 'trigram' }, 'incident search: indexed (pg_trgm)')
-        : ctx.logger.warn({ search: 'unindexed' }, 'incident search: unindexed (pg_trgm not available to the database); terms are found by scanning'),
+        : ctx.logger.warn({ search: 'unindexed' }, 'incident search: unindexed (pg_trgm not available to the database); terms are found by scanning. Install pg_trgm (Debian: postgresql-contrib) or let this role create it, and the next start builds the index'),
     (err) => ctx.logger.debug({ err: (err as Error).message }, 'incident search mode not checked'),
   );
   const json = (row: Parameters<typeof toIncidentJson>[0]) => toIncidentJson(row, lists, config);

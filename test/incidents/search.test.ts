@@ -141,7 +141,7 @@ describe('where pg_trgm is not available', () => {
     }
   });
 
-  it.skipIf(!!pgSkip)('PostgreSQL, a role that may not create extensions: migration applies unindexed; a database owner gets the index', async () => {
+  it.skipIf(!!pgSkip)('PostgreSQL, a role that may not create extensions: migration applies unindexed; a database owner gets the index, and so does the first role once it may', async () => {
     const suffix = `${process.pid}_${Math.random().toString(16).slice(2, 8)}`;
     const app = `sg_app_${suffix}`;
     const owner = `sg_owner_${suffix}`;
@@ -180,6 +180,18 @@ describe('where pg_trgm is not available', () => {
           await db.close();
           rmSync(dir, { recursive: true, force: true });
         }
+      }
+      // Given the right afterwards (as when contrib is installed afterwards), the next run builds it.
+      await admin.query(`GRANT CREATE ON DATABASE "${a.name}" TO ${app}`);
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'sg-role-'));
+      const later = await openDb({ databaseUrl: as(a.url, app), dataDir: dir });
+      try {
+        expect((await migrate(later)).applied).toEqual([]);
+        expect(await searchIndexed(later)).toBe(true);
+        expect(await searchAll(later, { q: 'site12' }, 50)).toEqual(await oracle(later, 'site12'));
+      } finally {
+        await later.close();
+        rmSync(dir, { recursive: true, force: true });
       }
     } finally {
       for (const d of dbs) await d.drop();
