@@ -283,83 +283,123 @@ function lockPglite(dir: string): () => void {
 async function openPglite(dir: string, logger: Logger): Promise<Db> {
   mkdirSync(dir, { recursive: true });
   const unlock = lockPglite(dir);
-  // tsx compiles the thread's TypeScript as it does this thread's (there is no build step). On
-  // Node 20 a worker ignores an --import=tsx given in execArgv, so the thread registers tsx first.
-  const tsxApi = import.meta.resolve('tsx/esm/api');
-  const entry = new URL('./pglite-thread.ts', import.meta.url).href;
-  const worker = new Worker(`import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); })`, {
-    eval: true,
-    workerData: { dir } satisfies ThreadData,
-  });
-  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   const listeners = new Map<string, Set<(payload: string) => void>>();
-  let nextId = 1;
-  let gone: Error | null = null;
+  let thread: Thread | null = null;
+  /** Why calls fail while no thread is up (it died and is being restarted). */
+  let down: Error | null = null;
   let closed = false;
-  const fail = (err: Error) => {
-    gone ??= err;
-    for (const p of pending.values()) p.reject(gone);
-    pending.clear();
-    worker.unref();
-  };
-  const opened = new Promise<void>((resolve, reject) => {
-    worker.on('message', (m: ThreadReply) => {
-      if ('event' in m) {
-        if (m.event === 'ready') resolve();
-        else if (m.event === 'failed') reject(fromThread(m.error));
-        else if (m.event === 'notify') {
-          for (const h of listeners.get(m.channel) ?? []) {
-            try {
-              h(m.payload);
-            } catch (err) {
-              logger.error({ err, channel: m.channel }, 'notification handler failed');
+  let restartTimer: NodeJS.Timeout | null = null;
+  let backoffMs = 250;
+  let nextId = 1;
+
+  interface Thread { worker: Worker; pending: Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }> }
+
+  function start(): Promise<Thread> {
+    // tsx compiles the thread's TypeScript as it does this thread's (there is no build step). On
+    // Node 20 a worker ignores an --import=tsx given in execArgv, so the thread registers tsx first.
+    const tsxApi = import.meta.resolve('tsx/esm/api');
+    const entry = new URL('./pglite-thread.ts', import.meta.url).href;
+    const worker = new Worker(`import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); })`, {
+      eval: true,
+      workerData: { dir } satisfies ThreadData,
+    });
+    const t: Thread = { worker, pending: new Map() };
+    return new Promise<Thread>((resolve, reject) => {
+      let ready = false;
+      let dead = false;
+      worker.on('message', (m: ThreadReply) => {
+        if ('event' in m) {
+          if (m.event === 'ready') {
+            ready = true;
+            // From here the thread keeps the process alive only while a request is in flight, as
+            // PGlite on this thread did: a command that forgets to close the database still exits.
+            worker.unref();
+            resolve(t);
+          } else if (m.event === 'failed') {
+            reject(fromThread(m.error));
+            void worker.terminate();
+          } else if (m.event === 'notify') {
+            for (const h of listeners.get(m.channel) ?? []) {
+              try {
+                h(m.payload);
+              } catch (err) {
+                logger.error({ err, channel: m.channel }, 'notification handler failed');
+              }
             }
           }
+          return;
         }
-        return;
+        const p = t.pending.get(m.id);
+        if (!p) return;
+        t.pending.delete(m.id);
+        if (t.pending.size === 0) worker.unref();
+        if (m.ok) p.resolve(m.value);
+        else p.reject(fromThread(m.error));
+      });
+      const died = (err: Error) => {
+        if (dead) return;
+        dead = true;
+        if (!ready) return reject(err);
+        const why = unavailable(err, `embedded database in ${dir}`);
+        for (const p of t.pending.values()) p.reject(why);
+        t.pending.clear();
+        if (thread !== t) return;
+        thread = null;
+        down = why;
+        if (closed) return;
+        // Until it is back, callers get SG_ERR_DB_UNAVAILABLE: the writer spools, the console says 503.
+        logger.error({ err: err.message, code: 'SG_ERR_DB_UNAVAILABLE' }, 'embedded database thread died; restarting it');
+        scheduleRestart();
+      };
+      worker.on('error', died);
+      worker.on('exit', (code) => died(new Error(`embedded database thread exited (code ${code})`)));
+    });
+  }
+
+  function scheduleRestart() {
+    restartTimer = setTimeout(async () => {
+      restartTimer = null;
+      try {
+        const t = await start();
+        if (closed) {
+          await t.worker.terminate();
+          return;
+        }
+        thread = t;
+        down = null;
+        backoffMs = 250;
+        for (const channel of listeners.keys()) call({ op: 'listen', channel }).catch(() => {});
+        logger.warn({ dir }, 'embedded database thread restarted');
+      } catch (err) {
+        backoffMs = Math.min(backoffMs * 2, 10_000);
+        logger.error({ err: (err as Error).message }, 'embedded database thread did not restart; trying again');
+        if (!closed) scheduleRestart();
       }
-      const p = pending.get(m.id);
-      if (!p) return;
-      pending.delete(m.id);
-      if (pending.size === 0) worker.unref();
-      if (m.ok) p.resolve(m.value);
-      else p.reject(fromThread(m.error));
-    });
-    worker.on('error', (err) => {
-      logger.error({ err: err.message }, 'embedded database thread failed');
-      reject(err);
-      fail(unavailable(err, `embedded database in ${dir}`));
-    });
-    worker.on('exit', (code) => {
-      const err = new Error(`embedded database thread exited (code ${code})`);
-      reject(err);
-      fail(unavailable(err, `embedded database in ${dir}`));
-    });
-  });
+    }, backoffMs);
+    restartTimer.unref();
+  }
+
   try {
-    await opened;
+    thread = await start();
   } catch (err) {
-    await worker.terminate().catch(() => {});
     unlock();
     throw unavailable(err, `embedded database in ${dir}`);
   }
-  // From here the thread keeps the process alive only while a request is in flight, as PGlite on
-  // this thread did: a command that forgets to close the database still exits.
-  worker.unref();
   logger.debug({ dir }, 'embedded PostgreSQL (PGlite) opened on its own thread');
 
   const call = <T>(m: DistributiveOmit<ThreadRequest, 'id'>): Promise<T> => {
-    if (gone) return Promise.reject(gone);
+    const t = thread;
+    if (!t) return Promise.reject(down ?? unavailable(new Error('closed'), `embedded database in ${dir}`));
     const id = nextId++;
     return new Promise<T>((resolve, reject) => {
-      if (pending.size === 0) worker.ref();
-      pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      worker.postMessage({ ...m, id });
+      if (t.pending.size === 0) t.worker.ref();
+      t.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      t.worker.postMessage({ ...m, id });
     });
   };
   const query = <T>(sql: string, params?: unknown[], tx?: number) => call<QueryResult<T>>({ op: 'query', sql, params, tx });
 
-  return {
+  const db: Db & { [pgliteWorker]: () => Worker | null } = {
     kind: 'pglite',
     query: (sql, params) => query(sql, params),
     async transaction(fn) {
@@ -398,15 +438,22 @@ async function openPglite(dir: string, logger: Logger): Promise<Db> {
     async close() {
       if (closed) return;
       closed = true;
+      if (restartTimer) clearTimeout(restartTimer);
+      const t = thread;
       try {
-        if (!gone) await call({ op: 'close' });
+        if (t) await call({ op: 'close' });
       } finally {
-        await worker.terminate().catch(() => {});
+        await t?.worker.terminate().catch(() => {});
         unlock();
       }
     },
+    [pgliteWorker]: () => thread?.worker ?? null,
   };
+  return db;
 }
+
+/** Fault tests reach the thread through this (to end it as a crash would); nothing else uses it. */
+export const pgliteWorker = Symbol('schoolgate.pgliteWorker');
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 

@@ -3,9 +3,10 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Writable } from 'node:stream';
+import type { Worker } from 'node:worker_threads';
 import { isSchoolgateError } from '../../core/errors';
 import { createLogger } from '../../core/log';
-import { openDb } from '../../incidents/db';
+import { openDb, pgliteWorker } from '../../incidents/db';
 import { migrate } from '../../incidents/migrate';
 import { IncidentWriter } from '../../incidents/writer';
 import type { Db, IncidentRow } from '../../incidents/types';
@@ -391,6 +392,38 @@ describe('writer faults on PGlite', () => {
       } finally {
         await db2.close();
       }
+    } finally {
+      await o.cleanup();
+    }
+  });
+});
+
+describe('the embedded database thread dies', () => {
+  it('fails calls with SG_ERR_DB_UNAVAILABLE, restarts, listens again, and the writer stores everything once', async () => {
+    const o = await openFresh('pglite');
+    try {
+      const heard: string[] = [];
+      await o.db.listen('lists', (p) => heard.push(p));
+      const w = new IncidentWriter({ db: o.db, dataDir: o.dataDir, retryMaxMs: 100 });
+      w.start();
+      for (let i = 0; i < 300; i++) w.record({ idempotencyKey: `crash-${i}`, kind: 'blocked', user: `cu${i % 3}`, url: `http://crash.example/${i % 7}` });
+      await w.flush();
+      const worker = (o.db as unknown as { [pgliteWorker]: () => Worker | null })[pgliteWorker]();
+      expect(worker).not.toBeNull();
+      const slow = o.db.query('SELECT count(*) FROM generate_series(1, 20000000)');
+      await worker!.terminate(); // what a WebAssembly abort looks like from outside the thread
+      expect(isSchoolgateError(await slow.catch((e) => e), 'SG_ERR_DB_UNAVAILABLE')).toBe(true);
+      // The gateway keeps recording meanwhile: the writer spools, then replays once it is back.
+      for (let i = 300; i < 600; i++) w.record({ idempotencyKey: `crash-${i}`, kind: 'blocked', user: `cu${i % 3}`, url: `http://crash.example/${i % 7}` });
+      await expect.poll(async () => (await o.db.query<{ one: number }>('SELECT 1 AS one').catch(() => null))?.rows[0].one, { timeout: 30_000, interval: 200 }).toBe(1);
+      expect(await w.drained(30_000)).toBe(true);
+      await w.close();
+      const l = await ledger(o.db);
+      expect(l.dupKeys).toBe(0);
+      expect(l.keys.size).toBe(600);
+      expect(l.sumCount).toBe(600);
+      await o.db.notify('lists', 'reload');
+      await expect.poll(() => heard).toEqual(['reload']);
     } finally {
       await o.cleanup();
     }
