@@ -296,6 +296,12 @@ async function main() {
     for (let round = 0; round < ROUNDS; round++) {
       for (const sub of subjects) if (round < sub.rounds) runs.get(sub.label)!.push(await measureRound(sub, origin.port));
     }
+    // Blocked requests cost more than passed ones (block page, signed reference, incident): schools
+    // whose lists hold ad and tracker hosts see many. Rate and CPU per request, incidents included.
+    const gwSub = subjects.find((x) => x.label.startsWith('schoolgate'))!;
+    const blockedCpu0 = cpuMicros(gwSub.pid);
+    const blocked = await cannon(gwSub.port, 'http://casino.bench.test/page', 'casino.bench.test', DURATION);
+    const blockedCpu1 = cpuMicros(gwSub.pid);
     const rows: Row[] = subjects.map((sub) => {
       const rs = runs.get(sub.label)!;
       const mid = rs.find((r) => r.rps === median(rs.map((x) => x.rps)))!;
@@ -326,6 +332,11 @@ async function main() {
     const d = by('direct')!;
     const m = by('http-mitm-proxy');
     const floor = by('bare Node');
+    const blockedCpu = blockedCpu0 !== null && blockedCpu1 !== null && blocked.requests.total ? ((blockedCpu1 - blockedCpu0) / blocked.requests.total).toFixed(1) : '-';
+    console.log(
+      `  gateway, blocked URL: ${blocked.requests.average.toFixed(0)} req/s, ${blockedCpu} µs CPU a request (block page, signed reference, incident; all threads), ` +
+        `${blocked.non2xx} answered 403, ${blocked.errors + blocked.timeouts} errors`,
+    );
     console.log('ratios (req/s, median rounds):');
     console.log(`  gateway / direct            ${(g.rps / d.rps).toFixed(2)}x`);
     if (sq) console.log(`  gateway / squid             ${(g.rps / sq.rps).toFixed(2)}x  (target ≥ 1.0x)`);
