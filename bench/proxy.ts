@@ -132,7 +132,7 @@ export function freePort(): Promise<number> {
  * `schoolgate start` as a school runs it, on a fresh data folder (`dataName` under tmp). With
  * `caKeyType: 'rsa'` the folder first gets an RSA school CA, as installs made before EC CAs have.
  */
-export async function startGatewayCli(tmp: string, opts: { dataName?: string; caKeyType?: 'ec' | 'rsa' } = {}): Promise<Child> {
+export async function startGatewayCli(tmp: string, opts: { dataName?: string; caKeyType?: 'ec' | 'rsa'; env?: Record<string, string> } = {}): Promise<Child> {
   const lists = makeLists({ gambling: { domains: ['casino.bench.test'], name: 'Gambling/Casino games' } }, path.join(tmp, 'lists'));
   const proxyPort = await freePort();
   const adminPort = await freePort();
@@ -144,7 +144,7 @@ export async function startGatewayCli(tmp: string, opts: { dataName?: string; ca
   const child = spawn(
     process.execPath,
     ['--import=tsx', 'bin/schoolgate.ts', 'start', '--lists', lists, '--categories', 'gambling', '--proxy-port', String(proxyPort), '--admin-port', String(adminPort), '--data-dir', dataDir, '--log-level', 'warn'],
-    { cwd: root, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, DATABASE_URL: '' } },
+    { cwd: root, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, DATABASE_URL: '', ...opts.env } },
   );
   let err = '';
   child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
@@ -200,7 +200,7 @@ async function originConnections(port: number): Promise<number> {
  * Requests per CPU-second is steadier than req/s on a shared machine: a neighbour's burst slows
  * every subject's clock but not the work each request costs.
  */
-function cpuMicros(pid: number | undefined): number | null {
+export function cpuMicros(pid: number | undefined): number | null {
   if (!pid) return null;
   try {
     let ns = 0;

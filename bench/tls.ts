@@ -11,7 +11,7 @@
  * and only separate processes let that overlap happen as it does on a network. Handshakes run
  * one at a time: a new host is a latency question, not a throughput one.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,7 +19,8 @@ import tls from 'node:tls';
 import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { selfSignedCert } from '../test/e2e/fixtures';
-import { MITM_DEFAULTS, startChild, startGatewayCli, type Child } from './proxy';
+import { Agent, ProxyAgent, request, type Dispatcher } from 'undici';
+import { MITM_DEFAULTS, cpuMicros, startChild, startGatewayCli, type Child } from './proxy';
 
 const { values } = parseArgs({
   options: { hosts: { type: 'string', default: '40' }, 'no-peer': { type: 'boolean', default: false } },
@@ -31,7 +32,8 @@ const WARMUP = 3;
 const ORIGIN = `
 const https = require('node:https');
 const fs = require('node:fs');
-const s = https.createServer({ key: fs.readFileSync(process.argv[1]), cert: fs.readFileSync(process.argv[2]) }, (req, res) => res.end('ok'));
+const body = 'x'.repeat(256);
+const s = https.createServer({ key: fs.readFileSync(process.argv[1]), cert: fs.readFileSync(process.argv[2]), keepAliveTimeout: 60000 }, (req, res) => res.end(body));
 s.listen(0, '127.0.0.1', () => console.log('PORT ' + s.address().port));
 `;
 
@@ -126,6 +128,24 @@ async function measureInterleaved(subjects: Subject[]): Promise<void> {
   }
 }
 
+/** 50 loops of keep-alive GETs for `ms`; every answer must be the origin's 200. */
+async function hammer(url: string, dispatcher: Dispatcher, ms: number): Promise<{ rps: number; requests: number }> {
+  let requests = 0;
+  const t0 = performance.now();
+  const end = t0 + ms;
+  await Promise.all(
+    Array.from({ length: 50 }, async () => {
+      while (performance.now() < end) {
+        const r = await request(url, { dispatcher });
+        await r.body.text();
+        if (r.statusCode !== 200) throw new Error(`${url}: status ${r.statusCode}`);
+        requests++;
+      }
+    }),
+  );
+  return { rps: requests / ((performance.now() - t0) / 1000), requests };
+}
+
 const fmt = (s: Stats) => `median ${s.median.toFixed(2)} ms  p95 ${s.p95.toFixed(2)} ms  mean ${s.mean.toFixed(2)} ms`;
 
 async function main() {
@@ -134,12 +154,13 @@ async function main() {
   try {
     const peerHosts = values['no-peer'] ? 0 : Math.min(HOSTS, 20);
     console.log(`bench/tls: ${HOSTS} new hosts each (unique SNI; ${peerHosts} for http-mitm-proxy), interleaved, after ${WARMUP} warm-up handshakes; node ${process.version}, ${os.cpus().length} cores, load ${os.loadavg()[0].toFixed(1)}`);
-    const cert = selfSignedCert(['tls-bench.test', '*.tls-bench.test']);
+    const cert = selfSignedCert(['tls-bench.test', '*.tls-bench.test', '127.0.0.1']);
     writeFileSync(path.join(tmp, 'origin.key'), cert.key);
     writeFileSync(path.join(tmp, 'origin.crt'), cert.cert);
     const origin = await startChild('origin', ['-e', ORIGIN, path.join(tmp, 'origin.key'), path.join(tmp, 'origin.crt')]);
     children.push(origin);
-    const gw = await startGatewayCli(tmp);
+    // The gateway trusts the bench origin's self-signed certificate when it fetches from it.
+    const gw = await startGatewayCli(tmp, { env: { NODE_EXTRA_CA_CERTS: path.join(tmp, 'origin.crt') } });
     children.push(gw);
     const gwRsa = await startGatewayCli(tmp, { dataName: 'data-rsa', caKeyType: 'rsa' });
     children.push(gwRsa);
@@ -179,6 +200,33 @@ async function main() {
     }
     const ok = g.total.median <= 1.5 * d.total.median;
     console.log(`target ${ok ? 'MET' : 'MISSED'}: first intercepted handshake within 1.5x the direct one`);
+
+    // What interception costs once connections are up: HTTPS GETs over 50 keep-alive
+    // connections, direct and through the gateway (decrypt, classify, re-encrypt upstream).
+    const originCa = readFileSync(path.join(tmp, 'origin.crt'), 'utf8');
+    const schoolCa = readFileSync(path.join(tmp, 'data', 'ca', 'ca.crt'), 'utf8');
+    const url = `https://127.0.0.1:${origin.port}/`;
+    const directAgent = new Agent({ connections: 50, connect: { ca: originCa } });
+    const gwAgent = new ProxyAgent({ uri: `http://127.0.0.1:${gw.port}`, requestTls: { ca: schoolCa }, connections: 50 });
+    const rps: Record<'direct' | 'gateway', number[]> = { direct: [], gateway: [] };
+    const cpu: number[] = [];
+    await hammer(url, directAgent, 1000);
+    await hammer(url, gwAgent, 1000);
+    for (let round = 0; round < 2; round++) {
+      rps.direct.push((await hammer(url, directAgent, 4000)).rps);
+      const c0 = cpuMicros(gw.child.pid);
+      const h = await hammer(url, gwAgent, 4000);
+      const c1 = cpuMicros(gw.child.pid);
+      rps.gateway.push(h.rps);
+      if (c0 !== null && c1 !== null) cpu.push((c1 - c0) / h.requests);
+    }
+    await directAgent.close();
+    await gwAgent.close();
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    console.log('intercepted HTTPS requests, 50 keep-alive connections (2 rounds of 4 s, interleaved):');
+    console.log(`  direct to origin         ${mean(rps.direct).toFixed(0)} req/s  (${rps.direct.map((x) => x.toFixed(0)).join(' ')})`);
+    console.log(`  through the gateway      ${mean(rps.gateway).toFixed(0)} req/s  (${rps.gateway.map((x) => x.toFixed(0)).join(' ')})${cpu.length ? `, ${mean(cpu).toFixed(1)} µs gateway CPU a request` : ''}`);
+    console.log(`  gateway / direct         ${(mean(rps.gateway) / mean(rps.direct)).toFixed(2)}x  (the client, here in this process, is part of both)`);
   } finally {
     for (const c of children.reverse()) await c.stop();
     rmSync(tmp, { recursive: true, force: true });
