@@ -132,39 +132,82 @@ async function openPg(url: string, logger: Logger, max: number): Promise<Db> {
 }
 
 /**
+ * LISTEN handlers by channel, for both backends: a channel's first handler LISTENs, its last one
+ * gone UNLISTENs, and a reconnect (pg) or a restarted thread (PGlite) listens again on `channels`.
+ */
+class Subscriptions {
+  private readonly handlers = new Map<string, Set<(payload: string) => void>>();
+
+  constructor(private readonly logger: Logger) {}
+
+  get channels(): string[] {
+    return [...this.handlers.keys()];
+  }
+
+  /** `listen(first)` subscribes on the server; if it throws, the handler is not kept (a later reconnect would quietly revive it). */
+  async add(channel: string, onPayload: (payload: string) => void, listen: (first: boolean) => Promise<void>, unlisten: () => Promise<void>): Promise<() => Promise<void>> {
+    let set = this.handlers.get(channel);
+    const first = !set;
+    if (!set) this.handlers.set(channel, (set = new Set()));
+    set.add(onPayload);
+    try {
+      await listen(first);
+    } catch (err) {
+      set.delete(onPayload);
+      if (set.size === 0) this.handlers.delete(channel);
+      throw err;
+    }
+    return async () => {
+      const s = this.handlers.get(channel);
+      if (!s || !s.delete(onPayload) || s.size > 0) return;
+      this.handlers.delete(channel);
+      await unlisten();
+    };
+  }
+
+  deliver(channel: string, payload: string): void {
+    for (const h of this.handlers.get(channel) ?? []) {
+      try {
+        h(payload);
+      } catch (err) {
+        this.logger.error({ err, channel }, 'notification handler failed');
+      }
+    }
+  }
+}
+
+/**
  * One dedicated connection for LISTEN (a pooled client would lose its subscriptions when released).
  * When the server goes away it reconnects with backoff and listens again on every channel.
  */
 class PgListener {
   private client: pg.Client | null = null;
   private connecting: Promise<pg.Client> | null = null;
-  private readonly handlers = new Map<string, Set<(payload: string) => void>>();
+  private readonly subs: Subscriptions;
   private closed = false;
   private retryTimer: NodeJS.Timeout | null = null;
   private backoffMs = 250;
 
-  constructor(private readonly url: string, private readonly logger: Logger) {}
+  constructor(private readonly url: string, private readonly logger: Logger) {
+    this.subs = new Subscriptions(logger);
+  }
 
   async listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>> {
-    let set = this.handlers.get(channel);
-    const first = !set;
-    if (!set) this.handlers.set(channel, (set = new Set()));
-    set.add(onPayload);
     try {
-      const client = await this.connect();
-      if (first) await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+      return await this.subs.add(
+        channel,
+        onPayload,
+        async (first) => {
+          const client = await this.connect();
+          if (first) await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+        },
+        async () => {
+          if (this.client) await this.client.query(`UNLISTEN ${pg.escapeIdentifier(channel)}`).catch(() => {});
+        },
+      );
     } catch (err) {
-      // Not listening: do not leave a handler behind that a later reconnect would quietly revive.
-      set.delete(onPayload);
-      if (set.size === 0) this.handlers.delete(channel);
       throw isSchoolgateError(err) ? err : unavailable(err, `LISTEN ${channel}`);
     }
-    return async () => {
-      const s = this.handlers.get(channel);
-      if (!s || !s.delete(onPayload) || s.size > 0) return;
-      this.handlers.delete(channel);
-      if (this.client) await this.client.query(`UNLISTEN ${pg.escapeIdentifier(channel)}`).catch(() => {});
-    };
   }
 
   private connect(): Promise<pg.Client> {
@@ -172,15 +215,7 @@ class PgListener {
     if (this.connecting) return this.connecting;
     this.connecting = (async () => {
       const client = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: 5000, types: pgTypes, keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
-      client.on('notification', (msg) => {
-        for (const h of this.handlers.get(msg.channel) ?? []) {
-          try {
-            h(msg.payload ?? '');
-          } catch (err) {
-            this.logger.error({ err, channel: msg.channel }, 'notification handler failed');
-          }
-        }
-      });
+      client.on('notification', (msg) => this.subs.deliver(msg.channel, msg.payload ?? ''));
       client.on('error', (err) => {
         this.logger.warn({ err: err.message }, 'LISTEN connection lost; reconnecting');
         this.drop(client);
@@ -188,7 +223,7 @@ class PgListener {
       client.on('end', () => this.drop(client));
       try {
         await client.connect();
-        for (const channel of this.handlers.keys()) await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+        for (const channel of this.subs.channels) await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
       } catch (err) {
         client.end().catch(() => {});
         throw unavailable(err, 'LISTEN connection');
@@ -210,7 +245,7 @@ class PgListener {
   }
 
   private scheduleReconnect() {
-    if (this.closed || this.retryTimer || this.handlers.size === 0) return;
+    if (this.closed || this.retryTimer || this.subs.channels.length === 0) return;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
       this.connect().catch(() => {
@@ -283,7 +318,7 @@ function lockPglite(dir: string): () => void {
 async function openPglite(dir: string, logger: Logger): Promise<Db> {
   mkdirSync(dir, { recursive: true });
   const unlock = lockPglite(dir);
-  const listeners = new Map<string, Set<(payload: string) => void>>();
+  const subs = new Subscriptions(logger);
   let thread: Thread | null = null;
   /** Why calls fail while no thread is up (it died and is being restarted). */
   let down: Error | null = null;
@@ -318,15 +353,7 @@ async function openPglite(dir: string, logger: Logger): Promise<Db> {
           } else if (m.event === 'failed') {
             reject(fromThread(m.error));
             void worker.terminate();
-          } else if (m.event === 'notify') {
-            for (const h of listeners.get(m.channel) ?? []) {
-              try {
-                h(m.payload);
-              } catch (err) {
-                logger.error({ err, channel: m.channel }, 'notification handler failed');
-              }
-            }
-          }
+          } else if (m.event === 'notify') subs.deliver(m.channel, m.payload);
           return;
         }
         const p = t.pending.get(m.id);
@@ -368,7 +395,7 @@ async function openPglite(dir: string, logger: Logger): Promise<Db> {
         thread = t;
         down = null;
         backoffMs = 250;
-        for (const channel of listeners.keys()) call({ op: 'listen', channel }).catch(() => {});
+        for (const channel of subs.channels) call({ op: 'listen', channel }).catch(() => {});
         logger.warn({ dir }, 'embedded database thread restarted');
       } catch (err) {
         backoffMs = Math.min(backoffMs * 2, 10_000);
@@ -414,24 +441,15 @@ async function openPglite(dir: string, logger: Logger): Promise<Db> {
       await call({ op: 'end', tx, commit: true });
       return out;
     },
-    async listen(channel, onPayload) {
-      let set = listeners.get(channel);
-      if (!set) listeners.set(channel, (set = new Set()));
-      set.add(onPayload);
-      try {
-        await call({ op: 'listen', channel });
-      } catch (err) {
-        set.delete(onPayload);
-        if (set.size === 0) listeners.delete(channel);
-        throw err;
-      }
-      return async () => {
-        const s = listeners.get(channel);
-        if (!s || !s.delete(onPayload) || s.size > 0) return;
-        listeners.delete(channel);
-        await call({ op: 'unlisten', channel }).catch(() => {});
-      };
-    },
+    listen: (channel, onPayload) =>
+      subs.add(
+        channel,
+        onPayload,
+        async (first) => {
+          if (first) await call({ op: 'listen', channel });
+        },
+        () => call({ op: 'unlisten', channel }).then(() => {}, () => {}),
+      ),
     async notify(channel, payload) {
       await query('SELECT pg_notify($1, $2)', [channel, payload]);
     },
@@ -459,9 +477,5 @@ type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K>
 
 /** An error from the thread, as the callers expect it: message, name and SQLSTATE `code` kept. */
 function fromThread(e: ThreadError): Error {
-  const err = new Error(e.message);
-  err.name = e.name;
-  Object.assign(err, e.fields);
-  err.message = e.message;
-  return err;
+  return Object.assign(new Error(e.message), e.fields, { name: e.name, message: e.message });
 }

@@ -46,15 +46,18 @@ export function describeError(err: unknown): ThreadError {
 
 type Queryable = Pick<PGlite, 'query' | 'exec'> | Transaction;
 
-/** PGlite's extended protocol takes one statement; migrations need several, so param-less SQL goes through exec. */
-async function run(db: Queryable, sql: string, params?: unknown[]): Promise<{ rows: unknown[]; rowCount: number }> {
+/**
+ * One statement on a PGlite (or its transaction) as incidents/db.ts returns it. PGlite's extended
+ * protocol takes one statement; migrations need several, so param-less SQL goes through exec.
+ */
+export async function pgliteQuery<T = unknown>(db: Queryable, sql: string, params?: unknown[]): Promise<{ rows: T[]; rowCount: number }> {
   if (params && params.length > 0) {
-    const r = await db.query(sql, params);
+    const r = await db.query<T>(sql, params);
     return { rows: r.rows, rowCount: r.affectedRows || r.rows.length };
   }
   const results = await db.exec(sql);
   const last = results[results.length - 1];
-  return { rows: last?.rows ?? [], rowCount: last ? last.affectedRows || last.rows.length : 0 };
+  return { rows: (last?.rows ?? []) as T[], rowCount: last ? last.affectedRows || last.rows.length : 0 };
 }
 
 async function main(): Promise<void> {
@@ -70,46 +73,43 @@ async function main(): Promise<void> {
     post({ event: 'failed', error: describeError(err) });
     return;
   }
-  const open = new Map<number, { tx: Transaction; finish: (commit: boolean) => void }>();
-  /** Each open transaction's settling promise: COMMIT's outcome, reported by 'end'. */
-  const ends = new Map<number, Promise<unknown>>();
+  /** Open transactions: PGlite's handle, how to finish it, and `done`, its COMMIT's outcome for 'end'. */
+  const open = new Map<number, { tx: Transaction; finish: (commit: boolean) => void; done: Promise<unknown> }>();
   const unlisten = new Map<string, () => Promise<void>>();
   let nextTx = 1;
 
   async function handle(m: ThreadRequest): Promise<unknown> {
     switch (m.op) {
       case 'query': {
-        if (m.tx === undefined) return run(lite, m.sql, m.params);
+        if (m.tx === undefined) return pgliteQuery(lite, m.sql, m.params);
         const t = open.get(m.tx);
         if (!t) throw new Error(`transaction ${m.tx} is not open`);
-        return run(t.tx, m.sql, m.params);
+        return pgliteQuery(t.tx, m.sql, m.params);
       }
       case 'begin': {
         const txId = nextTx++;
         // Resolves once PGlite has opened the transaction (it waits its turn behind others); the
         // transaction then stays open until 'end' names it.
         return new Promise((opened, failed) => {
-          const done = lite
+          // PGlite calls back only after its lock is free, by which time `done` is assigned.
+          const done: Promise<unknown> = lite
             .transaction(
               (tx) =>
                 new Promise<void>((resolve, reject) => {
-                  open.set(txId, { tx, finish: (commit) => (commit ? resolve() : reject(new Error('rolled back'))) });
+                  open.set(txId, { tx, finish: (commit) => (commit ? resolve() : reject(new Error('rolled back'))), done });
                   opened(txId);
                 }),
             )
             .finally(() => open.delete(txId));
-          ends.set(txId, done);
           done.catch((err) => failed(err)); // only matters if it failed before it opened
         });
       }
       case 'end': {
         const t = open.get(m.tx);
-        const done = ends.get(m.tx);
-        ends.delete(m.tx);
-        if (!t || !done) throw new Error(`transaction ${m.tx} is not open`);
+        if (!t) throw new Error(`transaction ${m.tx} is not open`);
         t.finish(m.commit);
-        if (m.commit) await done;
-        else await done.catch(() => {});
+        if (m.commit) await t.done;
+        else await t.done.catch(() => {});
         return null;
       }
       case 'listen': {

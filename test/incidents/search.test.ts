@@ -6,7 +6,8 @@ import pg from 'pg';
 import { PGlite } from '@electric-sql/pglite';
 import { migrate } from '../../incidents/migrate';
 import { listIncidents, searchIndexed, type IncidentFilter } from '../../incidents/queries';
-import type { Db, Queryable, QueryResult } from '../../incidents/types';
+import type { Db, Queryable } from '../../incidents/types';
+import { pgliteQuery } from '../../incidents/pglite-thread';
 import { openDb } from '../../incidents/db';
 import { createTestDatabase } from '../helpers/pg';
 import { postgresBaseUrl } from '../helpers/parts';
@@ -101,20 +102,11 @@ describe.each(backends)('free-text search on $kind', ({ kind, skip }) => {
 async function pgliteWithoutTrgm(): Promise<Db & { dir: string }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'sg-notrgm-'));
   const lite = await PGlite.create(dir);
-  const q = async <T>(db: Pick<PGlite, 'query' | 'exec'>, sql: string, params?: unknown[]): Promise<QueryResult<T>> => {
-    if (params?.length) {
-      const r = await db.query<T>(sql, params);
-      return { rows: r.rows, rowCount: r.affectedRows || r.rows.length };
-    }
-    const rs = await db.exec(sql);
-    const last = rs[rs.length - 1];
-    return { rows: (last?.rows ?? []) as T[], rowCount: last?.rows.length ?? 0 };
-  };
   return {
     dir,
     kind: 'pglite',
-    query: (sql, params) => q(lite, sql, params),
-    transaction: (fn) => lite.transaction((tx) => fn({ query: (sql, params) => q(tx as unknown as PGlite, sql, params) })),
+    query: (sql, params) => pgliteQuery(lite, sql, params),
+    transaction: (fn) => lite.transaction((tx) => fn({ query: (sql, params) => pgliteQuery(tx, sql, params) })),
     listen: async () => async () => {},
     notify: async () => {},
     close: async () => {
