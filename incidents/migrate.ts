@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SchoolgateError, isSchoolgateError } from '../core/errors';
 import { silentLogger, type Logger } from '../core/log';
+import { searchIndexed } from './queries';
 import type { Db } from './types';
 
 export const defaultMigrationsDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations');
@@ -117,19 +118,18 @@ const SEARCH_MIGRATION = 11;
 async function retrySearchIndex(db: Db, files: ReturnType<typeof readMigrations>, logger: Logger): Promise<void> {
   const file = files.find((f) => f.version === SEARCH_MIGRATION);
   if (!file) return;
-  const r = await db.query<{ applied: boolean; indexed: boolean; available: boolean }>(
+  const r = await db.query<{ applied: boolean; available: boolean }>(
     `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1) AS applied,
-            to_regclass('incidents_search_trgm') IS NOT NULL AS indexed,
             EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm') AS available`,
     [SEARCH_MIGRATION],
   );
-  const { applied, indexed, available } = r.rows[0];
-  if (!applied || indexed || !available) return;
+  const { applied, available } = r.rows[0];
+  if (!applied || !available || (await searchIndexed(db))) return;
   logger.info({ migration: file.name }, 'pg_trgm is now available: building the incident search index');
   try {
     await db.transaction(async (tx) => {
       await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
-      if ((await tx.query<{ indexed: boolean }>(`SELECT to_regclass('incidents_search_trgm') IS NOT NULL AS indexed`)).rows[0].indexed) return;
+      if (await searchIndexed(tx)) return; // another process built it meanwhile
       await tx.query(file.sql);
     });
   } catch (err) {
