@@ -200,7 +200,7 @@ async function originConnections(port: number): Promise<number> {
  * Requests per CPU-second is steadier than req/s on a shared machine: a neighbour's burst slows
  * every subject's clock but not the work each request costs.
  */
-export function cpuMicros(pid: number | undefined): number | null {
+function cpuMicros(pid: number | undefined): number | null {
   if (!pid) return null;
   try {
     let ns = 0;
@@ -211,6 +211,15 @@ export function cpuMicros(pid: number | undefined): number | null {
   } catch {
     return null;
   }
+}
+
+/** Runs `load`, and says how many µs of CPU `pid` spent on each of its `count(result)` requests (null off Linux). */
+export async function perRequestCpu<T>(pid: number | undefined, load: () => Promise<T>, count: (r: T) => number): Promise<{ result: T; cpuPerReq: number | null }> {
+  const before = cpuMicros(pid);
+  const result = await load();
+  const after = cpuMicros(pid);
+  const n = count(result);
+  return { result, cpuPerReq: before !== null && after !== null && n > 0 ? (after - before) / n : null };
 }
 
 interface Row { label: string; rps: number; cpuPerReq: number | null; p50: number; p99: number; non2xx: number; errors: number; upstreamConns: number | null; clientKeepAlive: boolean | null; requests: number }
@@ -230,12 +239,10 @@ async function measureRound(sub: SubjectSpec, origin: number): Promise<Row> {
   const url = sub.proxied ? `http://127.0.0.1:${origin}/` : '/';
   const host = `127.0.0.1:${origin}`;
   const before = await originConnections(origin);
-  const cpu0 = cpuMicros(sub.pid);
-  const r = await cannon(sub.port, url, host, DURATION);
-  const cpu1 = cpuMicros(sub.pid);
+  const { result: r, cpuPerReq } = await perRequestCpu(sub.pid, () => cannon(sub.port, url, host, DURATION), (x) => x.requests.total);
   const after = await originConnections(origin);
   return {
-    label: sub.label, rps: r.requests.average, cpuPerReq: cpu0 !== null && cpu1 !== null && r.requests.total ? (cpu1 - cpu0) / r.requests.total : null, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx,
+    label: sub.label, rps: r.requests.average, cpuPerReq, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx,
     errors: r.errors + r.timeouts, upstreamConns: after - before, clientKeepAlive: null, requests: r.requests.total,
   };
 }
@@ -299,9 +306,7 @@ async function main() {
     // Blocked requests cost more than passed ones (block page, signed reference, incident): schools
     // whose lists hold ad and tracker hosts see many. Rate and CPU per request, incidents included.
     const gwSub = subjects.find((x) => x.label.startsWith('schoolgate'))!;
-    const blockedCpu0 = cpuMicros(gwSub.pid);
-    const blocked = await cannon(gwSub.port, 'http://casino.bench.test/page', 'casino.bench.test', DURATION);
-    const blockedCpu1 = cpuMicros(gwSub.pid);
+    const { result: blocked, cpuPerReq: blockedCpu } = await perRequestCpu(gwSub.pid, () => cannon(gwSub.port, 'http://casino.bench.test/page', 'casino.bench.test', DURATION), (x) => x.requests.total);
     const rows: Row[] = subjects.map((sub) => {
       const rs = runs.get(sub.label)!;
       const mid = rs.find((r) => r.rps === median(rs.map((x) => x.rps)))!;
@@ -332,9 +337,8 @@ async function main() {
     const d = by('direct')!;
     const m = by('http-mitm-proxy');
     const floor = by('bare Node');
-    const blockedCpu = blockedCpu0 !== null && blockedCpu1 !== null && blocked.requests.total ? ((blockedCpu1 - blockedCpu0) / blocked.requests.total).toFixed(1) : '-';
     console.log(
-      `  gateway, blocked URL: ${blocked.requests.average.toFixed(0)} req/s, ${blockedCpu} µs CPU a request (block page, signed reference, incident; all threads), ` +
+      `  gateway, blocked URL: ${blocked.requests.average.toFixed(0)} req/s, ${blockedCpu === null ? '-' : blockedCpu.toFixed(1)} µs CPU a request (block page, signed reference, incident; all threads), ` +
         `${blocked.non2xx} answered 403, ${blocked.errors + blocked.timeouts} errors`,
     );
     console.log('ratios (req/s, median rounds):');

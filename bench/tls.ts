@@ -20,7 +20,7 @@ import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { selfSignedCert } from '../test/e2e/fixtures';
 import { Agent, ProxyAgent, request, type Dispatcher } from 'undici';
-import { MITM_DEFAULTS, cpuMicros, startChild, startGatewayCli, type Child } from './proxy';
+import { MITM_DEFAULTS, perRequestCpu, startChild, startGatewayCli, type Child } from './proxy';
 
 const { values } = parseArgs({
   options: { hosts: { type: 'string', default: '40' }, 'no-peer': { type: 'boolean', default: false } },
@@ -214,11 +214,9 @@ async function main() {
     await hammer(url, gwAgent, 1000);
     for (let round = 0; round < 2; round++) {
       rps.direct.push((await hammer(url, directAgent, 4000)).rps);
-      const c0 = cpuMicros(gw.child.pid);
-      const h = await hammer(url, gwAgent, 4000);
-      const c1 = cpuMicros(gw.child.pid);
+      const { result: h, cpuPerReq } = await perRequestCpu(gw.child.pid, () => hammer(url, gwAgent, 4000), (x) => x.requests);
       rps.gateway.push(h.rps);
-      if (c0 !== null && c1 !== null) cpu.push((c1 - c0) / h.requests);
+      if (cpuPerReq !== null) cpu.push(cpuPerReq);
     }
     await directAgent.close();
     await gwAgent.close();
