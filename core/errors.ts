@@ -43,6 +43,8 @@ export const codes = {
   SG_ERR_USER_EXISTS: 'user already exists',
   SG_ERR_EXISTS: 'already exists',
   SG_ERR_RATE_LIMITED: 'too many requests; try again later',
+  // block references and reports (issue 11, points 7-8)
+  SG_ERR_REFERENCE_CLIENT: 'block report refused: sent from a different client address than the one that was blocked',
   SG_ERR_INTERNAL: 'internal error',
 } as const;
 

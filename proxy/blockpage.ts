@@ -1,6 +1,10 @@
 /**
  * Pages the gateway shows instead of a website. Written for someone who is not technical: plain
  * words, what happened, what they can do next. Everything from the request is escaped.
+ *
+ * The block page is served on the blocked site's own origin, so that site's scripts on any page of
+ * it that is not blocked can read it: it shows nothing about who was blocked (no user name, no
+ * address), only what the person at the screen already knows and an opaque reference.
  */
 
 const ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
@@ -40,14 +44,13 @@ export interface BlockPageInput {
   at: Date;
   /** The incident reference staff quote to the safeguarding lead. */
   reference: string;
-  /** The signed reference the report forms carry. */
+  /** The sealed (opaque) reference the report forms carry. */
   token: string;
   /** Where the forms post: `<admin base URL>/block/report`. */
   reportAction: string;
-  user?: string | null;
 }
 
-/** One of the block page's two report forms: the same signed reference, a different report type. */
+/** One of the block page's two report forms: the same sealed reference, a different report type. */
 function reportForm(p: BlockPageInput, type: 'self_report' | 'unblock_request', id: string, label: string, placeholder: string, buttonAttrs: string, button: string): string {
   return `<form method="post" action="${escapeHtml(p.reportAction)}">
 <input type="hidden" name="ref" value="${escapeHtml(p.token)}">
@@ -77,7 +80,6 @@ A record has been kept, as the school's acceptable use policy explains.</p>
 <dt>Category</dt><dd>${escapeHtml(category)}</dd>
 <dt>When</dt><dd><time datetime="${p.at.toISOString()}">${escapeHtml(when)}</time></dd>
 <dt>Reference</dt><dd><code>${escapeHtml(p.reference)}</code></dd>
-${p.user ? `<dt>Signed in as</dt><dd>${escapeHtml(p.user)}</dd>` : ''}
 </dl>
 ${reportForm(p, 'self_report', 'note-accident', 'Did you reach this page by accident? You can tell the safeguarding lead now (note optional):', 'For example: I clicked a link in a search result', '', 'This was accidental — report it to the safeguarding lead')}
 ${reportForm(p, 'unblock_request', 'note-unblock', 'Is this page needed for school work? Ask the network manager to review it (note optional):', 'For example: we use this site in Year 9 history', ' class="secondary"', 'I think this should not be blocked')}

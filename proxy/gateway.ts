@@ -12,7 +12,7 @@ import { normalizeHost, normalizeUrl, SCHEME } from '../blocklists/normalize';
 import type { NormalizedUrl } from '../blocklists/types';
 import { codes } from '../core/errors';
 import type { Logger } from '../core/log';
-import { signReference } from '../incidents/reference';
+import { sealReference } from '../incidents/reference';
 import type { IncidentSink } from '../incidents/types';
 import type { LeafCertificates } from '../certs/leaf';
 import { renderBlockPage, renderErrorPage, renderHostMismatchPage, renderNoListsPage } from './blockpage';
@@ -344,7 +344,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
       const category = decision.category ?? null;
       const html = renderBlockPage({
         url: url.href, host: url.host, categoryName: category ? deps.friendlyName(category) ?? category : null,
-        at, reference: key, token, reportAction, user: identity.user,
+        at, reference: key, token, reportAction,
       });
       sendPage(res, 403, 'blocked', html, category);
       return;
@@ -479,8 +479,11 @@ export function createGateway(deps: GatewayDeps): Gateway {
       idempotencyKey: key, occurredAt: at, kind: 'blocked', user: identity.user, device: identity.device, clientIp: identity.clientIp,
       gateway: deps.gatewayName ?? null, url: url.href, host: url.host, category, policyGroup: identity.group, searchTerms: terms ?? null, note: note ?? null,
     });
-    log.info({ clientIp: identity.clientIp, user: identity.user, host: url.host, category, reason: decision.action === 'block' ? decision.reason : undefined }, 'blocked');
-    const token = signReference(deps.referenceSecret, {
+    const reason = decision.action === 'block' ? decision.reason : undefined;
+    // Who was blocked is for the safeguarding lead's console, not the service log the network manager reads.
+    log.info({ host: url.host, category, reason }, 'blocked');
+    if (debug) log.debug({ clientIp: identity.clientIp, user: identity.user, device: identity.device, key }, 'blocked: who');
+    const token = sealReference(deps.referenceSecret, {
       k: key, url: url.href, host: url.host, category, clientIp: identity.clientIp, user: identity.user, group: identity.group, t: at.getTime(),
     });
     return { key, token, at };

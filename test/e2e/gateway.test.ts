@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../core/config';
 import { createLogger } from '../../core/log';
 import { startSchoolgate, type SchoolgateHandle } from '../../proxy/start';
+import { sealReference } from '../../incidents/reference';
 import {
   connectTunnel, freePort, loopbackLookup, makeLists, rawRequest, requestOver, startHttpOrigin, startHttpsOrigin, tempDir, tlsOverTunnel, waitFor, wsAccept,
   type Origin,
@@ -533,10 +534,11 @@ describe('the block page\'s buttons, posted through the gateway as a browser wou
 
   it('refuses a forged or altered reference with 400 SG_ERR_BAD_REFERENCE and records nothing', async () => {
     const { ref, action, key } = await blockPage('http://casino.test/forge-me');
-    const [body, sig] = ref.split('.');
-    const claims = JSON.parse(Buffer.from(body, 'base64url').toString());
-    const otherUser = Buffer.from(JSON.stringify({ ...claims, user: 'head@school.test' })).toString('base64url');
-    for (const forged of [`${body}.${sig.slice(0, -2)}AA`, `${otherUser}.${sig}`, 'not-a-reference']) {
+    // References are sealed: a forger can alter the bytes, or seal one under a secret of their own.
+    const raw = Buffer.from(ref, 'base64url');
+    const retagged = Buffer.concat([raw.subarray(0, -2), Buffer.from('AA')]);
+    const otherUser = sealReference(randomBytes(32), { k: key, url: 'http://casino.test/forge-me', host: 'casino.test', category: 'gambling', clientIp: '127.0.0.1', user: 'head@school.test', group: null, t: Date.now() });
+    for (const forged of [retagged.toString('base64url'), otherUser, 'not-a-reference']) {
       const r = await post(action, { ref: forged, type: 'self_report' });
       expect(r.status).toBe(400);
       expect(r.body).toContain('SG_ERR_BAD_REFERENCE');

@@ -10,7 +10,6 @@ describe('block page', () => {
     reference: 'ref-"1"',
     token: 'tok"en',
     reportAction: 'http://127.0.0.1:8081/block/report',
-    user: 'pupil@school.test',
   });
 
   it('escapes everything that came from the request', () => {
