@@ -84,7 +84,7 @@ export async function buildAdminApp(deps: AdminDeps): Promise<FastifyInstance> {
       code = 'SG_ERR_DB_UNAVAILABLE';
       status = 503;
       message = 'the incident database cannot be reached; try again shortly';
-      req.log.error({ err: err.message, url: req.url }, 'database unreachable');
+      req.log.error({ err: err.message, route: req.routeOptions.url }, 'database unreachable');
     } else if ((err as FastifyError).validation) {
       code = 'SG_ERR_VALIDATION';
       status = 400;
@@ -99,7 +99,8 @@ export async function buildAdminApp(deps: AdminDeps): Promise<FastifyInstance> {
       status = 500;
       code = 'SG_ERR_INTERNAL';
       message = 'internal error; see the server log';
-      req.log.error({ err, url: req.url, method: req.method }, 'admin API request failed');
+      // The route, not the URL: query strings carry the safeguarding lead's searches (names of pupils).
+      req.log.error({ err, route: req.routeOptions.url, method: req.method }, 'admin API request failed');
     }
     reply.code(status).send({ error: { code, message, ...(details ? { details } : {}) } });
   });

@@ -130,7 +130,13 @@ export class ListStore extends EventEmitter {
 
   private logSkips(report: LoadReport): void {
     for (const s of report.sources as SourceReport[]) {
-      if (s.skippedCount > 0) this.log.warn({ source: s.source, skipped: s.skippedCount, first: s.skipped[0] }, 'blocklist lines skipped');
+      // Where and why, never the line itself: a source pointed at a file that is not a list would
+      // put that file's contents (a control token) in the log.
+      if (s.skippedCount > 0) {
+        const first = s.skipped[0];
+        this.log.warn({ source: s.source, skipped: s.skippedCount, firstLine: first?.line, reason: first?.reason }, 'blocklist lines skipped');
+        this.log.debug({ source: s.source, first }, 'blocklist lines skipped: first');
+      }
     }
     this.log.info({ entries: report.entries, categories: report.categories.length, millis: report.millis, fromCache: report.fromCache }, 'blocklists loaded');
   }

@@ -778,7 +778,10 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
         try {
           this.spool.reject([{ error: (err as Error)?.message ?? String(err), record: recs[0] }]);
         } catch (spoolErr) {
-          this.logger.error({ err: spoolErr, record: recs[0] }, 'rejected incident could not be kept');
+          // Who it concerns stays out of the service log (issue 11, point 8); at debug it is kept whole.
+          const { user: _u, ip: _i, device: _d, note: _n, ...what } = recs[0];
+          this.logger.error({ err: spoolErr, record: what }, 'rejected incident could not be kept');
+          this.logger.debug({ record: recs[0] }, 'rejected incident could not be kept: whole record');
         }
         this.emitSafe('rejected', 1);
         return 'stored';
