@@ -11,8 +11,15 @@ import { bracketHost } from '../core/host';
 
 const UNRESERVED_ESCAPE = /%(4[1-9A-F]|5[0-9A]|6[1-9A-F]|7[0-9A]|3[0-9]|2D|2E|5F|7E)/gi;
 
+/** A `%` that starts no escape: the WHATWG parser leaves it as it is. */
+const STRAY_PERCENT = /%(?![0-9a-f]{2})/gi;
+
+/**
+ * A stray `%` is written as its escape first: else decoding `%%34%31` gives `%41`, which is another
+ * resource (`A`) than the literal `%41` the client asked for, and normalising again changes it.
+ */
 const decodeUnreserved = (s: string): string =>
-  s.indexOf('%') < 0 ? s : s.replace(UNRESERVED_ESCAPE, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+  s.indexOf('%') < 0 ? s : s.replace(STRAY_PERCENT, '%25').replace(UNRESERVED_ESCAPE, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
 
 /** `scheme://` at the start: an absolute URL rather than a host or a path. */
 export const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
