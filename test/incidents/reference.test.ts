@@ -30,6 +30,9 @@ describe('block references', () => {
     }
     // The same block sealed twice reads differently: equal tokens would tell a reader two blocks apart.
     expect(sealReference(secret, ref)).not.toBe(token);
+    // Every seal a fresh IV (GCM must never reuse one under a key), across refills of the IV batch.
+    const ivs = new Set(Array.from({ length: 1000 }, () => Buffer.from(sealReference(secret, ref), 'base64url').subarray(1, 13).toString('hex')));
+    expect(ivs.size).toBe(1000);
   });
 
   it('refuses forged, altered and malformed references', () => {
