@@ -82,7 +82,7 @@ export const blockReportRoutes: FastifyPluginAsync<BlockReportOptions> = async (
     const { ref, type, note } = body;
     const block = typeof ref === 'string' ? openReference(opts.secret, ref) : null;
     const client = plainIp(req.ip);
-    const bound = block !== null && typeof block.clientIp === 'string' && block.clientIp === client;
+    const bound = block !== null && typeof block.clientIp === 'string' && block.clientIp !== '' && block.clientIp === client;
     const reportKey = block && typeof type === 'string' ? `${type}:${block.k}` : null;
     const repeat = bound && reportKey !== null && TYPES.has(type as ReportType) && isRecent(reportKey);
 
