@@ -210,7 +210,10 @@ export function validateTokenExpiry(value: unknown, now = Date.now()): Date {
   // A zone is required: a bare local time would mean different instants on the server and the caller.
   const s = typeof value === 'string' ? value : '';
   const at = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?$/i.test(s) ? new Date(s) : new Date(NaN);
-  if (Number.isNaN(at.getTime())) {
+  // Date rolls 2027-02-30 over into March rather than refusing it.
+  const [y, mo, d] = s.slice(0, 10).split('-').map(Number);
+  const day = new Date(Date.UTC(y, mo - 1, d));
+  if (Number.isNaN(at.getTime()) || day.getUTCMonth() !== mo - 1 || day.getUTCDate() !== d) {
     throw new SchoolgateError('SG_ERR_VALIDATION', `expiresAt must be a date-time such as 2027-07-31T17:00:00Z, got ${JSON.stringify(String(value).slice(0, 60))}`);
   }
   if (at.getTime() <= now) throw new SchoolgateError('SG_ERR_VALIDATION', `expiresAt ${s} is not in the future`);
