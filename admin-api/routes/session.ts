@@ -85,13 +85,14 @@ export const sessionRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) 
         required: ['currentPassword', 'newPassword'],
         properties: { currentPassword: { type: 'string', minLength: 1, maxLength: 1024 }, newPassword: { type: 'string', minLength: 8, maxLength: 1024 } },
       },
-      response: { 200: { type: 'object', properties: { user: userSchema } }, 401: errorSchema, 429: errorSchema },
+      response: { 200: { type: 'object', properties: { user: userSchema } }, 400: errorSchema, 429: errorSchema },
     },
   }, async (req, reply) => {
     const me = caller(req);
     if (!(await checkLogin(db, me.email, req.body.currentPassword))) {
       await writeAudit(db, { actor: me, action: 'password_change_failed', target: `user:${me.id}` });
-      throw new SchoolgateError('SG_ERR_LOGIN', 'the current password is not correct');
+      // 400, not 401: the caller is signed in, and a console treating 401 as "signed out" must not drop them.
+      throw new SchoolgateError('SG_ERR_VALIDATION', 'currentPassword is not correct');
     }
     await setPassword(db, me.id, req.body.newPassword);
     await revokeCredentials(db, me);
