@@ -1,5 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createToken, createUser, validateTokenExpiry } from '../../admin-api/auth';
+import { createToken, createUser, getDummyHash, validateTokenExpiry, verifyPassword } from '../../admin-api/auth';
+import { watchCredentialChanges } from '../../core/credentials';
+import { silentLogger } from '../../core/log';
+import { ClientIdentifier, usersTableLookup } from '../../proxy/identify';
 import { cliChangePassword } from '../../admin-api/routes/control';
 import { call, harness, ORIGIN, PASSWORD, sessionCookie, type Harness } from './helpers';
 
@@ -72,6 +75,33 @@ describe('a password change or a disabled account ends sessions and API tokens a
     // Enabling the account again does not bring old credentials back.
     expect((await call(h, 'safeguarding_lead', 'PATCH', `/api/users/${a.id}`, { disabled: false })).statusCode).toBe(200);
     expect((await asToken(a.token)).statusCode).toBe(401);
+  });
+});
+
+describe('the gateway hears account changes made in the console at once', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await harness();
+  });
+  afterAll(async () => h?.close());
+
+  it('a new role picks the new policy group on the next request; disabling refuses the next one', async () => {
+    const u = await createUser(h.db, { email: 'moving@school.example', role: 'staff', password: PASSWORD });
+    const id = new ClientIdentifier(
+      { allowedClients: ['127.0.0.0/8'], clients: [], defaultGroup: 'pupils', proxyAuth: true, policyGroups: { staff: { categories: [] }, network_manager: { categories: [] } } },
+      { users: usersTableLookup(h.db), verify: verifyPassword, dummyHash: getDummyHash },
+    );
+    const stop = await watchCredentialChanges(h.db, (email) => id.forget(email), silentLogger);
+    try {
+      const header = `Basic ${Buffer.from(`moving@school.example:${PASSWORD}`).toString('base64')}`;
+      expect(await id.identify('127.0.0.1', header)).toMatchObject({ ok: true, identity: { group: 'staff' } });
+      expect((await call(h, 'safeguarding_lead', 'PATCH', `/api/users/${u.id}`, { role: 'network_manager' })).statusCode).toBe(200);
+      expect(await id.identify('127.0.0.1', header)).toMatchObject({ ok: true, identity: { group: 'network_manager' } });
+      expect((await call(h, 'safeguarding_lead', 'PATCH', `/api/users/${u.id}`, { disabled: true })).statusCode).toBe(200);
+      expect(await id.identify('127.0.0.1', header)).toEqual({ ok: false, code: 'SG_ERR_PROXY_AUTH' });
+    } finally {
+      await stop();
+    }
   });
 });
 
