@@ -183,9 +183,9 @@ export class ClientIdentifier {
   private readonly authCache: LRUCache<string, { user: string; role: string }>;
   /** Recently failed headers per address: a browser resending a mistyped password is one failure, not one per request. */
   private readonly failCache = new LRUCache<string, true>({ max: 10_000, ttl: 30_000 });
-  private readonly byPair: FailureCounter;
-  private readonly byAddress_: FailureCounter;
-  private readonly byAccount: FailureCounter;
+  private readonly pairFailures: FailureCounter;
+  private readonly addressFailures: FailureCounter;
+  private readonly accountFailures: FailureCounter;
   private readonly pending = new Pending();
   private readonly inflight = new Map<string, Promise<{ user: string; role: string } | { refused: RefusalCode }>>();
   /** Bumped whenever credentials change: a check that started before it must not fill the cache. */
@@ -201,9 +201,9 @@ export class ClientIdentifier {
     const l = (this.limits = { ...DEFAULT_PROXY_AUTH_LIMITS, ...auth?.limits });
     const now = (this.now = auth?.now ?? Date.now);
     this.authCache = new LRUCache({ max: 10_000, ttl: l.cacheTtlMs });
-    this.byPair = new FailureCounter(l.perAddressAccount, l.windowMs, l.lockMs, now);
-    this.byAddress_ = new FailureCounter(l.perAddress, l.windowMs, l.lockMs, now);
-    this.byAccount = new FailureCounter(l.perAccount, l.windowMs, l.lockMs, now);
+    this.pairFailures = new FailureCounter(l.perAddressAccount, l.windowMs, l.lockMs, now);
+    this.addressFailures = new FailureCounter(l.perAddress, l.windowMs, l.lockMs, now);
+    this.accountFailures = new FailureCounter(l.perAccount, l.windowMs, l.lockMs, now);
   }
 
   get requiresAuth(): boolean {
@@ -274,7 +274,7 @@ export class ClientIdentifier {
 
     // The address's limits come before the cache: the right password from a limited address is
     // refused too, or a guesser would learn that it was right.
-    if (this.byAddress_.locked(ip, this.pending.of(ip)) || this.byPair.locked(pair, this.pending.of(pair))) {
+    if (this.addressFailures.locked(ip, this.pending.of(ip)) || this.pairFailures.locked(pair, this.pending.of(pair))) {
       return { refused: 'SG_ERR_PROXY_AUTH_LOCKED' };
     }
     const key = createHash('sha256').update(header).digest('base64');
@@ -282,7 +282,7 @@ export class ClientIdentifier {
     if (cached) return cached;
     // Past here every answer costs a hash. An account under attack from many addresses takes no
     // new sign-ins for a while; those already signed in (cached) carry on.
-    if (this.byAccount.locked(account)) return { refused: 'SG_ERR_PROXY_AUTH_LOCKED' };
+    if (this.accountFailures.locked(account)) return { refused: 'SG_ERR_PROXY_AUTH_LOCKED' };
     if (this.failCache.has(`${ip}|${key}`)) return no;
     if ((this.auth.hashesWaiting?.() ?? 0) >= this.limits.maxWaitingHashes) {
       const now = this.now();
@@ -324,7 +324,7 @@ export class ClientIdentifier {
     }
     if (ok) {
       if (epoch === this.epoch) this.authCache.set(key, ok);
-      this.byPair.clear(pair);
+      this.pairFailures.clear(pair);
       return ok;
     }
     if (failed) this.recordFailure(ip, account, pair, key);
@@ -342,9 +342,9 @@ export class ClientIdentifier {
     };
     audit({ action: 'proxy_auth_failed', account, clientIp: ip });
     const locks: Array<[boolean, NonNullable<ProxyAuthEvent['scope']>]> = [
-      [this.byPair.fail(pair), 'address_account'],
-      [this.byAddress_.fail(ip), 'address'],
-      [this.byAccount.fail(account), 'account'],
+      [this.pairFailures.fail(pair), 'address_account'],
+      [this.addressFailures.fail(ip), 'address'],
+      [this.accountFailures.fail(account), 'account'],
     ];
     for (const [locked, scope] of locks) {
       if (!locked) continue;
