@@ -1,6 +1,7 @@
 import { createHash, randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { adminBaseUrl, type Config } from '../core/config';
+import { announceCredentialsChanged } from '../core/credentials';
 import { SchoolgateError } from '../core/errors';
 import type { Queryable } from '../incidents/types';
 
@@ -36,10 +37,32 @@ export const SESSION_HOURS = 12;
 
 const SCRYPT = { N: 16384, r: 8, p: 1, keylen: 32 };
 
-function scryptAsync(pw: string, salt: Buffer, keylen: number, opts: ScryptOptions): Promise<Buffer> {
-  return new Promise((resolve, reject) =>
-    scrypt(pw.normalize('NFC'), salt, keylen, opts, (err, key) => (err ? reject(err) : resolve(key))),
-  );
+// scrypt runs on libuv's thread pool (4 threads unless UV_THREADPOOL_SIZE says otherwise), the
+// pool that also serves dns.lookup for every upstream connection the gateway opens. A burst of
+// sign-ins or guesses would hold all of it for tens of milliseconds each and stall page loads
+// across the school; so at most half the pool hashes at once and the rest wait here, in order.
+const HASH_SLOTS = Math.max(1, Math.floor((Number(process.env.UV_THREADPOOL_SIZE) || 4) / 2));
+let hashing = 0;
+const hashQueue: Array<() => void> = [];
+
+/** Hashes running and waiting for a slot: what the gateway checks before queuing another guess. */
+export function hashLoad(): { running: number; waiting: number; slots: number } {
+  return { running: hashing, waiting: hashQueue.length, slots: HASH_SLOTS };
+}
+
+async function scryptAsync(pw: string, salt: Buffer, keylen: number, opts: ScryptOptions): Promise<Buffer> {
+  if (hashing >= HASH_SLOTS) await new Promise<void>((resolve) => hashQueue.push(resolve));
+  else hashing++;
+  try {
+    return await new Promise((resolve, reject) =>
+      scrypt(pw.normalize('NFC'), salt, keylen, opts, (err, key) => (err ? reject(err) : resolve(key))),
+    );
+  } finally {
+    // The slot passes straight to the next waiter, so the count never dips and lets a newcomer jump the queue.
+    const next = hashQueue.shift();
+    if (next) next();
+    else hashing--;
+  }
 }
 
 /** `scrypt$N$r$p$saltB64$hashB64` */
@@ -78,7 +101,7 @@ export const sha256 = (s: string) => createHash('sha256').update(s).digest('hex'
 
 // A fixed hash to verify against when the email is unknown, so timing does not reveal accounts.
 let dummyHash: Promise<string> | null = null;
-const getDummyHash = () => (dummyHash ??= hashPassword(randomBytes(16).toString('hex')));
+export const getDummyHash = () => (dummyHash ??= hashPassword(randomBytes(16).toString('hex')));
 
 // ---------------------------------------------------------------------------------------------
 // Accounts, sessions and tokens
@@ -132,6 +155,13 @@ export async function createUser(
   }
 }
 
+/** Sets a user's password (at least 8 characters). Callers then revokeCredentials: the old one's sessions and tokens end. */
+export async function setPassword(db: Queryable, userId: number, password: string): Promise<void> {
+  if (typeof password !== 'string' || password.length < 8) throw new SchoolgateError('SG_ERR_VALIDATION', 'password must be at least 8 characters');
+  const r = await db.query('UPDATE users SET password_hash = $2 WHERE id = $1', [userId, await hashPassword(password)]);
+  if (r.rowCount === 0) throw new SchoolgateError('SG_ERR_NOT_FOUND', `user ${userId}`);
+}
+
 /** The user when email and password match an enabled account, else null (same time either way). */
 export async function checkLogin(db: Queryable, email: string, password: string): Promise<AuthUser | null> {
   const r = await db.query<UserRow>(
@@ -169,12 +199,36 @@ export async function userForSession(db: Queryable, id: string): Promise<AuthUse
 
 export const TOKEN_PREFIX = 'sgt_';
 
+/** The longest a token may be made to live: automation that needs more can be given a new one. */
+export const TOKEN_MAX_DAYS = 5 * 366;
+
+/**
+ * A token expiry from the API: an ISO 8601 date-time with a zone, in the future and at most
+ * TOKEN_MAX_DAYS ahead. Throws SG_ERR_VALIDATION naming the field otherwise.
+ */
+export function validateTokenExpiry(value: unknown, now = Date.now()): Date {
+  // A zone is required: a bare local time would mean different instants on the server and the caller.
+  const s = typeof value === 'string' ? value : '';
+  const at = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?$/i.test(s) ? new Date(s) : new Date(NaN);
+  // Date rolls 2027-02-30 over into March rather than refusing it.
+  const [y, mo, d] = s.slice(0, 10).split('-').map(Number);
+  const day = new Date(Date.UTC(y, mo - 1, d));
+  if (Number.isNaN(at.getTime()) || day.getUTCMonth() !== mo - 1 || day.getUTCDate() !== d) {
+    throw new SchoolgateError('SG_ERR_VALIDATION', `expiresAt must be a date-time such as 2027-07-31T17:00:00Z, got ${JSON.stringify(String(value).slice(0, 60))}`);
+  }
+  if (at.getTime() <= now) throw new SchoolgateError('SG_ERR_VALIDATION', `expiresAt ${s} is not in the future`);
+  if (at.getTime() > now + TOKEN_MAX_DAYS * 86_400_000) {
+    throw new SchoolgateError('SG_ERR_VALIDATION', `expiresAt ${s} is more than ${TOKEN_MAX_DAYS} days ahead`);
+  }
+  return at;
+}
+
 /** A new API token for the user; only its digest is kept, the token itself is shown once. */
-export async function createToken(db: Queryable, userId: number, name: string): Promise<{ id: number; token: string }> {
+export async function createToken(db: Queryable, userId: number, name: string, expiresAt: Date | null = null): Promise<{ id: number; token: string }> {
   const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
   const r = await db.query<{ id: number | string }>(
-    'INSERT INTO api_tokens (user_id, name, token_hash) VALUES ($1, $2, $3) RETURNING id',
-    [userId, name, sha256(token)],
+    'INSERT INTO api_tokens (user_id, name, token_hash, expires_at) VALUES ($1, $2, $3, $4) RETURNING id',
+    [userId, name, sha256(token), expiresAt],
   );
   return { id: Number(r.rows[0].id), token };
 }
@@ -182,11 +236,23 @@ export async function createToken(db: Queryable, userId: number, name: string): 
 export async function userForToken(db: Queryable, token: string): Promise<AuthUser | null> {
   const r = await db.query<UserRow>(
     `UPDATE api_tokens t SET last_used_at = now() FROM users u
-      WHERE t.token_hash = $1 AND NOT t.revoked AND u.id = t.user_id AND NOT u.disabled
+      WHERE t.token_hash = $1 AND NOT t.revoked AND (t.expires_at IS NULL OR t.expires_at > now())
+        AND u.id = t.user_id AND NOT u.disabled
       RETURNING u.id, u.email, u.role, u.display_name`,
     [sha256(token)],
   );
   return r.rows[0] ? toUser(r.rows[0]) : null;
+}
+
+/**
+ * What a password change or a disabled account must end, all at once: the user's console
+ * sessions, their API tokens, and every gateway's cached Proxy-Authorization for them. Call it
+ * on the database itself (not inside a transaction), after the change it follows is committed.
+ */
+export async function revokeCredentials(db: Queryable, user: { id: number; email: string }): Promise<void> {
+  await db.query('DELETE FROM sessions WHERE user_id = $1', [user.id]);
+  await db.query('UPDATE api_tokens SET revoked = true WHERE user_id = $1 AND NOT revoked', [user.id]);
+  await announceCredentialsChanged(db, user.email);
 }
 
 // ---------------------------------------------------------------------------------------------

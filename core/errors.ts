@@ -45,6 +45,9 @@ export const codes = {
   SG_ERR_RATE_LIMITED: 'too many requests; try again later',
   // block references and reports (issue 11, points 7-8)
   SG_ERR_REFERENCE_CLIENT: 'block report refused: sent from a different client address than the one that was blocked',
+  // proxy authentication (issue #11, slice auth)
+  SG_ERR_PROXY_AUTH_LOCKED: 'too many failed proxy sign-ins from this address or for this account; refused for a while',
+  SG_ERR_PROXY_AUTH_BUSY: 'too many password checks waiting; proxy sign-in refused for now',
   SG_ERR_INTERNAL: 'internal error',
 } as const;
 

@@ -77,6 +77,9 @@ interface ConnInfo {
   tls?: boolean;
 }
 
+/** Why identifyRequest refused: the code the 407 carries. */
+type AuthRefusal = { refused: 'SG_ERR_PROXY_AUTH' | 'SG_ERR_PROXY_AUTH_LOCKED' };
+
 /** Where a passed request goes: decided from what was classified, never from a fresh reading of Host. */
 interface Forward {
   host: string;
@@ -89,7 +92,8 @@ interface Forward {
 /** The `ws` that http-mitm-proxy itself uses (it ships no types of its own here). */
 type WsServer = EventEmitter;
 const requireFromProxy = createRequire(createRequire(import.meta.url).resolve('http-mitm-proxy'));
-const { WebSocketServer } = requireFromProxy('ws') as { WebSocketServer: new (opts: { server: http.Server }) => WsServer };
+type VerifyClient = (info: { req: IncomingMessage }, done: (ok: boolean, code?: number, message?: string, headers?: Record<string, string>) => void) => void;
+const { WebSocketServer } = requireFromProxy('ws') as { WebSocketServer: new (opts: { server: http.Server; verifyClient?: VerifyClient }) => WsServer };
 
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'upgrade', 'te', 'trailer', 'transfer-encoding', 'expect'];
 const HOP_BY_HOP_SET = new Set(HOP_BY_HOP);
@@ -161,6 +165,8 @@ export function createGateway(deps: GatewayDeps): Gateway {
   const log = deps.logger;
   const stats: GatewayStats = { connections: 0, refused: 0, requests: 0, blocked: 0, tunnels: 0, intercepts: 0, upstreamErrors: 0 };
   const conns = new WeakMap<object, ConnInfo>();
+  /** Who opened each WebSocket, as found by identifyRequest before its handshake. */
+  const wsIdentity = new WeakMap<IncomingMessage, Identity>();
   const sockets = new Set<net.Socket>();
   const reportAction = `${deps.adminBaseUrl}/block/report`;
   const upstreamTimeout = deps.upstreamTimeoutMs ?? 30_000;
@@ -203,7 +209,26 @@ export function createGateway(deps: GatewayDeps): Gateway {
         socket.end(rawResponse(400, 'Bad Request', 'SG_ERR_BAD_REQUEST', `${codes.SG_ERR_BAD_REQUEST}\n`));
       } else socket.destroy();
     });
-    const wss = new WebSocketServer({ server });
+    // The upgrade is identified before the handshake completes, so a client that must sign in
+    // gets a 407 it can answer, not an open WebSocket closed a moment later.
+    const verifyClient: VerifyClient = (v, done) => {
+      const info = conns.get(v.req.socket);
+      if (!info) return done(false, 403, 'Forbidden');
+      Promise.resolve(identifyRequest(v.req, info)).then(
+        (identity) => {
+          if (!('refused' in identity)) {
+            wsIdentity.set(v.req, identity);
+            return done(true);
+          }
+          done(false, 407, 'Proxy Authentication Required', { 'Proxy-Authenticate': 'Basic realm="schoolgate"', 'X-Schoolgate-Error': identity.refused });
+        },
+        (err) => {
+          log.error({ err }, 'WebSocket identify failed');
+          done(false, 500, 'Internal Server Error');
+        },
+      );
+    };
+    const wss = new WebSocketServer({ server, verifyClient });
     wss.on('error', (err: Error) => log.warn({ err: err.message }, 'websocket server error'));
     wss.on('connection', (ws: Parameters<Proxy['_onWebSocketServerConnect']>[1], req: IncomingMessage) => {
       // The library builds the upstream URL from Host and throws on a request without one.
@@ -229,12 +254,13 @@ export function createGateway(deps: GatewayDeps): Gateway {
       if (ctx.clientToProxyWebSocket) closeRefused(ctx.clientToProxyWebSocket, reason);
     };
     const info = conns.get(req.socket);
-    if (!info) return refuse('not authorised');
+    const identity = wsIdentity.get(req);
+    if (!info || !identity) return refuse('not authorised');
     const target = requestTarget(ctx.isSSL, req, info);
     if ('error' in target) return refuse('bad request');
-    const decision = decideRequest({ url: target.url, group: info.identity.group, connectHost: info.connectHost }, deps.policy);
+    const decision = decideRequest({ url: target.url, group: identity.group, connectHost: info.connectHost }, deps.policy);
     if (decision.action === 'block') {
-      if (decision.reason !== 'no_lists') recordBlock(target.url, info.identity, decision);
+      if (decision.reason !== 'no_lists') recordBlock(target.url, identity, decision);
       return refuse('blocked by the school web filter');
     }
     const scheme = ctx.isSSL ? 'wss' : 'ws';
@@ -266,11 +292,21 @@ export function createGateway(deps: GatewayDeps): Gateway {
   });
   front.on('error', (err) => log.error({ err: err.message }, 'gateway listener error'));
 
-  /** Who sends a plain-proxy request that carries Proxy-Authorization, or must. */
-  async function identityFromAuth(req: IncomingMessage, info: ConnInfo): Promise<Identity | 'auth'> {
-    const r = await deps.identifier.identify(info.identity.clientIp, headerValue(req.headers['proxy-authorization']));
-    return r.ok ? r.identity : 'auth';
+  /**
+   * The one identify step every request passes (plain, CONNECT, WebSocket upgrade). A tunnel's
+   * requests were identified at its CONNECT; with proxy authentication off, the connection's
+   * address decides and Proxy-Authorization is never read. Most requests skip the await.
+   */
+  function identifyRequest(req: IncomingMessage, info: ConnInfo): Identity | Promise<Identity | AuthRefusal> {
+    if (info.connectHost !== undefined || !deps.identifier.requiresAuth) return info.identity;
+    return deps.identifier.identify(info.identity.clientIp, headerValue(req.headers['proxy-authorization'])).then((r) =>
+      r.ok ? r.identity : { refused: r.code === 'SG_ERR_PROXY_AUTH_LOCKED' ? r.code : 'SG_ERR_PROXY_AUTH' },
+    );
   }
+  const authMessage = (r: AuthRefusal) =>
+    r.refused === 'SG_ERR_PROXY_AUTH_LOCKED'
+      ? 'Too many wrong passwords: signing in from this device is paused for a while. Try again later.'
+      : 'Sign in with your school account to use the web.';
 
   function requestTarget(isSSL: boolean, req: IncomingMessage, info: ConnInfo): { url: NormalizedUrl; fwd: Forward } | { error: string } {
     const raw = req.url ?? '';
@@ -311,13 +347,12 @@ export function createGateway(deps: GatewayDeps): Gateway {
       res.destroy();
       return;
     }
-    // The connection's identity (inside a tunnel, authenticated once on CONNECT), unless
-    // Proxy-Authorization is sent or required: most requests skip the await and its microtask.
-    const identity = info.connectHost !== undefined || (!req.headers['proxy-authorization'] && !deps.identifier.requiresAuth) ? info.identity : await identityFromAuth(req, info);
-    if (identity === 'auth') {
+    const who = identifyRequest(req, info);
+    const identity = 'then' in who ? await who : who;
+    if ('refused' in identity) {
       req.resume();
       res.setHeader('proxy-authenticate', 'Basic realm="schoolgate"');
-      sendPage(res, 407, 'SG_ERR_PROXY_AUTH', renderErrorPage({ status: 407, code: 'SG_ERR_PROXY_AUTH', title: 'Please sign in', message: 'Sign in with your school account to use the web.' }));
+      sendPage(res, 407, identity.refused, renderErrorPage({ status: 407, code: identity.refused, title: 'Please sign in', message: authMessage(identity) }));
       return;
     }
     const target = requestTarget(isSSL, req, info);
@@ -525,15 +560,10 @@ export function createGateway(deps: GatewayDeps): Gateway {
       socket.end(rawResponse(400, 'Bad Request', 'SG_ERR_BAD_REQUEST', `CONNECT target must be host:port\n`));
       return;
     }
-    let identity = base.identity;
-    const header = headerValue(req.headers['proxy-authorization']);
-    if (header || deps.identifier.requiresAuth) {
-      const r = await deps.identifier.identify(identity.clientIp, header);
-      if (!r.ok) {
-        socket.end(rawResponse(407, 'Proxy Authentication Required', 'SG_ERR_PROXY_AUTH', 'Sign in with your school account.\n', 'Proxy-Authenticate: Basic realm="schoolgate"\r\n'));
-        return;
-      }
-      identity = r.identity;
+    const identity = await identifyRequest(req, base);
+    if ('refused' in identity) {
+      socket.end(rawResponse(407, 'Proxy Authentication Required', identity.refused, `${authMessage(identity)}\n`, 'Proxy-Authenticate: Basic realm="schoolgate"\r\n'));
+      return;
     }
     const decision = decideConnect(host, identity.group, deps.policy);
     if (decision.action === 'tunnel') return tunnel(socket, host, hp.port, head, identity);

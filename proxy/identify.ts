@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { LRUCache } from 'lru-cache';
-import { verifyPassword } from '../admin-api/auth';
 import { parseCidr, type Config } from '../core/config';
+import type { Logger } from '../core/log';
 import type { Queryable } from '../incidents/types';
 
 /** Who is behind a request: what incidents record and what picks the policy group. */
@@ -13,7 +13,8 @@ export interface Identity {
   group: string;
 }
 
-export type IdentifyResult = { ok: true; identity: Identity } | { ok: false; code: 'SG_ERR_CLIENT_DENIED' | 'SG_ERR_PROXY_AUTH' };
+export type RefusalCode = 'SG_ERR_CLIENT_DENIED' | 'SG_ERR_PROXY_AUTH' | 'SG_ERR_PROXY_AUTH_LOCKED';
+export type IdentifyResult = { ok: true; identity: Identity } | { ok: false; code: RefusalCode };
 
 /** Looks a user up for Proxy-Authorization: Basic (the users table in practice). */
 export type UserLookup = (email: string) => Promise<{ passwordHash: string; role: string; disabled: boolean } | null>;
@@ -27,6 +28,62 @@ export function usersTableLookup(db: Queryable): UserLookup {
     const u = r.rows[0];
     return u ? { passwordHash: u.password_hash, role: u.role, disabled: u.disabled } : null;
   };
+}
+
+/** What the audit log is told about proxy sign-ins (the gateway never writes it itself). */
+export interface ProxyAuthEvent {
+  action: 'proxy_auth_failed' | 'proxy_auth_locked';
+  /** The account named in the header, as sent (at most 254 characters). */
+  account: string;
+  clientIp: string;
+  /** For proxy_auth_locked: what is now refused for a while. */
+  scope?: 'address' | 'address_account' | 'account';
+}
+
+export interface ProxyAuthLimits {
+  /** Failed sign-ins for one account from one address before that pair is refused. */
+  perAddressAccount: number;
+  /** Failed sign-ins from one address, whatever the account, before the address is refused. */
+  perAddress: number;
+  /** Failed sign-ins for one account from all addresses before new sign-ins to it are refused. */
+  perAccount: number;
+  /** Failures older than this are forgotten. */
+  windowMs: number;
+  /** How long a limit, once reached, refuses. */
+  lockMs: number;
+  /** Hashes waiting in this process beyond which a new sign-in is refused rather than queued. */
+  maxWaitingHashes: number;
+  /** How long a verified credential is trusted without hashing again. */
+  cacheTtlMs: number;
+}
+
+export const DEFAULT_PROXY_AUTH_LIMITS: ProxyAuthLimits = {
+  perAddressAccount: 5,
+  perAddress: 20,
+  perAccount: 50,
+  windowMs: 15 * 60_000,
+  lockMs: 15 * 60_000,
+  maxWaitingHashes: 32,
+  cacheTtlMs: 5 * 60_000,
+};
+
+/**
+ * How Proxy-Authorization is checked, passed in by proxy/start.ts: the gateway holds no password
+ * code of its own and reaches neither the admin API nor the audit table directly.
+ */
+export interface ProxyAuthDeps {
+  users: UserLookup;
+  /** A password against a stored hash (admin-api/auth's verifyPassword, whose hashing is bounded). */
+  verify: (password: string, stored: string) => Promise<boolean>;
+  /** A hash of the same cost as real ones: unknown and disabled accounts are verified against it. */
+  dummyHash: () => Promise<string>;
+  /** Hashes queued in this process; past `maxWaitingHashes` a new sign-in is refused at once. */
+  hashesWaiting?: () => number;
+  audit?: (e: ProxyAuthEvent) => Promise<void> | void;
+  limits?: Partial<ProxyAuthLimits>;
+  logger?: Logger;
+  /** Milliseconds; tests move it on instead of waiting for a lock to end. */
+  now?: () => number;
 }
 
 /** `::ffff:10.0.0.1` is how a dual-stack socket reports an IPv4 client. */
@@ -46,24 +103,107 @@ const blockListOf = (cidrs: string[]) => {
 
 const typeOf = (ip: string) => (net.isIPv6(ip) ? 'ipv6' : 'ipv4');
 
+/** Failures per key within a window; at `limit` the key is refused for `lockMs`. */
+class FailureCounter {
+  private readonly entries: LRUCache<string, { n: number; since: number; lockedUntil: number }>;
+  constructor(
+    private readonly limit: number,
+    private readonly windowMs: number,
+    private readonly lockMs: number,
+    private readonly now: () => number,
+  ) {
+    // Bounded, so a flood of addresses or account names costs memory once, not for ever; an
+    // evicted key only starts counting again.
+    this.entries = new LRUCache({ max: 50_000 });
+  }
+
+  locked(key: string, pending = 0): boolean {
+    const e = this.current(key);
+    return (e?.lockedUntil ?? 0) > this.now() || (e?.n ?? 0) + pending >= this.limit;
+  }
+
+  /** Counts one failure; true when it is the one that reached the limit. */
+  fail(key: string): boolean {
+    const now = this.now();
+    const e = this.current(key) ?? { n: 0, since: now, lockedUntil: 0 };
+    e.n++;
+    this.entries.set(key, e);
+    if (e.n === this.limit) {
+      e.lockedUntil = now + this.lockMs;
+      return true;
+    }
+    return false;
+  }
+
+  clear(key: string): void {
+    this.entries.delete(key);
+  }
+
+  private current(key: string) {
+    const e = this.entries.get(key);
+    if (!e) return undefined;
+    const now = this.now();
+    if (e.lockedUntil <= now && now - e.since > this.windowMs) {
+      this.entries.delete(key);
+      return undefined;
+    }
+    if (e.lockedUntil !== 0 && e.lockedUntil <= now) {
+      // A lock served: start afresh rather than refuse again on the next single failure.
+      this.entries.delete(key);
+      return undefined;
+    }
+    return e;
+  }
+}
+
+/** In-flight counts per key: guesses sent in parallel count against a limit before any has failed. */
+class Pending {
+  private readonly counts = new Map<string, number>();
+  of(key: string): number {
+    return this.counts.get(key) ?? 0;
+  }
+  add(key: string, d: 1 | -1): void {
+    const n = this.of(key) + d;
+    if (n > 0) this.counts.set(key, n);
+    else this.counts.delete(key);
+  }
+}
+
 /**
  * Decides who may use the gateway and who they are: the CIDR allow-list first (everyone else is
- * refused), then Proxy-Authorization Basic against the users table when required, then the
- * IP→user/device/group map for shared devices.
+ * refused), then Proxy-Authorization Basic against the users table when proxy authentication is
+ * on (and only then), then the IP→user/device/group map for shared devices.
  */
 export class ClientIdentifier {
   private readonly allowed: net.BlockList;
   private readonly map: Array<{ list: net.BlockList; user?: string; device?: string; group?: string }>;
+  private readonly limits: ProxyAuthLimits;
+  private readonly now: () => number;
   /** Verified credentials, by a hash of the header: scrypt is deliberately too slow to run per request. */
-  private readonly authCache = new LRUCache<string, { user: string; role: string }>({ max: 10_000, ttl: 5 * 60_000 });
+  private readonly authCache: LRUCache<string, { user: string; role: string }>;
+  /** Recently failed headers per address: a browser resending a mistyped password is one failure, not one per request. */
   private readonly failCache = new LRUCache<string, true>({ max: 10_000, ttl: 30_000 });
+  private readonly pairFailures: FailureCounter;
+  private readonly addressFailures: FailureCounter;
+  private readonly accountFailures: FailureCounter;
+  private readonly pending = new Pending();
+  private readonly inflight = new Map<string, Promise<{ user: string; role: string } | { refused: RefusalCode }>>();
+  /** Bumped whenever credentials change: a check that started before it must not fill the cache. */
+  private epoch = 0;
+  private lastBusyLog = 0;
 
   constructor(
     private readonly config: Pick<Config, 'allowedClients' | 'clients' | 'defaultGroup' | 'proxyAuth' | 'policyGroups'>,
-    private readonly users: UserLookup | null,
+    private readonly auth: ProxyAuthDeps | null,
   ) {
     this.allowed = blockListOf(config.allowedClients);
     this.map = config.clients.map((c) => ({ list: blockListOf([c.cidr]), user: c.user, device: c.device, group: c.group }));
+    const l = (this.limits = { ...DEFAULT_PROXY_AUTH_LIMITS, ...auth?.limits });
+    const now = (this.now = auth?.now ?? Date.now);
+    this.authCache = new LRUCache({ max: 10_000, ttl: l.cacheTtlMs });
+    this.pairFailures = new FailureCounter(l.perAddressAccount, l.windowMs, l.lockMs, now);
+    this.addressFailures = new FailureCounter(l.perAddress, l.windowMs, l.lockMs, now);
+    this.accountFailures = new FailureCounter(l.perAccount, l.windowMs, l.lockMs, now);
   }
 
   get requiresAuth(): boolean {
@@ -82,15 +222,35 @@ export class ClientIdentifier {
     return { clientIp: a, user: hit?.user ?? null, device: hit?.device ?? null, group: hit?.group ?? this.config.defaultGroup };
   }
 
+  /**
+   * With proxy authentication off, Proxy-Authorization is never read: checking it anyway gave
+   * anyone on the network an unlimited, unaudited password oracle against console accounts.
+   */
   async identify(ip: string, proxyAuthorization: string | undefined): Promise<IdentifyResult> {
     if (!this.isAllowed(ip)) return { ok: false, code: 'SG_ERR_CLIENT_DENIED' };
     const base = this.byAddress(ip);
-    if (!proxyAuthorization) {
-      return this.config.proxyAuth ? { ok: false, code: 'SG_ERR_PROXY_AUTH' } : { ok: true, identity: base };
-    }
-    const who = await this.checkBasic(proxyAuthorization);
-    if (!who) return this.config.proxyAuth ? { ok: false, code: 'SG_ERR_PROXY_AUTH' } : { ok: true, identity: base };
+    if (!this.config.proxyAuth) return { ok: true, identity: base };
+    if (!proxyAuthorization) return { ok: false, code: 'SG_ERR_PROXY_AUTH' };
+    const who = await this.checkBasic(base.clientIp, proxyAuthorization);
+    if (!('user' in who)) return { ok: false, code: who.refused };
     return { ok: true, identity: { ...base, user: who.user, group: this.groupForRole(who.role, base.group) } };
+  }
+
+  /**
+   * Forgets cached sign-ins of one account ('*': all), so a changed password, a disabled account
+   * or a new role counts from the next request on. Wired to core/credentials by proxy/start.ts.
+   */
+  forget(email: string): void {
+    this.epoch++;
+    this.failCache.clear();
+    if (email === '*') {
+      this.authCache.clear();
+      return;
+    }
+    const who = email.toLowerCase();
+    const stale: string[] = [];
+    for (const [k, v] of this.authCache.entries()) if (v.user === who) stale.push(k);
+    for (const k of stale) this.authCache.delete(k);
   }
 
   /** A staff login picks the group named after its role when one exists, else `staff`, else the device's. */
@@ -101,27 +261,96 @@ export class ClientIdentifier {
     return fallback;
   }
 
-  private async checkBasic(header: string): Promise<{ user: string; role: string } | null> {
+  private async checkBasic(ip: string, header: string): Promise<{ user: string; role: string } | { refused: RefusalCode }> {
+    const no = { refused: 'SG_ERR_PROXY_AUTH' } as const;
     const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
-    if (!m || !this.users) return null;
+    if (!m || !this.auth) return no;
+    const decoded = Buffer.from(m[1], 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    if (colon <= 0 || colon > 254) return no;
+    const account = decoded.slice(0, colon).toLowerCase();
+    const password = decoded.slice(colon + 1);
+    const pair = `${ip}|${account}`;
+
+    // The address's limits come before the cache: the right password from a limited address is
+    // refused too, or a guesser would learn that it was right.
+    if (this.addressFailures.locked(ip, this.pending.of(ip)) || this.pairFailures.locked(pair, this.pending.of(pair))) {
+      return { refused: 'SG_ERR_PROXY_AUTH_LOCKED' };
+    }
     const key = createHash('sha256').update(header).digest('base64');
     const cached = this.authCache.get(key);
     if (cached) return cached;
-    if (this.failCache.has(key)) return null;
-    const decoded = Buffer.from(m[1], 'base64').toString('utf8');
-    const colon = decoded.indexOf(':');
-    if (colon <= 0) return null;
-    const email = decoded.slice(0, colon);
-    const password = decoded.slice(colon + 1);
-    let ok: { user: string; role: string } | null = null;
-    try {
-      const u = await this.users(email);
-      if (u && !u.disabled && (await verifyPassword(password, u.passwordHash))) ok = { user: email.toLowerCase(), role: u.role };
-    } catch {
-      ok = null; // database down: treat as not identified rather than fail the request path
+    // Past here every answer costs a hash. An account under attack from many addresses takes no
+    // new sign-ins for a while; those already signed in (cached) carry on.
+    if (this.accountFailures.locked(account)) return { refused: 'SG_ERR_PROXY_AUTH_LOCKED' };
+    if (this.failCache.has(`${ip}|${key}`)) return no;
+    if ((this.auth.hashesWaiting?.() ?? 0) >= this.limits.maxWaitingHashes) {
+      const now = this.now();
+      if (now - this.lastBusyLog > 60_000) {
+        this.lastBusyLog = now;
+        this.auth.logger?.warn({ code: 'SG_ERR_PROXY_AUTH_BUSY' }, 'proxy sign-ins refused: too many password checks waiting');
+      }
+      return { refused: 'SG_ERR_PROXY_AUTH' };
     }
-    if (ok) this.authCache.set(key, ok);
-    else this.failCache.set(key, true);
-    return ok;
+
+    // A browser opens several connections at once with the same header: one hash answers them all.
+    const flightKey = `${ip}|${key}`;
+    let flight = this.inflight.get(flightKey);
+    if (!flight) {
+      flight = this.verify(ip, account, password, pair, key).finally(() => this.inflight.delete(flightKey));
+      this.inflight.set(flightKey, flight);
+    }
+    return flight;
+  }
+
+  private async verify(ip: string, account: string, password: string, pair: string, key: string): Promise<{ user: string; role: string } | { refused: RefusalCode }> {
+    const no = { refused: 'SG_ERR_PROXY_AUTH' } as const;
+    const epoch = this.epoch;
+    this.pending.add(ip, 1);
+    this.pending.add(pair, 1);
+    let ok: { user: string; role: string } | null = null;
+    let failed = false;
+    try {
+      const u = await this.auth!.users(account);
+      // Unknown and disabled accounts cost a hash too: timing must not tell them from real ones.
+      const verified = await this.auth!.verify(password, u?.passwordHash ?? (await this.auth!.dummyHash()));
+      if (u && !u.disabled && verified) ok = { user: account, role: u.role };
+      else failed = true;
+    } catch {
+      ok = null; // database down: not identified, and not the client's fault either
+    } finally {
+      this.pending.add(ip, -1);
+      this.pending.add(pair, -1);
+    }
+    if (ok) {
+      if (epoch === this.epoch) this.authCache.set(key, ok);
+      this.pairFailures.clear(pair);
+      return ok;
+    }
+    if (failed) this.recordFailure(ip, account, pair, key);
+    return no;
+  }
+
+  private recordFailure(ip: string, account: string, pair: string, key: string): void {
+    this.failCache.set(`${ip}|${key}`, true);
+    const audit = (e: ProxyAuthEvent) => {
+      try {
+        Promise.resolve(this.auth?.audit?.(e)).catch((err) => this.auth?.logger?.warn({ err: (err as Error).message }, 'proxy sign-in not audited'));
+      } catch (err) {
+        this.auth?.logger?.warn({ err: (err as Error).message }, 'proxy sign-in not audited');
+      }
+    };
+    audit({ action: 'proxy_auth_failed', account, clientIp: ip });
+    const locks: Array<[boolean, NonNullable<ProxyAuthEvent['scope']>]> = [
+      [this.pairFailures.fail(pair), 'address_account'],
+      [this.addressFailures.fail(ip), 'address'],
+      [this.accountFailures.fail(account), 'account'],
+    ];
+    for (const [locked, scope] of locks) {
+      if (!locked) continue;
+      audit({ action: 'proxy_auth_locked', account, clientIp: ip, scope });
+      // Who and from where is for the audit log; the service log only says that it happened.
+      this.auth?.logger?.warn({ code: 'SG_ERR_PROXY_AUTH_LOCKED', scope, minutes: Math.round(this.limits.lockMs / 60_000) }, 'proxy sign-ins refused for a while after repeated failures');
+    }
   }
 }

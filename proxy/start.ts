@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildAdminApp } from '../admin-api/app';
+import { getDummyHash, hashLoad, verifyPassword } from '../admin-api/auth';
 import { policyFor, reloadStore, startListSync } from '../admin-api/list-sync';
 import { ListStore } from '../blocklists/store';
 import type { ListSet } from '../blocklists/types';
@@ -10,15 +11,17 @@ import { defaultListsDir, progressBar, updateLists } from '../blocklists/update'
 import { caCertPath, ensureCa } from '../certs/ca';
 import { LeafCertificates } from '../certs/leaf';
 import { adminBaseUrl, loadConfig, type CliValues, type Config } from '../core/config';
+import { watchCredentialChanges } from '../core/credentials';
 import { createLogger, type Logger } from '../core/log';
 import { openDb } from '../incidents/db';
 import { migrate } from '../incidents/migrate';
+import { writeAudit } from '../incidents/queries';
 import { loadReferenceSecret } from '../incidents/reference';
 import { scheduleRetention } from '../incidents/retention';
 import type { Db } from '../incidents/types';
 import { IncidentWriter } from '../incidents/writer';
 import { createGateway, type Gateway } from './gateway';
-import { ClientIdentifier, usersTableLookup } from './identify';
+import { ClientIdentifier, usersTableLookup, type ProxyAuthDeps } from './identify';
 import type { Policy } from './decide';
 import { SearchKeywords } from './keywords';
 import { bracketHost } from '../core/host';
@@ -135,10 +138,12 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
     const adminPort = (admin.server.address() as { port: number }).port;
     effective.adminPort = adminPort;
 
+    const identifier = new ClientIdentifier(config, proxyAuthDeps(db, logger));
+    cleanups.push(await watchCredentialChanges(db, (email) => identifier.forget(email), logger));
     const gateway = createGateway({
       leaf,
       policy,
-      identifier: new ClientIdentifier(config, usersTableLookup(db)),
+      identifier,
       incidents,
       referenceSecret,
       friendlyName: (c) => lists.current.categories.get(c)?.friendlyName ?? null,
@@ -175,6 +180,23 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
     await closeAll();
     throw err;
   }
+}
+
+/**
+ * Proxy-Authorization checked against console accounts: the admin API's password check (its
+ * hashing bounded to half the thread pool), failures written to the audit log.
+ */
+export function proxyAuthDeps(db: Db, logger: Logger, limits?: ProxyAuthDeps['limits']): ProxyAuthDeps {
+  return {
+    users: usersTableLookup(db),
+    verify: verifyPassword,
+    dummyHash: getDummyHash,
+    hashesWaiting: () => hashLoad().waiting,
+    audit: (e) =>
+      writeAudit(db, { actor: { id: null, email: e.account }, action: e.action, details: { ip: e.clientIp, ...(e.scope ? { scope: e.scope } : {}) } }),
+    limits,
+    logger,
+  };
 }
 
 /**

@@ -1,7 +1,8 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { SchoolgateError } from '../../core/errors';
 import { listAudit, writeAudit } from '../../incidents/queries';
-import { caller, createUser, generatePassword, ROLES, type Role } from '../auth';
+import { announceCredentialsChanged } from '../../core/credentials';
+import { caller, createUser, generatePassword, revokeCredentials, ROLES, type Role } from '../auth';
 import type { AdminContext } from '../app';
 import { errorSchema, userSchema } from '../present';
 import { pagedResponse } from './paging';
@@ -102,10 +103,9 @@ export const accountRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) 
        RETURNING id, email, role, display_name, disabled, created_at`,
       [target.id, newRole, req.body.disabled ?? null, req.body.displayName ?? null],
     );
-    if (req.body.disabled) {
-      await db.query('DELETE FROM sessions WHERE user_id = $1', [target.id]);
-      await db.query('UPDATE api_tokens SET revoked = true WHERE user_id = $1', [target.id]);
-    }
+    if (req.body.disabled) await revokeCredentials(db, { id: Number(target.id), email: target.email });
+    // A new role can mean a new policy group for the gateway's cached sign-ins (sessions read the role afresh).
+    else if (newRole !== target.role) await announceCredentialsChanged(db, target.email);
     await writeAudit(db, { actor: me, action: 'user_update', target: `user:${target.id}`, details: { email: target.email, ...req.body } });
     const x = u.rows[0];
     return { user: { id: Number(x.id), email: x.email, role: x.role, displayName: x.display_name, disabled: x.disabled, createdAt: new Date(x.created_at).toISOString() } };

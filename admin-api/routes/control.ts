@@ -14,7 +14,7 @@ import { SchoolgateError } from '../../core/errors';
 import { writeFileAtomicSync } from '../../core/files';
 import { writeAudit } from '../../incidents/queries';
 import type { Queryable } from '../../incidents/types';
-import { createUser, hashPassword, validateRole, type AuthUser } from '../auth';
+import { createUser, hashPassword, revokeCredentials, validateRole, type AuthUser } from '../auth';
 import type { AdminContext } from '../app';
 import { errorSchema } from '../present';
 import { bracketHost } from '../../core/host';
@@ -54,7 +54,7 @@ export async function cliAddUser(db: Queryable, u: { email: string; role: string
   return user;
 }
 
-/** The way back in when the only DSL has forgotten their password; ends the user's sessions. */
+/** The way back in when the only DSL has forgotten their password; ends the user's sessions and API tokens. */
 export async function cliChangePassword(db: Queryable, u: { email: string; password: string }): Promise<{ id: number; email: string }> {
   if (u.password.length < 8) throw new SchoolgateError('SG_ERR_VALIDATION', 'password must be at least 8 characters');
   const r = await db.query<{ id: number; email: string }>('UPDATE users SET password_hash = $2 WHERE lower(email) = lower($1) RETURNING id, email', [
@@ -63,7 +63,7 @@ export async function cliChangePassword(db: Queryable, u: { email: string; passw
   ]);
   const row = r.rows[0];
   if (!row) throw new SchoolgateError('SG_ERR_NOT_FOUND', `no user ${u.email}`);
-  await db.query('DELETE FROM sessions WHERE user_id = $1', [row.id]);
+  await revokeCredentials(db, { id: Number(row.id), email: row.email }); // sessions, tokens, gateways' caches (slice auth, #11)
   await writeAudit(db, { actor: CLI_ACTOR, action: 'user_password', target: `user:${row.id}`, details: { email: row.email } });
   return { id: Number(row.id), email: row.email };
 }

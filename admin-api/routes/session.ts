@@ -2,7 +2,8 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { SchoolgateError } from '../../core/errors';
 import { writeAudit } from '../../incidents/queries';
 import {
-  caller, checkLogin, clearSessionCookie, createSession, createToken, deleteSession, SESSION_COOKIE, setSessionCookie,
+  caller, checkLogin, clearSessionCookie, createSession, createToken, deleteSession, revokeCredentials, SESSION_COOKIE,
+  setPassword, setSessionCookie, validateTokenExpiry,
 } from '../auth';
 import type { AdminContext } from '../app';
 import { errorSchema, userSchema } from '../present';
@@ -70,25 +71,64 @@ export const sessionRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) 
     schema: { tags: ['session'], summary: 'The logged-in user', response: { 200: { type: 'object', properties: { user: userSchema } } } },
   }, async (req) => ({ user: caller(req) }));
 
-  app.post<{ Body: { name: string } }>('/api/tokens', {
+  app.post<{ Body: { currentPassword: string; newPassword: string } }>('/api/me/password', {
+    config: {
+      access: 'any',
+      // A stolen session must not become a way to guess the password it was opened with.
+      rateLimit: { max: ctx.loginRateLimit ?? 10, timeWindow: 60_000, keyGenerator: (req) => `passwd|${req.user?.id ?? req.ip}` },
+    },
+    schema: {
+      tags: ['session'],
+      summary: 'Change your own password; ends every session and API token of yours, and signs this browser in afresh',
+      body: {
+        type: 'object',
+        required: ['currentPassword', 'newPassword'],
+        properties: { currentPassword: { type: 'string', minLength: 1, maxLength: 1024 }, newPassword: { type: 'string', minLength: 8, maxLength: 1024 } },
+      },
+      response: { 200: { type: 'object', properties: { user: userSchema } }, 400: errorSchema, 429: errorSchema },
+    },
+  }, async (req, reply) => {
+    const me = caller(req);
+    if (!(await checkLogin(db, me.email, req.body.currentPassword))) {
+      await writeAudit(db, { actor: me, action: 'password_change_failed', target: `user:${me.id}` });
+      // 400, not 401: the caller is signed in, and a console treating 401 as "signed out" must not drop them.
+      throw new SchoolgateError('SG_ERR_VALIDATION', 'currentPassword is not correct');
+    }
+    await setPassword(db, me.id, req.body.newPassword);
+    await revokeCredentials(db, me);
+    if (req.authVia === 'cookie') setSessionCookie(config, req, reply, await createSession(db, me.id));
+    await writeAudit(db, { actor: me, action: 'user_password', target: `user:${me.id}`, details: { self: true } });
+    return { user: me };
+  });
+
+  app.post<{ Body: { name: string; expiresAt?: string } }>('/api/tokens', {
     config: { access: ['safeguarding_lead', 'network_manager'] },
     schema: {
       tags: ['session'],
       summary: 'Create an API token for automation (shown once; send as Authorization: Bearer)',
-      body: { type: 'object', required: ['name'], properties: { name: { type: 'string', minLength: 1, maxLength: 100 } } },
-      response: { 200: { type: 'object', properties: { id: { type: 'integer' }, token: { type: 'string' } } } },
+      body: {
+        type: 'object',
+        required: ['name'],
+        properties: {
+          name: { type: 'string', minLength: 1, maxLength: 100 },
+          expiresAt: { type: 'string', maxLength: 40, description: 'ISO 8601 date-time (e.g. 2027-07-31T17:00:00Z) after which the token is refused; at most 5 years ahead. Omit for no expiry.' },
+        },
+      },
+      response: { 200: { type: 'object', properties: { id: { type: 'integer' }, token: { type: 'string' }, expiresAt: { type: ['string', 'null'] } } }, 400: errorSchema },
     },
   }, async (req) => {
     const user = caller(req);
-    const t = await createToken(db, user.id, req.body.name);
-    await writeAudit(db, { actor: user, action: 'token_create', target: `token:${t.id}`, details: { name: req.body.name } });
-    return t;
+    const expiresAt = req.body.expiresAt === undefined ? null : validateTokenExpiry(req.body.expiresAt);
+    const t = await createToken(db, user.id, req.body.name, expiresAt);
+    await writeAudit(db, { actor: user, action: 'token_create', target: `token:${t.id}`, details: { name: req.body.name, expiresAt: expiresAt?.toISOString() ?? null } });
+    return { ...t, expiresAt: expiresAt?.toISOString() ?? null };
   });
 
   const tokenSchema = {
     type: 'object',
     properties: {
       id: { type: 'integer' }, name: { type: 'string' }, createdAt: { type: 'string' }, lastUsedAt: { type: ['string', 'null'] }, revoked: { type: 'boolean' },
+      expiresAt: { type: ['string', 'null'] },
     },
   } as const;
 
@@ -97,14 +137,15 @@ export const sessionRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) 
     schema: { tags: ['session'], summary: 'Your API tokens (never the secrets)', response: { 200: { type: 'object', properties: { items: { type: 'array', items: tokenSchema } } } } },
   }, async (req) => {
     const user = caller(req);
-    const r = await db.query<{ id: number; name: string; created_at: Date; last_used_at: Date | null; revoked: boolean }>(
-      'SELECT id, name, created_at, last_used_at, revoked FROM api_tokens WHERE user_id = $1 ORDER BY id DESC',
+    const r = await db.query<{ id: number; name: string; created_at: Date; last_used_at: Date | null; revoked: boolean; expires_at: Date | null }>(
+      'SELECT id, name, created_at, last_used_at, revoked, expires_at FROM api_tokens WHERE user_id = $1 ORDER BY id DESC',
       [user.id],
     );
     return {
       items: r.rows.map((t) => ({
         id: Number(t.id), name: t.name, createdAt: new Date(t.created_at).toISOString(),
         lastUsedAt: t.last_used_at ? new Date(t.last_used_at).toISOString() : null, revoked: t.revoked,
+        expiresAt: t.expires_at ? new Date(t.expires_at).toISOString() : null,
       })),
     };
   });

@@ -10,7 +10,8 @@ import { initCa, type SchoolCa } from '../../certs/ca';
 import { LeafCertificates } from '../../certs/leaf';
 import { silentLogger } from '../../core/log';
 import type { GatewayDeps } from '../../proxy/gateway';
-import { ClientIdentifier, type UserLookup } from '../../proxy/identify';
+import { ClientIdentifier, type ProxyAuthDeps, type UserLookup } from '../../proxy/identify';
+import { getDummyHash, verifyPassword } from '../../admin-api/auth';
 import { sharedLists } from '../helpers/parts';
 
 export const ut1Gambling = path.join(sharedLists, 'ut1', 'gambling');
@@ -47,6 +48,8 @@ export function bareGatewayDeps(opts: {
   noLists?: boolean;
   clients?: Partial<ConstructorParameters<typeof ClientIdentifier>[0]>;
   users?: UserLookup | null;
+  /** Proxy-Authorization checking in full (limits, audit); `users` alone checks with the real scrypt and defaults. */
+  auth?: ProxyAuthDeps | null;
 }): GatewayDeps {
   const passAll = { categories: new Map(), classify: () => ({ action: 'pass' as const }), matches: () => [] };
   return {
@@ -54,7 +57,7 @@ export function bareGatewayDeps(opts: {
     policy: { lists: () => (opts.noLists ? null : passAll), categoriesFor: () => [], allowCategories: [], bypassHosts: [] },
     identifier: new ClientIdentifier(
       { allowedClients: ['127.0.0.0/8'], clients: [], defaultGroup: 'default', proxyAuth: false, policyGroups: {}, ...opts.clients },
-      opts.users ?? null,
+      opts.auth ?? (opts.users ? { users: opts.users, verify: verifyPassword, dummyHash: getDummyHash } : null),
     ),
     incidents: { record: () => 'x' },
     referenceSecret: Buffer.alloc(32),

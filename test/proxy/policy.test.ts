@@ -1,7 +1,7 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createUser } from '../../admin-api/auth';
+import { createUser, getDummyHash, verifyPassword } from '../../admin-api/auth';
 import { normalizeUrl } from '../../blocklists/normalize';
 import { ListStore } from '../../blocklists/store';
 import type { ListSet } from '../../blocklists/types';
@@ -144,7 +144,7 @@ describe('who may use the gateway', () => {
   });
 
   it('checks Proxy-Authorization: Basic against the users table (scrypt), refusing wrong and disabled accounts', async () => {
-    const id = new ClientIdentifier({ ...base, allowedClients: ['127.0.0.0/8'], proxyAuth: true }, usersTableLookup(db));
+    const id = new ClientIdentifier({ ...base, allowedClients: ['127.0.0.0/8'], proxyAuth: true }, { users: usersTableLookup(db), verify: verifyPassword, dummyHash: getDummyHash });
     expect(await id.identify('127.0.0.1', undefined)).toEqual({ ok: false, code: 'SG_ERR_PROXY_AUTH' });
     expect(await id.identify('127.0.0.1', basic('teacher@school.test', 'wrong'))).toEqual({ ok: false, code: 'SG_ERR_PROXY_AUTH' });
     expect(await id.identify('127.0.0.1', basic('gone@school.test', 'correct horse battery'))).toEqual({ ok: false, code: 'SG_ERR_PROXY_AUTH' });
