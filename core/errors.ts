@@ -43,6 +43,10 @@ export const codes = {
   SG_ERR_USER_EXISTS: 'user already exists',
   SG_ERR_EXISTS: 'already exists',
   SG_ERR_RATE_LIMITED: 'too many requests; try again later',
+  // proxy: what the gateway may reach, and connection limits (issue #11, network slice)
+  SG_ERR_DESTINATION_DENIED: 'destination not reachable through the gateway (loopback, link-local, the gateway itself, a closed range, or a CONNECT port not allowed)',
+  SG_ERR_TOO_MANY_CONNECTIONS: 'too many connections from this client address',
+  SG_ERR_TIMEOUT: 'client too slow: request headers or TLS handshake not received in time',
   SG_ERR_INTERNAL: 'internal error',
 } as const;
 

@@ -22,6 +22,7 @@ import { ClientIdentifier, usersTableLookup } from './identify';
 import type { Policy } from './decide';
 import { SearchKeywords } from './keywords';
 import { bracketHost } from '../core/host';
+import { Destinations } from './destinations';
 
 export interface StartOptions {
   logger?: Logger;
@@ -33,6 +34,8 @@ export interface StartOptions {
   upstreamCa?: string[];
   /** DNS for upstream connections (tests send every name to loopback). */
   upstreamLookup?: import('node:net').LookupFunction;
+  /** Tests only (never from configuration): origins on loopback and any CONNECT port; the gateway's own ports stay refused. */
+  allowLoopbackDestinationsForTests?: boolean;
 }
 
 export interface SchoolgateHandle {
@@ -135,6 +138,8 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
     const adminPort = (admin.server.address() as { port: number }).port;
     effective.adminPort = adminPort;
 
+    const destinations = new Destinations({ ...config, allowLoopbackForTests: opts.allowLoopbackDestinationsForTests });
+    destinations.addOwnPort(adminPort);
     const gateway = createGateway({
       leaf,
       policy,
@@ -150,6 +155,8 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       gatewayName: os.hostname(),
       upstreamCa: opts.upstreamCa,
       upstreamLookup: opts.upstreamLookup,
+      destinations,
+      limits: config,
     });
     const addr = await gateway.listen(config.proxyPort, config.listen);
     cleanups.push(() => gateway.close());

@@ -47,6 +47,7 @@ describe.skipIf(skip)('Chromium through the gateway', () => {
       // school.test lives on loopback; every other name (Chromium's own background calls home
       // included) fails inside the gateway, so no lookup leaves the machine.
       upstreamLookup: loopbackLookup({ 'school.test': '127.0.0.1' }),
+      allowLoopbackDestinationsForTests: true,
     });
 
     // Trust the school CA as a deployed device would: in the NSS database Chromium reads on Linux.

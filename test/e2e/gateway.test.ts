@@ -83,6 +83,7 @@ beforeAll(async () => {
       'notcasino.test': '127.0.0.1', 'casino.test.example': '127.0.0.1', 'urls-only.test': '127.0.0.1',
       ...Object.fromEntries(SEARCH_HOSTS.map((h) => [h, '127.0.0.1'])),
     }),
+    allowLoopbackDestinationsForTests: true,
   });
   proxyUrl = `http://127.0.0.1:${gw.proxyPort}`;
   caFile = path.join(tmp.dir, 'school-ca.pem');

@@ -9,6 +9,7 @@ import tls from 'node:tls';
 import { initCa, type SchoolCa } from '../../certs/ca';
 import { LeafCertificates } from '../../certs/leaf';
 import { silentLogger } from '../../core/log';
+import { DEFAULT_DESTINATION_RULES, Destinations } from '../../proxy/destinations';
 import type { GatewayDeps } from '../../proxy/gateway';
 import { ClientIdentifier, type UserLookup } from '../../proxy/identify';
 import { sharedLists } from '../helpers/parts';
@@ -63,6 +64,8 @@ export function bareGatewayDeps(opts: {
     safeSearch: false,
     flagCategories: [],
     logger: silentLogger,
+    // Test origins listen on loopback, on random ports: open to them (the gateway's own port stays refused).
+    destinations: new Destinations({ ...DEFAULT_DESTINATION_RULES, allowLoopbackForTests: true }),
   };
 }
 
