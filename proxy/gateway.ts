@@ -5,7 +5,7 @@ import net, { type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { Proxy, type IContext, type IWebSocketContext } from 'http-mitm-proxy';
-import { Agent as UndiciAgent, buildConnector, type Dispatcher } from 'undici';
+import { Agent as UndiciAgent, type Dispatcher } from 'undici';
 import { createRequire } from 'node:module';
 import type { EventEmitter } from 'node:events';
 import { normalizeHost, normalizeUrl, SCHEME } from '../blocklists/normalize';
@@ -23,6 +23,7 @@ import { safeSearchFor, searchTerms } from './safesearch';
 import type { SearchKeywords } from './keywords';
 import { bracketHost } from '../core/host';
 import { Destinations, isDestinationDenied } from './destinations';
+import { guardedConnector } from './upstream-connect';
 import { ConnectionWatch, DEFAULT_CONNECTION_LIMITS, PerClientCap, type ConnectionLimits, type CutReason } from './timeouts';
 
 export interface GatewayDeps {
@@ -206,22 +207,9 @@ export function createGateway(deps: GatewayDeps): Gateway {
   };
   proxy.httpAgent = guardAgent(new http.Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 256, timeout: 60_000, lookup }));
   proxy.httpsAgent = guardAgent(new https.Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 256, timeout: 60_000, ca: upstreamCa, lookup }));
-  // undici's connector takes one lookup for all ports: the gateway's own ports are checked on the
-  // address actually connected to, before undici writes a byte of the request.
-  const connectUpstream = buildConnector({ ca: upstreamCa, lookup: destinations.lookup(lookup), timeout: 10_000 } as buildConnector.BuildOptions);
-  const guardedConnect: buildConnector.connector = (opts, callback) =>
-    connectUpstream(opts, (err, socket) => {
-      if (err || !socket) return callback(err!, null);
-      const denied = destinations.checkConnected(socket as net.Socket, `${opts.hostname}:${opts.port}`);
-      if (denied) {
-        socket.destroy();
-        return callback(denied, null);
-      }
-      callback(null, socket);
-    });
   // Passed requests (WebSockets stay on the agents above, with http-mitm-proxy). Our own timer
   // covers the wait for response headers; bodies take what they take.
-  const upstreamPool = new UndiciAgent({ connections: 512, keepAliveTimeout: 60_000, headersTimeout: 0, bodyTimeout: 0, connect: guardedConnect });
+  const upstreamPool = new UndiciAgent({ connections: 512, keepAliveTimeout: 60_000, headersTimeout: 0, bodyTimeout: 0, connect: guardedConnector({ destinations, lookup, ca: upstreamCa, timeoutMs: 10_000 }) });
 
   // Plain HTTP from clients, and plain HTTP sent inside a CONNECT tunnel.
   const plainServer = http.createServer({ keepAliveTimeout });
