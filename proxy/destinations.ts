@@ -16,6 +16,9 @@ import { SchoolgateError } from '../core/errors';
  */
 
 type Family = 'ipv4' | 'ipv6';
+
+/** The reason given for the gateway's own ports. */
+export const OWN_PORTS = 'the web filter itself';
 interface Range {
   addr: string;
   prefix: number;
@@ -178,7 +181,7 @@ export class Destinations {
   refusal(address: string, port?: number): string | null {
     const eff = effectiveAddress(address);
     if (!eff) return 'not an IP address';
-    if (port !== undefined && this.ownPorts.has(port) && this.isLocal(eff.address, eff.family)) return 'the web filter itself';
+    if (port !== undefined && this.ownPorts.has(port) && this.isLocal(eff.address, eff.family)) return OWN_PORTS;
     if (this.allowed.check(eff.address, eff.family)) return null;
     if (this.testLoopback && this.loopback.check(eff.address, eff.family)) return null;
     for (const r of this.builtIn) if (r.list.check(eff.address, eff.family)) return r.reason;

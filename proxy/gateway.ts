@@ -22,7 +22,7 @@ import { plainIp } from './identify';
 import { safeSearchFor, searchTerms } from './safesearch';
 import type { SearchKeywords } from './keywords';
 import { bracketHost } from '../core/host';
-import { Destinations, isDestinationDenied } from './destinations';
+import { Destinations, isDestinationDenied, OWN_PORTS } from './destinations';
 import { guardedConnector } from './upstream-connect';
 import { ConnectionWatch, DEFAULT_CONNECTION_LIMITS, PerClientCap, type ConnectionLimits, type CutReason } from './timeouts';
 
@@ -572,7 +572,9 @@ export function createGateway(deps: GatewayDeps): Gateway {
     log.debug({ host, reason, code: 'SG_ERR_DESTINATION_DENIED' }, 'destination refused');
     sendPage(res, 403, 'SG_ERR_DESTINATION_DENIED', renderErrorPage({
       status: 403, code: 'SG_ERR_DESTINATION_DENIED', title: 'This address cannot be reached through the school web filter',
-      message: `The school web filter does not connect to ${host}: addresses inside the school's own systems or this computer are not reachable from here.`,
+      message: reason === OWN_PORTS
+        ? `${host} is the school web filter itself, which is not reachable through the filter. Open the console directly (the proxy.pac file does), or add its address to the browser's proxy exceptions.`
+        : `The school web filter does not connect to ${host}: addresses on this computer, on the local link, or closed by the school are not reachable through it.`,
       detail: reason,
     }));
   }
