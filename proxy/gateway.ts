@@ -236,7 +236,8 @@ export function createGateway(deps: GatewayDeps): Gateway {
     });
     server.on('upgrade', (req: IncomingMessage) => watch.done(req.socket));
     server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      watch.done(socket as net.Socket);
+      // Until the tunnel is open (or refused and closed by the client), one deadline.
+      watch.awaitHandshake(socket as net.Socket);
       if (cut.has(socket)) {
         socket.destroy();
         return;
@@ -739,6 +740,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
       const denied = destinations.checkConnected(upstream, `${host}:${port}`);
       if (denied) return upstream.destroy(denied);
       upstream.setTimeout(0);
+      watch.done(socket); // a bypassed tunnel may be quiet for as long as its two ends like
       connected = true;
       socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
       if (head && head.length) upstream.write(head);
