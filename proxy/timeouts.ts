@@ -71,8 +71,9 @@ export class ConnectionWatch {
 
   /** The wait is over (headers complete, handshake done, socket handed on). */
   done(socket: net.Socket): void {
+    // The sweep stops itself once nothing is watched: stopping here would clear and re-create the
+    // interval on every kept-alive request.
     this.watched.delete(socket);
-    if (this.watched.size === 0) this.stop();
   }
 
   get size(): number {
