@@ -162,7 +162,9 @@ describe('destination walls (issue #11, point 3)', () => {
     let D: number;
     beforeAll(async () => {
       const deps = bareGatewayDeps({ ca: loadCa(sg.config.dataDir), dataDir: sg.config.dataDir });
-      gw = createGateway({ ...deps, upstreamCa: [origin.ca.certPem], upstreamLookup: namesLookup, destinations: new Destinations() });
+      gw = createGateway({
+        ...deps, policy: { ...deps.policy, bypassHosts: ['bank.test'] }, upstreamCa: [origin.ca.certPem], upstreamLookup: namesLookup, destinations: new Destinations(),
+      });
       G = (await gw.listen(0, '127.0.0.1')).port;
       denied = createGateway({
         ...bareGatewayDeps({ ca: loadCa(sg.config.dataDir), dataDir: sg.config.dataDir }),
@@ -189,6 +191,8 @@ describe('destination walls (issue #11, point 3)', () => {
       expect(await raw(G, `CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\n\r\n`)).toMatch(/^HTTP\/1\.1 403[^]*SG_ERR_DESTINATION_DENIED/);
       const inside = await insideTunnel(G, 'loop.test:443', sg.caCertPem);
       expect(inside).toMatchObject({ connect: 200, status: 403, code: 'SG_ERR_DESTINATION_DENIED' });
+      // A bypassed (tunnelled, never decrypted) name that resolves to loopback.
+      expect(await raw(G, `CONNECT bank.test:443 HTTP/1.1\r\nHost: bank.test:443\r\n\r\n`)).toMatch(/^HTTP\/1\.1 403[^]*SG_ERR_DESTINATION_DENIED[^]*loopback/);
       const ws = await wsUpgrade(G, `ws://loop.test:${origin.httpPort}/`);
       expect(statusOf(ws)).toBe(101);
       expect(origin.connections()).toBe(before);
