@@ -19,6 +19,7 @@ type Family = 'ipv4' | 'ipv6';
 
 /** The reason given for the gateway's own ports. */
 export const OWN_PORTS = 'the web filter itself';
+const THIS_MACHINE = "an address of the web filter's own computer";
 interface Range {
   addr: string;
   prefix: number;
@@ -26,7 +27,10 @@ interface Range {
   reason: string;
 }
 
-/** Always refused, whatever the configuration denies, unless `allowedDestinations` names them. */
+/**
+ * Always refused, whatever the configuration denies, unless `allowedDestinations` names them; so
+ * are the addresses of the gateway's own network interfaces.
+ */
 const BUILT_IN: Range[] = [
   { addr: '0.0.0.0', prefix: 8, family: 'ipv4', reason: 'unspecified address' },
   { addr: '127.0.0.0', prefix: 8, family: 'ipv4', reason: 'loopback address' },
@@ -185,6 +189,9 @@ export class Destinations {
     if (this.allowed.check(eff.address, eff.family)) return null;
     if (this.testLoopback && this.loopback.check(eff.address, eff.family)) return null;
     for (const r of this.builtIn) if (r.list.check(eff.address, eff.family)) return r.reason;
+    // Any port on the gateway's own machine, not only ours: its database, SSH and whatever else
+    // listens on the school-facing interface trust that network, not a relay for it.
+    if (this.isLocal(eff.address, eff.family)) return THIS_MACHINE;
     if (this.denied.check(eff.address, eff.family)) return 'address range closed by the school';
     return null;
   }

@@ -29,8 +29,10 @@ describe('destination policy', () => {
   });
 
   it('keeps private ranges (school intranets) and public addresses reachable by default', () => {
+    // (Skipping any that happen to be this machine's own: those are refused, as the next tests show.)
+    const mine = new Set(Object.values(os.networkInterfaces()).flatMap((l) => l ?? []).map((i) => i.address));
     for (const a of ['10.1.2.3', '172.16.0.1', '172.31.255.254', '192.168.1.1', 'fc00::1', 'fd12:3456::1', '::ffff:10.1.2.3', '93.184.216.34', '2606:4700::1111']) {
-      expect(d.refusal(a, 443), a).toBeNull();
+      if (!mine.has(a.replace(/^::ffff:/, ''))) expect(d.refusal(a, 443), a).toBeNull();
     }
     expect(d.refusal('not-an-address')).toBe('not an IP address');
   });
@@ -58,6 +60,17 @@ describe('destination policy', () => {
       for (const i of list ?? []) expect(t.refusal(i.address, 8081), i.address).toBe('the web filter itself');
     }
     expect(t.refusal('169.254.169.254', 80)).toMatch(/link-local/); // the test escape opens loopback only
+  });
+
+  it("refuses every port on the gateway machine's own addresses unless allowed, and its own ports even then", () => {
+    const mine = Object.values(os.networkInterfaces()).flatMap((l) => l ?? []).map((i) => i.address);
+    for (const a of mine) expect(d.refusal(a, 5432), a).not.toBeNull();
+    const open = rules({ allowedDestinations: mine.map((a) => a.replace(/%.*$/, '')) });
+    open.addOwnPort(8081);
+    for (const a of mine) {
+      expect(open.refusal(a, 5432), a).toBeNull();
+      expect(open.refusal(a, 8081), a).toBe('the web filter itself');
+    }
   });
 
   it('allows CONNECT to 443 only by default; ports and ranges are configurable', () => {
