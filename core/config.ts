@@ -4,6 +4,8 @@ import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { SchoolgateError } from './errors';
 import { bracketHost } from './host';
+import { checkDestinationRules, DEFAULT_DESTINATION_RULES } from '../proxy/destinations';
+import { DEFAULT_CONNECTION_LIMITS } from '../proxy/timeouts';
 
 /**
  * The one place where flags, environment variables and the config file are read.
@@ -51,6 +53,21 @@ export interface Config {
   /** Where `schoolgate lists update` fetches from when the data folder has no lists. */
   listsUpdateUrl: string;
   logLevel: string;
+  // What the gateway may reach, and client connection limits (issue #11, network slice).
+  /** CIDRs refused beyond the built-in walls (loopback, link-local, unspecified, multicast, the gateway itself). */
+  deniedDestinations: string[];
+  /** CIDRs reachable although denied; the gateway's own ports never are. */
+  allowedDestinations: string[];
+  /** Ports CONNECT may open: numbers or `low-high` ranges. */
+  connectPorts: Array<string | number>;
+  /** Milliseconds a client has to send a request's headers once it starts (slowloris). */
+  headersTimeoutMs: number;
+  /** Milliseconds a new connection (or TLS tunnel) may stay silent before its first request. */
+  idleTimeoutMs: number;
+  /** Milliseconds from a CONNECT's 200 to a finished TLS handshake (or first plain byte). */
+  handshakeTimeoutMs: number;
+  /** Concurrent connections one client address may hold. */
+  maxConnectionsPerClient: number;
 }
 
 export const DEFAULT_BYPASS_HOSTS = [
@@ -93,6 +110,8 @@ function defaults(cwd: string): Config {
     publicUrl: null,
     listsUpdateUrl: 'https://dsi.ut-capitole.fr/blacklists/download/blacklists.tar.gz',
     logLevel: 'info',
+    ...DEFAULT_DESTINATION_RULES,
+    ...DEFAULT_CONNECTION_LIMITS,
   };
 }
 
@@ -215,6 +234,15 @@ export function loadConfig(values: Partial<CliValues> = {}, env: NodeJS.ProcessE
   }
   if (env.SCHOOLGATE_LISTS_URL) c.listsUpdateUrl = env.SCHOOLGATE_LISTS_URL;
   checkCidrs(c);
+  // What the gateway may reach, and client connection limits (issue #11, network slice).
+  c.deniedDestinations = list(env.SCHOOLGATE_DENIED_DESTINATIONS) ?? c.deniedDestinations;
+  c.allowedDestinations = list(env.SCHOOLGATE_ALLOWED_DESTINATIONS) ?? c.allowedDestinations;
+  c.connectPorts = list(env.SCHOOLGATE_CONNECT_PORTS) ?? c.connectPorts;
+  checkDestinationRules(c);
+  c.headersTimeoutMs = wholeNumber('headersTimeoutMs', env.SCHOOLGATE_HEADERS_TIMEOUT_MS ?? c.headersTimeoutMs, 100);
+  c.idleTimeoutMs = wholeNumber('idleTimeoutMs', env.SCHOOLGATE_IDLE_TIMEOUT_MS ?? c.idleTimeoutMs, 100);
+  c.handshakeTimeoutMs = wholeNumber('handshakeTimeoutMs', env.SCHOOLGATE_HANDSHAKE_TIMEOUT_MS ?? c.handshakeTimeoutMs, 100);
+  c.maxConnectionsPerClient = wholeNumber('maxConnectionsPerClient', env.SCHOOLGATE_MAX_CONNECTIONS_PER_CLIENT ?? c.maxConnectionsPerClient, 1);
   return c;
 }
 

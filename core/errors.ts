@@ -48,6 +48,10 @@ export const codes = {
   // proxy authentication (issue #11, slice auth)
   SG_ERR_PROXY_AUTH_LOCKED: 'too many failed proxy sign-ins from this address or for this account; refused for a while',
   SG_ERR_PROXY_AUTH_BUSY: 'too many password checks waiting; proxy sign-in refused for now',
+  // proxy: what the gateway may reach, and connection limits (issue #11, network slice)
+  SG_ERR_DESTINATION_DENIED: 'destination not reachable through the gateway (loopback, link-local, the gateway itself, a closed range, or a CONNECT port not allowed)',
+  SG_ERR_TOO_MANY_CONNECTIONS: 'too many connections from this client address',
+  SG_ERR_TIMEOUT: 'client too slow: request headers or TLS handshake not received in time',
   SG_ERR_INTERNAL: 'internal error',
 } as const;
 

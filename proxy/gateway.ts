@@ -22,6 +22,9 @@ import { plainIp } from './identify';
 import { safeSearchFor, searchTerms } from './safesearch';
 import type { SearchKeywords } from './keywords';
 import { bracketHost } from '../core/host';
+import { Destinations, isDestinationDenied, OWN_PORTS } from './destinations';
+import { guardedConnector } from './upstream-connect';
+import { ConnectionWatch, DEFAULT_CONNECTION_LIMITS, PerClientCap, type ConnectionLimits, type CutReason } from './timeouts';
 
 export interface GatewayDeps {
   leaf: LeafCertificates;
@@ -49,6 +52,10 @@ export interface GatewayDeps {
   upstreamTimeoutMs?: number;
   /** Milliseconds an idle client connection is kept open (default 60 s). */
   keepAliveTimeoutMs?: number;
+  /** Where the gateway may connect (default: the built-in walls, CONNECT to 443 only). Its own listening port is added at listen(). */
+  destinations?: Destinations;
+  /** Header, idle and handshake limits, and connections per client address (defaults in proxy/timeouts.ts). */
+  limits?: Partial<ConnectionLimits>;
 }
 
 export interface GatewayStats {
@@ -59,6 +66,12 @@ export interface GatewayStats {
   tunnels: number;
   intercepts: number;
   upstreamErrors: number;
+  /** Requests and tunnels refused because of where they would go (SG_ERR_DESTINATION_DENIED). */
+  destinationDenied: number;
+  /** Connections cut for being too slow: idle, headers, TLS handshake. */
+  timedOut: number;
+  /** Connections refused over the per-client cap. */
+  tooManyConnections: number;
 }
 
 export interface Gateway {
@@ -163,7 +176,19 @@ export function splitHostPort(s: string, defaultPort: number): { host: string; p
 
 export function createGateway(deps: GatewayDeps): Gateway {
   const log = deps.logger;
-  const stats: GatewayStats = { connections: 0, refused: 0, requests: 0, blocked: 0, tunnels: 0, intercepts: 0, upstreamErrors: 0 };
+  const stats: GatewayStats = {
+    connections: 0, refused: 0, requests: 0, blocked: 0, tunnels: 0, intercepts: 0, upstreamErrors: 0, destinationDenied: 0, timedOut: 0, tooManyConnections: 0,
+  };
+  const destinations = deps.destinations ?? new Destinations();
+  const limits: ConnectionLimits = { ...DEFAULT_CONNECTION_LIMITS, ...deps.limits };
+  const keepAliveTimeout = deps.keepAliveTimeoutMs ?? 60_000;
+  const perClient = new PerClientCap(limits.maxConnectionsPerClient);
+  let capLoggedAt = 0;
+  // A socket cut for slowness may still have a request parsed from what it sent: nothing more is served on it.
+  const cut = new WeakSet<object>();
+  const watch = new ConnectionWatch(limits, (socket, reason) => cutSlow(socket, reason));
+  /** Requests in progress per client socket: the wait for the next request starts when the last one is answered. */
+  const inFlight = new WeakMap<object, number>();
   const conns = new WeakMap<object, ConnInfo>();
   /** Who opened each WebSocket, as found by identifyRequest before its handshake. */
   const wsIdentity = new WeakMap<IncomingMessage, Identity>();
@@ -178,25 +203,51 @@ export function createGateway(deps: GatewayDeps): Gateway {
   proxy.timeout = 0;
   proxy.options = {};
   const lookup = deps.upstreamLookup;
-  proxy.httpAgent = new http.Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 256, timeout: 60_000, lookup });
-  proxy.httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 256, timeout: 60_000, ca: upstreamCa, lookup });
+  // Every upstream connection resolves through the destination policy, with the port known where
+  // the agent gives it: the socket connects only to addresses that passed (no rebinding window).
+  const guardAgent = <A extends http.Agent>(agent: A): A => {
+    const own = (agent as unknown as { createConnection: (o: net.NetConnectOpts, cb: unknown) => net.Socket }).createConnection.bind(agent);
+    (agent as unknown as { createConnection: unknown }).createConnection = (o: net.TcpNetConnectOpts, cb: unknown) =>
+      own({ ...o, lookup: destinations.lookup(lookup, Number(o.port)) }, cb);
+    return agent;
+  };
+  proxy.httpAgent = guardAgent(new http.Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 256, timeout: 60_000, lookup }));
+  proxy.httpsAgent = guardAgent(new https.Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 256, timeout: 60_000, ca: upstreamCa, lookup }));
   // Passed requests (WebSockets stay on the agents above, with http-mitm-proxy). Our own timer
   // covers the wait for response headers; bodies take what they take.
-  const upstreamPool = new UndiciAgent({
-    connections: 512, keepAliveTimeout: 60_000, headersTimeout: 0, bodyTimeout: 0,
-    connect: { ca: upstreamCa, lookup, timeout: 10_000 } as UndiciAgent.Options['connect'],
-  });
+  const upstreamPool = new UndiciAgent({ connections: 512, keepAliveTimeout: 60_000, headersTimeout: 0, bodyTimeout: 0, connect: guardedConnector({ destinations, lookup, ca: upstreamCa, timeoutMs: 10_000 }) });
 
   // Plain HTTP from clients, and plain HTTP sent inside a CONNECT tunnel.
-  const plainServer = http.createServer({ keepAliveTimeout: deps.keepAliveTimeoutMs ?? 60_000 });
+  const plainServer = http.createServer({ keepAliveTimeout });
   // Requests decrypted from intercepted tunnels: TLS is terminated by our own TLSSocket (one
   // SNI-driven context per host), so a plain http.Server parses what comes out of it.
-  const tlsServer = http.createServer({ keepAliveTimeout: deps.keepAliveTimeoutMs ?? 60_000 });
+  const tlsServer = http.createServer({ keepAliveTimeout });
   for (const [server, isSSL] of [[plainServer, false], [tlsServer, true]] as const) {
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      const socket = req.socket;
+      if (cut.has(socket)) {
+        res.destroy();
+        return;
+      }
+      watch.done(socket);
+      inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1);
+      res.once('close', () => {
+        const n = (inFlight.get(socket) ?? 1) - 1;
+        inFlight.set(socket, n);
+        // Between requests Node's keep-alive timer cuts a silent socket, but any byte resets it: a
+        // next request trickled a byte at a time is ours to limit.
+        if (n === 0 && !socket.destroyed) watch.awaitRequest(socket, keepAliveTimeout);
+      });
       handleRequest(isSSL, req, res).catch((err) => internalError(res, err));
     });
+    server.on('upgrade', (req: IncomingMessage) => watch.done(req.socket));
     server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      // Until the tunnel is open (or refused and closed by the client), one deadline.
+      watch.awaitHandshake(socket as net.Socket);
+      if (cut.has(socket)) {
+        socket.destroy();
+        return;
+      }
       handleConnect(req, socket as net.Socket, head).catch((err) => {
         log.error({ err }, 'CONNECT handling failed');
         socket.destroy();
@@ -263,6 +314,8 @@ export function createGateway(deps: GatewayDeps): Gateway {
       if (decision.reason !== 'no_lists') recordBlock(target.url, identity, decision);
       return refuse('blocked by the school web filter');
     }
+    // Names are judged by the agents' guarded lookup; IP literals never reach a lookup.
+    if (literalRefusal(target.fwd.host, target.fwd.port)) return refuse('destination not allowed');
     const scheme = ctx.isSSL ? 'wss' : 'ws';
     const o = ctx.proxyToServerWebSocketOptions!;
     o.url = `${scheme}://${target.fwd.hostHeader}${target.fwd.path}`;
@@ -272,21 +325,42 @@ export function createGateway(deps: GatewayDeps): Gateway {
     callback();
   });
 
+  /** Answers once and lets go of a connection the gateway will not serve. */
+  const turnAway = (socket: net.Socket, response: string) => {
+    socket.on('error', () => socket.destroy());
+    socket.resume(); // read (and drop) what it sends, so its FIN is seen and the socket freed
+    socket.setTimeout(5000, () => socket.destroy());
+    socket.end(response);
+  };
+
   const front = net.createServer((socket) => {
     stats.connections++;
     const ip = plainIp(socket.remoteAddress);
     if (!deps.identifier.isAllowed(ip)) {
       stats.refused++;
       log.warn({ clientIp: ip, code: 'SG_ERR_CLIENT_DENIED' }, 'client refused: not in the allowed networks');
-      socket.on('error', () => socket.destroy());
-      socket.resume(); // read (and drop) what it sends, so its FIN is seen and the socket freed
-      socket.setTimeout(5000, () => socket.destroy());
-      socket.end(rawResponse(403, 'Forbidden', 'SG_ERR_CLIENT_DENIED', 'This device is not allowed to use the school web gateway.\n'));
+      turnAway(socket, rawResponse(403, 'Forbidden', 'SG_ERR_CLIENT_DENIED', 'This device is not allowed to use the school web gateway.\n'));
+      return;
+    }
+    if (!perClient.take(ip)) {
+      stats.tooManyConnections++;
+      // One line per minute at most, and no address: the service log must not say who did what.
+      const now = Date.now();
+      if (now - capLoggedAt >= 60_000) {
+        capLoggedAt = now;
+        log.warn({ code: 'SG_ERR_TOO_MANY_CONNECTIONS', limit: perClient.max, refusedSoFar: perClient.refused }, 'connection refused: a client address is over its connection limit');
+      }
+      turnAway(socket, rawResponse(429, 'Too Many Requests', 'SG_ERR_TOO_MANY_CONNECTIONS',
+        `${codes.SG_ERR_TOO_MANY_CONNECTIONS} (at most ${perClient.max} at once). Close some connections and try again.\n`, 'Retry-After: 5\r\n'));
       return;
     }
     sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
+    socket.on('close', () => {
+      sockets.delete(socket);
+      perClient.release(ip);
+    });
     socket.setNoDelay(true);
+    watch.awaitRequest(socket);
     conns.set(socket, { identity: deps.identifier.byAddress(ip) });
     plainServer.emit('connection', socket);
   });
@@ -399,6 +473,10 @@ export function createGateway(deps: GatewayDeps): Gateway {
       if (change?.path) fwd.path = change.path;
       if (change?.headers) fwd.extraHeaders = change.headers;
     }
+    if (literalRefusal(fwd.host, fwd.port, res)) {
+      req.resume();
+      return;
+    }
     if (!req.headers.host) req.headers.host = fwd.hostHeader; // HTTP/1.0 without Host: the library would 400 it
     if (debug) log.debug({ clientIp: identity.clientIp, method: req.method, tls: isSSL, tunnel: info.connectHost !== undefined, host: fwd.host, port: fwd.port }, 'pass');
     forward(isSSL, req, res, fwd);
@@ -492,6 +570,10 @@ export function createGateway(deps: GatewayDeps): Gateway {
   function badGateway(res: ServerResponse, host: string, err: Error) {
     const code = (err as NodeJS.ErrnoException).code;
     if (res.destroyed) return; // the client left first: nothing to tell it
+    if (isDestinationDenied(err)) {
+      destinationDenied(res, host, (err as { reason?: string }).reason ?? err.message);
+      return;
+    }
     stats.upstreamErrors++;
     log.warn({ code, host, err: err.message }, 'upstream failed');
     if (!res.headersSent) {
@@ -503,6 +585,49 @@ export function createGateway(deps: GatewayDeps): Gateway {
     } else {
       res.destroy(); // half a response: cut it rather than append an error to someone's download
     }
+  }
+
+  /**
+   * The 403 for a destination the gateway will not reach; `res` null answers nothing (the caller
+   * refuses in its own way). True when refused.
+   */
+  function literalRefusal(host: string, port: number, res: ServerResponse | null = null): boolean {
+    try {
+      destinations.checkLiteral(host, port);
+      return false;
+    } catch (err) {
+      if (!isDestinationDenied(err)) throw err;
+      if (res) destinationDenied(res, host, (err as { reason: string }).reason);
+      else stats.destinationDenied++;
+      return true;
+    }
+  }
+
+  function destinationDenied(res: ServerResponse, host: string, reason: string) {
+    stats.destinationDenied++;
+    log.debug({ host, reason, code: 'SG_ERR_DESTINATION_DENIED' }, 'destination refused');
+    sendPage(res, 403, 'SG_ERR_DESTINATION_DENIED', renderErrorPage({
+      status: 403, code: 'SG_ERR_DESTINATION_DENIED', title: 'This address cannot be reached through the school web filter',
+      message: reason === OWN_PORTS
+        ? `${host} is the school web filter itself, which is not reachable through the filter. Open the console directly (the proxy.pac file does), or add its address to the browser's proxy exceptions.`
+        : `The school web filter does not connect to ${host}: addresses on this computer, on the local link, or closed by the school are not reachable through it.`,
+      detail: reason,
+    }));
+  }
+
+  /** Cuts a connection that was too slow; a request still arriving is told why (408). */
+  function cutSlow(socket: net.Socket, reason: CutReason) {
+    stats.timedOut++;
+    cut.add(socket);
+    log.debug({ reason, code: 'SG_ERR_TIMEOUT' }, 'slow client connection cut');
+    if (reason === 'headers' && socket.writable) {
+      const timer = setTimeout(() => socket.destroy(), 1000);
+      timer.unref();
+      socket.end(rawResponse(408, 'Request Timeout', 'SG_ERR_TIMEOUT', `${codes.SG_ERR_TIMEOUT}\n`), () => {
+        clearTimeout(timer);
+        socket.destroy();
+      });
+    } else socket.destroy();
   }
 
   function recordBlock(url: NormalizedUrl, identity: Identity, decision: Decision, terms?: string | null, note?: string) {
@@ -560,6 +685,14 @@ export function createGateway(deps: GatewayDeps): Gateway {
       socket.end(rawResponse(400, 'Bad Request', 'SG_ERR_BAD_REQUEST', `CONNECT target must be host:port\n`));
       return;
     }
+    const portAllowed = destinations.connectPortAllowed(hp.port);
+    if (!portAllowed || literalRefusal(host, hp.port)) {
+      if (!portAllowed) stats.destinationDenied++;
+      const why = portAllowed ? `${host} cannot be reached through the school web filter` : `CONNECT to port ${hp.port} is not allowed`;
+      log.debug({ host, port: hp.port, code: 'SG_ERR_DESTINATION_DENIED' }, 'CONNECT refused: destination');
+      socket.end(rawResponse(403, 'Forbidden', 'SG_ERR_DESTINATION_DENIED', `${codes.SG_ERR_DESTINATION_DENIED}: ${why}\n`));
+      return;
+    }
     const identity = await identifyRequest(req, base);
     if ('refused' in identity) {
       socket.end(rawResponse(407, 'Proxy Authentication Required', identity.refused, `${authMessage(identity)}\n`, 'Proxy-Authenticate: Basic realm="schoolgate"\r\n'));
@@ -574,10 +707,15 @@ export function createGateway(deps: GatewayDeps): Gateway {
       socket.pause();
       socket.unshift(first);
       if (first[0] === 0x16) return terminateTls(socket, info, (context ??= deps.leaf.context(host)));
+      watch.done(socket);
       conns.set(socket, info); // plain HTTP inside the tunnel: still only the CONNECT host
       plainServer.emit('connection', socket);
+      watch.awaitRequest(socket);
       socket.resume();
     };
+    // From here to a finished TLS handshake (or the first plain request's start), one deadline:
+    // CONNECT-then-silence and a stalled ClientHello both hold a socket otherwise.
+    watch.awaitHandshake(socket);
     if (head && head.length > 0) start(head);
     else {
       // The 200 goes out first and the certificate is made after it: the client reads our answer
@@ -605,6 +743,12 @@ export function createGateway(deps: GatewayDeps): Gateway {
           log.debug({ host: info.connectHost, code: err.code, err: err.message }, 'TLS with client failed');
           tlsSocket.destroy();
         });
+        tlsSocket.once('secure', () => {
+          watch.done(socket);
+          watch.awaitRequest(tlsSocket);
+        });
+        // The raw socket's deadline is the handshake's: cutting it takes the TLS socket with it.
+        socket.once('close', () => tlsSocket.destroy());
         conns.set(tlsSocket, { ...info, tls: true });
         tlsServer.emit('connection', tlsSocket);
         // No socket.resume() here: the TLS socket now reads the connection itself (starting with
@@ -620,10 +764,16 @@ export function createGateway(deps: GatewayDeps): Gateway {
   function tunnel(socket: net.Socket, host: string, port: number, head: Buffer, identity: Identity) {
     stats.tunnels++;
     log.debug({ clientIp: identity.clientIp, host }, 'tunnel (bypass)');
-    const upstream = net.connect({ host, port, lookup: deps.upstreamLookup });
+    const upstream = net.connect({ host, port, lookup: destinations.lookup(deps.upstreamLookup, port) });
     upstream.setNoDelay(true);
+    // net.connect has no connect timeout of its own: a silent address would hold the client for minutes.
+    upstream.setTimeout(10_000, () => upstream.destroy(Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' })));
     let connected = false;
     upstream.once('connect', () => {
+      const denied = destinations.checkConnected(upstream, `${host}:${port}`);
+      if (denied) return upstream.destroy(denied);
+      upstream.setTimeout(0);
+      watch.done(socket); // a bypassed tunnel may be quiet for as long as its two ends like
       connected = true;
       socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
       if (head && head.length) upstream.write(head);
@@ -631,6 +781,12 @@ export function createGateway(deps: GatewayDeps): Gateway {
       upstream.pipe(socket);
     });
     upstream.on('error', (err: NodeJS.ErrnoException) => {
+      if (isDestinationDenied(err) && !connected) {
+        stats.destinationDenied++;
+        log.debug({ host, port, code: 'SG_ERR_DESTINATION_DENIED' }, 'tunnel refused: destination');
+        socket.end(rawResponse(403, 'Forbidden', 'SG_ERR_DESTINATION_DENIED', `${codes.SG_ERR_DESTINATION_DENIED}: ${host} (${(err as { reason?: string }).reason ?? err.message})\n`));
+        return;
+      }
       stats.upstreamErrors++;
       log.warn({ host, port, code: err.code }, 'tunnel upstream failed');
       if (!connected) socket.end(rawResponse(502, 'Bad Gateway', 'SG_ERR_UPSTREAM', `${codes.SG_ERR_UPSTREAM}: ${host}:${port} (${err.code ?? err.message})\n`));
@@ -647,6 +803,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
         front.once('error', reject);
         front.listen(port, host, () => {
           front.off('error', reject);
+          destinations.addOwnPort((front.address() as AddressInfo).port);
           resolve(front.address() as AddressInfo);
         });
       });
@@ -659,6 +816,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
         front.close(() => resolve());
         for (const s of sockets) s.destroy();
       });
+      watch.close();
       proxy.httpAgent.destroy();
       proxy.httpsAgent.destroy();
       await upstreamPool.destroy().catch(() => undefined);

@@ -25,6 +25,7 @@ import { ClientIdentifier, usersTableLookup, type ProxyAuthDeps } from './identi
 import type { Policy } from './decide';
 import { SearchKeywords } from './keywords';
 import { bracketHost } from '../core/host';
+import { Destinations } from './destinations';
 
 export interface StartOptions {
   logger?: Logger;
@@ -36,6 +37,8 @@ export interface StartOptions {
   upstreamCa?: string[];
   /** DNS for upstream connections (tests send every name to loopback). */
   upstreamLookup?: import('node:net').LookupFunction;
+  /** Tests only (never from configuration): origins on loopback and any CONNECT port; the gateway's own ports stay refused. */
+  allowLoopbackDestinationsForTests?: boolean;
 }
 
 export interface SchoolgateHandle {
@@ -140,6 +143,8 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
 
     const identifier = new ClientIdentifier(config, proxyAuthDeps(db, logger));
     cleanups.push(await watchCredentialChanges(db, (email) => identifier.forget(email), logger));
+    const destinations = new Destinations({ ...config, allowLoopbackForTests: opts.allowLoopbackDestinationsForTests });
+    destinations.addOwnPort(adminPort);
     const gateway = createGateway({
       leaf,
       policy,
@@ -155,6 +160,8 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       gatewayName: os.hostname(),
       upstreamCa: opts.upstreamCa,
       upstreamLookup: opts.upstreamLookup,
+      destinations,
+      limits: config,
     });
     const addr = await gateway.listen(config.proxyPort, config.listen);
     cleanups.push(() => gateway.close());

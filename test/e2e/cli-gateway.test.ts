@@ -64,7 +64,8 @@ describe.skipIf(skip)('schoolgate start, the real CLI, with the real UT1 lists',
       'npx',
       ['schoolgate', 'start', '--lists', ut1, '--categories', 'gambling,adult', '--proxy-port', String(proxyPort), '--admin-port', String(adminPort), '--data-dir', dataDir],
       // Its own process group, so the test can stop npx and the node under it together.
-      { cwd: projectRoot, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: true },
+      // The test origin lives on loopback, which the gateway refuses unless the school allows it.
+      { cwd: projectRoot, env: { ...childEnv(), SCHOOLGATE_ALLOWED_DESTINATIONS: '127.0.0.1' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
     );
     child.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
     child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });

@@ -36,7 +36,7 @@ describe.skipIf(skip)('gateway, end to end in one process', () => {
       },
       {},
     );
-    sg = await startSchoolgate(config, { logger: silentLogger, out: devNull(), upstreamCa: [origin.ca.certPem], upstreamLookup: loopbackLookup });
+    sg = await startSchoolgate(config, { logger: silentLogger, out: devNull(), upstreamCa: [origin.ca.certPem], upstreamLookup: loopbackLookup, allowLoopbackDestinationsForTests: true });
     P = sg.proxyPort;
   });
   afterAll(async () => {

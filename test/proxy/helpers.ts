@@ -9,6 +9,7 @@ import tls from 'node:tls';
 import { initCa, type SchoolCa } from '../../certs/ca';
 import { LeafCertificates } from '../../certs/leaf';
 import { silentLogger } from '../../core/log';
+import { DEFAULT_DESTINATION_RULES, Destinations } from '../../proxy/destinations';
 import type { GatewayDeps } from '../../proxy/gateway';
 import { ClientIdentifier, type ProxyAuthDeps, type UserLookup } from '../../proxy/identify';
 import { getDummyHash, verifyPassword } from '../../admin-api/auth';
@@ -66,6 +67,8 @@ export function bareGatewayDeps(opts: {
     safeSearch: false,
     flagCategories: [],
     logger: silentLogger,
+    // Test origins listen on loopback, on random ports: open to them (the gateway's own port stays refused).
+    destinations: new Destinations({ ...DEFAULT_DESTINATION_RULES, allowLoopbackForTests: true }),
   };
 }
 
