@@ -5,6 +5,7 @@ import type { Config } from '../core/config';
 import { silentLogger, type Logger } from '../core/log';
 import type { LoadReport } from '../blocklists/types';
 import { defaultListsDir } from '../blocklists/update';
+import { isConfined, listRoots } from '../blocklists/location';
 import type { Db, Queryable } from '../incidents/types';
 import type { ListStoreLike, OverrideEntry } from './deps';
 
@@ -65,14 +66,19 @@ export function localPath(config: Config, row: { name: string; location: string 
 }
 
 /** Sources to compile: the configured lists, then the enabled sources added in the console. */
-export async function sourcesFor(db: Queryable, config: Config): Promise<string[]> {
+export async function sourcesFor(db: Queryable, config: Config, logger?: Logger): Promise<string[]> {
   const r = await db.query<{ name: string; location: string }>('SELECT name, location FROM list_sources WHERE enabled ORDER BY id');
   // A configured folder that is not there (a first-run download that failed) must not block
   // loading what the console added; one that vanished later still fails the reload via the DB rows.
   // A tarball source is read from the copy the admin API fetched into this data folder; a gateway
   // on another machine without that copy serves without it rather than failing every reload.
   const fromDb = r.rows.map((row) => localPath(config, row)).filter((p, i) => !isUrl(r.rows[i].location) || existsSync(p));
-  return [...new Set([...config.lists.filter((p) => existsSync(p)), ...fromDb])];
+  // A row added before locations were confined (or edited in the table) is never read: it could
+  // name any file the server can read.
+  const roots = listRoots(config);
+  const refused = fromDb.filter((p) => !isConfined(roots, p));
+  if (refused.length) logger?.warn({ code: 'SG_ERR_LIST_LOCATION', count: refused.length }, 'list sources outside the lists folders skipped');
+  return [...new Set([...config.lists.filter((p) => existsSync(p)), ...fromDb.filter((p) => !refused.includes(p))])];
 }
 
 /**

@@ -43,6 +43,10 @@ export const codes = {
   SG_ERR_USER_EXISTS: 'user already exists',
   SG_ERR_EXISTS: 'already exists',
   SG_ERR_RATE_LIMITED: 'too many requests; try again later',
+  // issue #11, lists slice: list source locations, archives, size caps
+  SG_ERR_LIST_LOCATION: 'list source location refused: outside the lists folders, or through a symbolic link',
+  SG_ERR_LIST_ARCHIVE: 'list archive refused: a link, device, absolute or ".." member',
+  SG_ERR_LIST_TOO_LARGE: 'list download or archive exceeds its size limit',
   SG_ERR_INTERNAL: 'internal error',
 } as const;
 
