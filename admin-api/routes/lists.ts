@@ -231,7 +231,7 @@ export const listRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => 
     if (remote) {
       if (format !== 'ut1') throw new SchoolgateError('SG_ERR_VALIDATION', 'a URL source must be a UT1 tarball (.tar.gz); upload other lists instead');
       // Fetched and unpacked into the data folder first: a bad download never reaches the live set.
-      await updateLists({ from: location, dataDir: downloadBase(config, name) }).catch(async (err) => {
+      await updateLists({ from: location, dataDir: downloadBase(config, name), maxDownloadBytes: config.listDownloadMaxBytes, maxExtractBytes: config.listExtractMaxBytes }).catch(async (err) => {
         await rm(downloadBase(config, name), { recursive: true, force: true });
         throw err;
       });
@@ -309,7 +309,7 @@ export const listRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => 
       const r = await db.query<{ name: string; location: string }>("SELECT name, location FROM list_sources WHERE enabled AND location ~* '^https?://' ORDER BY id");
       // Each download replaces its folder only once complete, so a failed one leaves the last good copy.
       for (const src of r.rows) {
-        await updateLists({ from: src.location, dataDir: downloadBase(config, src.name) });
+        await updateLists({ from: src.location, dataDir: downloadBase(config, src.name), maxDownloadBytes: config.listDownloadMaxBytes, maxExtractBytes: config.listExtractMaxBytes });
         fetched.push(src.name);
       }
     }
