@@ -1,12 +1,13 @@
-import { existsSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadConfig, type CliValues } from '../core/config';
 import { SchoolgateError } from '../core/errors';
 import { createLogger } from '../core/log';
 import type { ListSet } from './types';
 import { normalizeUrl } from './normalize';
-import { ListStore } from './store';
-import { defaultListsDir, progressBar, updateLists } from './update';
+import { compileSources, describeProblems, judgeReload, ListStore } from './store';
+import { ACCEPT_MARK, defaultListsDir, progressBar, updateLists } from './update';
 
 /** --lists as given, else the data folder's lists (from `lists update`). */
 function listSources(values: CliValues): { sources: string[]; dataDir: string } {
@@ -85,9 +86,33 @@ export async function listsCommand(args: string[], values: CliValues): Promise<n
   const sub = args[0];
   if (sub === 'update') {
     const from = values.from ?? config.listsUpdateUrl;
-    const { dir } = await updateLists({ from, dataDir: config.dataDir, onProgress: progressBar(process.stderr, 'downloading') });
-    process.stderr.write('\n');
+    const accept = values['accept-shrink'] === true;
+    let accepted = '';
+    const { dir } = await updateLists({
+      from,
+      dataDir: config.dataDir,
+      onProgress: progressBar(process.stderr, 'downloading'),
+      maxDownloadBytes: config.listDownloadMaxBytes,
+      maxExtractBytes: config.listExtractMaxBytes,
+      // Judged here, before the swap, the same way a running gateway judges its reload.
+      verify: async (next, current) => {
+        process.stderr.write('\n');
+        if (!current) return;
+        const before = (await compileSources([current], { cacheDir: path.join(config.dataDir, 'cache') })).report;
+        const after = (await compileSources([next])).report;
+        const problems = judgeReload(before, after, { maxShrink: config.listMaxShrink });
+        if (problems.length === 0) return;
+        const why = describeProblems(problems, config.listMaxShrink);
+        if (!accept) {
+          throw new SchoolgateError('SG_ERR_LIST_REJECTED', `${why}. The old lists were kept; run again with --accept-shrink to take this version`, { problems });
+        }
+        // The running gateway would refuse the same change: this tells it a person accepted it.
+        writeFileSync(path.join(next, ACCEPT_MARK), `${randomUUID()}\n`);
+        accepted = why;
+      },
+    });
     const store = await ListStore.open({ sources: [dir], cacheDir: path.join(config.dataDir, 'cache') });
+    if (accepted) process.stderr.write(`schoolgate: accepted (--accept-shrink): ${accepted}\n`);
     process.stdout.write(`lists updated in ${dir}: ${store.report.entries} entries in ${store.report.categories.length} categories\n`);
     return 0;
   }

@@ -17,6 +17,12 @@ const CONNECT_TIMEOUT_MS = 15_000;
 /** Time allowed between two chunks once the download runs. */
 const STALL_TIMEOUT_MS = 30_000;
 
+/**
+ * Left in a lists folder that `lists update --accept-shrink` swapped in: a running gateway then
+ * accepts its reload of that version although it shrinks a category (see reloadStore).
+ */
+export const ACCEPT_MARK = '.schoolgate-accepted';
+
 /** Defaults for the size caps (config: listDownloadMaxBytes, listExtractMaxBytes). */
 export const DEFAULT_MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024;
 export const DEFAULT_MAX_EXTRACT_BYTES = 2 * 1024 * 1024 * 1024;
@@ -71,6 +77,11 @@ export async function updateLists(opts: {
   from: string;
   dataDir: string;
   onProgress?: (done: number, total: number | null) => void;
+  /**
+   * Called with the new lists' folder before it replaces the old one (which is still in place);
+   * throwing refuses the update and the old lists stay.
+   */
+  verify?: (newDir: string, oldDir: string | null) => Promise<void>;
 } & ListSizeLimits): Promise<{ dir: string }> {
   const limits = { download: opts.maxDownloadBytes ?? DEFAULT_MAX_DOWNLOAD_BYTES, extract: opts.maxExtractBytes ?? DEFAULT_MAX_EXTRACT_BYTES };
   const dest = defaultListsDir(opts.dataDir);
@@ -96,6 +107,7 @@ export async function updateLists(opts: {
     if (!(await hasCategories(root))) fail(`${opts.from}: no category folders (domains/urls files) found`);
     const old = `${dest}.old-${process.pid}`;
     const hadOld = await stat(dest).then(() => true, () => false);
+    await opts.verify?.(root, hadOld ? dest : null);
     if (hadOld) await rename(dest, old);
     await rename(root, dest);
     if (hadOld) await rm(old, { recursive: true, force: true });

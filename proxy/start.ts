@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildAdminApp } from '../admin-api/app';
-import { policyFor, reloadStore, startListSync } from '../admin-api/list-sync';
+import { checkConfiguredCategories, policyFor, reloadStore, startListSync } from '../admin-api/list-sync';
 import { ListStore } from '../blocklists/store';
 import type { ListSet } from '../blocklists/types';
 import { defaultListsDir, progressBar, updateLists } from '../blocklists/update';
@@ -102,6 +102,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
     const lists = await ListStore.open({ sources, cacheDir: path.join(config.dataDir, 'cache'), logger });
     const stopSync = await startListSync({ db, store: lists, config, logger });
     cleanups.push(stopSync);
+    checkConfiguredCategories(config, lists);
     if (usesDataLists) cleanups.push(watchDataLists(dataLists, () => reloadStore(db, lists, config), logger));
     cleanups.push(scheduleRetention(db, { days: config.retentionDays, logger }));
 

@@ -141,11 +141,11 @@ export const listRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => 
    * Changes the sources, recompiles, and keeps the change only if the new lists load: otherwise
    * `undo` puts the database back and the old lists keep serving (422 with the report).
    */
-  async function withSources(change: () => Promise<void>, undo: () => Promise<void>): Promise<LoadReport> {
+  async function withSources(change: () => Promise<void>, undo: () => Promise<void>, opts: { accept?: boolean; dropAllowed?: boolean } = {}): Promise<LoadReport> {
     await change();
     let report: LoadReport;
     try {
-      report = await reloadStore(db, lists, config);
+      report = await reloadStore(db, lists, config, { ...opts, logger: ctx.logger });
     } catch (err) {
       await undo();
       throw err;
@@ -263,12 +263,13 @@ export const listRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => 
     return { id, report: summarise(report) };
   });
 
-  app.delete<{ Params: { id: number } }>('/api/lists/sources/:id', {
+  app.delete<{ Params: { id: number }; Querystring: { accept?: boolean } }>('/api/lists/sources/:id', {
     config: { access: NM },
     schema: {
       tags: ['lists'],
-      summary: 'Remove a list source and reload (refused if the remaining lists would not load)',
+      summary: 'Remove a list source and reload (refused if the remaining lists would not load, or a category a policy names would vanish, unless accept=true)',
       params: { type: 'object', required: ['id'], properties: { id: { type: 'integer', minimum: 1 } } },
+      querystring: { type: 'object', properties: { accept: { type: 'boolean', default: false } } },
       response: { 200: { type: 'object', properties: { report: reportSchema } }, 404: errorSchema, 422: errorSchema },
     },
   }, async (req) => {
@@ -286,6 +287,8 @@ export const listRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => 
       async () => {
         await db.query('UPDATE list_sources SET enabled = $2 WHERE id = $1', [src.id, src.enabled]);
       },
+      // Removing a source removes its categories on purpose; only those a policy names need accept.
+      { dropAllowed: true, accept: req.query.accept === true },
     );
     await db.query('DELETE FROM list_sources WHERE id = $1', [src.id]);
     if (src.location.startsWith(uploadsDir + path.sep)) await rm(src.location, { force: true });
@@ -294,12 +297,12 @@ export const listRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => 
     return { report: summarise(report) };
   });
 
-  app.post<{ Body: { fetch?: boolean } | undefined }>('/api/lists/reload', {
+  app.post<{ Body: { fetch?: boolean; accept?: boolean } | undefined }>('/api/lists/reload', {
     config: { access: NM },
     schema: {
       tags: ['lists'],
-      summary: 'Recompile every source off the hot path and swap (fetch: true downloads tarball sources again first); 422 with the report if rejected (the old lists keep serving)',
-      body: { type: ['object', 'null'], properties: { fetch: { type: 'boolean', default: false } } },
+      summary: 'Recompile every source off the hot path and swap (fetch: true downloads tarball sources again first); 422 naming each category if rejected (empty, a category shrunk by more than listMaxShrink, gone, or mostly unparsable; the old lists keep serving); accept: true takes such a change',
+      body: { type: ['object', 'null'], properties: { fetch: { type: 'boolean', default: false }, accept: { type: 'boolean', default: false } } },
       response: { 200: { type: 'object', properties: { report: reportSchema, fetched: { type: 'array', items: { type: 'string' } } } }, 422: errorSchema },
     },
   }, async (req) => {
@@ -313,8 +316,9 @@ export const listRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => 
         fetched.push(src.name);
       }
     }
-    const report = await withSources(async () => {}, async () => {});
-    await writeAudit(db, { actor: user, action: 'list_reload', details: { entries: report.entries, millis: report.millis, fetched } });
+    const accept = req.body?.accept === true;
+    const report = await withSources(async () => {}, async () => {}, { accept });
+    await writeAudit(db, { actor: user, action: 'list_reload', details: { entries: report.entries, millis: report.millis, fetched, accept } });
     return { report: summarise(report), fetched };
   });
 

@@ -269,3 +269,38 @@ describe('list source locations (issue 11: a network manager must not read the s
     expect((await call(h, 'network_manager', 'DELETE', `/api/lists/sources/${res.json().id}`)).statusCode).toBe(200);
   });
 });
+
+describe('broken list reloads (issue 11, point 13)', () => {
+  it('a console reload where a category fills with garbage is refused naming it; the old verdicts hold; accept takes it', async () => {
+    const file = path.join(h.config.lists[0], 'games', 'domains');
+    const original = readFileSync(file, 'utf8');
+    writeFileSync(file, `games.example\n${Array.from({ length: 5 }, (_, i) => `<div class="x${i}">`).join('\n')}\n`);
+    try {
+      const res = await call(h, 'network_manager', 'POST', '/api/lists/reload', {});
+      expect(res.statusCode, res.body).toBe(422);
+      expect(res.json().error.code).toBe('SG_ERR_LIST_REJECTED');
+      expect(res.json().error.message).toContain('games: 5 lines skipped, only 1 loaded');
+      expect(res.json().error.details.problems).toEqual([{ category: 'games', problem: 'garbage', skipped: 5, loaded: 1 }]);
+      expect(verdict(h.lists, 'http://games.example/', ['games'])).toBe('block');
+      const ok = await call(h, 'network_manager', 'POST', '/api/lists/reload', { accept: true });
+      expect(ok.statusCode, ok.body).toBe(200);
+    } finally {
+      writeFileSync(file, original);
+    }
+    expect((await call(h, 'network_manager', 'POST', '/api/lists/reload', {})).statusCode).toBe(200);
+  });
+
+  it('removing a source whose category a policy group names needs accept=true', async () => {
+    const extra = makeLists(path.join(h.dir, 'lists', 'policy-ut1'), { weapons: ['guns.example'] });
+    const add = await call(h, 'network_manager', 'POST', '/api/lists/sources', { name: 'weapons', format: 'ut1', location: extra });
+    expect(add.statusCode, add.body).toBe(200);
+    expect((await call(h, 'network_manager', 'PUT', '/api/policy-groups/armoury', { categories: ['weapons'] })).statusCode).toBe(200);
+    const del = await call(h, 'network_manager', 'DELETE', `/api/lists/sources/${add.json().id}`);
+    expect(del.statusCode, del.body).toBe(422);
+    expect(del.json().error.message).toContain('weapons: gone (had 1 entries)');
+    expect(verdict(h.lists, 'http://guns.example/', ['weapons'])).toBe('block');
+    const sure = await call(h, 'network_manager', 'DELETE', `/api/lists/sources/${add.json().id}?accept=true`);
+    expect(sure.statusCode, sure.body).toBe(200);
+    expect(verdict(h.lists, 'http://guns.example/', ['weapons'])).toBe('pass');
+  });
+});
