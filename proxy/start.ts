@@ -73,7 +73,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
     out.write(`No lists configured: fetching the UT1 lists from ${input.listsUpdateUrl}\n`);
     const progress = opts.progress === undefined ? (process.stderr.isTTY ? process.stderr : null) : opts.progress;
     try {
-      await updateLists({ from: input.listsUpdateUrl, dataDir: input.dataDir, onProgress: progress ? progressBar(progress, 'fetching UT1 lists') : undefined });
+      await updateLists({ from: input.listsUpdateUrl, dataDir: input.dataDir, onProgress: progress ? progressBar(progress, 'fetching UT1 lists') : undefined, maxDownloadBytes: input.listDownloadMaxBytes, maxExtractBytes: input.listExtractMaxBytes });
       progress?.write('\n');
     } catch (err) {
       progress?.write('\n');

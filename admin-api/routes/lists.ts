@@ -10,6 +10,7 @@ import { caller } from '../auth';
 import type { AdminContext } from '../app';
 import { applyOverrides, applyPolicies, downloadBase, isUrl, notifyLists, recordSourceReport, reloadStore } from '../list-sync';
 import { updateLists } from '../../blocklists/update';
+import { updateGuard } from '../../blocklists/cli';
 import { confineLocation, isConfined, listRoots, refuseLinksInside } from '../../blocklists/location';
 import { errorSchema, incidentSchema, okSchema, toIncidentJson } from '../present';
 
@@ -312,7 +313,11 @@ export const listRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => 
       const r = await db.query<{ name: string; location: string }>("SELECT name, location FROM list_sources WHERE enabled AND location ~* '^https?://' ORDER BY id");
       // Each download replaces its folder only once complete, so a failed one leaves the last good copy.
       for (const src of r.rows) {
-        await updateLists({ from: src.location, dataDir: downloadBase(config, src.name), maxDownloadBytes: config.listDownloadMaxBytes, maxExtractBytes: config.listExtractMaxBytes });
+        // Judged before it replaces the last good copy on disk, not only in memory afterwards.
+        await updateLists({
+          from: src.location, dataDir: downloadBase(config, src.name), maxDownloadBytes: config.listDownloadMaxBytes, maxExtractBytes: config.listExtractMaxBytes,
+          verify: updateGuard(config, req.body?.accept === true).verify,
+        });
         fetched.push(src.name);
       }
     }

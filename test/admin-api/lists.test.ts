@@ -185,6 +185,16 @@ describe('lists API', () => {
       expect(refetch.json().fetched).toEqual(['mirror']);
       expect(verdict(h.lists, 'http://second-evil.example/', ['malware'])).toBe('block');
 
+      // Emptied upstream: refused before it replaces the copy on disk, and in memory.
+      writeFileSync(path.join(tree, 'malware', 'domains'), '# emptied upstream\n');
+      pack();
+      const emptied = await call(h, 'network_manager', 'POST', '/api/lists/reload', { fetch: true });
+      expect(emptied.statusCode, emptied.body).toBe(422);
+      expect(emptied.json().error.message).toContain('malware: shrank from 2 to 0 entries');
+      expect(verdict(h.lists, 'http://second-evil.example/', ['malware'])).toBe('block');
+      const copy = path.join(h.dir, 'lists', 'sources', 'mirror', 'lists', 'ut1', 'malware', 'domains');
+      expect(readFileSync(copy, 'utf8')).toBe('evil-download.example\nsecond-evil.example\n');
+
       const missing = await call(h, 'network_manager', 'POST', '/api/lists/sources', { name: 'gone', format: 'ut1', location: `${base}/nope.tar.gz` });
       expect(missing.statusCode).toBe(400);
       expect(missing.json().error.code).toBe('SG_ERR_LIST_SOURCE');
