@@ -15,7 +15,7 @@ import { incidentRoutes } from './routes/incidents';
 import { listRoutes } from './routes/lists';
 import { accountRoutes } from './routes/accounts';
 import { publicRoutes } from './routes/public';
-import { controlRoutes, installControlFile } from './routes/control';
+import { installControl } from './routes/control';
 import { blockReportRoutes } from '../proxy/report-routes';
 
 export type { AdminDeps, IncidentWriterLike, ListStoreLike, Mailer, OverrideEntry } from './deps';
@@ -40,6 +40,9 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   SG_ERR_BAD_REQUEST: 400,
   SG_ERR_BAD_REFERENCE: 400,
   SG_ERR_LIST_SOURCE: 400,
+  SG_ERR_LIST_LOCATION: 400,
+  SG_ERR_LIST_ARCHIVE: 400,
+  SG_ERR_LIST_TOO_LARGE: 400,
   SG_ERR_TRANSITION: 409,
   SG_ERR_USER_EXISTS: 409,
   SG_ERR_EXISTS: 409,
@@ -142,10 +145,9 @@ export async function buildAdminApp(deps: AdminDeps): Promise<FastifyInstance> {
   await app.register(listRoutes, ctx);
   await app.register(accountRoutes, ctx);
   await app.register(publicRoutes, ctx);
-  // `schoolgate users` in another process reaches the embedded database through this server.
-  const control = { token: null as string | null };
-  installControlFile(app, deps.config.dataDir, control);
-  await app.register(controlRoutes, { ...ctx, control });
+  // `schoolgate users` in another process reaches the embedded database through this server,
+  // over a 0600 Unix socket in the data folder: never over this app's TCP port.
+  installControl(app, ctx);
   await registerBlockReport(app, deps);
 
   const stopAlerts = startAlerts(ctx);

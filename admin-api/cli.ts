@@ -1,3 +1,4 @@
+import { Agent, request } from 'undici';
 import { loadConfig, type CliValues, type Config } from '../core/config';
 import { codes, isSchoolgateError, SchoolgateError, type ErrorCode } from '../core/errors';
 import { createLogger } from '../core/log';
@@ -101,24 +102,31 @@ function serverOps(config: Config, holder: number): UserOps {
   // A control file left by a server that died must not send a password to whatever listens there now.
   if (!control || control.pid !== holder) throw inUse('it has published no control endpoint (control.json)');
 
+  // The control routes answer on the data folder's Unix socket only (see routes/control.ts).
+  const agent = new Agent({ connect: { socketPath: control.socket } });
   const call = async <T>(method: 'GET' | 'POST', route: string, body?: unknown): Promise<T> => {
-    let res: Response;
+    let status: number;
+    let json: { error?: { code?: string; message?: string } } | null;
     try {
-      res = await fetch(new URL(route, control.url), {
+      const res = await request(new URL(route, 'http://localhost'), {
         method,
+        dispatcher: agent,
         headers: { authorization: `Bearer ${control.token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
         body: body ? JSON.stringify(body) : undefined,
-        signal: AbortSignal.timeout(30_000),
+        headersTimeout: 30_000,
+        bodyTimeout: 30_000,
       });
+      status = res.statusCode;
+      json = (await res.body.json().catch(() => null)) as typeof json;
     } catch (err) {
-      const cause = (err as Error).cause;
-      throw inUse(`its control endpoint ${control.url} cannot be reached (${cause instanceof Error ? cause.message : (err as Error).message})`);
+      throw inUse(`its control socket ${control.socket} cannot be reached (${(err as Error).message})`);
+    } finally {
+      void agent.close().catch(() => {});
     }
-    const json = (await res.json().catch(() => null)) as { error?: { code?: string; message?: string } } | null;
-    if (res.ok && json) return json as T;
+    if (status >= 200 && status < 300 && json) return json as T;
     const code = json?.error?.code;
     if (code && code in codes) throw remoteError(code as ErrorCode, json?.error?.message ?? '');
-    throw inUse(`its control endpoint answered HTTP ${res.status}`);
+    throw inUse(`its control socket answered HTTP ${status}`);
   };
 
   return {

@@ -24,7 +24,7 @@ export interface ListStoreLike {
   readonly loaded: boolean;
   readonly current: { readonly categories: ReadonlyMap<string, CategoryInfo> };
   readonly report: LoadReport;
-  reload(sources?: string[]): Promise<LoadReport>;
+  reload(sources?: string[], opts?: import('../blocklists/store').ReloadOptions): Promise<LoadReport>;
   setOverrides(entries: OverrideEntry[]): void;
   blackCategories(): string[];
 }

@@ -1,10 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../core/config';
+import { SchoolgateError } from '../core/errors';
 import { silentLogger, type Logger } from '../core/log';
 import type { LoadReport } from '../blocklists/types';
-import { defaultListsDir } from '../blocklists/update';
+import { ACCEPT_MARK, defaultListsDir } from '../blocklists/update';
+import { isConfined, listRoots } from '../blocklists/location';
 import type { Db, Queryable } from '../incidents/types';
 import type { ListStoreLike, OverrideEntry } from './deps';
 
@@ -20,6 +22,8 @@ export type ListChange = 'overrides' | 'policy' | 'sources';
 
 interface StoreState {
   policies: Map<string, string[]>;
+  /** Acceptance marks (written by `lists update --accept-shrink`) this store has already honoured. */
+  marks: Set<string>;
   /** Changes this process already applied to this store itself (the API's own reloads). */
   applied: Set<string>;
   queue: Promise<unknown>;
@@ -29,7 +33,7 @@ const states = new WeakMap<object, StoreState>();
 
 function stateOf(store: object): StoreState {
   let s = states.get(store);
-  if (!s) states.set(store, (s = { policies: new Map(), applied: new Set(), queue: Promise.resolve() }));
+  if (!s) states.set(store, (s = { policies: new Map(), marks: new Set(), applied: new Set(), queue: Promise.resolve() }));
   return s;
 }
 
@@ -65,14 +69,19 @@ export function localPath(config: Config, row: { name: string; location: string 
 }
 
 /** Sources to compile: the configured lists, then the enabled sources added in the console. */
-export async function sourcesFor(db: Queryable, config: Config): Promise<string[]> {
+export async function sourcesFor(db: Queryable, config: Config, logger?: Logger): Promise<string[]> {
   const r = await db.query<{ name: string; location: string }>('SELECT name, location FROM list_sources WHERE enabled ORDER BY id');
   // A configured folder that is not there (a first-run download that failed) must not block
   // loading what the console added; one that vanished later still fails the reload via the DB rows.
   // A tarball source is read from the copy the admin API fetched into this data folder; a gateway
   // on another machine without that copy serves without it rather than failing every reload.
   const fromDb = r.rows.map((row) => localPath(config, row)).filter((p, i) => !isUrl(r.rows[i].location) || existsSync(p));
-  return [...new Set([...config.lists.filter((p) => existsSync(p)), ...fromDb])];
+  // A row added before locations were confined (or edited in the table) is never read: it could
+  // name any file the server can read.
+  const roots = listRoots(config);
+  const refused = fromDb.filter((p) => !isConfined(roots, p));
+  if (refused.length) logger?.warn({ code: 'SG_ERR_LIST_LOCATION', count: refused.length }, 'list sources outside the lists folders skipped');
+  return [...new Set([...config.lists.filter((p) => existsSync(p)), ...fromDb.filter((p) => !refused.includes(p))])];
 }
 
 /**
@@ -100,9 +109,77 @@ export async function applyPolicies(db: Queryable, store: ListStoreLike): Promis
   stateOf(store).policies = await loadPolicyGroups(db);
 }
 
-/** Recompiles the store from config + database sources; throws SG_ERR_LIST_REJECTED keeping the old set. */
-export function reloadStore(db: Queryable, store: ListStoreLike, config: Config): Promise<LoadReport> {
-  return serial(store, async () => store.reload(await sourcesFor(db, config)));
+/**
+ * `start --categories` / config `categories` and `policyGroups` naming a category the lists do not
+ * hold is a typo that would silently block nothing: an error at start, as in `check`. Nothing can
+ * be said while no lists are loaded (fail-closed start); 'local' and the console's block override
+ * categories are known too.
+ */
+export function checkConfiguredCategories(config: Config, store: ListStoreLike & { overrideCategories?(): readonly string[] }): void {
+  if (!store.loaded) return;
+  const known = new Set<string>([...store.current.categories.keys(), 'local', ...(store.overrideCategories?.() ?? [])]);
+  const named: Array<[string, string]> = [
+    ...(config.categories ?? []).map((c): [string, string] => ['categories', c]),
+    ...Object.entries(config.policyGroups).flatMap(([g, p]) => (p.categories ?? []).map((c): [string, string] => [`policyGroups.${g}`, c])),
+  ];
+  const unknown = named.filter(([, c]) => !known.has(c));
+  if (unknown.length) {
+    throw new SchoolgateError(
+      'SG_ERR_CONFIG',
+      `unknown categories: ${unknown.map(([where, c]) => `${c} (${where})`).join(', ')} (loaded: ${[...store.current.categories.keys()].sort().join(', ')})`,
+      { unknown: unknown.map(([, c]) => c) },
+    );
+  }
+}
+
+/** Categories a policy names explicitly (config or console): a reload may not drop them silently. */
+export async function categoriesInUse(db: Queryable, config: Config): Promise<Set<string>> {
+  const used = new Set<string>(config.categories ?? []);
+  for (const g of Object.values(config.policyGroups)) for (const c of g.categories) used.add(c);
+  for (const cats of (await loadPolicyGroups(db)).values()) for (const c of cats) used.add(c);
+  return used;
+}
+
+/**
+ * A mark `lists update --accept-shrink` leaves in the folder it swapped in: a person accepted that
+ * version, so this process's reload of it is accepted too, once (a mark is honoured one time only).
+ */
+function freshMarks(store: ListStoreLike, sources: string[]): string[] {
+  const seen = stateOf(store).marks;
+  const found: string[] = [];
+  for (const s of sources) {
+    try {
+      const mark = readFileSync(path.join(s, ACCEPT_MARK), 'utf8').trim();
+      if (mark && !seen.has(mark)) found.push(mark);
+    } catch {
+      // no mark: the usual case
+    }
+  }
+  return found;
+}
+
+/**
+ * Recompiles the store from config + database sources; throws SG_ERR_LIST_REJECTED keeping the old
+ * set, when the new lists are empty or a category shrank by more than config.listMaxShrink,
+ * vanished, or turned to garbage, unless `accept` (or a fresh acceptance mark) says a person chose it.
+ */
+export function reloadStore(
+  db: Queryable,
+  store: ListStoreLike,
+  config: Config,
+  opts: { accept?: boolean; dropAllowed?: boolean; logger?: Logger } = {},
+): Promise<LoadReport> {
+  return serial(store, async () => {
+    const sources = await sourcesFor(db, config, opts.logger);
+    const marks = freshMarks(store, sources);
+    const report = await store.reload(sources, {
+      maxShrink: config.listMaxShrink,
+      accept: opts.accept || marks.length > 0,
+      dropAllowedExcept: opts.dropAllowed ? await categoriesInUse(db, config) : undefined,
+    });
+    for (const m of marks) stateOf(store).marks.add(m);
+    return report;
+  });
 }
 
 /** Records per-source figures from a load report on the list_sources rows they came from. */
@@ -183,7 +260,9 @@ export async function startListSync(opts: ListSyncOptions): Promise<() => Promis
       await applyPolicies(db, store);
       logger.info('policy groups applied');
     } else {
-      const report = await reloadStore(db, store, config);
+      // A source removed in the console takes its categories with it on every gateway; one a
+      // policy names, or any category shrinking, is still refused here as anywhere.
+      const report = await reloadStore(db, store, config, { logger, dropAllowed: true });
       logger.info({ entries: report.entries, millis: report.millis }, 'lists reloaded');
     }
     seen[what] = fp;

@@ -1,12 +1,13 @@
-import { existsSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { loadConfig, type CliValues } from '../core/config';
+import { loadConfig, type CliValues, type Config } from '../core/config';
 import { SchoolgateError } from '../core/errors';
 import { createLogger } from '../core/log';
 import type { ListSet } from './types';
 import { normalizeUrl } from './normalize';
-import { ListStore } from './store';
-import { defaultListsDir, progressBar, updateLists } from './update';
+import { compileSources, describeProblems, judgeReload, ListStore } from './store';
+import { ACCEPT_MARK, defaultListsDir, progressBar, updateLists } from './update';
 
 /** --lists as given, else the data folder's lists (from `lists update`). */
 function listSources(values: CliValues): { sources: string[]; dataDir: string } {
@@ -79,15 +80,52 @@ async function classifyStream(set: ListSet, block: readonly string[], allow: rea
   return invalid;
 }
 
+/**
+ * The check `lists update` (and the console's re-fetch of a tarball source) makes before a new
+ * folder replaces the old: judged as a running gateway judges its reload, so a refused version
+ * never reaches the disk. `accept` takes it anyway and marks the folder, so that the running
+ * gateway, which would refuse the same change, knows a person chose it.
+ */
+export function updateGuard(config: Config, accept: boolean): { verify: (next: string, current: string | null) => Promise<void>; accepted: string } {
+  const guard = {
+    accepted: '',
+    verify: async (next: string, current: string | null) => {
+      if (!current) return;
+      const before = (await compileSources([current], { cacheDir: path.join(config.dataDir, 'cache') })).report;
+      const after = (await compileSources([next])).report;
+      const problems = judgeReload(before, after, { maxShrink: config.listMaxShrink });
+      if (problems.length === 0) return;
+      const why = describeProblems(problems, config.listMaxShrink);
+      if (!accept) {
+        throw new SchoolgateError('SG_ERR_LIST_REJECTED', `${why}. The old lists were kept; accept this version explicitly (--accept-shrink) to take it`, { problems });
+      }
+      writeFileSync(path.join(next, ACCEPT_MARK), `${randomUUID()}\n`);
+      guard.accepted = why;
+    },
+  };
+  return guard;
+}
+
 /** `schoolgate lists update --from DIR|URL` and `schoolgate lists show`. */
 export async function listsCommand(args: string[], values: CliValues): Promise<number> {
   const config = loadConfig(values);
   const sub = args[0];
   if (sub === 'update') {
     const from = values.from ?? config.listsUpdateUrl;
-    const { dir } = await updateLists({ from, dataDir: config.dataDir, onProgress: progressBar(process.stderr, 'downloading') });
-    process.stderr.write('\n');
+    const guard = updateGuard(config, values['accept-shrink'] === true);
+    const { dir } = await updateLists({
+      from,
+      dataDir: config.dataDir,
+      onProgress: progressBar(process.stderr, 'downloading'),
+      maxDownloadBytes: config.listDownloadMaxBytes,
+      maxExtractBytes: config.listExtractMaxBytes,
+      verify: async (next, current) => {
+        process.stderr.write('\n');
+        await guard.verify(next, current);
+      },
+    });
     const store = await ListStore.open({ sources: [dir], cacheDir: path.join(config.dataDir, 'cache') });
+    if (guard.accepted) process.stderr.write(`schoolgate: accepted (--accept-shrink): ${guard.accepted}\n`);
     process.stdout.write(`lists updated in ${dir}: ${store.report.entries} entries in ${store.report.categories.length} categories\n`);
     return 0;
   }

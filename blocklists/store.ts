@@ -20,6 +20,87 @@ const LOCAL_ALLOW_LIST: readonly string[] = [LOCAL_ALLOW];
 
 const emptyReport = (): LoadReport => ({ sources: [], categories: [], entries: 0, millis: 0 });
 
+/** Default for config.listMaxShrink: a category may lose at most half its entries in one reload. */
+export const DEFAULT_MAX_SHRINK = 0.5;
+
+export interface ReloadOptions {
+  /** Largest share (0..1) a category may lose in one reload (default 0.5). */
+  maxShrink?: number;
+  /** A person accepted this change: load it whatever the checks say. */
+  accept?: boolean;
+  /**
+   * A source was removed on purpose: its categories may vanish, except those named here (in a
+   * policy). Without it every vanished category counts as shrunk by 100%.
+   */
+  dropAllowedExcept?: ReadonlySet<string>;
+}
+
+/** Why a reload was refused: the category and its numbers. */
+export interface ListChangeProblem {
+  category: string;
+  problem: 'shrank' | 'dropped' | 'garbage';
+  before?: number;
+  after?: number;
+  skipped?: number;
+  loaded?: number;
+}
+
+const size = (c: { domains: number; urls: number; expressions: number }) => c.domains + c.urls + c.expressions;
+
+/** Per category: lines skipped and loaded over all its sources. */
+function lineCounts(r: LoadReport): Map<string, { skipped: number; loaded: number }> {
+  const m = new Map<string, { skipped: number; loaded: number }>();
+  for (const s of r.sources) {
+    const name = s.category ?? s.source;
+    const t = m.get(name) ?? { skipped: 0, loaded: 0 };
+    t.skipped += s.skippedCount;
+    t.loaded += s.loaded;
+    m.set(name, t);
+  }
+  return m;
+}
+
+/**
+ * What is wrong with replacing `before` by `after`: a category that lost more than `maxShrink` of
+ * its entries, vanished, or now skips more lines than it loads (and did not before). A broken
+ * download or a truncated file looks exactly like this, and taking it would quietly stop blocking.
+ */
+export function judgeReload(before: LoadReport, after: LoadReport, opts: ReloadOptions = {}): ListChangeProblem[] {
+  const maxShrink = opts.maxShrink ?? DEFAULT_MAX_SHRINK;
+  const now = new Map(after.categories.map((c) => [c.name, c]));
+  const problems: ListChangeProblem[] = [];
+  for (const old of before.categories) {
+    const was = size(old);
+    if (was === 0) continue;
+    const next = now.get(old.name);
+    if (!next) {
+      if (!opts.dropAllowedExcept || opts.dropAllowedExcept.has(old.name)) problems.push({ category: old.name, problem: 'dropped', before: was, after: 0 });
+      continue;
+    }
+    const is = size(next);
+    if (is < was * (1 - maxShrink)) problems.push({ category: old.name, problem: 'shrank', before: was, after: is });
+  }
+  const oldLines = lineCounts(before);
+  for (const [category, t] of lineCounts(after)) {
+    const prev = oldLines.get(category);
+    if (t.skipped > t.loaded && !(prev && prev.skipped > prev.loaded)) problems.push({ category, problem: 'garbage', skipped: t.skipped, loaded: t.loaded });
+  }
+  return problems;
+}
+
+/** One line a person can act on, naming each category and its numbers. */
+export function describeProblems(problems: ListChangeProblem[], maxShrink = DEFAULT_MAX_SHRINK): string {
+  return problems
+    .map((p) =>
+      p.problem === 'garbage'
+        ? `${p.category}: ${p.skipped} lines skipped, only ${p.loaded} loaded`
+        : p.problem === 'dropped'
+          ? `${p.category}: gone (had ${p.before} entries)`
+          : `${p.category}: shrank from ${p.before} to ${p.after} entries (more than ${Math.round(maxShrink * 100)}%)`,
+    )
+    .join('; ');
+}
+
 /** Compiles sources into a ListSet, from the cache when every source file is unchanged. */
 export async function compileSources(
   sources: string[],
@@ -100,13 +181,18 @@ export class ListStore extends EventEmitter {
     return this.lastReport;
   }
 
-  async reload(sources?: string[]): Promise<LoadReport> {
-    const run = this.pending.then(() => this.doReload(sources ?? this.sources));
+  /**
+   * Compiles `sources` and swaps them in, unless they hold no entries or `judgeReload` finds a
+   * category shrunk, vanished or turned to garbage (and `opts.accept` is not set): then it throws
+   * SG_ERR_LIST_REJECTED with the problems, and the old lists keep serving.
+   */
+  async reload(sources?: string[], opts: ReloadOptions = {}): Promise<LoadReport> {
+    const run = this.pending.then(() => this.doReload(sources ?? this.sources, opts));
     this.pending = run.catch(() => {});
     return run;
   }
 
-  private async doReload(sources: string[]): Promise<LoadReport> {
+  private async doReload(sources: string[], opts: ReloadOptions): Promise<LoadReport> {
     let result: { set: CompiledLists; report: LoadReport };
     try {
       result = await compileSources(sources, { cacheDir: this.cacheDir, logger: this.log });
@@ -119,6 +205,17 @@ export class ListStore extends EventEmitter {
     if (result.report.entries === 0) {
       this.log.error('list reload produced no entries; previous lists keep serving');
       throw new SchoolgateError('SG_ERR_LIST_REJECTED', 'the new lists hold no entries', { report: result.report });
+    }
+    const problems = judgeReload(this.lastReport, result.report, opts);
+    if (problems.length > 0) {
+      const why = describeProblems(problems, opts.maxShrink);
+      if (!opts.accept) {
+        // Named at error level with the numbers, never the lines: the service log is read by people
+        // who must see that filtering is at risk, not what the lists hold.
+        this.log.error({ code: 'SG_ERR_LIST_REJECTED', problems }, `list reload refused; previous lists keep serving: ${why}`);
+        throw new SchoolgateError('SG_ERR_LIST_REJECTED', `${why}. Fix the lists, or accept the change explicitly`, { problems });
+      }
+      this.log.warn({ problems }, `list reload accepted despite: ${why}`);
     }
     this.set = result.set;
     this.sources = sources;
@@ -156,6 +253,11 @@ export class ListStore extends EventEmitter {
     }
     this.overrideBlock = [...blockNames].sort();
     this.overrides = entries.length ? b.build() : null;
+  }
+
+  /** Categories the school's own block overrides file entries under. */
+  overrideCategories(): readonly string[] {
+    return this.overrideBlock;
   }
 
   classify(url: NormalizedUrl, blockCategories: readonly string[], allowCategories: readonly string[]): Verdict {

@@ -68,6 +68,14 @@ export interface Config {
   handshakeTimeoutMs: number;
   /** Concurrent connections one client address may hold. */
   maxConnectionsPerClient: number;
+  // issue #11, lists slice
+  /** Extra folders console-added list sources may be read from, besides `<dataDir>/lists` and `lists`. */
+  listRoots: string[];
+  /** A reload that shrinks a category by more than this share (0..1) is refused unless accepted. */
+  listMaxShrink: number;
+  /** Size caps on a list tarball download and on what it unpacks to. */
+  listDownloadMaxBytes: number;
+  listExtractMaxBytes: number;
 }
 
 export const DEFAULT_BYPASS_HOSTS = [
@@ -112,6 +120,10 @@ function defaults(cwd: string): Config {
     logLevel: 'info',
     ...DEFAULT_DESTINATION_RULES,
     ...DEFAULT_CONNECTION_LIMITS,
+    listRoots: [],
+    listMaxShrink: 0.5,
+    listDownloadMaxBytes: 256 * 1024 * 1024,
+    listExtractMaxBytes: 2 * 1024 * 1024 * 1024,
   };
 }
 
@@ -132,7 +144,9 @@ export const cliOptions = {
   'retention-days': { type: 'string' },
   'public-url': { type: 'string' },
   'log-level': { type: 'string' },
+  'list-root': { type: 'string', multiple: true },
   // subcommand-specific
+  'accept-shrink': { type: 'boolean' },
   role: { type: 'string' },
   from: { type: 'string' },
   der: { type: 'boolean' },
@@ -233,6 +247,14 @@ export function loadConfig(values: Partial<CliValues> = {}, env: NodeJS.ProcessE
     c.smtp = { url: env.SCHOOLGATE_SMTP_URL, from: env.SCHOOLGATE_SMTP_FROM ?? 'schoolgate@localhost', to: list(env.SCHOOLGATE_DSL_EMAIL) ?? [] };
   }
   if (env.SCHOOLGATE_LISTS_URL) c.listsUpdateUrl = env.SCHOOLGATE_LISTS_URL;
+  const envRoots = env.SCHOOLGATE_LIST_ROOTS ? env.SCHOOLGATE_LIST_ROOTS.split(path.delimiter).filter(Boolean) : undefined;
+  if (!Array.isArray(c.listRoots) || c.listRoots.some((r) => typeof r !== 'string')) throw new SchoolgateError('SG_ERR_CONFIG', 'listRoots must be a list of folders');
+  c.listRoots = (values['list-root'] ?? envRoots ?? c.listRoots).map((p) => path.resolve(cwd, p));
+  const shrink = Number(env.SCHOOLGATE_LIST_MAX_SHRINK ?? c.listMaxShrink);
+  if (!(shrink >= 0 && shrink <= 1)) throw new SchoolgateError('SG_ERR_CONFIG', `listMaxShrink must be a share between 0 and 1, got ${JSON.stringify(env.SCHOOLGATE_LIST_MAX_SHRINK ?? c.listMaxShrink)}`);
+  c.listMaxShrink = shrink;
+  c.listDownloadMaxBytes = wholeNumber('listDownloadMaxBytes', env.SCHOOLGATE_LIST_DOWNLOAD_MAX_BYTES ?? c.listDownloadMaxBytes, 1024);
+  c.listExtractMaxBytes = wholeNumber('listExtractMaxBytes', env.SCHOOLGATE_LIST_EXTRACT_MAX_BYTES ?? c.listExtractMaxBytes, 1024);
   checkCidrs(c);
   // What the gateway may reach, and client connection limits (issue #11, network slice).
   c.deniedDestinations = list(env.SCHOOLGATE_DENIED_DESTINATIONS) ?? c.deniedDestinations;

@@ -52,6 +52,10 @@ export const codes = {
   SG_ERR_DESTINATION_DENIED: 'destination not reachable through the gateway (loopback, link-local, the gateway itself, a closed range, or a CONNECT port not allowed)',
   SG_ERR_TOO_MANY_CONNECTIONS: 'too many connections from this client address',
   SG_ERR_TIMEOUT: 'client too slow: request headers or TLS handshake not received in time',
+  // issue #11, lists slice: list source locations, archives, size caps
+  SG_ERR_LIST_LOCATION: 'list source location refused: outside the lists folders, or through a symbolic link',
+  SG_ERR_LIST_ARCHIVE: 'list archive refused: a link, device, absolute or ".." member',
+  SG_ERR_LIST_TOO_LARGE: 'list download or archive exceeds its size limit',
   SG_ERR_INTERNAL: 'internal error',
 } as const;
 

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildAdminApp } from '../admin-api/app';
 import { getDummyHash, hashLoad, verifyPassword } from '../admin-api/auth';
-import { policyFor, reloadStore, startListSync } from '../admin-api/list-sync';
+import { checkConfiguredCategories, policyFor, reloadStore, startListSync } from '../admin-api/list-sync';
 import { ListStore } from '../blocklists/store';
 import type { ListSet } from '../blocklists/types';
 import { defaultListsDir, progressBar, updateLists } from '../blocklists/update';
@@ -79,7 +79,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
     out.write(`No lists configured: fetching the UT1 lists from ${input.listsUpdateUrl}\n`);
     const progress = opts.progress === undefined ? (process.stderr.isTTY ? process.stderr : null) : opts.progress;
     try {
-      await updateLists({ from: input.listsUpdateUrl, dataDir: input.dataDir, onProgress: progress ? progressBar(progress, 'fetching UT1 lists') : undefined });
+      await updateLists({ from: input.listsUpdateUrl, dataDir: input.dataDir, onProgress: progress ? progressBar(progress, 'fetching UT1 lists') : undefined, maxDownloadBytes: input.listDownloadMaxBytes, maxExtractBytes: input.listExtractMaxBytes });
       progress?.write('\n');
     } catch (err) {
       progress?.write('\n');
@@ -108,6 +108,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
     const lists = await ListStore.open({ sources, cacheDir: path.join(config.dataDir, 'cache'), logger });
     const stopSync = await startListSync({ db, store: lists, config, logger });
     cleanups.push(stopSync);
+    checkConfiguredCategories(config, lists);
     if (usesDataLists) cleanups.push(watchDataLists(dataLists, () => reloadStore(db, lists, config), logger));
     cleanups.push(scheduleRetention(db, { days: config.retentionDays, logger }));
 

@@ -1,30 +1,32 @@
 /**
  * The local control channel. The embedded database (PGlite) can be opened by one process only, so
  * while `schoolgate start` runs, `schoolgate users add|list|passwd` cannot open it: they find
- * `<dataDir>/control.json` (written here when the admin API starts listening, mode 0600) and ask
- * the running server to do the work. The routes accept only the token in that file, only from a
- * caller on this host, and are left out of /docs: they are for the CLI, not for integrations.
+ * `<dataDir>/control.json` (written when the admin API starts listening, mode 0600) and ask the
+ * running server, over the Unix socket `<dataDir>/control.sock` (mode 0600) that file names, to do
+ * the work. The routes live on that socket only, never on the admin API's TCP port: "from
+ * loopback" proved nothing, since the gateway relays requests from loopback and every local user
+ * can connect there. They also require the token in control.json, and are not in /docs.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { readFileSync, rmSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import { chmodSync, existsSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
-import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
-import { SchoolgateError } from '../../core/errors';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import { isSchoolgateError, SchoolgateError, type ErrorCode } from '../../core/errors';
 import { writeFileAtomicSync } from '../../core/files';
 import { writeAudit } from '../../incidents/queries';
 import type { Queryable } from '../../incidents/types';
 import { createUser, hashPassword, revokeCredentials, validateRole, type AuthUser } from '../auth';
 import type { AdminContext } from '../app';
 import { errorSchema } from '../present';
-import { bracketHost } from '../../core/host';
 
 export const CONTROL_FILE = 'control.json';
+export const CONTROL_SOCKET = 'control.sock';
 
 /** What `<dataDir>/control.json` holds. */
 export interface ControlFile {
-  /** Base URL of the admin API as bound, reachable from this host (loopback when bound to all addresses). */
-  url: string;
+  /** The Unix socket the control routes answer on. */
+  socket: string;
   token: string;
   /** The server's pid: the CLI only trusts the file when this process holds the database lock. */
   pid: number;
@@ -69,25 +71,9 @@ export async function cliChangePassword(db: Queryable, u: { email: string; passw
 }
 
 // ---------------------------------------------------------------------------------------------
-// Who may call
-
-function isLoopback(addr: string | undefined): boolean {
-  if (!addr) return false;
-  const a = addr.startsWith('::ffff:') ? addr.slice(7) : addr;
-  return a === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(a);
-}
-
-/**
- * A caller on this host: loopback, or a connection whose two ends are the same address (the
- * server bound to one LAN address is reached from itself that way). A remote peer cannot
- * complete a TCP handshake with our own address as its source.
- */
-export function isLocalCaller(req: FastifyRequest): boolean {
-  const remote = req.socket?.remoteAddress;
-  if (isLoopback(remote)) return true;
-  const local = req.socket?.localAddress;
-  return !!remote && !!local && remote === local;
-}
+// Who may call: whoever can open a 0600 socket in the data folder and read the 0600 token file,
+// i.e. the account the server runs as (and root). Not "anything from loopback": a request relayed
+// by the gateway, or any local user, comes from loopback too.
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
@@ -95,14 +81,6 @@ const digest = (s: string) => createHash('sha256').update(s).digest();
 function tokenMatches(given: string, expected: string | null): boolean {
   if (!expected) return false;
   return timingSafeEqual(digest(given), digest(expected));
-}
-
-function controlUrl(addr: AddressInfo | string | null): string | null {
-  if (!addr || typeof addr === 'string') return null; // a Unix socket: nothing the CLI's fetch can reach
-  let host = addr.address;
-  if (host === '0.0.0.0') host = '127.0.0.1';
-  else if (host === '::') host = '::1';
-  return `http://${bracketHost(host)}:${addr.port}`;
 }
 
 /** Written whole or not at all: a reader never sees half a token. */
@@ -113,33 +91,101 @@ function writeControlFile(file: string, content: ControlFile): void {
 export function readControlFile(dataDir: string): ControlFile | null {
   try {
     const c = JSON.parse(readFileSync(path.join(dataDir, CONTROL_FILE), 'utf8')) as Partial<ControlFile>;
-    if (typeof c.url !== 'string' || typeof c.token !== 'string' || typeof c.pid !== 'number') return null;
-    return { url: c.url, token: c.token, pid: c.pid };
+    if (typeof c.socket !== 'string' || typeof c.token !== 'string' || typeof c.pid !== 'number') return null;
+    return { socket: c.socket, token: c.token, pid: c.pid };
   } catch {
     return null;
   }
 }
 
+/** True when something answers on the socket: another live server owns it, so it is not ours to remove. */
+function socketAnswers(file: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(file);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/** Maps the catalogue's codes onto statuses for the CLI; it matches on the code, the status is for people. */
+const CONTROL_STATUS: Partial<Record<ErrorCode, number>> = {
+  SG_ERR_UNAUTHENTICATED: 401,
+  SG_ERR_VALIDATION: 400,
+  SG_ERR_USAGE: 400,
+  SG_ERR_NOT_FOUND: 404,
+  SG_ERR_USER_EXISTS: 409,
+  SG_ERR_EXISTS: 409,
+  SG_ERR_DB_UNAVAILABLE: 503,
+};
+
+/** The control server on its own: tests and `installControl` listen it on the socket. */
+export async function buildControlApp(ctx: AdminContext, state: { token: string | null }): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: ctx.logger as unknown as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    ajv: { customOptions: { removeAdditional: true, coerceTypes: 'array', useDefaults: true } },
+  });
+  app.setErrorHandler((err: FastifyError | SchoolgateError, req, reply) => {
+    if (isSchoolgateError(err)) {
+      reply.code(CONTROL_STATUS[err.code] ?? 500).send({ error: { code: err.code, message: err.message } });
+    } else if ((err as FastifyError).validation) {
+      reply.code(400).send({ error: { code: 'SG_ERR_VALIDATION', message: err.message } });
+    } else {
+      req.log.error({ err, url: req.url, method: req.method }, 'control request failed');
+      reply.code(500).send({ error: { code: 'SG_ERR_INTERNAL', message: 'internal error; see the server log' } });
+    }
+  });
+  app.setNotFoundHandler((req, reply) => {
+    reply.code(404).send({ error: { code: 'SG_ERR_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } });
+  });
+  await app.register(controlRoutes, { ...ctx, control: state });
+  return app;
+}
+
 /**
- * Publishes the control endpoint once the app listens and withdraws it on close. Called on the
- * root instance (onListen hooks of encapsulated plugins do not see the root's listen reliably).
+ * Runs the control server on `<dataDir>/control.sock` (0600) once the admin API listens, publishes
+ * `control.json`, and withdraws both on close. The admin API's TCP port carries no control route.
+ * Called on the root instance (onListen hooks of encapsulated plugins do not see the root's listen
+ * reliably).
  */
-export function installControlFile(app: FastifyInstance, dataDir: string, state: { token: string | null }): void {
+export function installControl(app: FastifyInstance, ctx: AdminContext): void {
+  const dataDir = ctx.config.dataDir;
   const file = path.join(dataDir, CONTROL_FILE);
+  const socket = path.join(dataDir, CONTROL_SOCKET);
+  const state = { token: null as string | null };
+  let server: FastifyInstance | null = null;
+
   app.addHook('onListen', async function () {
-    const url = controlUrl(app.server.address());
-    if (!url) return;
-    state.token = randomBytes(32).toString('base64url');
     try {
-      writeControlFile(file, { url, token: state.token, pid: process.pid });
+      if (existsSync(socket)) {
+        if (await socketAnswers(socket)) throw new Error(`another process answers on ${socket}`);
+        // Left by a server that was killed: a stale socket file makes listen fail with EADDRINUSE.
+        unlinkSync(socket);
+      }
+      server = await buildControlApp(ctx, state);
+      await server.listen({ path: socket });
+      // The token is published only after this, so a caller racing the chmod has no token to send.
+      chmodSync(socket, 0o600);
+      state.token = randomBytes(32).toString('base64url');
+      writeControlFile(file, { socket, token: state.token, pid: process.pid });
     } catch (err) {
       // The server still runs; only `schoolgate users` while it runs is affected.
-      app.log.warn({ err: (err as Error).message, file }, 'control file not written: the CLI cannot reach this server');
+      state.token = null;
+      app.log.warn({ err: (err as Error).message, file }, 'control socket not available: the CLI cannot reach this server');
+      await server?.close().catch(() => {});
+      server = null;
     }
   });
   app.addHook('onClose', async () => {
     const token = state.token;
     state.token = null;
+    if (server) {
+      await server.close();
+      server = null;
+    }
     // Another server may have taken the folder over since: only remove the file if it is ours.
     if (token && readControlFile(dataDir)?.token === token) rmSync(file, { force: true });
   });
@@ -151,26 +197,21 @@ export function installControlFile(app: FastifyInstance, dataDir: string, state:
 export const controlRoutes: FastifyPluginAsync<AdminContext & { control: { token: string | null } }> = async (app, ctx) => {
   const { db } = ctx;
 
-  // 'public' for installAuth (no user session applies here); the control token is checked below.
   app.addHook('onRequest', async (req) => {
-    if (!isLocalCaller(req)) throw new SchoolgateError('SG_ERR_FORBIDDEN', 'the control endpoint answers callers on this host only');
     const auth = req.headers.authorization ?? '';
     const given = /^bearer /i.test(auth) ? auth.slice(7).trim() : '';
     if (!given || !tokenMatches(given, ctx.control.token)) throw new SchoolgateError('SG_ERR_UNAUTHENTICATED', 'control token missing or wrong');
   });
 
-  const common = { config: { access: 'public' as const } };
   const hidden = { hide: true, tags: ['internal'] };
   const userRow = { type: 'object', properties: { id: { type: 'integer' }, email: { type: 'string' }, role: { type: 'string' }, disabled: { type: 'boolean' } } } as const;
   const refusals = { 400: errorSchema, 401: errorSchema, 403: errorSchema };
 
   app.get('/api/control/users', {
-    ...common,
     schema: { ...hidden, summary: 'Internal: `schoolgate users list`', response: { 200: { type: 'object', properties: { items: { type: 'array', items: userRow } } }, ...refusals } },
   }, async () => ({ items: await cliListUsers(db) }));
 
   app.post<{ Body: { email: string; role: string; password: string } }>('/api/control/users', {
-    ...common,
     schema: {
       ...hidden,
       summary: 'Internal: `schoolgate users add`',
@@ -187,7 +228,6 @@ export const controlRoutes: FastifyPluginAsync<AdminContext & { control: { token
   });
 
   app.post<{ Body: { email: string; password: string } }>('/api/control/users/passwd', {
-    ...common,
     schema: {
       ...hidden,
       summary: 'Internal: `schoolgate users passwd`',

@@ -10,6 +10,8 @@ import { caller } from '../auth';
 import type { AdminContext } from '../app';
 import { applyOverrides, applyPolicies, downloadBase, isUrl, notifyLists, recordSourceReport, reloadStore } from '../list-sync';
 import { updateLists } from '../../blocklists/update';
+import { updateGuard } from '../../blocklists/cli';
+import { confineLocation, isConfined, listRoots, refuseLinksInside } from '../../blocklists/location';
 import { errorSchema, incidentSchema, okSchema, toIncidentJson } from '../present';
 
 const NM = ['network_manager'] as const;
@@ -17,8 +19,12 @@ const NM_READ = ['network_manager', 'safeguarding_lead'] as const;
 const FORMATS = ['ut1', 'hosts', 'adguard', 'domains'] as const;
 const NAME = '^[a-z0-9][a-z0-9_.-]{0,63}$';
 
-/** The report without per-line detail beyond the first few skips: what a person can read. */
-export function summariseReport(r: LoadReport) {
+/**
+ * The report without per-line detail beyond the first few skips: what a person can read. A skipped
+ * line's text is shown only when `showText` says its source is a list (in a lists folder): the
+ * report must never become a way to read other files on the server.
+ */
+export function summariseReport(r: LoadReport, showText: (source: string) => boolean = () => false) {
   return {
     entries: r.entries,
     millis: r.millis,
@@ -30,7 +36,7 @@ export function summariseReport(r: LoadReport) {
       loaded: s.loaded,
       duplicates: s.duplicates,
       skippedCount: s.skippedCount,
-      skipped: s.skipped.slice(0, 5),
+      skipped: s.skipped.slice(0, 5).map((k) => (showText(s.source) ? k : { line: k.line, reason: k.reason })),
     })),
   };
 }
@@ -114,19 +120,33 @@ export function normaliseEntry(kind: 'domain' | 'url' | 'expression', entry: str
   return e;
 }
 
+/** Only http(s), parsable, with no credentials in it (they would be shown and audited). */
+function checkListUrl(location: string): void {
+  let u: URL;
+  try {
+    u = new URL(location);
+  } catch {
+    throw new SchoolgateError('SG_ERR_LIST_LOCATION', `not a URL: ${JSON.stringify(location.slice(0, 200))}`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new SchoolgateError('SG_ERR_LIST_LOCATION', 'a list URL must be http or https');
+  if (u.username || u.password) throw new SchoolgateError('SG_ERR_LIST_LOCATION', 'a list URL may not carry a user name or password');
+}
+
 export const listRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => {
   const { db, config, lists } = ctx;
   const uploadsDir = path.join(config.dataDir, 'lists', 'uploads');
+  const roots = listRoots(config);
+  const summarise = (r: LoadReport) => summariseReport(r, (source) => isConfined(roots, source));
 
   /**
    * Changes the sources, recompiles, and keeps the change only if the new lists load: otherwise
    * `undo` puts the database back and the old lists keep serving (422 with the report).
    */
-  async function withSources(change: () => Promise<void>, undo: () => Promise<void>): Promise<LoadReport> {
+  async function withSources(change: () => Promise<void>, undo: () => Promise<void>, opts: { accept?: boolean; dropAllowed?: boolean } = {}): Promise<LoadReport> {
     await change();
     let report: LoadReport;
     try {
-      report = await reloadStore(db, lists, config);
+      report = await reloadStore(db, lists, config, { ...opts, logger: ctx.logger });
     } catch (err) {
       await undo();
       throw err;
@@ -184,7 +204,7 @@ export const listRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => 
         id: Number(s.id), name: s.name, format: s.format, location: s.location, enabled: s.enabled,
         lastLoaded: s.last_loaded ? new Date(s.last_loaded).toISOString() : null, entries: s.entries, skipped: s.skipped,
       })),
-      report: summariseReport(lists.report),
+      report: summarise(lists.report),
     };
   });
 
@@ -204,13 +224,15 @@ export const listRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => 
     const user = caller(req);
     const { name, format } = req.body;
     const remote = isUrl(req.body.location);
-    const location = remote ? req.body.location : path.resolve(config.dataDir, req.body.location);
+    if (remote) checkListUrl(req.body.location);
+    // Checked before anything else is looked at, so a refused location learns nothing about the disk.
+    const location = remote ? req.body.location : confineLocation(roots, req.body.location, path.join(config.dataDir, 'lists'));
     const taken = await db.query('SELECT 1 FROM list_sources WHERE name = $1', [name]);
     if (taken.rowCount > 0) throw new SchoolgateError('SG_ERR_EXISTS', `a source named ${name}`);
     if (remote) {
       if (format !== 'ut1') throw new SchoolgateError('SG_ERR_VALIDATION', 'a URL source must be a UT1 tarball (.tar.gz); upload other lists instead');
       // Fetched and unpacked into the data folder first: a bad download never reaches the live set.
-      await updateLists({ from: location, dataDir: downloadBase(config, name) }).catch(async (err) => {
+      await updateLists({ from: location, dataDir: downloadBase(config, name), maxDownloadBytes: config.listDownloadMaxBytes, maxExtractBytes: config.listExtractMaxBytes }).catch(async (err) => {
         await rm(downloadBase(config, name), { recursive: true, force: true });
         throw err;
       });
@@ -220,6 +242,7 @@ export const listRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => 
       if ((format === 'ut1') !== st.isDirectory()) {
         throw new SchoolgateError('SG_ERR_VALIDATION', format === 'ut1' ? 'a ut1 source is a folder or a tarball URL' : `a ${format} source is a file`);
       }
+      if (format === 'ut1') refuseLinksInside(location);
     }
     let id = 0;
     const report = await withSources(
@@ -238,15 +261,16 @@ export const listRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => 
       },
     );
     await writeAudit(db, { actor: user, action: 'list_source_add', target: `list_source:${id}`, details: { name, format, location, entries: report.entries } });
-    return { id, report: summariseReport(report) };
+    return { id, report: summarise(report) };
   });
 
-  app.delete<{ Params: { id: number } }>('/api/lists/sources/:id', {
+  app.delete<{ Params: { id: number }; Querystring: { accept?: boolean } }>('/api/lists/sources/:id', {
     config: { access: NM },
     schema: {
       tags: ['lists'],
-      summary: 'Remove a list source and reload (refused if the remaining lists would not load)',
+      summary: 'Remove a list source and reload (refused if the remaining lists would not load, or a category a policy names would vanish, unless accept=true)',
       params: { type: 'object', required: ['id'], properties: { id: { type: 'integer', minimum: 1 } } },
+      querystring: { type: 'object', properties: { accept: { type: 'boolean', default: false } } },
       response: { 200: { type: 'object', properties: { report: reportSchema } }, 404: errorSchema, 422: errorSchema },
     },
   }, async (req) => {
@@ -264,20 +288,22 @@ export const listRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => 
       async () => {
         await db.query('UPDATE list_sources SET enabled = $2 WHERE id = $1', [src.id, src.enabled]);
       },
+      // Removing a source removes its categories on purpose; only those a policy names need accept.
+      { dropAllowed: true, accept: req.query.accept === true },
     );
     await db.query('DELETE FROM list_sources WHERE id = $1', [src.id]);
     if (src.location.startsWith(uploadsDir + path.sep)) await rm(src.location, { force: true });
     if (isUrl(src.location)) await rm(downloadBase(config, src.name), { recursive: true, force: true });
     await writeAudit(db, { actor: user, action: 'list_source_delete', target: `list_source:${src.id}`, details: { name: src.name, location: src.location } });
-    return { report: summariseReport(report) };
+    return { report: summarise(report) };
   });
 
-  app.post<{ Body: { fetch?: boolean } | undefined }>('/api/lists/reload', {
+  app.post<{ Body: { fetch?: boolean; accept?: boolean } | undefined }>('/api/lists/reload', {
     config: { access: NM },
     schema: {
       tags: ['lists'],
-      summary: 'Recompile every source off the hot path and swap (fetch: true downloads tarball sources again first); 422 with the report if rejected (the old lists keep serving)',
-      body: { type: ['object', 'null'], properties: { fetch: { type: 'boolean', default: false } } },
+      summary: 'Recompile every source off the hot path and swap (fetch: true downloads tarball sources again first); 422 naming each category if rejected (empty, a category shrunk by more than listMaxShrink, gone, or mostly unparsable; the old lists keep serving); accept: true takes such a change',
+      body: { type: ['object', 'null'], properties: { fetch: { type: 'boolean', default: false }, accept: { type: 'boolean', default: false } } },
       response: { 200: { type: 'object', properties: { report: reportSchema, fetched: { type: 'array', items: { type: 'string' } } } }, 422: errorSchema },
     },
   }, async (req) => {
@@ -287,13 +313,18 @@ export const listRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => 
       const r = await db.query<{ name: string; location: string }>("SELECT name, location FROM list_sources WHERE enabled AND location ~* '^https?://' ORDER BY id");
       // Each download replaces its folder only once complete, so a failed one leaves the last good copy.
       for (const src of r.rows) {
-        await updateLists({ from: src.location, dataDir: downloadBase(config, src.name) });
+        // Judged before it replaces the last good copy on disk, not only in memory afterwards.
+        await updateLists({
+          from: src.location, dataDir: downloadBase(config, src.name), maxDownloadBytes: config.listDownloadMaxBytes, maxExtractBytes: config.listExtractMaxBytes,
+          verify: updateGuard(config, req.body?.accept === true).verify,
+        });
         fetched.push(src.name);
       }
     }
-    const report = await withSources(async () => {}, async () => {});
-    await writeAudit(db, { actor: user, action: 'list_reload', details: { entries: report.entries, millis: report.millis, fetched } });
-    return { report: summariseReport(report), fetched };
+    const accept = req.body?.accept === true;
+    const report = await withSources(async () => {}, async () => {}, { accept });
+    await writeAudit(db, { actor: user, action: 'list_reload', details: { entries: report.entries, millis: report.millis, fetched, accept } });
+    return { report: summarise(report), fetched };
   });
 
   app.post<{ Body: { name: string; format: 'hosts' | 'adguard' | 'domains'; content: string } }>('/api/lists/upload', {
@@ -331,7 +362,7 @@ export const listRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => 
     });
     if (alone.report.entries === 0) {
       await rm(file, { force: true });
-      throw new SchoolgateError('SG_ERR_LIST_REJECTED', `${name}: no usable entries`, { report: summariseReport(alone.report) });
+      throw new SchoolgateError('SG_ERR_LIST_REJECTED', `${name}: no usable entries`, { report: summarise(alone.report) });
     }
     let id = 0;
     const report = await withSources(
@@ -346,7 +377,7 @@ export const listRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => 
     );
     const mine = report.sources.find((s) => s.source === file);
     await writeAudit(db, { actor: user, action: 'list_upload', target: `list_source:${id}`, details: { name, format, bytes: content.length, loaded: mine?.loaded ?? 0 } });
-    return { id, report: summariseReport(report) };
+    return { id, report: summarise(report) };
   });
 
   // --- overrides ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { Agent, ProxyAgent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { projectRoot } from '../helpers/parts';
 import { runCommand } from '../helpers/process';
@@ -33,6 +34,7 @@ const npx = (args: string[], stdin: string | null = null, dir = dataDir) => runC
 let server: ChildProcessWithoutNullStreams;
 let serverOut = '';
 let adminUrl = '';
+let proxyUrl = '';
 
 beforeAll(async () => {
   server = spawn(
@@ -46,7 +48,9 @@ beforeAll(async () => {
     const timer = setTimeout(() => reject(new Error(`no banner within 90 s:\n${serverOut}`)), 90_000);
     const check = () => {
       const m = /console:\s+(http:\/\/\S+)/.exec(serverOut);
-      if (m) {
+      const p = /proxy:\s+(http:\/\/\S+)/.exec(serverOut);
+      if (m && p) {
+        proxyUrl = p[1];
         clearTimeout(timer);
         resolve(m[1]);
       }
@@ -75,11 +79,14 @@ async function login(email: string, password: string) {
 }
 
 describe('schoolgate users while schoolgate start runs on the same data folder', () => {
-  it('publishes a private control file naming the bound admin URL', () => {
+  it('publishes a private control file naming a 0600 Unix socket in the data folder', () => {
     const file = path.join(dataDir, 'control.json');
     expect(statSync(file).mode & 0o777).toBe(0o600);
     const c = JSON.parse(readFileSync(file, 'utf8'));
-    expect(c.url).toBe(adminUrl);
+    expect(c.socket).toBe(path.join(dataDir, 'control.sock'));
+    expect(c.url).toBeUndefined();
+    expect(statSync(c.socket).isSocket()).toBe(true);
+    expect(statSync(c.socket).mode & 0o777).toBe(0o600);
     expect(c.pid).toBe(server.pid);
     expect(c.token).toMatch(/^[A-Za-z0-9_-]{43}$/);
   });
@@ -142,10 +149,31 @@ describe('schoolgate users while schoolgate start runs on the same data folder',
     expect(actions).toEqual(expect.arrayContaining(['cli user_add dsl@school.test', 'cli user_add tech@school.test', 'cli user_password dsl@school.test']));
   });
 
-  it('the control routes refuse a missing or wrong token, a session cookie and a user API token; /docs does not list them', async () => {
+  it('the control routes are not on the TCP port, not even with the real token, nor relayed through the gateway', async () => {
+    const real = JSON.parse(readFileSync(path.join(dataDir, 'control.json'), 'utf8')).token as string;
     const body = JSON.stringify({ email: 'evil@school.test', role: 'safeguarding_lead', password: 'Evil-pass-123' });
+    const headers = { 'content-type': 'application/json', authorization: `Bearer ${real}` };
+    const direct = await fetch(`${adminUrl}/api/control/users`, { method: 'POST', headers, body });
+    // The console's auth answers first (the control token is no console credential): never a 200.
+    expect([401, 404]).toContain(direct.status);
+    expect([401, 404]).toContain((await fetch(`${adminUrl}/api/control/users`, { headers })).status);
+    // A school device asks the gateway to fetch the admin port's loopback address for it.
+    const proxy = new ProxyAgent(proxyUrl);
+    const proxied = await request(`${adminUrl}/api/control/users`, { method: 'POST', headers, body, dispatcher: proxy });
+    expect(proxied.statusCode).not.toBe(200);
+    expect(await proxied.body.text()).not.toContain('evil@school.test');
+    await proxy.close();
+    const list = await npx(['users', 'list']);
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).not.toContain('evil@school.test');
+  });
+
+  it('the control socket refuses a missing or wrong token, a session cookie and a user API token; /docs does not list it', async () => {
+    const body = JSON.stringify({ email: 'evil@school.test', role: 'safeguarding_lead', password: 'Evil-pass-123' });
+    const socket = path.join(dataDir, 'control.sock');
+    const agent = new Agent({ connect: { socketPath: socket } });
     const post = (headers: Record<string, string>) =>
-      fetch(`${adminUrl}/api/control/users`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+      request('http://localhost/api/control/users', { method: 'POST', dispatcher: agent, headers: { 'content-type': 'application/json', ...headers }, body });
     const dsl = await login('dsl@school.test', NEW_PASSWORD);
     const cookie = dsl.headers.get('set-cookie')!.split(';')[0];
     const tokenRes = await fetch(`${adminUrl}/api/tokens`, {
@@ -159,10 +187,11 @@ describe('schoolgate users while schoolgate start runs on the same data folder',
     const attempts: Record<string, string>[] = [{}, { authorization: `Bearer ${wrong}` }, { authorization: 'Bearer ' }, { cookie, origin: adminUrl }, { authorization: `Bearer ${userToken}` }];
     for (const headers of attempts) {
       const res = await post(headers);
-      expect(res.status, JSON.stringify(headers)).toBe(401);
-      expect((await json(res)).error.code).toBe('SG_ERR_UNAUTHENTICATED');
+      expect(res.statusCode, JSON.stringify(headers)).toBe(401);
+      expect(((await res.body.json()) as any).error.code).toBe('SG_ERR_UNAUTHENTICATED');
     }
-    expect((await fetch(`${adminUrl}/api/control/users`, { headers: { authorization: `Bearer ${wrong}` } })).status).toBe(401);
+    expect((await request('http://localhost/api/control/users', { dispatcher: agent, headers: { authorization: `Bearer ${wrong}` } })).statusCode).toBe(401);
+    await agent.close();
     const list = await npx(['users', 'list']);
     expect(list.stdout).not.toContain('evil@school.test');
 
@@ -181,6 +210,7 @@ describe('schoolgate users while schoolgate start runs on the same data folder',
     const code = await new Promise((r) => server.once('exit', r));
     expect(code).toBe(0);
     expect(existsSync(path.join(dataDir, 'control.json'))).toBe(false);
+    expect(existsSync(path.join(dataDir, 'control.sock'))).toBe(false);
     const list = await npx(['users', 'list']);
     expect(list.code, list.stderr).toBe(0);
     expect(list.stdout).toContain('dsl@school.test\tsafeguarding_lead');
@@ -212,10 +242,10 @@ describe('schoolgate users when the embedded database is held and no server answ
       s.destroy();
     });
     let received = false;
-    await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
-    const port = (sink.address() as { port: number }).port;
+    const sinkPath = path.join(dir, 'sink.sock');
+    await new Promise<void>((r) => sink.listen(sinkPath, r));
     try {
-      writeFileSync(path.join(dir, 'control.json'), JSON.stringify({ url: `http://127.0.0.1:${port}`, token: 'x', pid: process.pid + 1_000_000 }));
+      writeFileSync(path.join(dir, 'control.json'), JSON.stringify({ socket: sinkPath, token: 'x', pid: process.pid + 1_000_000 }));
       const r = await npx(['users', 'add', 'a@school.test', '--role', 'staff'], 'Some-password-1\n', dir);
       expect(r.code).toBe(1);
       expect(r.stderr).toContain('SG_ERR_DB_LOCKED');
@@ -227,11 +257,7 @@ describe('schoolgate users when the embedded database is held and no server answ
 
   it('with the holder\'s control endpoint unreachable: says so', async () => {
     const dir = heldFolder('unreachable');
-    const probe = createServer();
-    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
-    const port = (probe.address() as { port: number }).port;
-    await new Promise((r) => probe.close(r));
-    writeFileSync(path.join(dir, 'control.json'), JSON.stringify({ url: `http://127.0.0.1:${port}`, token: 'x', pid: process.pid }));
+    writeFileSync(path.join(dir, 'control.json'), JSON.stringify({ socket: path.join(dir, 'control.sock'), token: 'x', pid: process.pid }));
     const r = await npx(['users', 'list'], null, dir);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('SG_ERR_DB_LOCKED');
@@ -245,32 +271,35 @@ describe('control endpoint (in process)', () => {
   beforeAll(async () => {
     h = await harness();
     await h.app.listen({ port: 0, host: '127.0.0.1' });
+    // The socket is opened by an onListen hook, which fastify does not wait for.
+    for (let i = 0; i < 200 && !existsSync(path.join(h.dir, 'control.json')); i++) await new Promise((r) => setTimeout(r, 50));
     token = JSON.parse(readFileSync(path.join(h.dir, 'control.json'), 'utf8')).token;
   });
   afterAll(async () => {
     await h?.close();
   });
 
-  const add = (remoteAddress: string, bearer: string, email: string) =>
-    h.app.inject({
-      method: 'POST', url: '/api/control/users', remoteAddress,
-      headers: { authorization: `Bearer ${bearer}` },
-      payload: { email, role: 'staff', password: 'Staff-pass-123' },
+  const add = (bearer: string, email: string) =>
+    request('http://localhost/api/control/users', {
+      method: 'POST', dispatcher: new Agent({ connect: { socketPath: path.join(h.dir, 'control.sock') } }),
+      headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ email, role: 'staff', password: 'Staff-pass-123' }),
     });
 
-  it('answers loopback callers with the token, and refuses any other address even with it', async () => {
-    for (const addr of ['203.0.113.7', '10.0.0.5', '::ffff:192.168.1.20', '2001:db8::1']) {
-      const res = await add(addr, token, `remote-${addr.replace(/[^0-9a-f]/g, '')}@school.test`);
-      expect(res.statusCode, addr).toBe(403);
-      expect(res.json().error.code).toBe('SG_ERR_FORBIDDEN');
+  it('answers on the socket with the token; the TCP app has no control route, from any address, even with it', async () => {
+    for (const remoteAddress of ['127.0.0.1', '::1', '203.0.113.7']) {
+      const res = await h.app.inject({
+        method: 'POST', url: '/api/control/users', remoteAddress,
+        headers: { authorization: `Bearer ${token}` },
+        payload: { email: 'tcp@school.test', role: 'staff', password: 'Staff-pass-123' },
+      });
+      expect([401, 404], remoteAddress).toContain(res.statusCode);
     }
-    for (const addr of ['127.0.0.1', '::1', '::ffff:127.0.0.1']) {
-      const res = await add(addr, token, `local-${addr.replace(/[^0-9a-f]/g, '')}@school.test`);
-      expect(res.statusCode, `${addr}: ${res.body}`).toBe(200);
-      expect(res.json().user).toMatchObject({ role: 'staff', disabled: false });
-    }
-    expect((await add('127.0.0.1', 'not-the-token', 'x@school.test')).statusCode).toBe(401);
-    const users = await h.db.query<{ email: string }>("SELECT email FROM users WHERE email LIKE 'remote-%' OR email LIKE 'x@%'");
+    const ok = await add(token, 'local@school.test');
+    expect(ok.statusCode).toBe(200);
+    expect(((await ok.body.json()) as any).user).toMatchObject({ role: 'staff', disabled: false });
+    expect((await add('not-the-token', 'x@school.test')).statusCode).toBe(401);
+    const users = await h.db.query<{ email: string }>("SELECT email FROM users WHERE email IN ('tcp@school.test', 'x@school.test')");
     expect(users.rows).toEqual([]);
     // The console's own account route is untouched by this: a staff cookie still may not add users.
     const asStaff = await h.app.inject({
@@ -281,7 +310,7 @@ describe('control endpoint (in process)', () => {
 
   it('on close leaves a control file that another server has since written', async () => {
     const file = path.join(h.dir, 'control.json');
-    const foreign = JSON.stringify({ url: 'http://127.0.0.1:1', token: 'someone-else', pid: 1 });
+    const foreign = JSON.stringify({ socket: '/nonexistent/control.sock', token: 'someone-else', pid: 1 });
     writeFileSync(file, foreign);
     await h.app.close();
     expect(readFileSync(file, 'utf8')).toBe(foreign);

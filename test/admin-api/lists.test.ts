@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -123,7 +123,7 @@ describe('lists API', () => {
   });
 
   it('a source that does not load is rejected with a report; the old lists keep serving', async () => {
-    const broken = path.join(h.dir, 'broken-ut1');
+    const broken = path.join(h.dir, 'lists', 'broken-ut1');
     mkdirSync(path.join(broken, 'empty-dir'), { recursive: true });
     writeFileSync(path.join(broken, 'README'), 'no categories here');
     const res = await call(h, 'network_manager', 'POST', '/api/lists/sources', { name: 'broken', format: 'ut1', location: broken });
@@ -131,15 +131,18 @@ describe('lists API', () => {
     expect(res.json().error.code).toBe('SG_ERR_LIST_REJECTED');
     expect(verdict(h.lists, 'http://porn.example/', ['adult'])).toBe('block');
     expect((await call(h, 'network_manager', 'GET', '/api/lists')).json().sources.map((s: { name: string }) => s.name)).toEqual(['school-extra']);
-    const missing = await call(h, 'network_manager', 'POST', '/api/lists/sources', { name: 'gone', format: 'hosts', location: '/nonexistent/file' });
+    const missing = await call(h, 'network_manager', 'POST', '/api/lists/sources', { name: 'gone', format: 'hosts', location: 'nonexistent/file' });
     expect(missing.statusCode).toBe(400);
     expect(missing.json().error.code).toBe('SG_ERR_LIST_SOURCE');
+    const outside = await call(h, 'network_manager', 'POST', '/api/lists/sources', { name: 'gone', format: 'hosts', location: '/nonexistent/file' });
+    expect(outside.statusCode).toBe(400);
+    expect(outside.json().error.code).toBe('SG_ERR_LIST_LOCATION');
     const remote = await call(h, 'network_manager', 'POST', '/api/lists/sources', { name: 'remote', format: 'hosts', location: 'http://127.0.0.1:9/hosts' });
     expect(remote.statusCode).toBe(400);
   });
 
   it('adds and removes a UT1 folder source; reload now recompiles', async () => {
-    const extra = makeLists(path.join(h.dir, 'extra-ut1'), { phishing: ['bank-login.example'] });
+    const extra = makeLists(path.join(h.dir, 'lists', 'extra-ut1'), { phishing: ['bank-login.example'] });
     const add = await call(h, 'network_manager', 'POST', '/api/lists/sources', { name: 'extra', format: 'ut1', location: extra });
     expect(add.statusCode, add.body).toBe(200);
     expect(verdict(h.lists, 'http://bank-login.example/', ['phishing'])).toBe('block');
@@ -182,6 +185,16 @@ describe('lists API', () => {
       expect(refetch.json().fetched).toEqual(['mirror']);
       expect(verdict(h.lists, 'http://second-evil.example/', ['malware'])).toBe('block');
 
+      // Emptied upstream: refused before it replaces the copy on disk, and in memory.
+      writeFileSync(path.join(tree, 'malware', 'domains'), '# emptied upstream\n');
+      pack();
+      const emptied = await call(h, 'network_manager', 'POST', '/api/lists/reload', { fetch: true });
+      expect(emptied.statusCode, emptied.body).toBe(422);
+      expect(emptied.json().error.message).toContain('malware: shrank from 2 to 0 entries');
+      expect(verdict(h.lists, 'http://second-evil.example/', ['malware'])).toBe('block');
+      const copy = path.join(h.dir, 'lists', 'sources', 'mirror', 'lists', 'ut1', 'malware', 'domains');
+      expect(readFileSync(copy, 'utf8')).toBe('evil-download.example\nsecond-evil.example\n');
+
       const missing = await call(h, 'network_manager', 'POST', '/api/lists/sources', { name: 'gone', format: 'ut1', location: `${base}/nope.tar.gz` });
       expect(missing.statusCode).toBe(400);
       expect(missing.json().error.code).toBe('SG_ERR_LIST_SOURCE');
@@ -208,5 +221,96 @@ describe('lists API', () => {
     } finally {
       await stopLate();
     }
+  });
+});
+
+describe('list source locations (issue 11: a network manager must not read the server\'s files)', () => {
+  it('control.json cannot be added as a list, by any spelling, and its token appears in no response', async () => {
+    await h.app.listen({ port: 0, host: '127.0.0.1' });
+    const file = path.join(h.dir, 'control.json');
+    await eventually(() => existsSync(file), 10_000);
+    const token = JSON.parse(readFileSync(file, 'utf8')).token as string;
+    expect(token.length).toBeGreaterThan(20);
+    const bodies: string[] = [];
+
+    // Links planted inside the lists folder: a file link, a folder link, and a UT1 category file link.
+    mkdirSync(path.join(h.dir, 'lists', 'sneaky', 'cat'), { recursive: true });
+    symlinkSync(file, path.join(h.dir, 'lists', 'ctl.txt'));
+    symlinkSync(h.dir, path.join(h.dir, 'lists', 'data'));
+    symlinkSync(file, path.join(h.dir, 'lists', 'sneaky', 'cat', 'domains'));
+    const attempts: Array<{ format: string; location: string }> = [
+      { format: 'domains', location: 'control.json' },
+      { format: 'domains', location: '../control.json' },
+      { format: 'hosts', location: file },
+      { format: 'adguard', location: `${h.dir}/lists/../control.json` },
+      { format: 'domains', location: 'ctl.txt' },
+      { format: 'domains', location: 'data/control.json' },
+      { format: 'ut1', location: 'sneaky' },
+      { format: 'ut1', location: h.dir },
+      { format: 'ut1', location: 'file:///etc' },
+      { format: 'ut1', location: 'ftp://127.0.0.1/x.tar.gz' },
+    ];
+    for (const [i, a] of attempts.entries()) {
+      const res = await call(h, 'network_manager', 'POST', '/api/lists/sources', { name: `exfil-${i}`, ...a });
+      bodies.push(res.body);
+      expect(res.statusCode, `${a.location}: ${res.body}`).toBe(400);
+      expect(['SG_ERR_LIST_LOCATION', 'SG_ERR_LIST_SOURCE'], a.location).toContain(res.json().error.code);
+    }
+    // A row an older release accepted is skipped by every reload, not read.
+    await h.db.query("INSERT INTO list_sources (name, format, location) VALUES ('legacy', 'domains', $1)", [file]);
+    const reload = await call(h, 'network_manager', 'POST', '/api/lists/reload', {});
+    bodies.push(reload.body);
+    expect(reload.statusCode, reload.body).toBe(200);
+    expect(reload.json().report.sources.map((s: { source: string }) => s.source)).not.toContain(file);
+    bodies.push((await call(h, 'network_manager', 'GET', '/api/lists')).body);
+    bodies.push((await call(h, 'safeguarding_lead', 'GET', '/api/lists')).body);
+    for (const b of bodies) expect(b).not.toContain(token);
+    await h.db.query("DELETE FROM list_sources WHERE name = 'legacy'");
+  });
+
+  it('a source in the lists folder loads, and its skipped lines are shown; relative locations start there', async () => {
+    mkdirSync(path.join(h.dir, 'lists', 'mine'), { recursive: true });
+    writeFileSync(path.join(h.dir, 'lists', 'mine', 'extra.txt'), 'fine-extra.example\nnot a domain at all\n');
+    const res = await call(h, 'network_manager', 'POST', '/api/lists/sources', { name: 'mine', format: 'domains', location: 'mine/extra.txt' });
+    expect(res.statusCode, res.body).toBe(200);
+    const src = res.json().report.sources.find((s: { source: string }) => s.source.endsWith('/mine/extra.txt'));
+    expect(src.skipped[0].text).toBe('not a domain at all');
+    expect(verdict(h.lists, 'http://fine-extra.example/', ['extra'])).toBe('block');
+    expect((await call(h, 'network_manager', 'DELETE', `/api/lists/sources/${res.json().id}`)).statusCode).toBe(200);
+  });
+});
+
+describe('broken list reloads (issue 11, point 13)', () => {
+  it('a console reload where a category fills with garbage is refused naming it; the old verdicts hold; accept takes it', async () => {
+    const file = path.join(h.config.lists[0], 'games', 'domains');
+    const original = readFileSync(file, 'utf8');
+    writeFileSync(file, `games.example\n${Array.from({ length: 5 }, (_, i) => `<div class="x${i}">`).join('\n')}\n`);
+    try {
+      const res = await call(h, 'network_manager', 'POST', '/api/lists/reload', {});
+      expect(res.statusCode, res.body).toBe(422);
+      expect(res.json().error.code).toBe('SG_ERR_LIST_REJECTED');
+      expect(res.json().error.message).toContain('games: 5 lines skipped, only 1 loaded');
+      expect(res.json().error.details.problems).toEqual([{ category: 'games', problem: 'garbage', skipped: 5, loaded: 1 }]);
+      expect(verdict(h.lists, 'http://games.example/', ['games'])).toBe('block');
+      const ok = await call(h, 'network_manager', 'POST', '/api/lists/reload', { accept: true });
+      expect(ok.statusCode, ok.body).toBe(200);
+    } finally {
+      writeFileSync(file, original);
+    }
+    expect((await call(h, 'network_manager', 'POST', '/api/lists/reload', {})).statusCode).toBe(200);
+  });
+
+  it('removing a source whose category a policy group names needs accept=true', async () => {
+    const extra = makeLists(path.join(h.dir, 'lists', 'policy-ut1'), { weapons: ['guns.example'] });
+    const add = await call(h, 'network_manager', 'POST', '/api/lists/sources', { name: 'weapons', format: 'ut1', location: extra });
+    expect(add.statusCode, add.body).toBe(200);
+    expect((await call(h, 'network_manager', 'PUT', '/api/policy-groups/armoury', { categories: ['weapons'] })).statusCode).toBe(200);
+    const del = await call(h, 'network_manager', 'DELETE', `/api/lists/sources/${add.json().id}`);
+    expect(del.statusCode, del.body).toBe(422);
+    expect(del.json().error.message).toContain('weapons: gone (had 1 entries)');
+    expect(verdict(h.lists, 'http://guns.example/', ['weapons'])).toBe('block');
+    const sure = await call(h, 'network_manager', 'DELETE', `/api/lists/sources/${add.json().id}?accept=true`);
+    expect(sure.statusCode, sure.body).toBe(200);
+    expect(verdict(h.lists, 'http://guns.example/', ['weapons'])).toBe('pass');
   });
 });

@@ -53,7 +53,8 @@ describe('ListStore', () => {
     const seen: number[] = [];
     s.on('reload', (r) => seen.push(r.entries));
     const before = s.current;
-    const report = await s.reload([path.join(dir, 'b')]);
+    // A wholly different set: accepted explicitly, since every old category vanishes (see reload-guard.test.ts).
+    const report = await s.reload([path.join(dir, 'b')], { accept: true });
     expect(report.entries).toBe(1);
     expect(seen).toEqual([1]);
     expect(s.current).not.toBe(before);
@@ -61,7 +62,7 @@ describe('ListStore', () => {
     expect(verdict(s, 'http://games.example/', ['gambling', 'games'])).toBe('block games');
 
     const serving = s.current;
-    await expect(s.reload([path.join(dir, 'empty')])).rejects.toMatchObject({ code: 'SG_ERR_LIST_REJECTED' });
+    await expect(s.reload([path.join(dir, 'empty')], { accept: true })).rejects.toMatchObject({ code: 'SG_ERR_LIST_REJECTED' });
     await expect(s.reload([path.join(dir, 'missing')])).rejects.toMatchObject({ code: 'SG_ERR_LIST_REJECTED' });
     expect(s.current).toBe(serving);
     expect(verdict(s, 'http://games.example/', ['games'])).toBe('block games');
@@ -75,7 +76,7 @@ describe('ListStore', () => {
     const s = await ListStore.open({ sources: [path.join(dir, 'a')] });
     let answered = 0;
     let sawNew = false;
-    const reload = s.reload([path.join(dir, 'big')]);
+    const reload = s.reload([path.join(dir, 'big')], { accept: true });
     // the event loop keeps turning during the compile; every answer comes from a whole set
     while (!sawNew) {
       await new Promise((res) => setImmediate(res));
