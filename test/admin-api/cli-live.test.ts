@@ -158,11 +158,16 @@ describe('schoolgate users while schoolgate start runs on the same data folder',
     expect([401, 404]).toContain(direct.status);
     expect([401, 404]).toContain((await fetch(`${adminUrl}/api/control/users`, { headers })).status);
     // A school device asks the gateway to fetch the admin port's loopback address for it.
-    const proxy = new ProxyAgent(proxyUrl);
-    const proxied = await request(`${adminUrl}/api/control/users`, { method: 'POST', headers, body, dispatcher: proxy });
-    expect(proxied.statusCode).not.toBe(200);
+    // As a plain proxy request (absolute URL), and as a CONNECT tunnel: both refused by the gateway.
+    const plain = new ProxyAgent({ uri: proxyUrl, proxyTunnel: false });
+    const proxied = await request(`${adminUrl}/api/control/users`, { method: 'POST', headers, body, dispatcher: plain });
+    expect(proxied.statusCode).toBe(403);
+    expect(proxied.headers['x-schoolgate-error']).toBe('SG_ERR_DESTINATION_DENIED');
     expect(await proxied.body.text()).not.toContain('evil@school.test');
-    await proxy.close();
+    await plain.close();
+    const tunnel = new ProxyAgent(proxyUrl);
+    await expect(request(`${adminUrl}/api/control/users`, { method: 'POST', headers, body, dispatcher: tunnel })).rejects.toThrow(/403/);
+    await tunnel.close();
     const list = await npx(['users', 'list']);
     expect(list.code, list.stderr).toBe(0);
     expect(list.stdout).not.toContain('evil@school.test');
