@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import path from 'node:path';
 import { SchoolgateError } from '../core/errors';
 import { silentLogger, type Logger } from '../core/log';
 import { Spool, type SpoolSegment } from './spool';
@@ -106,6 +107,9 @@ export function classifyError(err: unknown): Failure {
 }
 
 class RetryBatch extends Error {}
+
+/** A failure that repeats (database down, spool not writable) is logged at most this often. */
+const LOG_EVERY_MS = 10_000;
 
 interface Group {
   first: Rec;
@@ -426,6 +430,10 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
   private replay: { seg: SpoolSegment; recs: Rec[]; pos: number } | null = null;
 
   private counters = { stored: 0, failures: 0, rejected: 0, dropped: 0 };
+  /** When each rate-limited failure was last logged (see logLimited). */
+  private readonly loggedAt = new Map<string, number>();
+  /** The last spool append failed: what cannot reach the database waits in memory (and the journal). */
+  private spoolFailing = false;
 
   constructor(opts: IncidentWriterOptions) {
     super();
@@ -710,19 +718,41 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
 
   /** Returns false only when the batch is neither in the database nor in the spool. */
   private async handleBatch(batch: Rec[]): Promise<boolean> {
-    if (!this.degraded) {
+    // While degraded, the database is tried again once its backoff is over, whether or not the
+    // spool works: with a spool that cannot be written there is no spool replay to find out that
+    // the database is back, and the incidents would wait in memory for ever.
+    if (!this.degraded || Date.now() >= this.retryAt) {
+      const wasDegraded = this.degraded;
       const outcome = await this.store(batch);
-      if (outcome === 'stored') return true;
+      if (outcome === 'stored') {
+        if (wasDegraded) this.logger.info('incident database reachable again');
+        this.degraded = false;
+        this.retryMs = 100;
+        return true;
+      }
       this.degraded = true;
       this.backoff();
     }
     try {
       await this.spool.append(batch.map((r) => JSON.stringify(r)));
+      this.spoolFailing = false;
       return true;
     } catch (err) {
-      this.logger.error({ err, code: 'SG_ERR_SPOOL', incidents: batch.length }, 'database down and spool not writable; holding incidents in memory');
+      this.spoolFailing = true;
+      this.logLimited('spool', () =>
+        this.logger.error({ err: (err as Error)?.message, code: 'SG_ERR_SPOOL', incidents: batch.length, queued: this.queued + batch.length }, 'database down and spool not writable; holding incidents in memory'),
+      );
       return false;
     }
+  }
+
+  /** One line per kind of failure per LOG_EVERY_MS: a loop retrying every 100 ms must not flood the log. */
+  private logLimited(what: string, log: () => void): void {
+    const now = Date.now();
+    const last = this.loggedAt.get(what);
+    if (last !== undefined && now - last < LOG_EVERY_MS) return;
+    this.loggedAt.set(what, now);
+    log();
   }
 
   /**
@@ -761,7 +791,9 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
           // The outcome is unknown: the COMMIT may have reached the server and only its reply was lost.
           for (const rec of recs) rec.u = 1;
           this.counters.failures++;
-          this.logger.warn({ err: (err as Error)?.message, code: 'SG_ERR_DB_UNAVAILABLE', incidents: recs.length }, 'incident database write failed; spooling');
+          this.logLimited('db', () =>
+            this.logger.warn({ err: (err as Error)?.message, code: 'SG_ERR_DB_UNAVAILABLE', incidents: recs.length, failures: this.counters.failures }, 'incident database write failed; spooling'),
+          );
           return 'unavailable';
         }
         // Bad data (or a race lost repeatedly): find the culprits one by one, keep the rest.
@@ -792,10 +824,19 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
       const seg = await this.spool.next();
       if (!seg) return false;
       const { lines, torn } = await this.spool.read(seg);
-      if (torn) this.logger.warn({ file: seg.file }, 'spool ends in a torn line (crash mid-append); that line was never acknowledged');
       // Parsed once per segment, so a bad line is set aside once however often replay is retried.
       const recs: Rec[] = [];
       const bad: Array<{ error: string; record: unknown }> = [];
+      if (torn.length) {
+        // A fragment of an append that never completed (crash, full disk): that append was never
+        // acknowledged, and its records are in memory, the database or a later line. Kept for a human.
+        this.logger.warn({ code: 'SG_ERR_SPOOL', fragments: torn.length, file: path.basename(seg.file) }, 'spool segment holds torn lines (crash or full disk mid-append); set aside, every whole record is replayed');
+        try {
+          this.spool.reject(torn.map((t) => ({ error: 'torn spool line', record: t })));
+        } catch {
+          // the fragments are nobody's acknowledged record: losing them costs nothing
+        }
+      }
       for (const line of lines) {
         let rec: unknown;
         try {
