@@ -1,0 +1,108 @@
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../core/log';
+import { openDb } from '../../incidents/db';
+import { migrate } from '../../incidents/migrate';
+import type { Db } from '../../incidents/types';
+import { IncidentWriter, type Rec } from '../../incidents/writer';
+import { createTestDatabase } from '../helpers/pg';
+import { ledger, openFresh, pgSkip, Relay, tmpDir } from './helpers';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The pid of a process that has exited: files named for it belong to a writer that is gone. */
+function deadPid(): number {
+  const r = spawnSync('true');
+  return r.pid!;
+}
+
+function captureLogs(level = 'info') {
+  const logs: Array<{ code?: string; msg: string; level: number }> = [];
+  const logger = createLogger({ level, destination: new Writable({ write: (c, _e, cb) => (logs.push(JSON.parse(String(c))), cb()) }) });
+  return { logs, logger };
+}
+
+const rec = (k: string, i: number): Rec => ({
+  k, t: Date.now() - 1000 + i, kind: 'blocked', user: `torn-u${i}`, device: null, ip: '127.0.0.1', gw: 'test', url: `http://torn.example/${i}`,
+  host: 'torn.example', cat: 'gambling', group: null, search: null, note: null, rel: null,
+});
+
+describe.skipIf(pgSkip !== null)('a database outage while the spool cannot be written (#11 point 10)', () => {
+  let tdb: Awaited<ReturnType<typeof createTestDatabase>>;
+  let direct: Db;
+  beforeAll(async () => {
+    tdb = await createTestDatabase('sg_dur');
+    direct = await openDb({ databaseUrl: tdb.url, dataDir: tmpDir() });
+    await migrate(direct);
+  });
+  afterAll(async () => {
+    await direct?.close();
+    await tdb?.drop();
+  });
+
+  it('stores everything held in memory once the database is back, and logs the spool failure once, not on every retry', async () => {
+    const relay = new Relay(Number(new URL(tdb.url).port || 5432));
+    await relay.open();
+    const dataDir = tmpDir();
+    writeFileSync(path.join(dataDir, 'spool'), 'not a folder'); // the spool cannot be written (as on a full or read-only disk)
+    const db = await openDb({ databaseUrl: relay.urlFor(tdb.url), dataDir });
+    const { logs, logger } = captureLogs();
+    const w = new IncidentWriter({ db, dataDir, retryMaxMs: 200, logger });
+    try {
+      await relay.cut();
+      const keys: string[] = [];
+      for (let i = 0; i < 50; i++) keys.push(w.record({ kind: 'blocked', user: `stuck${i}`, url: `http://stuck.example/${i}` }));
+      await sleep(1500); // many rounds of failing database and spool
+      expect(w.stats()).toMatchObject({ queued: 50, dropped: 0 });
+      const spoolErrors = logs.filter((l) => l.code === 'SG_ERR_SPOOL').length;
+      expect(spoolErrors).toBeGreaterThanOrEqual(1);
+      expect(spoolErrors).toBeLessThanOrEqual(2);
+      expect(logs.filter((l) => l.code === 'SG_ERR_DB_UNAVAILABLE').length).toBeLessThanOrEqual(2);
+
+      await relay.open(); // the database is back; the spool still is not
+      expect(await w.drained(20_000)).toBe(true);
+      const r = await direct.query<{ k: string }>('SELECT idempotency_key AS k FROM incidents WHERE idempotency_key = ANY($1)', [keys]);
+      expect(r.rows.map((x) => x.k).sort()).toEqual([...keys].sort());
+      expect(w.stats()).toMatchObject({ queued: 0, dropped: 0 });
+    } finally {
+      await w.close(2000);
+      await db.close();
+      await relay.cut();
+    }
+  });
+});
+
+describe('a torn spool line (#11 point 10)', () => {
+  it('costs no record: a whole record written after a fragment on the same line is replayed, the fragment reported', async () => {
+    const o = await openFresh('pglite');
+    try {
+      const spoolDir = path.join(o.dataDir, 'spool');
+      mkdirSync(spoolDir, { recursive: true });
+      const a = JSON.stringify(rec('torn-a', 1));
+      const b = JSON.stringify(rec('torn-b', 2));
+      const c = JSON.stringify(rec('torn-c', 3));
+      const d = JSON.stringify(rec('torn-d', 4));
+      // What a disk that filled up mid-append leaves: part of a line, then the next append runs on
+      // from it; and a crash mid-append leaves a last line with no newline.
+      const text = `${a}\n${b.slice(0, 40)}${c}\n${d}\n${b.slice(0, 25)}`;
+      writeFileSync(path.join(spoolDir, `${deadPid()}-0badc0de-000000001.ndjson`), text);
+      const before = await ledger(o.db);
+      const w = new IncidentWriter({ db: o.db, dataDir: o.dataDir });
+      w.start();
+      expect(await w.drained(30_000)).toBe(true);
+      await w.close();
+      const after = await ledger(o.db);
+      for (const k of ['torn-a', 'torn-c', 'torn-d']) expect(after.keys.has(k)).toBe(true);
+      expect(after.keys.size - before.keys.size).toBe(3);
+      expect(w.stats().rejected).toBe(0);
+      const rejected = readFileSync(path.join(spoolDir, 'rejected.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+      expect(rejected.map((r) => r.record).sort()).toEqual([b.slice(0, 25), b.slice(0, 40)].sort());
+      expect(rejected.every((r) => r.error === 'torn spool line')).toBe(true);
+    } finally {
+      await o.cleanup();
+    }
+  });
+});
