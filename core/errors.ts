@@ -43,6 +43,8 @@ export const codes = {
   SG_ERR_USER_EXISTS: 'user already exists',
   SG_ERR_EXISTS: 'already exists',
   SG_ERR_RATE_LIMITED: 'too many requests; try again later',
+  // durability (#11 points 9-11)
+  SG_ERR_JOURNAL: 'incident journal cannot be written; incidents held in memory until stored',
   SG_ERR_INTERNAL: 'internal error',
 } as const;
 

@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import { SchoolgateError } from '../core/errors';
 import { silentLogger, type Logger } from '../core/log';
+import { Journal } from './journal';
 import { Spool, type SpoolSegment } from './spool';
 import type { Db, IncidentInput, IncidentKind, IncidentRow, IncidentSink, Queryable, WriterStats } from './types';
 
@@ -86,6 +87,11 @@ export interface IncidentWriterOptions {
    * counted and logged, rather than growing until the process runs out of memory.
    */
   maxQueued?: number;
+  /**
+   * Milliseconds between group fsyncs of the incident journal (default 50; 0: fsync every
+   * incident). Every incident is written to the journal before record() returns either way.
+   */
+  journalFsyncMs?: number;
 }
 
 type Failure = 'unavailable' | 'retry' | 'data';
@@ -399,6 +405,7 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
   private readonly lanes: number;
   private readonly maxQueued: number;
   private readonly spool: Spool;
+  private readonly journal: Journal;
 
   /** Records not yet taken start at `head`: taking a batch must not copy a long backlog each time. */
   private queue: Rec[] = [];
@@ -448,12 +455,23 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
     this.lanes = Math.max(1, Math.min(8, opts.lanes ?? 4));
     this.maxQueued = Math.max(1, opts.maxQueued ?? 100_000);
     this.spool = new Spool(opts.dataDir, this.logger);
+    this.journal = new Journal(opts.dataDir, this.logger, { fsyncMs: opts.journalFsyncMs });
   }
 
-  /** Opens the spool and replays whatever a previous run left in it. Called by record() if needed. */
+  /**
+   * Opens the journal and the spool, and replays whatever a previous run left in either (the
+   * journal's segments are handed to the spool first). Called by record() if needed.
+   */
   start(): void {
     if (this.started) return;
     this.started = true;
+    try {
+      this.journal.open();
+      this.journal.handOver(this.spool.dir);
+    } catch (err) {
+      // Without a journal incidents still reach the database and the spool; only a crash can lose them.
+      this.logger.error({ err: (err as Error).message, code: 'SG_ERR_JOURNAL' }, 'incident journal unavailable');
+    }
     if (this.spool.open() > 0) this.kick(0);
   }
 
@@ -506,6 +524,8 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
       if (!given) this.neverSent.add(rec);
       this.queue.push(rec);
       this.recordedSeq++;
+      // Before returning: the caller answers (sends the block page) once record() is done.
+      this.journal.append(JSON.stringify(rec), this.recordedSeq);
       this.kick(this.queued >= this.batchSize ? 0 : this.flushMs);
     } catch (err) {
       this.logger.error({ err, key }, 'incident could not be queued');
@@ -594,6 +614,8 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
     }
     await this.spool.close();
     this.settleWaiters();
+    // What neither the database nor the spool took stays in the journal for the next start.
+    this.journal.close(this.durableSeq >= this.recordedSeq);
   }
 
   private get queued(): number {
@@ -689,6 +711,7 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
   }
 
   private settleWaiters(): void {
+    this.journal.commit(this.durableSeq);
     if (this.waiters.length) {
       const still: typeof this.waiters = [];
       for (const w of this.waiters) (this.durableSeq >= w.seq ? w.resolve : () => still.push(w))();
