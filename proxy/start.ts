@@ -95,7 +95,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
   };
   try {
     await migrate(db, { logger });
-    const incidents = new IncidentWriter({ db, dataDir: config.dataDir, logger, gateway: os.hostname(), maxQueued: config.incidentQueueMax });
+    const incidents = new IncidentWriter({ db, dataDir: config.dataDir, logger, gateway: os.hostname(), maxQueued: config.incidentQueueMax, journalFsyncMs: config.incidentJournalFsyncMs });
     incidents.start();
     cleanups.push(() => incidents.close());
 
