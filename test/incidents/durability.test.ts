@@ -1,7 +1,11 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
-import { Writable } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
+import { loadConfig } from '../../core/config';
+import { startSchoolgate, type SchoolgateHandle } from '../../proxy/start';
+import { makeLists, tempDir, waitFor } from '../e2e/fixtures';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../core/log';
 import { openDb } from '../../incidents/db';
@@ -105,4 +109,70 @@ describe('a torn spool line (#11 point 10)', () => {
       await o.cleanup();
     }
   });
+});
+
+/** A plain-HTTP request through the gateway; resolves with the status and the block page's reference. */
+function viaProxy(proxyPort: number, url: string): Promise<{ status: number; reference: string | null }> {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port: proxyPort, path: url, headers: { host: u.host } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, reference: /<dt>Reference<\/dt><dd><code>([^<]+)<\/code>/.exec(body)?.[1] ?? null }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe.skipIf(pgSkip !== null)('schoolgate start while PostgreSQL is down (#11 point 11)', () => {
+  it('starts, filters and keeps incidents; the console says the database is away; migrations and the incidents follow once it is back', async () => {
+    const tdb = await createTestDatabase('sg_dur_start'); // fresh: not migrated yet
+    const relay = new Relay(Number(new URL(tdb.url).port || 5432));
+    await relay.open();
+    await relay.cut(); // the server is down: connections to it are refused
+    const tmp = tempDir('sg-dur-start-');
+    const { logs, logger } = captureLogs('warn');
+    let gw: SchoolgateHandle | null = null;
+    const direct = await openDb({ databaseUrl: tdb.url, dataDir: tmpDir() });
+    try {
+      const lists = makeLists({ gambling: { name: 'Gambling', domains: ['outage-casino.example'] } }, path.join(tmp.dir, 'lists'));
+      const config = loadConfig(
+        { 'data-dir': path.join(tmp.dir, 'data'), lists: [lists], categories: 'gambling', 'proxy-port': '0', 'admin-port': '0', listen: '127.0.0.1' },
+        { DATABASE_URL: relay.urlFor(tdb.url) },
+        tmp.dir,
+      );
+      gw = await startSchoolgate(config, { logger, out: new PassThrough() });
+      expect(gw.database.ready).toBe(false);
+      expect(gw.accounts).toBeNull();
+      expect(logs.some((l) => l.code === 'SG_ERR_DB_UNAVAILABLE')).toBe(true);
+
+      // The web is filtered meanwhile, and the block is kept.
+      const blocked = await viaProxy(gw.proxyPort, 'http://outage-casino.example/poker');
+      expect(blocked.status).toBe(403);
+      expect(blocked.reference).toBeTruthy();
+
+      // The console says why nobody can sign in: a 503 with the database code, not a 500.
+      const login = await gw.admin.inject({ method: 'POST', url: '/api/login', payload: { email: 'dsl@school.example', password: 'a long passphrase' } });
+      expect(login.statusCode).toBe(503);
+      expect(login.json().error.code).toBe('SG_ERR_DB_UNAVAILABLE');
+
+      await relay.open(); // the database is back
+      await waitFor(() => gw!.database.ready, 'migrations and list sync once the database is back', 60_000, 200);
+      const migrated = await direct.query<{ n: number }>("SELECT count(*)::int AS n FROM information_schema.tables WHERE table_name = 'incidents'");
+      expect(migrated.rows[0].n).toBe(1);
+      await waitFor(async () => {
+        const r = await direct.query('SELECT 1 FROM incidents WHERE idempotency_key = $1', [blocked.reference]);
+        return r.rows.length === 1;
+      }, 'the block recorded during the outage in the database', 60_000, 200);
+      const again = await gw.admin.inject({ method: 'POST', url: '/api/login', payload: { email: 'dsl@school.example', password: 'a long passphrase' } });
+      expect(again.statusCode).not.toBe(503); // now an ordinary wrong-password answer
+    } finally {
+      await gw?.close();
+      await direct.close();
+      await relay.cut();
+      await tdb.drop();
+      tmp.remove();
+    }
+  }, 180_000);
 });
