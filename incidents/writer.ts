@@ -20,6 +20,28 @@ import type { Db, IncidentInput, IncidentKind, IncidentRow, IncidentSink, Querya
  *
  * Events: 'stored' (rows: IncidentRow[]) for new incidents, 'repeated' (rows: IncidentRow[]) for
  * existing incidents whose count went up, 'rejected' (count) for incidents the database refused.
+ *
+ * Where an incident is, and the rules that move it (#11 points 9 and 10):
+ *   1. record(): validated, queued, and appended to the journal (journal.ts) with a synchronous
+ *      write before it returns, so the gateway's block page goes out only once the incident is in
+ *      the operating system's hands. The journal is fsync'd in groups (journalFsyncMs).
+ *   2. The pump takes batches from the queue in order. HEALTHY: a batch goes to the database.
+ *      A write that fails for want of the database (or times out) makes the writer DEGRADED and
+ *      backs off (100 ms doubling to retryMaxMs), and the batch goes to the fsync'd spool.
+ *   3. DEGRADED: batches go to the spool, except that once the backoff is over the next batch is
+ *      tried on the database first; success makes the writer HEALTHY again. The database is
+ *      retried this way whether or not the spool works, so a spool that cannot be written
+ *      (full disk, permissions) never keeps incidents from a database that is back.
+ *   4. A batch neither the database nor the spool takes goes back to the head of the queue (at most
+ *      maxQueued held; beyond that new incidents are dropped, counted and logged) and waits for
+ *      the next retry; it is still in the journal. Repeating failures are logged once per 10 s.
+ *   5. Once every incident up to sequence N is in the database or the spool, the journal drops
+ *      its segments up to N (durableSeq). The spool replays its segments (its own, those of
+ *      writers that are gone, and journal segments of writers that are gone, which the journal
+ *      hands to it at start) interleaved with new batches, and deletes each once stored.
+ *   6. Replays are exactly-once by idempotency key (ON CONFLICT DO NOTHING, incident_folds). A
+ *      torn spool line (crash or full disk mid-append) is reported in spool/rejected.ndjson and
+ *      never takes a whole record with it (spool.ts).
  */
 
 const KINDS = new Set<IncidentKind>(['blocked', 'self_report', 'flagged_search', 'unblock_request']);
