@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
@@ -13,7 +13,7 @@ import { migrate } from '../../incidents/migrate';
 import type { Db } from '../../incidents/types';
 import { IncidentWriter, type Rec } from '../../incidents/writer';
 import { createTestDatabase } from '../helpers/pg';
-import { ledger, openFresh, pgSkip, Relay, tmpDir } from './helpers';
+import { expectStoredOnce, ledger, openFresh, pgSkip, Relay, tmpDir } from './helpers';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -76,6 +76,68 @@ describe.skipIf(pgSkip !== null)('a database outage while the spool cannot be wr
       await db.close();
       await relay.cut();
     }
+  });
+});
+
+describe.skipIf(pgSkip !== null)('the incident journal (#11 point 9)', () => {
+  let tdb: Awaited<ReturnType<typeof createTestDatabase>>;
+  let direct: Db;
+  beforeAll(async () => {
+    tdb = await createTestDatabase('sg_journal');
+    direct = await openDb({ databaseUrl: tdb.url, dataDir: tmpDir() });
+    await migrate(direct);
+  });
+  afterAll(async () => {
+    await direct?.close();
+    await tdb?.drop();
+  });
+  const journalFiles = (dataDir: string) => {
+    try {
+      return readdirSync(path.join(dataDir, 'journal'));
+    } catch {
+      return [];
+    }
+  };
+
+  it('keeps what neither the database nor the spool took at shutdown, and the next writer stores it once', async () => {
+    const relay = new Relay(Number(new URL(tdb.url).port || 5432));
+    await relay.open();
+    const dataDir = tmpDir();
+    writeFileSync(path.join(dataDir, 'spool'), 'not a folder');
+    const db = await openDb({ databaseUrl: relay.urlFor(tdb.url), dataDir });
+    await relay.cut();
+    const w1 = new IncidentWriter({ db, dataDir, retryMaxMs: 100 });
+    const keys: string[] = [];
+    for (let i = 0; i < 30; i++) keys.push(w1.record({ kind: 'blocked', user: `held${i}`, url: `http://held.example/${i}` }));
+    await w1.close(500); // database down, spool not writable: before the journal these were lost here
+    await db.close();
+    expect(journalFiles(dataDir).length).toBe(1);
+
+    unlinkSync(path.join(dataDir, 'spool')); // the disk is usable again, and so is the database
+    const before = await ledger(direct);
+    const w2 = new IncidentWriter({ db: direct, dataDir });
+    w2.start();
+    expect(await w2.drained(30_000)).toBe(true);
+    await w2.close();
+    const after = await ledger(direct);
+    for (const k of keys) expect(after.keys.has(k)).toBe(true);
+    expectStoredOnce(before, after, 30);
+    expect(journalFiles(dataDir)).toEqual([]);
+    await relay.cut();
+  });
+
+  it('drops what is stored: the journal does not grow while the database takes everything', async () => {
+    const dataDir = tmpDir();
+    const w = new IncidentWriter({ db: direct, dataDir, batchSize: 500 });
+    for (let round = 0; round < 4; round++) {
+      for (let i = 0; i < 5000; i++) w.record({ kind: 'blocked', user: `grow${i % 50}`, url: `http://grow.example/${round}/${i}`, note: 'x'.repeat(200) });
+      await w.flush();
+    }
+    // 20,000 records of ~500 bytes were journaled (~10 MB): committed segments are gone or emptied.
+    const size = journalFiles(dataDir).reduce((n, f) => n + statSync(path.join(dataDir, 'journal', f)).size, 0);
+    expect(size).toBeLessThan(4 * 1024 * 1024);
+    await w.close();
+    expect(journalFiles(dataDir)).toEqual([]); // everything stored: nothing left to replay
   });
 });
 
