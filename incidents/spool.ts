@@ -46,7 +46,8 @@ const RECORD_START = '{"k":';
 
 /**
  * A line that does not parse but holds the start of a record after its first character is a
- * fragment followed by a whole record (the append after a torn one ran on from it).
+ * fragment followed by a whole record (the append after a torn one ran on from it). Any other
+ * line is returned whole, parseable or not.
  */
 export function splitTorn(line: string): { whole: string | null; fragment: string | null } {
   try {
@@ -64,7 +65,8 @@ export function splitTorn(line: string): { whole: string | null; fragment: strin
       // an earlier start, perhaps
     }
   }
-  return { whole: null, fragment: line };
+  // No record after a fragment: garbage rather than a torn append, for the caller to set aside as such.
+  return { whole: line, fragment: null };
 }
 
 export interface SpoolSegment {

@@ -585,7 +585,8 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
 
   stats(): WriterStats {
     return {
-      queued: this.queued,
+      // A batch in a write under way is still only in memory: counted, or a retry would hide it.
+      queued: this.queued + this.inFlight,
       spooled: this.spool.pending - (this.replay?.pos ?? 0),
       stored: this.counters.stored,
       failures: this.counters.failures,
