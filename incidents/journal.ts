@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import fs, { closeSync, fdatasyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import fs, { closeSync, fdatasyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { SchoolgateError } from '../core/errors';
 import type { Logger } from '../core/log';
@@ -27,6 +28,21 @@ const SEGMENT_BYTES = 4 * 1024 * 1024;
 const TRUNCATE_BYTES = 256 * 1024;
 /** A repeating failure (disk full) is logged at most this often. */
 const LOG_EVERY_MS = 10_000;
+
+/**
+ * Whether a segment's writer is gone: its process is not running, or (after a reboot, when the
+ * pid may now belong to an unrelated process) the file was last written before this boot.
+ */
+function writerGone(pid: number, file: string): boolean {
+  if (!pidAlive(pid)) return true;
+  if (pid === process.pid) return false;
+  try {
+    const bootedAt = Date.now() - os.uptime() * 1000;
+    return statSync(file).mtimeMs < bootedAt - 5000;
+  } catch {
+    return false;
+  }
+}
 
 function pidAlive(pid: number): boolean {
   if (pid === process.pid) return true;
@@ -111,7 +127,7 @@ export class Journal {
       const pid = Number(m[1]);
       const inst = m[2];
       if (inst === this.instance) continue;
-      const orphan = pid === process.pid ? !liveInstances.has(inst) : !pidAlive(pid);
+      const orphan = pid === process.pid ? !liveInstances.has(inst) : writerGone(pid, path.join(this.dir, name));
       if (!orphan) continue;
       try {
         mkdirSync(spoolDir, { recursive: true, mode: 0o700 });

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, renameSync, appendFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, appendFileSync, openSync, fsyncSync, closeSync, statSync } from 'node:fs';
+import os from 'node:os';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { SchoolgateError } from '../core/errors';
@@ -19,6 +20,21 @@ const liveInstances = new Set<string>();
 
 const SEGMENT_RE = /^(\d+)-([0-9a-f]+)-(\d+)\.ndjson$/;
 const MAX_SEGMENT_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Whether a segment's writer is gone: its process is not running, or (after a reboot, when the
+ * pid may now belong to an unrelated process) the file was last written before this boot.
+ */
+export function writerGone(pid: number, file: string): boolean {
+  if (!pidAlive(pid)) return true;
+  if (pid === process.pid) return false;
+  try {
+    const bootedAt = Date.now() - os.uptime() * 1000;
+    return statSync(file).mtimeMs < bootedAt - 5000;
+  } catch {
+    return false;
+  }
+}
 
 function pidAlive(pid: number): boolean {
   if (pid === process.pid) return true;
@@ -110,7 +126,7 @@ export class Spool {
       const pid = Number(m[1]);
       const inst = m[2];
       if (inst === this.instance) continue;
-      const orphan = pid === process.pid ? !liveInstances.has(inst) : !pidAlive(pid);
+      const orphan = pid === process.pid ? !liveInstances.has(inst) : writerGone(pid, path.join(this.dir, name));
       if (!orphan) continue;
       const target = path.join(this.dir, this.segmentName());
       try {

@@ -1,5 +1,5 @@
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
@@ -124,6 +124,29 @@ describe.skipIf(pgSkip !== null)('the incident journal (#11 point 9)', () => {
     expectStoredOnce(before, after, 30);
     expect(journalFiles(dataDir)).toEqual([]);
     await relay.cut();
+  });
+
+  it('after a reboot, replays segments whose pid now belongs to an unrelated process', async () => {
+    const dataDir = tmpDir();
+    const other = spawn('sleep', ['30'], { stdio: 'ignore' }); // the pid the stopped gateway had, reused after the reboot
+    try {
+      const before = new Date('2020-01-01T00:00:00Z'); // last written before this boot
+      for (const [folder, key, inst] of [['journal', 'reboot-journal', '0abcdef0'], ['spool', 'reboot-spool', '0abcdef1']] as const) {
+        mkdirSync(path.join(dataDir, folder), { recursive: true });
+        const file = path.join(dataDir, folder, `${other.pid}-${inst}-000000001.ndjson`);
+        writeFileSync(file, JSON.stringify(rec(key, 1)) + '\n');
+        utimesSync(file, before, before);
+      }
+      const w = new IncidentWriter({ db: direct, dataDir });
+      w.start();
+      expect(await w.drained(30_000)).toBe(true);
+      await w.close();
+      const l = await ledger(direct);
+      expect(l.keys.has('reboot-journal')).toBe(true);
+      expect(l.keys.has('reboot-spool')).toBe(true);
+    } finally {
+      other.kill('SIGKILL');
+    }
   });
 
   it('drops what is stored: the journal does not grow while the database takes everything', async () => {
