@@ -1,4 +1,5 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { Worker } from 'node:worker_threads';
@@ -295,6 +296,14 @@ class PgListener {
 /** Embedded databases open in this process (a second PGlite on one folder corrupts it too). */
 const openHere = new Set<string>();
 
+function writtenBeforeBoot(file: string): boolean {
+  try {
+    return statSync(file).mtimeMs < Date.now() - os.uptime() * 1000 - 5000;
+  } catch {
+    return false;
+  }
+}
+
 function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -319,7 +328,9 @@ function lockPglite(dir: string): () => void {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw unavailable(err, `cannot lock ${lock}`);
       const holder = Number.parseInt(readFileSync(lock, 'utf8'), 10);
-      if (Number.isInteger(holder) && holder !== process.pid && pidAlive(holder)) {
+      // A lock written before this boot is stale whatever its pid: after a power cut that pid may
+      // be some other process now, and refusing to start would leave the school without its web.
+      if (Number.isInteger(holder) && holder !== process.pid && pidAlive(holder) && !writtenBeforeBoot(lock)) {
         // lockedBy lets the CLI hand its work to that process (a running server) instead.
         throw new SchoolgateError(
           'SG_ERR_DB_UNAVAILABLE',

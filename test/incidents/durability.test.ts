@@ -261,3 +261,25 @@ describe.skipIf(pgSkip !== null)('schoolgate start while PostgreSQL is down (#11
     }
   }, 180_000);
 });
+
+describe('the embedded database lock after a reboot', () => {
+  it('takes over a lock written before this boot even when its pid now belongs to another process', async () => {
+    const dataDir = tmpDir();
+    mkdirSync(path.join(dataDir, 'pglite'), { recursive: true });
+    const other = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      const lock = path.join(dataDir, 'pglite.lock');
+      writeFileSync(lock, `${other.pid}\n`);
+      const before = new Date('2020-01-01T00:00:00Z');
+      utimesSync(lock, before, before);
+      const db = await openDb({ databaseUrl: null, dataDir });
+      try {
+        expect(readFileSync(lock, 'utf8').trim()).toBe(String(process.pid));
+      } finally {
+        await db.close();
+      }
+    } finally {
+      other.kill('SIGKILL');
+    }
+  }, 120_000);
+});
