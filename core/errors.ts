@@ -56,6 +56,8 @@ export const codes = {
   SG_ERR_LIST_LOCATION: 'list source location refused: outside the lists folders, or through a symbolic link',
   SG_ERR_LIST_ARCHIVE: 'list archive refused: a link, device, absolute or ".." member',
   SG_ERR_LIST_TOO_LARGE: 'list download or archive exceeds its size limit',
+  // durability (#11 points 9-11)
+  SG_ERR_JOURNAL: 'incident journal cannot be written; incidents held in memory until stored',
   SG_ERR_INTERNAL: 'internal error',
 } as const;
 

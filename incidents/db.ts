@@ -1,4 +1,5 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { Worker } from 'node:worker_threads';
@@ -34,11 +35,35 @@ export interface OpenDbOptions {
   logger?: Logger;
   /** pg only: most connections the pool opens (default 10). */
   maxConnections?: number;
+  /**
+   * pg only: return the database even when the server cannot be reached now (calls fail with
+   * connection errors until it can). `schoolgate start` uses it: a reboot during a database outage
+   * must still give the school a filtered web, with incidents journaled and spooled meanwhile.
+   */
+  allowUnreachable?: boolean;
 }
 
 export async function openDb(opts: OpenDbOptions): Promise<Db> {
   const logger = opts.logger ?? silentLogger;
-  return opts.databaseUrl ? openPg(opts.databaseUrl, logger, opts.maxConnections ?? 10) : openPglite(path.join(opts.dataDir, 'pglite'), logger);
+  return opts.databaseUrl
+    ? openPg(opts.databaseUrl, logger, opts.maxConnections ?? 10, opts.allowUnreachable ?? false)
+    : openPglite(path.join(opts.dataDir, 'pglite'), logger);
+}
+
+/**
+ * Whether an error means the database cannot be reached (as opposed to a query or a migration
+ * that is wrong): a lost or refused connection, a server shutting down, a dead embedded thread.
+ * Follows `cause`, because callers such as migrate() wrap what they catch.
+ */
+export function isDbUnreachable(err: unknown): boolean {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (isSchoolgateError(e, 'SG_ERR_DB_UNAVAILABLE')) return true;
+    const code = String((e as { code?: unknown }).code ?? '');
+    const msg = String((e as Error).message ?? '');
+    if (/^(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|08\w{3}|57P0[123])$/.test(code)) return true;
+    if (/Connection terminated|connection timeout|timeout expired/i.test(msg)) return true;
+  }
+  return false;
 }
 
 export function openDbFromConfig(config: Config, logger?: Logger): Promise<Db> {
@@ -66,7 +91,7 @@ function unavailable(err: unknown, where: string): SchoolgateError {
   return new SchoolgateError('SG_ERR_DB_UNAVAILABLE', `${where}: ${(err as Error)?.message ?? String(err)}`, undefined, { cause: err });
 }
 
-async function openPg(url: string, logger: Logger, max: number): Promise<Db> {
+async function openPg(url: string, logger: Logger, max: number, allowUnreachable: boolean): Promise<Db> {
   // TCP keepalive: a server that vanished without a reset (cable, firewall) is eventually noticed on
   // idle connections; the writer does not wait for that (it times its writes out and spools).
   const pool = new pg.Pool({
@@ -79,8 +104,11 @@ async function openPg(url: string, logger: Logger, max: number): Promise<Db> {
     const c = await pool.connect();
     c.release();
   } catch (err) {
-    await pool.end().catch(() => {});
-    throw unavailable(err, safeUrl(url));
+    if (!allowUnreachable || !isDbUnreachable(err)) {
+      await pool.end().catch(() => {});
+      throw unavailable(err, safeUrl(url));
+    }
+    logger.error({ code: 'SG_ERR_DB_UNAVAILABLE', err: (err as Error).message, database: safeUrl(url) }, 'database unreachable; carrying on without it until it is back');
   }
 
   const listener = new PgListener(url, logger);
@@ -268,6 +296,14 @@ class PgListener {
 /** Embedded databases open in this process (a second PGlite on one folder corrupts it too). */
 const openHere = new Set<string>();
 
+function writtenBeforeBoot(file: string): boolean {
+  try {
+    return statSync(file).mtimeMs < Date.now() - os.uptime() * 1000 - 5000;
+  } catch {
+    return false;
+  }
+}
+
 function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -292,7 +328,9 @@ function lockPglite(dir: string): () => void {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw unavailable(err, `cannot lock ${lock}`);
       const holder = Number.parseInt(readFileSync(lock, 'utf8'), 10);
-      if (Number.isInteger(holder) && holder !== process.pid && pidAlive(holder)) {
+      // A lock written before this boot is stale whatever its pid: after a power cut that pid may
+      // be some other process now, and refusing to start would leave the school without its web.
+      if (Number.isInteger(holder) && holder !== process.pid && pidAlive(holder) && !writtenBeforeBoot(lock)) {
         // lockedBy lets the CLI hand its work to that process (a running server) instead.
         throw new SchoolgateError(
           'SG_ERR_DB_UNAVAILABLE',

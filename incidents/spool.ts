@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, renameSync, appendFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, appendFileSync, openSync, fsyncSync, closeSync, statSync } from 'node:fs';
+import os from 'node:os';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { SchoolgateError } from '../core/errors';
@@ -20,6 +21,21 @@ const liveInstances = new Set<string>();
 const SEGMENT_RE = /^(\d+)-([0-9a-f]+)-(\d+)\.ndjson$/;
 const MAX_SEGMENT_BYTES = 16 * 1024 * 1024;
 
+/**
+ * Whether a segment's writer is gone: its process is not running, or (after a reboot, when the
+ * pid may now belong to an unrelated process) the file was last written before this boot.
+ */
+export function writerGone(pid: number, file: string): boolean {
+  if (!pidAlive(pid)) return true;
+  if (pid === process.pid) return false;
+  try {
+    const bootedAt = Date.now() - os.uptime() * 1000;
+    return statSync(file).mtimeMs < bootedAt - 5000;
+  } catch {
+    return false;
+  }
+}
+
 function pidAlive(pid: number): boolean {
   if (pid === process.pid) return true;
   try {
@@ -39,6 +55,34 @@ function countLines(file: string): number {
   } catch {
     return 0;
   }
+}
+
+/** Every line this code writes is a JSON object starting with its key. */
+const RECORD_START = '{"k":';
+
+/**
+ * A line that does not parse but holds the start of a record after its first character is a
+ * fragment followed by a whole record (the append after a torn one ran on from it). Any other
+ * line is returned whole, parseable or not.
+ */
+export function splitTorn(line: string): { whole: string | null; fragment: string | null } {
+  try {
+    JSON.parse(line);
+    return { whole: line, fragment: null };
+  } catch {
+    // not whole: look for a record that starts later in the line
+  }
+  for (let i = line.lastIndexOf(RECORD_START); i > 0; i = line.lastIndexOf(RECORD_START, i - 1)) {
+    const tail = line.slice(i);
+    try {
+      JSON.parse(tail);
+      return { whole: tail, fragment: line.slice(0, i) };
+    } catch {
+      // an earlier start, perhaps
+    }
+  }
+  // No record after a fragment: garbage rather than a torn append, for the caller to set aside as such.
+  return { whole: line, fragment: null };
 }
 
 export interface SpoolSegment {
@@ -82,7 +126,7 @@ export class Spool {
       const pid = Number(m[1]);
       const inst = m[2];
       if (inst === this.instance) continue;
-      const orphan = pid === process.pid ? !liveInstances.has(inst) : !pidAlive(pid);
+      const orphan = pid === process.pid ? !liveInstances.has(inst) : writerGone(pid, path.join(this.dir, name));
       if (!orphan) continue;
       const target = path.join(this.dir, this.segmentName());
       try {
@@ -131,11 +175,29 @@ export class Spool {
       await this.current.fh.write(buf);
       await this.current.fh.datasync();
     } catch (err) {
+      await this.untear();
       throw new SchoolgateError('SG_ERR_SPOOL', `${this.dir}: ${(err as Error).message}`, undefined, { cause: err });
     }
     this.current.bytes += buf.length;
     this.current.records += lines.length;
     if (this.current.bytes >= MAX_SEGMENT_BYTES) await this.seal();
+  }
+
+  /**
+   * After a failed append (disk full mid-write) the segment may end in part of a line: cut it back
+   * to its last whole line, or, where even that fails, never append to it again. Else the next
+   * append would run on from the fragment and the reader would lose a good record with the torn one.
+   */
+  private async untear(): Promise<void> {
+    const c = this.current;
+    if (!c) return;
+    try {
+      await c.fh.truncate(c.bytes);
+    } catch {
+      this.current = null;
+      if (c.records > 0) this.sealed.push({ file: c.file, records: c.records });
+      await c.fh.close().catch(() => {});
+    }
   }
 
   /** Closes the open segment so it can be replayed while new records go to a fresh one. */
@@ -155,16 +217,29 @@ export class Spool {
     return this.sealed[0] ?? null;
   }
 
-  /** Reads a segment; a torn last line (a crash mid-append, never acknowledged) is dropped. */
-  async read(seg: SpoolSegment): Promise<{ lines: string[]; torn: boolean }> {
+  /**
+   * Reads a segment. A torn line (a crash or a full disk mid-append: never acknowledged) is
+   * returned in `torn` for the caller to report, and never takes a whole record with it: a
+   * record written after a fragment on the same line is split off and kept.
+   */
+  async read(seg: SpoolSegment): Promise<{ lines: string[]; torn: string[] }> {
     const text = await fs.readFile(seg.file, 'utf8').catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return '';
       throw err;
     });
-    const lines = text.split('\n');
-    const last = lines.pop() ?? '';
+    const raw = text.split('\n');
+    const last = raw.pop() ?? '';
+    const lines: string[] = [];
+    const torn: string[] = [];
+    for (const line of raw) {
+      if (line.length === 0) continue;
+      const { whole, fragment } = splitTorn(line);
+      if (fragment) torn.push(fragment);
+      if (whole) lines.push(whole);
+    }
+    if (last.length > 0) torn.push(last);
     seg.records = lines.length;
-    return { lines: lines.filter((l) => l.length > 0), torn: last.length > 0 };
+    return { lines, torn };
   }
 
   /** Deletes a segment whose every record is now in the database. */

@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import path from 'node:path';
 import { SchoolgateError } from '../core/errors';
 import { silentLogger, type Logger } from '../core/log';
+import { Journal } from './journal';
 import { Spool, type SpoolSegment } from './spool';
 import type { Db, IncidentInput, IncidentKind, IncidentRow, IncidentSink, Queryable, WriterStats } from './types';
 
@@ -18,6 +20,28 @@ import type { Db, IncidentInput, IncidentKind, IncidentRow, IncidentSink, Querya
  *
  * Events: 'stored' (rows: IncidentRow[]) for new incidents, 'repeated' (rows: IncidentRow[]) for
  * existing incidents whose count went up, 'rejected' (count) for incidents the database refused.
+ *
+ * Where an incident is, and the rules that move it (#11 points 9 and 10):
+ *   1. record(): validated, queued, and appended to the journal (journal.ts) with a synchronous
+ *      write before it returns, so the gateway's block page goes out only once the incident is in
+ *      the operating system's hands. The journal is fsync'd in groups (journalFsyncMs).
+ *   2. The pump takes batches from the queue in order. HEALTHY: a batch goes to the database.
+ *      A write that fails for want of the database (or times out) makes the writer DEGRADED and
+ *      backs off (100 ms doubling to retryMaxMs), and the batch goes to the fsync'd spool.
+ *   3. DEGRADED: batches go to the spool, except that once the backoff is over the next batch is
+ *      tried on the database first; success makes the writer HEALTHY again. The database is
+ *      retried this way whether or not the spool works, so a spool that cannot be written
+ *      (full disk, permissions) never keeps incidents from a database that is back.
+ *   4. A batch neither the database nor the spool takes goes back to the head of the queue (at most
+ *      maxQueued held; beyond that new incidents are dropped, counted and logged) and waits for
+ *      the next retry; it is still in the journal. Repeating failures are logged once per 10 s.
+ *   5. Once every incident up to sequence N is in the database or the spool, the journal drops
+ *      its segments up to N (durableSeq). The spool replays its segments (its own, those of
+ *      writers that are gone, and journal segments of writers that are gone, which the journal
+ *      hands to it at start) interleaved with new batches, and deletes each once stored.
+ *   6. Replays are exactly-once by idempotency key (ON CONFLICT DO NOTHING, incident_folds). A
+ *      torn spool line (crash or full disk mid-append) is reported in spool/rejected.ndjson and
+ *      never takes a whole record with it (spool.ts).
  */
 
 const KINDS = new Set<IncidentKind>(['blocked', 'self_report', 'flagged_search', 'unblock_request']);
@@ -85,6 +109,11 @@ export interface IncidentWriterOptions {
    * counted and logged, rather than growing until the process runs out of memory.
    */
   maxQueued?: number;
+  /**
+   * Milliseconds between group fsyncs of the incident journal (default 50; 0: fsync every
+   * incident). Every incident is written to the journal before record() returns either way.
+   */
+  journalFsyncMs?: number;
 }
 
 type Failure = 'unavailable' | 'retry' | 'data';
@@ -106,6 +135,9 @@ export function classifyError(err: unknown): Failure {
 }
 
 class RetryBatch extends Error {}
+
+/** A failure that repeats (database down, spool not writable) is logged at most this often. */
+const LOG_EVERY_MS = 10_000;
 
 interface Group {
   first: Rec;
@@ -395,6 +427,7 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
   private readonly lanes: number;
   private readonly maxQueued: number;
   private readonly spool: Spool;
+  private readonly journal: Journal;
 
   /** Records not yet taken start at `head`: taking a batch must not copy a long backlog each time. */
   private queue: Rec[] = [];
@@ -426,6 +459,10 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
   private replay: { seg: SpoolSegment; recs: Rec[]; pos: number } | null = null;
 
   private counters = { stored: 0, failures: 0, rejected: 0, dropped: 0 };
+  /** When each rate-limited failure was last logged (see logLimited). */
+  private readonly loggedAt = new Map<string, number>();
+  /** The last spool append failed: what cannot reach the database waits in memory (and the journal). */
+  private spoolFailing = false;
 
   constructor(opts: IncidentWriterOptions) {
     super();
@@ -440,12 +477,23 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
     this.lanes = Math.max(1, Math.min(8, opts.lanes ?? 4));
     this.maxQueued = Math.max(1, opts.maxQueued ?? 100_000);
     this.spool = new Spool(opts.dataDir, this.logger);
+    this.journal = new Journal(opts.dataDir, this.logger, { fsyncMs: opts.journalFsyncMs });
   }
 
-  /** Opens the spool and replays whatever a previous run left in it. Called by record() if needed. */
+  /**
+   * Opens the journal and the spool, and replays whatever a previous run left in either (the
+   * journal's segments are handed to the spool first). Called by record() if needed.
+   */
   start(): void {
     if (this.started) return;
     this.started = true;
+    try {
+      this.journal.open();
+      this.journal.handOver(this.spool.dir);
+    } catch (err) {
+      // Without a journal incidents still reach the database and the spool; only a crash can lose them.
+      this.logger.error({ err: (err as Error).message, code: 'SG_ERR_JOURNAL' }, 'incident journal unavailable');
+    }
     if (this.spool.open() > 0) this.kick(0);
   }
 
@@ -498,6 +546,8 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
       if (!given) this.neverSent.add(rec);
       this.queue.push(rec);
       this.recordedSeq++;
+      // Before returning: the caller answers (sends the block page) once record() is done.
+      this.journal.append(JSON.stringify(rec), this.recordedSeq);
       this.kick(this.queued >= this.batchSize ? 0 : this.flushMs);
     } catch (err) {
       this.logger.error({ err, key }, 'incident could not be queued');
@@ -535,7 +585,8 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
 
   stats(): WriterStats {
     return {
-      queued: this.queued,
+      // A batch in a write under way is still only in memory: counted, or a retry would hide it.
+      queued: this.queued + this.inFlight,
       spooled: this.spool.pending - (this.replay?.pos ?? 0),
       stored: this.counters.stored,
       failures: this.counters.failures,
@@ -586,6 +637,8 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
     }
     await this.spool.close();
     this.settleWaiters();
+    // What neither the database nor the spool took stays in the journal for the next start.
+    this.journal.close(this.durableSeq >= this.recordedSeq);
   }
 
   private get queued(): number {
@@ -681,6 +734,7 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
   }
 
   private settleWaiters(): void {
+    this.journal.commit(this.durableSeq);
     if (this.waiters.length) {
       const still: typeof this.waiters = [];
       for (const w of this.waiters) (this.durableSeq >= w.seq ? w.resolve : () => still.push(w))();
@@ -710,19 +764,41 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
 
   /** Returns false only when the batch is neither in the database nor in the spool. */
   private async handleBatch(batch: Rec[]): Promise<boolean> {
-    if (!this.degraded) {
+    // While degraded, the database is tried again once its backoff is over, whether or not the
+    // spool works: with a spool that cannot be written there is no spool replay to find out that
+    // the database is back, and the incidents would wait in memory for ever.
+    if (!this.degraded || Date.now() >= this.retryAt) {
+      const wasDegraded = this.degraded;
       const outcome = await this.store(batch);
-      if (outcome === 'stored') return true;
+      if (outcome === 'stored') {
+        if (wasDegraded) this.logger.info('incident database reachable again');
+        this.degraded = false;
+        this.retryMs = 100;
+        return true;
+      }
       this.degraded = true;
       this.backoff();
     }
     try {
       await this.spool.append(batch.map((r) => JSON.stringify(r)));
+      this.spoolFailing = false;
       return true;
     } catch (err) {
-      this.logger.error({ err, code: 'SG_ERR_SPOOL', incidents: batch.length }, 'database down and spool not writable; holding incidents in memory');
+      this.spoolFailing = true;
+      this.logLimited('spool', () =>
+        this.logger.error({ err: (err as Error)?.message, code: 'SG_ERR_SPOOL', incidents: batch.length, queued: this.queued + batch.length }, 'database down and spool not writable; holding incidents in memory'),
+      );
       return false;
     }
+  }
+
+  /** One line per kind of failure per LOG_EVERY_MS: a loop retrying every 100 ms must not flood the log. */
+  private logLimited(what: string, log: () => void): void {
+    const now = Date.now();
+    const last = this.loggedAt.get(what);
+    if (last !== undefined && now - last < LOG_EVERY_MS) return;
+    this.loggedAt.set(what, now);
+    log();
   }
 
   /**
@@ -761,7 +837,9 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
           // The outcome is unknown: the COMMIT may have reached the server and only its reply was lost.
           for (const rec of recs) rec.u = 1;
           this.counters.failures++;
-          this.logger.warn({ err: (err as Error)?.message, code: 'SG_ERR_DB_UNAVAILABLE', incidents: recs.length }, 'incident database write failed; spooling');
+          this.logLimited('db', () =>
+            this.logger.warn({ err: (err as Error)?.message, code: 'SG_ERR_DB_UNAVAILABLE', incidents: recs.length, failures: this.counters.failures }, 'incident database write failed; spooling'),
+          );
           return 'unavailable';
         }
         // Bad data (or a race lost repeatedly): find the culprits one by one, keep the rest.
@@ -795,10 +873,19 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
       const seg = await this.spool.next();
       if (!seg) return false;
       const { lines, torn } = await this.spool.read(seg);
-      if (torn) this.logger.warn({ file: seg.file }, 'spool ends in a torn line (crash mid-append); that line was never acknowledged');
       // Parsed once per segment, so a bad line is set aside once however often replay is retried.
       const recs: Rec[] = [];
       const bad: Array<{ error: string; record: unknown }> = [];
+      if (torn.length) {
+        // A fragment of an append that never completed (crash, full disk): that append was never
+        // acknowledged, and its records are in memory, the database or a later line. Kept for a human.
+        this.logger.warn({ code: 'SG_ERR_SPOOL', fragments: torn.length, file: path.basename(seg.file) }, 'spool segment holds torn lines (crash or full disk mid-append); set aside, every whole record is replayed');
+        try {
+          this.spool.reject(torn.map((t) => ({ error: 'torn spool line', record: t })));
+        } catch {
+          // the fragments are nobody's acknowledged record: losing them costs nothing
+        }
+      }
       for (const line of lines) {
         let rec: unknown;
         try {

@@ -13,7 +13,7 @@ import { LeafCertificates } from '../certs/leaf';
 import { adminBaseUrl, loadConfig, type CliValues, type Config } from '../core/config';
 import { watchCredentialChanges } from '../core/credentials';
 import { createLogger, type Logger } from '../core/log';
-import { openDb } from '../incidents/db';
+import { isDbUnreachable, openDb } from '../incidents/db';
 import { migrate } from '../incidents/migrate';
 import { writeAudit } from '../incidents/queries';
 import { loadReferenceSecret } from '../incidents/reference';
@@ -41,6 +41,13 @@ export interface StartOptions {
   allowLoopbackDestinationsForTests?: boolean;
 }
 
+export interface DatabaseState {
+  /** Migrations applied and list sync running: the database was reachable at least once since start. */
+  ready: boolean;
+  /** The last error while it was not, for the console and the log (no connection string in it). */
+  lastError: string | null;
+}
+
 export interface SchoolgateHandle {
   config: Config;
   proxyPort: number;
@@ -48,8 +55,10 @@ export interface SchoolgateHandle {
   caCertPem: string;
   /** True while no lists are loaded and every request gets the "not ready" page. */
   readonly failClosed: boolean;
-  /** Console accounts at start: none means nobody can sign in yet, and the banner says how to fix it. */
-  accounts: number;
+  /** Console accounts at start: none means nobody can sign in yet, and the banner says how to fix it. null: database away. */
+  accounts: number | null;
+  /** Whether the database has been reached (and migrated) since start; false while it is away. */
+  readonly database: DatabaseState;
   db: Db;
   incidents: IncidentWriter;
   lists: ListStore;
@@ -88,9 +97,13 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
   }
   const sources = config.lists.filter((s) => !usesDataLists || existsSync(s));
 
-  const db = await openDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger });
+  // An external PostgreSQL that is down must not keep the school off the web: start, filter, and
+  // keep incidents in the journal and spool until it is back (see connectDatabase below).
+  const db = await openDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger, allowUnreachable: true });
   const cleanups: Array<() => Promise<void> | void> = [async () => db.close()];
+  let closing = false;
   const closeAll = async () => {
+    closing = true;
     for (const fn of cleanups.splice(0).reverse()) {
       try {
         await fn();
@@ -99,15 +112,38 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       }
     }
   };
+  const database: DatabaseState = { ready: false, lastError: null };
   try {
-    await migrate(db, { logger });
-    const incidents = new IncidentWriter({ db, dataDir: config.dataDir, logger, gateway: os.hostname(), maxQueued: config.incidentQueueMax });
+    try {
+      await migrate(db, { logger });
+      database.ready = true;
+    } catch (err) {
+      if (!config.databaseUrl || !isDbUnreachable(err)) throw err;
+      database.lastError = (err as Error).message;
+    }
+    const incidents = new IncidentWriter({ db, dataDir: config.dataDir, logger, gateway: os.hostname(), maxQueued: config.incidentQueueMax, journalFsyncMs: config.incidentJournalFsyncMs });
     incidents.start();
     cleanups.push(() => incidents.close());
 
     const lists = await ListStore.open({ sources, cacheDir: path.join(config.dataDir, 'cache'), logger });
-    const stopSync = await startListSync({ db, store: lists, config, logger });
-    cleanups.push(stopSync);
+    if (database.ready) cleanups.push(await startListSync({ db, store: lists, config, logger }));
+    else {
+      logger.error(
+        { code: 'SG_ERR_DB_UNAVAILABLE', err: database.lastError },
+        'database unreachable at start: filtering with the configured lists and keeping incidents in the journal and spool; migrations and console list changes follow once it is back',
+      );
+      cleanups.push(
+        connectDatabase(async () => {
+          await migrate(db, { logger });
+          const stop = await startListSync({ db, store: lists, config, logger });
+          if (closing) await stop();
+          else cleanups.push(stop);
+          database.ready = true;
+          database.lastError = null;
+          logger.warn('database reachable again: migrations applied, list sync started');
+        }, (err) => (database.lastError = (err as Error).message), logger),
+      );
+    }
     checkConfiguredCategories(config, lists);
     if (usesDataLists) cleanups.push(watchDataLists(dataLists, () => reloadStore(db, lists, config), logger));
     cleanups.push(scheduleRetention(db, { days: config.retentionDays, logger }));
@@ -181,13 +217,65 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       lists,
       gateway,
       admin,
-      accounts: Number((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM users WHERE NOT disabled')).rows[0].n),
+      accounts: database.ready ? await countAccounts(db) : null,
+      get database() {
+        return { ...database };
+      },
       close: closeAll,
     };
   } catch (err) {
     await closeAll();
     throw err;
   }
+}
+
+async function countAccounts(db: Db): Promise<number | null> {
+  try {
+    return Number((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM users WHERE NOT disabled')).rows[0].n);
+  } catch (err) {
+    if (isDbUnreachable(err)) return null;
+    throw err;
+  }
+}
+
+/**
+ * Tries `connect` until it succeeds (backoff 1 s doubling to 30 s), for a database that was away
+ * at start. Failures other than "unreachable" (a migration that is wrong) are logged as such and
+ * retried too: the gateway keeps filtering either way. Logged once a minute, not per attempt.
+ */
+function connectDatabase(connect: () => Promise<void>, onFail: (err: unknown) => void, logger: Logger): () => void {
+  let wait = 1000;
+  let loggedAt = Date.now();
+  let timer: NodeJS.Timeout | null = null;
+  let stopped = false;
+  const attempt = () => {
+    timer = null;
+    connect().then(
+      () => {},
+      (err) => {
+        if (stopped) return;
+        onFail(err);
+        const now = Date.now();
+        if (!isDbUnreachable(err)) logger.error({ err: (err as Error).message, code: (err as { code?: string }).code }, 'database reachable but not usable; retrying');
+        else if (now - loggedAt >= 60_000) {
+          loggedAt = now;
+          logger.error({ code: 'SG_ERR_DB_UNAVAILABLE', err: (err as Error).message }, 'database still unreachable; incidents are kept in the journal and spool');
+        }
+        wait = Math.min(wait * 2, 30_000);
+        schedule();
+      },
+    );
+  };
+  const schedule = () => {
+    if (stopped) return;
+    timer = setTimeout(attempt, wait);
+    timer.unref();
+  };
+  schedule();
+  return () => {
+    stopped = true;
+    if (timer) clearTimeout(timer);
+  };
 }
 
 /**
@@ -246,7 +334,13 @@ export function banner(h: SchoolgateHandle): string {
     `  CA certificate: ${caCertPath(c.dataDir)}   (also ${consoleUrl}/ca.crt; deploy it to every device)`,
     `  data folder:    ${c.dataDir}   (${c.databaseUrl ? 'PostgreSQL from DATABASE_URL' : 'embedded database'})`,
   ];
-  if (h.accounts === 0) {
+  if (h.accounts === null) {
+    lines.push(
+      '',
+      '  !! DATABASE UNREACHABLE: the web is filtered and incidents are kept in the data folder\'s journal and spool;',
+      '  !! they are stored, and the console works, once the database is back (checked every few seconds).',
+    );
+  } else if (h.accounts === 0) {
     lines.push(
       '',
       '  No console accounts yet. Create the safeguarding lead\'s (password on stdin, or one is generated):',

@@ -33,6 +33,9 @@ describe('config', () => {
     expect(() => loadConfig({ 'proxy-port': '70000' }, {})).toThrowError(expect.objectContaining({ code: 'SG_ERR_CONFIG' }));
     expect(() => loadConfig({}, { SCHOOLGATE_INCIDENT_QUEUE_MAX: '10' })).toThrowError(expect.objectContaining({ code: 'SG_ERR_CONFIG' }));
     expect(loadConfig({}, { SCHOOLGATE_INCIDENT_QUEUE_MAX: '5000' }).incidentQueueMax).toBe(5000);
+    expect(loadConfig({}, {}).incidentJournalFsyncMs).toBe(50);
+    expect(loadConfig({}, { SCHOOLGATE_INCIDENT_JOURNAL_FSYNC_MS: '0' }).incidentJournalFsyncMs).toBe(0);
+    expect(() => loadConfig({}, { SCHOOLGATE_INCIDENT_JOURNAL_FSYNC_MS: 'soon' })).toThrowError(expect.objectContaining({ code: 'SG_ERR_CONFIG' }));
     const dir = tmp();
     writeFileSync(path.join(dir, 'schoolgate.json'), '{not json');
     expect(() => loadConfig({ 'data-dir': dir }, {})).toThrowError(expect.objectContaining({ code: 'SG_ERR_CONFIG' }));
