@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { secureDataDir } from '../core/files';
 import os from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -59,7 +60,9 @@ export interface SchoolgateHandle {
 export async function startSchoolgate(input: Config, opts: StartOptions = {}): Promise<SchoolgateHandle> {
   const logger = opts.logger ?? createLogger({ level: input.logLevel });
   const out = opts.out ?? process.stdout;
-  mkdirSync(input.dataDir, { recursive: true });
+  // Before anything is created in it: the database, spool and keys are for this user alone.
+  const { tightened } = secureDataDir(input.dataDir);
+  if (tightened.length) logger.warn({ files: tightened.length, first: tightened.slice(0, 5) }, 'data folder permissions tightened to owner-only');
   const { ca, created } = ensureCa(input.dataDir);
   if (created) logger.info({ file: caCertPath(input.dataDir) }, 'school CA created');
   const leaf = new LeafCertificates({ ca, dataDir: input.dataDir });
