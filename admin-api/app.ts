@@ -15,6 +15,7 @@ import { incidentRoutes } from './routes/incidents';
 import { listRoutes } from './routes/lists';
 import { accountRoutes } from './routes/accounts';
 import { publicRoutes } from './routes/public';
+import { healthRoutes } from './routes/health';
 import { controlRoutes, installControlFile } from './routes/control';
 import { blockReportRoutes } from '../proxy/report-routes';
 
@@ -141,6 +142,7 @@ export async function buildAdminApp(deps: AdminDeps): Promise<FastifyInstance> {
   await app.register(listRoutes, ctx);
   await app.register(accountRoutes, ctx);
   await app.register(publicRoutes, ctx);
+  await app.register(healthRoutes, ctx);
   // `schoolgate users` in another process reaches the embedded database through this server.
   const control = { token: null as string | null };
   installControlFile(app, deps.config.dataDir, control);

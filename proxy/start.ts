@@ -132,7 +132,11 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
     // One config object shared with the admin API: ports chosen by the OS (0) are written back
     // into it once known, so /proxy.pac and the block page name the real ones.
     const effective: Config = { ...config };
-    const admin = await buildAdminApp({ config: effective, db, incidents, lists, logger, referenceSecret, caCertPem: () => ca.certPem });
+    let gatewayRef: Gateway | null = null;
+    const admin = await buildAdminApp({
+      config: effective, db, incidents, lists, logger, referenceSecret, caCertPem: () => ca.certPem,
+      writerStats: () => incidents.stats(), gatewayStats: () => gatewayRef?.stats ?? null,
+    });
     cleanups.push(() => admin.close());
     await admin.listen({ port: config.adminPort, host: config.listen });
     const adminPort = (admin.server.address() as { port: number }).port;
@@ -154,6 +158,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       upstreamCa: opts.upstreamCa,
       upstreamLookup: opts.upstreamLookup,
     });
+    gatewayRef = gateway;
     const addr = await gateway.listen(config.proxyPort, config.listen);
     cleanups.push(() => gateway.close());
     effective.proxyPort = addr.port;
