@@ -67,7 +67,7 @@ export function listVersion(lists: ListStoreLike): string {
  */
 export function createMetrics(src: HealthSources): Registry {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'schoolgate_process_' });
+  collectDefaultMetrics({ register: registry, prefix: 'schoolgate_' });
 
   // Counters kept elsewhere are mirrored: reset then set to the source's running total.
   const mirror = (name: string, help: string, read: () => number | undefined) =>

@@ -51,6 +51,8 @@ describe('/healthz and /metrics on the admin API', () => {
   });
 
   it('/metrics is for the network manager and the DSL (a token or a session), not for anonymous callers or other roles', async () => {
+    h.writer.record({ kind: 'blocked', url: 'http://casino.example/x', host: 'casino.example', category: 'gambling', user: 'pupil@school.example', clientIp: '10.0.0.9' });
+    await h.writer.flush();
     expect((await h.app.inject({ url: '/metrics' })).statusCode).toBe(401);
     expect((await call(h, 'staff', 'GET', '/metrics')).statusCode).toBe(403);
     expect((await call(h, 'auditor', 'GET', '/metrics')).statusCode).toBe(403);
