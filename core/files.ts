@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import { SchoolgateError } from './errors';
@@ -40,6 +41,11 @@ export function secureDataDir(dataDir: string, opts: { create?: boolean } = {}):
   if (isMainThread) process.umask(0o077);
   if (opts.create ?? true) mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   else if (!existsSync(dataDir)) return { tightened: [] };
+  // A mistyped --data-dir must not strip group and other access from a whole home folder.
+  const abs = path.resolve(dataDir);
+  if (abs === path.parse(abs).root || abs === path.resolve(os.homedir())) {
+    throw new SchoolgateError('SG_ERR_DATA_DIR', `${abs} cannot be the data folder: give schoolgate a folder of its own`);
+  }
   return tightenTree(dataDir);
 }
 

@@ -12,6 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { projectRoot } from '../helpers/parts';
 import { runCommand } from '../helpers/process';
 import { makeLists } from '../admin-api/helpers';
+import { secureDataDir } from '../../core/files';
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'sg-datadir-'));
 const listsDir = makeLists(path.join(root, 'ut1'), { gambling: ['casino.example'] });
@@ -136,6 +137,21 @@ describe('the data folder is owner-only', () => {
       await stop(s.child);
     }
   }, 180_000);
+
+  it('refuses a home folder as the data folder rather than strip access from everything in it', () => {
+    // HOME points at a scratch folder, so a broken guard would only touch that.
+    const home = path.join(root, 'home');
+    mkdirSync(path.join(home, 'Documents'), { recursive: true });
+    chmodSync(path.join(home, 'Documents'), 0o755);
+    const saved = process.env.HOME;
+    process.env.HOME = home;
+    try {
+      expect(() => secureDataDir(home)).toThrow(expect.objectContaining({ code: 'SG_ERR_DATA_DIR' }));
+    } finally {
+      process.env.HOME = saved;
+    }
+    expect(lstatSync(path.join(home, 'Documents')).mode & 0o777).toBe(0o755);
+  });
 
   it('tightens an older folder in CLI commands too (schoolgate check)', async () => {
     const dataDir = path.join(root, 'older-cli');
