@@ -43,9 +43,8 @@ export const codes = {
   SG_ERR_USER_EXISTS: 'user already exists',
   SG_ERR_EXISTS: 'already exists',
   SG_ERR_RATE_LIMITED: 'too many requests; try again later',
-  // data folder permissions, health and metrics (issue #11 points 2 and 14)
+  // data folder permissions (issue #11 point 2)
   SG_ERR_DATA_DIR: 'data folder permissions cannot be made owner-only',
-  SG_ERR_UNHEALTHY: 'not ready: lists not loaded or database unreachable',
   SG_ERR_INTERNAL: 'internal error',
 } as const;
 
