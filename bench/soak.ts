@@ -36,7 +36,7 @@ type Cannon = (opts: {
   url: string;
   connections: number;
   duration: number;
-  requests: Array<{ method: string; path: string; headers: Record<string, string> }>;
+  requests: Array<{ method: string; path: string; headers: Record<string, string>; setupRequest?: (req: { path: string }) => { path: string } }>;
 }) => Promise<CannonResult>;
 const autocannon = createRequire(import.meta.url)('autocannon') as Cannon;
 
@@ -158,9 +158,12 @@ async function main(): Promise<number> {
       `bench/soak: ${connections} keep-alive connections × ${duration} s after ${warmup} s warm-up, one request in ten blocked; ` +
         `gateway on PGlite in its own process; node ${process.version}, ${os.cpus().length} cores, load ${os.loadavg()[0].toFixed(1)}`,
     );
+    let blockSeq = 0;
     const requests = [
       ...Array.from({ length: 9 }, () => ({ method: 'GET', path: allowedUrl, headers: { host: `${ORIGIN_HOST}:${origin.port}`, 'proxy-connection': 'keep-alive' } })),
-      { method: 'GET', path: blockedUrl, headers: { host: BLOCKED_HOST, 'proxy-connection': 'keep-alive' } },
+      // Each blocked URL differs, so every block is a row of its own rather than a repeat folded
+      // into one: the writer's batches, not only its counter, are what is checked.
+      { method: 'GET', path: blockedUrl, headers: { host: BLOCKED_HOST, 'proxy-connection': 'keep-alive' }, setupRequest: (req: { path: string }) => ({ ...req, path: `${blockedUrl}?n=${++blockSeq}` }) },
     ];
     const load = (secs: number) => autocannon({ url: `http://127.0.0.1:${gw.port}`, connections, duration: secs, requests });
     const warm = await load(warmup);
