@@ -6,8 +6,8 @@ import cookie from '@fastify/cookie';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { isSchoolgateError, type SchoolgateError, type ErrorCode } from '../core/errors';
-import { installAuth } from './auth';
+import { isSchoolgateError, SchoolgateError, type ErrorCode } from '../core/errors';
+import { installAuth, type Access } from './auth';
 import { startAlerts } from './alerts';
 import type { AdminDeps } from './deps';
 import { sessionRoutes } from './routes/session';
@@ -15,6 +15,7 @@ import { incidentRoutes } from './routes/incidents';
 import { listRoutes } from './routes/lists';
 import { accountRoutes } from './routes/accounts';
 import { publicRoutes } from './routes/public';
+import { healthRoutes } from './routes/health';
 import { installControl } from './routes/control';
 import { blockReportRoutes } from '../proxy/report-routes';
 
@@ -51,6 +52,22 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   SG_ERR_DB_UNAVAILABLE: 503,
 };
 
+export interface RouteEntry {
+  method: string;
+  url: string;
+  /** As declared; undefined only outside /api (the console's files, /docs). */
+  access: Access | undefined;
+}
+
+const routeTables = new WeakMap<FastifyInstance, readonly RouteEntry[]>();
+
+/** Every route registered on an app built by buildAdminApp, HEAD twins of GET routes included. */
+export function registeredRoutes(app: FastifyInstance): readonly RouteEntry[] {
+  const t = routeTables.get(app);
+  if (!t) throw new Error('not an app built by buildAdminApp');
+  return t;
+}
+
 /** Connection-level failures (server down, connection cut): a 503 to retry, not a 500 bug. */
 function dbUnreachable(err: unknown): boolean {
   const code = String((err as { code?: unknown })?.code ?? '');
@@ -72,6 +89,19 @@ export async function buildAdminApp(deps: AdminDeps): Promise<FastifyInstance> {
     ajv: { customOptions: { removeAdditional: true, coerceTypes: 'array', useDefaults: true } },
   });
   const ctx: AdminContext = { ...deps, hub: new EventEmitter() };
+  // Every route says who may call it: an API route without `access` is refused at registration
+  // (not left to a default), and the table lets the access test walk what is really registered.
+  const table: RouteEntry[] = [];
+  routeTables.set(app, table);
+  app.addHook('onRoute', (r) => {
+    const access = r.config?.access;
+    for (const method of [r.method].flat()) {
+      if (r.url.startsWith('/api/') && access === undefined) {
+        throw new SchoolgateError('SG_ERR_INTERNAL', `${method} ${r.url} declares no config.access; every /api route must say who may call it`);
+      }
+      table.push({ method, url: r.url, access });
+    }
+  });
   ctx.hub.setMaxListeners(0);
 
   app.setErrorHandler((err: FastifyError | SchoolgateError, req, reply) => {
@@ -145,6 +175,7 @@ export async function buildAdminApp(deps: AdminDeps): Promise<FastifyInstance> {
   await app.register(listRoutes, ctx);
   await app.register(accountRoutes, ctx);
   await app.register(publicRoutes, ctx);
+  await app.register(healthRoutes, ctx);
   // `schoolgate users` in another process reaches the embedded database through this server,
   // over a 0600 Unix socket in the data folder: never over this app's TCP port.
   installControl(app, ctx);

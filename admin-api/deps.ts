@@ -45,6 +45,10 @@ export interface AdminDeps {
   caCertPem?: () => string;
   /** Overrides the SMTP transport built from config.smtp. */
   mailer?: Mailer;
+  /** The incident writer's counters, for /healthz and /metrics (IncidentWriter.stats). */
+  writerStats?: () => import('../incidents/types').WriterStats;
+  /** The gateway's counters for /metrics; null until the gateway listens (it starts after the admin API). */
+  gatewayStats?: () => import('./metrics').GatewayCounters | null;
   /** Login attempts allowed per client IP and email per minute (default 10). */
   loginRateLimit?: number;
   /** Login attempts allowed per client IP per minute, whatever the email (default 100). */

@@ -1,6 +1,7 @@
 #!/usr/bin/env -S node --import=tsx
 import { parseCli, loadConfig, type CliValues } from '../core/config';
 import { SchoolgateError, isSchoolgateError } from '../core/errors';
+import { secureDataDir } from '../core/files';
 
 const usage = `schoolgate — a web filter for school networks
 
@@ -37,7 +38,10 @@ async function main(argv: string[]): Promise<number> {
   }
   const load = commands[name];
   if (!load) throw new SchoolgateError('SG_ERR_USAGE', `unknown command "${name}"\n\n${usage}`);
-  loadConfig(values); // fail early on a bad flag or config file, before any command starts work
+  const config = loadConfig(values); // fail early on a bad flag or config file, before any command starts work
+  // Every command may write into the data folder (cache, lists, accounts, the CA): owner-only,
+  // and what an older release left readable is tightened whichever command runs first.
+  secureDataDir(config.dataDir, { create: false });
   const code = await (await load())(rest, values);
   return typeof code === 'number' ? code : 0;
 }

@@ -58,6 +58,8 @@ export const codes = {
   SG_ERR_LIST_TOO_LARGE: 'list download or archive exceeds its size limit',
   // durability (#11 points 9-11)
   SG_ERR_JOURNAL: 'incident journal cannot be written; incidents held in memory until stored',
+  // data folder permissions (issue #11 point 2)
+  SG_ERR_DATA_DIR: 'data folder permissions cannot be made owner-only',
   SG_ERR_INTERNAL: 'internal error',
 } as const;
 

@@ -5,6 +5,7 @@ import pg from 'pg';
 import { Worker } from 'node:worker_threads';
 import type { Config } from '../core/config';
 import { SchoolgateError, isSchoolgateError } from '../core/errors';
+import { tightenTree } from '../core/files';
 import { createLogger, silentLogger, type Logger } from '../core/log';
 import type { Db, Queryable, QueryResult } from './types';
 import type { ThreadData, ThreadError, ThreadReply, ThreadRequest } from './pglite-thread';
@@ -449,6 +450,15 @@ async function openPglite(dir: string, logger: Logger): Promise<Db> {
   } catch (err) {
     unlock();
     throw unavailable(err, `embedded database in ${dir}`);
+  }
+  // A new cluster is unpacked with its files 0666 whatever the umask (PGlite sets the modes it
+  // carries); the files PostgreSQL makes afterwards are 0600. Its WAL holds password hashes.
+  try {
+    tightenTree(dir);
+  } catch (err) {
+    await thread.worker.terminate();
+    unlock();
+    throw err;
   }
   logger.debug({ dir }, 'embedded PostgreSQL (PGlite) opened on its own thread');
 

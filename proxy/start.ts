@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { secureDataDir } from '../core/files';
 import os from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -74,7 +75,9 @@ export interface SchoolgateHandle {
 export async function startSchoolgate(input: Config, opts: StartOptions = {}): Promise<SchoolgateHandle> {
   const logger = opts.logger ?? createLogger({ level: input.logLevel });
   const out = opts.out ?? process.stdout;
-  mkdirSync(input.dataDir, { recursive: true });
+  // Before anything is created in it: the database, spool and keys are for this user alone.
+  const { tightened } = secureDataDir(input.dataDir);
+  if (tightened.length) logger.warn({ files: tightened.length, first: tightened.slice(0, 5) }, 'data folder permissions tightened to owner-only');
   const { ca, created } = ensureCa(input.dataDir);
   if (created) logger.info({ file: caCertPath(input.dataDir) }, 'school CA created');
   const leaf = new LeafCertificates({ ca, dataDir: input.dataDir });
@@ -172,7 +175,11 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
     // One config object shared with the admin API: ports chosen by the OS (0) are written back
     // into it once known, so /proxy.pac and the block page name the real ones.
     const effective: Config = { ...config };
-    const admin = await buildAdminApp({ config: effective, db, incidents, lists, logger, referenceSecret, caCertPem: () => ca.certPem });
+    let gatewayRef: Gateway | null = null;
+    const admin = await buildAdminApp({
+      config: effective, db, incidents, lists, logger, referenceSecret, caCertPem: () => ca.certPem,
+      writerStats: () => incidents.stats(), gatewayStats: () => gatewayRef?.stats ?? null,
+    });
     cleanups.push(() => admin.close());
     await admin.listen({ port: config.adminPort, host: config.listen });
     const adminPort = (admin.server.address() as { port: number }).port;
@@ -200,6 +207,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       destinations,
       limits: config,
     });
+    gatewayRef = gateway;
     const addr = await gateway.listen(config.proxyPort, config.listen);
     cleanups.push(() => gateway.close());
     effective.proxyPort = addr.port;

@@ -54,6 +54,7 @@ export async function harness(opts: { db?: Db; mailer?: Mailer; config?: Partial
   const app = await buildAdminApp({
     config, db, incidents: writer, lists, logger: opts.logger ?? silentLogger, referenceSecret: Buffer.alloc(32, 7),
     caCertPem: () => '-----BEGIN CERTIFICATE-----\nTEST\n-----END CERTIFICATE-----\n',
+    writerStats: () => writer.stats(),
     mailer: opts.mailer, loginRateLimit: opts.loginRateLimit ?? 1000, loginIpRateLimit: opts.loginIpRateLimit,
   });
   await app.ready();

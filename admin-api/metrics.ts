@@ -1,0 +1,128 @@
+import { createHash } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Db, WriterStats } from '../incidents/types';
+import type { ListStoreLike } from './deps';
+
+/** The gateway's own counters (proxy/gateway.ts `stats`), read at scrape time. */
+export interface GatewayCounters {
+  connections: number;
+  refused: number;
+  requests: number;
+  blocked: number;
+  tunnels: number;
+  intercepts: number;
+  upstreamErrors: number;
+}
+
+export interface HealthSources {
+  db: Db;
+  lists: ListStoreLike;
+  /** The writer's counters; absent where the app runs without the real writer. */
+  writerStats?: () => WriterStats;
+  /** The gateway's counters; null until the gateway is up (it starts after the admin API). */
+  gatewayStats?: () => GatewayCounters | null;
+}
+
+const PING_MS = 5_000;
+
+/**
+ * Whether the database answers a trivial query in time. A hung server (or an embedded database
+ * busy for longer than a scrape) counts as unreachable: the question is "would an incident be
+ * stored now", not "is a socket open".
+ */
+export async function databaseReachable(db: Db): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      db.query('SELECT 1').then(() => true),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), PING_MS);
+      }),
+    ]);
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * A short digest naming the lists now serving, so a monitoring query can tell whether every
+ * gateway runs the same lists and when they changed. Built from categories and entry counts,
+ * never from list text.
+ */
+export function listVersion(lists: ListStoreLike): string {
+  const r = lists.report;
+  const h = createHash('sha256');
+  h.update(String(r.entries));
+  for (const c of r.categories) h.update(`\0${c.name}:${c.domains}:${c.urls}:${c.expressions}`);
+  return h.digest('hex').slice(0, 12);
+}
+
+/**
+ * One Prometheus registry per admin app (tests build several in one process, and the global
+ * registry would make their metric names collide). Everything is read from counters that
+ * already exist, in collect callbacks at scrape time: nothing is added to the request path.
+ */
+export function createMetrics(src: HealthSources): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'schoolgate_' });
+
+  // Counters kept elsewhere are mirrored: reset then set to the source's running total.
+  const mirror = (name: string, help: string, read: () => number | undefined) =>
+    new Counter({
+      name, help, registers: [registry],
+      collect() {
+        const v = read();
+        this.reset();
+        if (v !== undefined) this.inc(v);
+      },
+    });
+  const gauge = (name: string, help: string, read: () => number | undefined | Promise<number | undefined>) =>
+    new Gauge({
+      name, help, registers: [registry],
+      async collect() {
+        const v = await read();
+        if (v !== undefined) this.set(v);
+      },
+    });
+
+  const gw = () => src.gatewayStats?.() ?? undefined;
+  mirror('schoolgate_proxy_connections_total', 'Client connections accepted by the gateway', () => gw()?.connections);
+  mirror('schoolgate_proxy_clients_refused_total', 'Client connections refused (address not in allowedClients)', () => gw()?.refused);
+  mirror('schoolgate_proxy_requests_total', 'HTTP requests the gateway handled (plain and inside intercepted TLS)', () => gw()?.requests);
+  mirror('schoolgate_proxy_blocked_total', 'Requests answered with a block page', () => gw()?.blocked);
+  mirror('schoolgate_proxy_tunnels_total', 'CONNECTs tunnelled without decryption (bypass hosts)', () => gw()?.tunnels);
+  mirror('schoolgate_proxy_intercepts_total', 'CONNECTs intercepted with a school-CA certificate', () => gw()?.intercepts);
+  mirror('schoolgate_proxy_upstream_errors_total', 'Requests or tunnels whose upstream could not be reached', () => gw()?.upstreamErrors);
+
+  const ws = () => src.writerStats?.();
+  gauge('schoolgate_incidents_queued', 'Incidents in memory, not yet in the database or the spool', () => ws()?.queued);
+  gauge('schoolgate_incidents_spooled', 'Incidents in the spool folder waiting for the database', () => ws()?.spooled);
+  mirror('schoolgate_incidents_stored_total', 'Incidents (repeats included) the database accepted since start', () => ws()?.stored);
+  mirror('schoolgate_incidents_dropped_total', 'Incidents lost: database and spool unavailable and the memory queue full', () => ws()?.dropped);
+  mirror('schoolgate_incidents_rejected_total', 'Incidents the database refused (kept in spool/rejected.ndjson)', () => ws()?.rejected);
+  mirror('schoolgate_incident_write_failures_total', 'Database writes that failed (each batch went to the spool)', () => ws()?.failures);
+
+  gauge('schoolgate_database_up', '1 when the incident database answers, else 0', async () => ((await databaseReachable(src.db)) ? 1 : 0));
+
+  gauge('schoolgate_lists_loaded', '1 when lists are loaded, 0 when the gateway is fail-closed', () => (src.lists.loaded ? 1 : 0));
+  gauge('schoolgate_list_entries', 'Entries in the lists now serving', () => src.lists.report.entries);
+  gauge('schoolgate_list_categories', 'Categories in the lists now serving', () => src.lists.report.categories.length);
+  gauge('schoolgate_list_skipped_lines', 'List lines skipped as invalid in the last load', () =>
+    src.lists.report.sources.reduce((n, s) => n + s.skippedCount, 0));
+  let lastReload = Date.now() / 1000;
+  (src.lists as Partial<Pick<EventEmitter, 'on'>>).on?.('reload', () => {
+    lastReload = Date.now() / 1000;
+  });
+  gauge('schoolgate_lists_last_reload_timestamp_seconds', 'When the lists now serving were loaded (Unix time)', () => lastReload);
+  new Gauge({
+    name: 'schoolgate_list_version_info', help: 'Always 1; the version label names the lists now serving', labelNames: ['version'], registers: [registry],
+    collect() {
+      this.reset();
+      this.set({ version: listVersion(src.lists) }, 1);
+    },
+  });
+  return registry;
+}
