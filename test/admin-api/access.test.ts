@@ -109,6 +109,9 @@ const CASES: Record<string, Case> = {
   // the access check to the reference check. Valid reports are tested with the block page.
   'POST /block/report': { allowed: 'public', status: 400, req: () => ({ body: { ref: 'forged.sig', type: 'self_report' } }) },
   'POST /api/logout': { allowed: 'any', status: 200 },
+  // A wrong current password: past the access check, refused by the password check (400, not 401,
+  // so the console keeps the user signed in). A real change would end the session the walk goes on with.
+  'POST /api/me/password': { allowed: 'any', status: 400, req: () => ({ body: { currentPassword: 'not the password', newPassword: 'a brand new long passphrase' } }) },
 };
 
 /** A plain domains file in the data folder's lists/, where list sources may live. */

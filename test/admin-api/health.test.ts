@@ -147,7 +147,7 @@ describe('metrics from a running gateway', () => {
     dirs.push(dataDir, lists);
     const config = loadConfig({ 'data-dir': dataDir, lists: [lists], categories: 'testblock', 'proxy-port': '0', 'admin-port': '0', 'log-level': 'silent' }, {});
     const devNull = new Writable({ write: (_c, _e, cb) => cb() });
-    sg = await startSchoolgate(config, { logger: silentLogger, out: devNull, upstreamCa: [origin.ca.certPem], upstreamLookup: loopbackLookup });
+    sg = await startSchoolgate(config, { logger: silentLogger, out: devNull, upstreamCa: [origin.ca.certPem], upstreamLookup: loopbackLookup, allowLoopbackDestinationsForTests: true });
   });
   afterAll(async () => {
     await sg?.close();
