@@ -13,6 +13,9 @@ export interface GatewayCounters {
   tunnels: number;
   intercepts: number;
   upstreamErrors: number;
+  destinationDenied: number;
+  timedOut: number;
+  tooManyConnections: number;
 }
 
 export interface HealthSources {
@@ -96,6 +99,9 @@ export function createMetrics(src: HealthSources): Registry {
   mirror('schoolgate_proxy_tunnels_total', 'CONNECTs tunnelled without decryption (bypass hosts)', () => gw()?.tunnels);
   mirror('schoolgate_proxy_intercepts_total', 'CONNECTs intercepted with a school-CA certificate', () => gw()?.intercepts);
   mirror('schoolgate_proxy_upstream_errors_total', 'Requests or tunnels whose upstream could not be reached', () => gw()?.upstreamErrors);
+  mirror('schoolgate_proxy_destination_denied_total', 'Requests or CONNECTs refused for their destination (loopback, link-local, the gateway itself, a closed range or port)', () => gw()?.destinationDenied);
+  mirror('schoolgate_proxy_timed_out_total', 'Client connections cut for slowness (headers, idle, TLS handshake)', () => gw()?.timedOut);
+  mirror('schoolgate_proxy_too_many_connections_total', 'Client connections refused over the per-address cap', () => gw()?.tooManyConnections);
 
   const ws = () => src.writerStats?.();
   gauge('schoolgate_incidents_queued', 'Incidents in memory, not yet in the database or the spool', () => ws()?.queued);
@@ -104,6 +110,7 @@ export function createMetrics(src: HealthSources): Registry {
   mirror('schoolgate_incidents_dropped_total', 'Incidents lost: database and spool unavailable and the memory queue full', () => ws()?.dropped);
   mirror('schoolgate_incidents_rejected_total', 'Incidents the database refused (kept in spool/rejected.ndjson)', () => ws()?.rejected);
   mirror('schoolgate_incident_write_failures_total', 'Database writes that failed (each batch went to the spool)', () => ws()?.failures);
+  mirror('schoolgate_incident_journal_failures_total', 'Journal appends that failed: those incidents were in memory only until stored', () => ws()?.journalFailures);
 
   gauge('schoolgate_database_up', '1 when the incident database answers, else 0', async () => ((await databaseReachable(src.db)) ? 1 : 0));
 

@@ -104,4 +104,6 @@ export interface WriterStats {
   rejected: number;
   /** Incidents lost because the in-memory queue was full (database and spool both failing). */
   dropped: number;
+  /** Journal appends that failed (disk full, permission): those incidents were in memory only until stored. */
+  journalFailures: number;
 }

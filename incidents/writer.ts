@@ -592,6 +592,7 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
       failures: this.counters.failures,
       rejected: this.counters.rejected,
       dropped: this.counters.dropped,
+      journalFailures: this.journal.failures,
     };
   }
 

@@ -175,6 +175,11 @@ describe('metrics from a running gateway', () => {
     expect(sample(after, 'schoolgate_incidents_stored_total')).toBe(2);
     expect(sample(after, 'schoolgate_incidents_queued')).toBe(0);
     expect(sample(after, 'schoolgate_database_up')).toBe(1);
+    expect(sample(after, 'schoolgate_incident_journal_failures_total')).toBe(0);
+    // A wall the gateway held (its own console port, even with loopback opened for the test) is counted.
+    expect(sample(after, 'schoolgate_proxy_destination_denied_total')).toBe(0);
+    expect((await viaProxy(sg.proxyPort, `http://127.0.0.1:${sg.adminPort}/healthz`)).status).toBe(403);
+    expect(sample(await metrics(), 'schoolgate_proxy_destination_denied_total')).toBe(1);
     const health = await sg.admin.inject({ url: '/healthz' });
     expect(health.statusCode).toBe(200);
   });
