@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import fs, { closeSync, fdatasyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import os from 'node:os';
+import fs, { closeSync, fdatasyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { SchoolgateError } from '../core/errors';
 import type { Logger } from '../core/log';
+import { writerGone } from './spool';
 
 /**
  * The incident journal: every incident the writer queues is first appended here, synchronously,
@@ -28,31 +28,6 @@ const SEGMENT_BYTES = 4 * 1024 * 1024;
 const TRUNCATE_BYTES = 256 * 1024;
 /** A repeating failure (disk full) is logged at most this often. */
 const LOG_EVERY_MS = 10_000;
-
-/**
- * Whether a segment's writer is gone: its process is not running, or (after a reboot, when the
- * pid may now belong to an unrelated process) the file was last written before this boot.
- */
-function writerGone(pid: number, file: string): boolean {
-  if (!pidAlive(pid)) return true;
-  if (pid === process.pid) return false;
-  try {
-    const bootedAt = Date.now() - os.uptime() * 1000;
-    return statSync(file).mtimeMs < bootedAt - 5000;
-  } catch {
-    return false;
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 interface Segment {
   file: string;
