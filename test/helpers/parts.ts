@@ -60,3 +60,7 @@ export async function postgresMissing(): Promise<string | null> {
 export const chromiumPath = '/usr/bin/chromium';
 export const chromiumMissing = (): string | null => (existsSync(chromiumPath) ? null : `${chromiumPath} not installed (apt-get install chromium)`);
 export const sharedListsMissing = (): string | null => (existsSync(ut1) ? null : `${ut1} not found`);
+
+/** A command-line tool a test runs (curl, openssl, tar, ps): null when it is on PATH, else why not and how to get it. */
+export const commandMissing = (cmd: string, aptPackage: string): string | null =>
+  findBinary(cmd) ? null : `${cmd} not installed (apt-get install ${aptPackage})`;
