@@ -5,7 +5,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /**
- * Parts a fresh machine may lack (a PostgreSQL server, squidGuard, Chromium, squid).
+ * Parts a fresh machine may lack: a PostgreSQL server, squidGuard, Chromium, certutil, the shared
+ * UT1 lists, and the command-line tools tests run (curl, openssl, tar, ps). squid is not among
+ * them: no test runs it; it is a peer in bench/proxy.ts, which says when it is absent.
  * `npm test` skips what is missing and says why; `.ci/run` installs them and sets
  * SCHOOLGATE_REQUIRE_ALL=1, under which a missing part fails the run instead.
  */
