@@ -45,6 +45,8 @@ function derChildren(seq: Buffer): Buffer[] {
   }
   return out;
 }
+/** RFC 5758 §3.2: SEQUENCE { OID ecdsa-with-SHA256 }, with no parameters (not even NULL). */
+const ECDSA_WITH_SHA256 = Buffer.from('300a06082a8648ce3d040302', 'hex');
 /** RFC 5480 §2.2: a P-256 public key is the 65-byte uncompressed point that ends its SPKI. */
 const p256KeyId = (spki: Buffer) => createHash('sha1').update(spki.subarray(spki.length - 65)).digest();
 
@@ -215,7 +217,6 @@ describe('school CA', () => {
     expect(ca.keyType).toBe('ec');
     const caX = new X509Certificate(ca.certPem);
     const { publicKey: standIn } = generateKeyPairSync('rsa', { modulusLength: 1024 });
-    const ECDSA_WITH_SHA256 = Buffer.from('300a06082a8648ce3d040302', 'hex'); // SEQUENCE { OID 1.2.840.10045.4.3.2 }, no parameters
     const caAttrs = caX.subject.split('\n').map((l) => {
       const [k, v] = l.split('=');
       return { shortName: k, value: v };
@@ -278,6 +279,37 @@ describe('school CA', () => {
         expect(out, host).toMatch(/: OK/);
       }
     }
+  });
+
+  it('assembles the ECDSA school CA itself byte for byte as forge encodes the same fields, self-signed', () => {
+    const dir = tmp();
+    const ca = initCa(dir);
+    const x = ca.x509;
+    const [tbs, algorithm, signatureBits] = derChildren(x.raw);
+    const spki = x.publicKey.export({ type: 'spki', format: 'der' });
+    const attrs = x.subject.split('\n').map((l) => ({ shortName: l.split('=')[0], value: l.split('=')[1] }));
+    expect(attrs.map((a) => a.shortName)).toEqual(['CN', 'O', 'OU']);
+    const { publicKey: standIn } = generateKeyPairSync('rsa', { modulusLength: 1024 });
+    const f = forge.pki.createCertificate();
+    f.publicKey = forge.pki.publicKeyFromPem(standIn.export({ type: 'spki', format: 'pem' }).toString());
+    f.serialNumber = x.serialNumber.toLowerCase();
+    f.validity.notBefore = new Date(x.validFrom);
+    f.validity.notAfter = new Date(x.validTo);
+    f.setSubject(attrs);
+    f.setIssuer(attrs);
+    f.setExtensions([
+      { name: 'basicConstraints', cA: true, critical: true, pathLenConstraint: 0 },
+      { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
+      { name: 'subjectKeyIdentifier', value: forge.asn1.create(forge.asn1.Class.UNIVERSAL, forge.asn1.Type.OCTETSTRING, false, p256KeyId(spki).toString('binary')) },
+    ] as never[]);
+    f.siginfo.algorithmOid = forge.pki.oids.sha256WithRSAEncryption;
+    const forgeTbs = (forge.pki as unknown as { getTBSCertificate(c: unknown): forge.asn1.Asn1 }).getTBSCertificate(f);
+    const fromDer = (b: Buffer) => (forge.asn1.fromDer as unknown as (b: string, o: object) => forge.asn1.Asn1)(b.toString('binary'), { decodeBitStrings: false });
+    (forgeTbs.value as forge.asn1.Asn1[])[2] = fromDer(ECDSA_WITH_SHA256);
+    (forgeTbs.value as forge.asn1.Asn1[])[6] = fromDer(spki);
+    expect(tbs.toString('hex')).toBe(Buffer.from(forge.asn1.toDer(forgeTbs).getBytes(), 'binary').toString('hex'));
+    expect(algorithm.toString('hex')).toBe(ECDSA_WITH_SHA256.toString('hex'));
+    expect(verify('sha256', tbs, x.publicKey, derElement(signatureBits).contents.subarray(1))).toBe(true);
   });
 
   it('`ca export` on a fresh data folder creates the CA that start would use', () => {
