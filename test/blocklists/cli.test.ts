@@ -7,12 +7,14 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultListsDir, updateLists } from '../../blocklists/update';
-import { need, projectRoot, sharedListsMissing, ut1 } from '../helpers/parts';
+import { commandMissing, need, projectRoot, sharedListsMissing, ut1 } from '../helpers/parts';
 import { writeUnder } from '../helpers/files';
 import { runCommand } from '../helpers/process';
 
 const run = promisify(execFile);
 const bin = path.join(projectRoot, 'bin/schoolgate.ts');
+// `lists update` is fed a UT1 tarball, packed here by tar.
+const noTar = need('tar', commandMissing('tar', 'tar')) !== null;
 
 let dir: string;
 const w = (rel: string, text: string) => writeUnder(dir, rel, text);
@@ -30,7 +32,7 @@ beforeAll(() => {
   w('lists/blacklists/liste_blanche/domains', 'ok.xxx.example\n');
   w('lists/blacklists/liste_blanche/usage', 'white\n');
   w('lists/blacklists/global_usage', 'NAME: gambling\nNAME EN: Gambling\n');
-  execFileSync('tar', ['-czf', path.join(dir, 'ut1.tar.gz'), '-C', path.join(dir, 'lists'), 'blacklists']);
+  if (!noTar) execFileSync('tar', ['-czf', path.join(dir, 'ut1.tar.gz'), '-C', path.join(dir, 'lists'), 'blacklists']);
 });
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -90,7 +92,7 @@ describe('schoolgate check', () => {
   });
 });
 
-describe('schoolgate lists', () => {
+describe.skipIf(noTar)('schoolgate lists', () => {
   let server: http.Server;
   let base: string;
   beforeAll(async () => {

@@ -20,7 +20,8 @@ import type { Verdict } from '../../blocklists/types';
  */
 
 const squidGuard = findBinary('/usr/bin/squidGuard', 'squidGuard');
-const skipReason = need('squidGuard', sharedListsMissing() ?? (squidGuard ? null : 'squidGuard not installed (apt-get install squidguard)'));
+// Each part named for itself: missing lists are not a missing squidGuard.
+const skipReason = need('shared UT1 lists', sharedListsMissing()) ?? need('squidGuard', squidGuard ? null : 'squidGuard not installed (apt-get install squidguard)');
 
 /**
  * squidGuard 1.6 looks an entry up with a B-tree range search and then compares only the key at

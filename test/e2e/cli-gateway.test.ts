@@ -5,7 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDb } from '../../incidents/db';
-import { need, projectRoot, sharedListsMissing, ut1 } from '../helpers/parts';
+import { commandMissing, need, projectRoot, sharedListsMissing, ut1 } from '../helpers/parts';
 import { freePort, startHttpOrigin, tempDir, waitFor, type Origin } from './fixtures';
 
 /**
@@ -16,7 +16,11 @@ import { freePort, startHttpOrigin, tempDir, waitFor, type Origin } from './fixt
  */
 
 const run = promisify(execFile);
-const skip = need('shared UT1 lists', sharedListsMissing()) !== null;
+// curl is the outside check the contract names; ps finds the node process npx started, to signal it.
+const skip =
+  need('shared UT1 lists', sharedListsMissing()) !== null ||
+  need('curl', commandMissing('curl', 'curl')) !== null ||
+  need('ps', commandMissing('ps', 'procps')) !== null;
 
 /** The child's environment: the contract's flags only, nothing inherited that would change the config. */
 function childEnv(): NodeJS.ProcessEnv {

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../core/config';
 import { silentLogger } from '../../core/log';
 import { startSchoolgate, type SchoolgateHandle } from '../../proxy/start';
-import { need, postgresMissing } from '../helpers/parts';
+import { commandMissing, need, postgresMissing } from '../helpers/parts';
 import { createTestDatabase } from '../helpers/pg';
 import { makeLists, tempDir, waitFor } from './fixtures';
 
@@ -18,7 +18,7 @@ import { makeLists, tempDir, waitFor } from './fixtures';
  */
 
 const run = promisify(execFile);
-const skip = need('PostgreSQL', await postgresMissing()) !== null;
+const skip = need('PostgreSQL', await postgresMissing()) !== null || need('curl', commandMissing('curl', 'curl')) !== null;
 
 describe.skipIf(skip)('the gateway writing incidents to PostgreSQL (DATABASE_URL)', () => {
   const tmp = tempDir('sg-e2e-pg-');

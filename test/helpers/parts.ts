@@ -5,7 +5,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /**
- * Parts a fresh machine may lack (a PostgreSQL server, squidGuard, Chromium, squid).
+ * Parts a fresh machine may lack: a PostgreSQL server, squidGuard, Chromium, certutil, the shared
+ * UT1 lists, and the command-line tools tests run (curl, openssl, tar, ps). squid is not among
+ * them: no test runs it; it is a peer in bench/proxy.ts, which says when it is absent.
  * `npm test` skips what is missing and says why; `.ci/run` installs them and sets
  * SCHOOLGATE_REQUIRE_ALL=1, under which a missing part fails the run instead.
  */
@@ -60,3 +62,7 @@ export async function postgresMissing(): Promise<string | null> {
 export const chromiumPath = '/usr/bin/chromium';
 export const chromiumMissing = (): string | null => (existsSync(chromiumPath) ? null : `${chromiumPath} not installed (apt-get install chromium)`);
 export const sharedListsMissing = (): string | null => (existsSync(ut1) ? null : `${ut1} not found`);
+
+/** A command-line tool a test runs (curl, openssl, tar, ps): null when it is on PATH, else why not and how to get it. */
+export const commandMissing = (cmd: string, aptPackage: string): string | null =>
+  findBinary(cmd) ? null : `${cmd} not installed (apt-get install ${aptPackage})`;

@@ -143,7 +143,17 @@ describe.skipIf(skip)('gateway, end to end in one process', () => {
     const r = await viaProxy(port, `http://127.0.0.1:${origin.httpPort}/hang`);
     expect(r.status).toBe(502);
     expect(r.body).toContain('ETIMEDOUT');
-    // A slow upload is not a silent origin: the clock starts once the body is sent.
+    await gw.close();
+  });
+
+  it('starts the silent-origin clock once an upload is sent, not when it begins', async () => {
+    // The upload lasts 2.5 times the limit; the origin then has the whole limit (a second, on
+    // loopback) to answer, which a loaded machine still meets. A clock started at the request's
+    // start would have fired long before the body ended.
+    const LIMIT = 1000;
+    const gw = createGateway({ ...gatewayDeps(), upstreamTimeoutMs: LIMIT });
+    const { port } = await gw.listen(0, '127.0.0.1');
+    let uploadMs = 0;
     const slow = await new Promise<Reply>((resolve, reject) => {
       const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: `http://127.0.0.1:${origin.httpPort}/upload`, headers: { 'transfer-encoding': 'chunked' } });
       req.on('response', (res) => {
@@ -152,11 +162,16 @@ describe.skipIf(skip)('gateway, end to end in one process', () => {
         res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body, reusedSocket: false }));
       });
       req.on('error', reject);
+      const t0 = Date.now();
       req.write('part1;');
-      setTimeout(() => req.end('part2'), 700);
+      setTimeout(() => {
+        uploadMs = Date.now() - t0;
+        req.end('part2');
+      }, 2.5 * LIMIT);
     });
-    expect(slow.status).toBe(200);
+    expect(slow.status, slow.body.slice(0, 200)).toBe(200);
     expect(JSON.parse(slow.body).body).toBe('part1;part2');
+    expect(uploadMs).toBeGreaterThan(LIMIT);
     await gw.close();
   });
 

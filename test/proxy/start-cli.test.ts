@@ -11,7 +11,7 @@ import { GAMBLING_HOST, fixtureLists, tmpDir, ut1Gambling } from './helpers';
  * `curl -x` getting the block page. Real processes, real curl.
  */
 const curl = findBinary('curl');
-const skip = need('shared UT1 lists', sharedListsMissing()) !== null || need('curl', curl ? null : 'curl not installed') !== null;
+const skip = need('shared UT1 lists', sharedListsMissing()) !== null || need('curl', curl ? null : 'curl not installed (apt-get install curl)') !== null;
 
 const bin = path.join(projectRoot, 'bin', 'schoolgate.ts');
 const children: ChildProcess[] = [];
