@@ -164,7 +164,9 @@ describe.skipIf(pgSkip !== null)('writer faults on PostgreSQL', () => {
     const dataDir = tmpDir();
     const db = await openDb({ databaseUrl: relay.urlFor(tdb.url), dataDir });
     // A short write timeout: a frozen write is given up on (and spooled) while it is still in flight.
-    const w = new IncidentWriter({ db, dataDir, retryMaxMs: 200, writeTimeoutMs: 300 });
+    // The relay holds it until thaw(), however long that is, so the timeout need not be tight:
+    // 1 s leaves a loaded machine's ordinary writes well clear of it.
+    const w = new IncidentWriter({ db, dataDir, retryMaxMs: 200, writeTimeoutMs: 1000 });
     const storedKeys = new Set<string>();
     let repeatedCount = 0;
     w.on('stored', (rows: IncidentRow[]) => rows.forEach((r) => storedKeys.add(r.idempotency_key)));
@@ -175,18 +177,24 @@ describe.skipIf(pgSkip !== null)('writer faults on PostgreSQL', () => {
     await w.flush();
     relay.freeze();
     for (let i = 500; i < 1500; i++) rec(i);
-    await w.flush(); // given up on after 300 ms, and spooled
+    await w.flush(); // given up on after 1 s, and spooled
     expect(w.stats().failures).toBeGreaterThan(0);
     relay.thaw(); // the held batch now reaches the server and may commit: replay must not count it again
     for (let i = 1500; i < 2000; i++) rec(i);
     await w.flush();
     expect(await w.drained(60_000)).toBe(true);
-    await sleep(300); // let any still-running original transaction finish
+    // No transaction of this test's may still be open when the ledger is read: the thawed
+    // original could otherwise commit after it. Waited for by asking the server, not by a sleep.
+    await waitUntil(async () => {
+      const r = await direct.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'",
+      );
+      return r.rows[0].n === 0;
+    }, 30_000);
     const after = await ledger(direct);
     expectStoredOnce(before, after, 2000);
     // The timed-out batch committed late and the replay skipped it; it still counts (and alerts) once.
     expect(w.stats().stored).toBe(2000);
-    await sleep(100);
     const rows = await direct.query<{ k: string }>("SELECT idempotency_key AS k FROM incidents WHERE idempotency_key LIKE 'frozen-%'");
     expect(rows.rows.filter((r) => !storedKeys.has(r.k))).toEqual([]); // every new incident was announced
     expect(storedKeys.size).toBe(rows.rows.length);
