@@ -284,7 +284,8 @@ describe.skipIf(pgSkip !== null)('writer faults on PostgreSQL', () => {
     await relay.cut();
     const w = new IncidentWriter({ db, dataDir, retryMaxMs: 100 });
     for (let i = 0; i < 10; i++) expect(typeof w.record({ kind: 'blocked', user: 'stuck', url: `http://stuck.example/${i}` })).toBe('string');
-    await sleep(300);
+    // Several failed rounds of database and spool, counted rather than timed.
+    await waitUntil(() => w.stats().failures >= 3, 30_000);
     expect(w.stats().queued).toBe(10); // held in memory, not dropped
     const t0 = Date.now();
     await w.close(500);
@@ -472,7 +473,8 @@ describe('writer with neither a database nor a spool', () => {
       await new Promise((r) => setImmediate(r));
       await new Promise((r) => setImmediate(r));
       burst(1500); // while the pump holds the first batch (database write failing): it counts against the cap
-      await sleep(300); // several failed rounds of database and spool
+      const failed = w.stats().failures;
+      await waitUntil(() => w.stats().failures >= failed + 3, 30_000); // several failed rounds of database and spool
       burst(500);
       const st = w.stats();
       expect(st.queued).toBe(cap); // the first ones recorded are the ones kept
