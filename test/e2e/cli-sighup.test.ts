@@ -57,13 +57,15 @@ describe('schoolgate start reloads its lists on SIGHUP', () => {
     rawRequest(proxyPort, `GET http://${host}:${origin.port}/page HTTP/1.1\r\nHost: ${host}:${origin.port}\r\nConnection: close\r\n\r\n`);
 
   it('a domain added to a category passes before the signal and is blocked after it', async () => {
-    const before = await get('localhost');
+    // The origin's own address as the entry (UT1 lists carry IP entries too): no name to resolve,
+    // so nothing depends on how this machine's hosts file spells localhost.
+    const before = await get('127.0.0.1');
     expect(before.status, before.body).toBe(200);
     expect(before.body).toContain('origin=hup-origin');
 
     // The category grows (1 -> 2 entries): a shrinking reload would be refused by design.
-    appendFileSync(path.join(lists, 'adult', 'domains'), 'localhost\n');
-    const unchanged = await get('localhost');
+    appendFileSync(path.join(lists, 'adult', 'domains'), '127.0.0.1\n');
+    const unchanged = await get('127.0.0.1');
     expect(unchanged.status, 'the file changed, but nothing has told the gateway yet').toBe(200);
     const reached = origin.seen.length;
 
@@ -71,10 +73,10 @@ describe('schoolgate start reloads its lists on SIGHUP', () => {
     server.kill('SIGHUP');
     await waitFor(() => out.slice(logged).includes('lists reloaded (SIGHUP)'), 'the reload log line', 30_000, 50);
     expect(server.exitCode, 'SIGHUP must not stop the server').toBeNull();
-    const after = await get('localhost');
+    const after = await get('127.0.0.1');
     expect(after.status).toBe(403);
     expect(after.body).toMatch(/adult/i); // the block page names the category
     expect(origin.seen.length, 'a blocked request never reaches the origin').toBe(reached);
-    expect(readFileSync(path.join(lists, 'adult', 'domains'), 'utf8')).toBe('porn.example\nlocalhost\n');
+    expect(readFileSync(path.join(lists, 'adult', 'domains'), 'utf8')).toBe('porn.example\n127.0.0.1\n');
   }, 60_000);
 });
