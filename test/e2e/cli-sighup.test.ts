@@ -56,7 +56,7 @@ describe('schoolgate start reloads its lists on SIGHUP', () => {
   const get = (host: string) =>
     rawRequest(proxyPort, `GET http://${host}:${origin.port}/page HTTP/1.1\r\nHost: ${host}:${origin.port}\r\nConnection: close\r\n\r\n`);
 
-  it('a domain added to a category passes before the signal and is blocked after it', async () => {
+  it('an entry added to a category passes before the signal and is blocked after it', async () => {
     // The origin's own address as the entry (UT1 lists carry IP entries too): no name to resolve,
     // so nothing depends on how this machine's hosts file spells localhost.
     const before = await get('127.0.0.1');
