@@ -5,12 +5,14 @@
  * a route added without a row here fails the walk, and an /api route without a declared access
  * cannot be registered at all.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../core/log';
 import { buildAdminApp, registeredRoutes } from '../../admin-api/app';
 import { createToken, type Role } from '../../admin-api/auth';
+import { caCertPath } from '../../certs/ca';
 import { call, harness, PASSWORD, sessionCookie, type Harness } from './helpers';
 
 const ALL: Role[] = ['safeguarding_lead', 'network_manager', 'staff', 'auditor'];
@@ -236,9 +238,16 @@ describe('public routes', () => {
     expect(pac.headers['content-type']).toContain('application/x-ns-proxy-autoconfig');
     expect(pac.body).toContain(`PROXY 127.0.0.1:${h.config.proxyPort}`);
     expect(pac.body).toContain('"DIRECT"');
+    // The school's own CA, byte for byte as on disk: a device that installs what this serves
+    // must trust exactly the root the gateway signs leaves with.
     const ca = await h.app.inject({ url: '/ca.crt' });
     expect(ca.statusCode).toBe(200);
-    expect(ca.body).toContain('BEGIN CERTIFICATE');
+    expect(ca.headers['content-type']).toContain('application/x-x509-ca-cert');
+    expect(ca.body).toBe(readFileSync(caCertPath(h.dir), 'utf8'));
+    const served = new X509Certificate(ca.body);
+    expect(served.raw.equals(h.ca.x509.raw)).toBe(true);
+    expect(served.ca).toBe(true);
+    expect(served.checkPrivateKey(h.ca.key)).toBe(true);
     const root = await h.app.inject({ url: '/' });
     expect(root.statusCode).toBe(302);
     expect(root.headers.location).toBe('/console/');

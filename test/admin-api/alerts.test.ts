@@ -1,6 +1,8 @@
 import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
 import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../core/log';
 import { harness, type Harness } from './helpers';
 
 interface Mail {
@@ -73,11 +75,19 @@ describe('high-severity alerts: email to the DSL and live events in the console'
   let smtp: Awaited<ReturnType<typeof startSmtp>>;
   let base: string;
   let smtpOpen = false;
+  // The app's real logger (pino, with its redaction), writing into this array instead of stderr.
+  const logLines: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line) logLines.push(JSON.parse(line));
+      done();
+    },
+  });
 
   beforeAll(async () => {
     smtp = await startSmtp();
     smtpOpen = true;
-    h = await harness({ config: { smtp: { url: `smtp://127.0.0.1:${smtp.port}`, from: 'filter@school.example', to: [] } } });
+    h = await harness({ logger: createLogger({ level: 'info', destination: sink }), config: { smtp: { url: `smtp://127.0.0.1:${smtp.port}`, from: 'filter@school.example', to: [] } } });
     await h.app.listen({ port: 0, host: '127.0.0.1' });
     base = `http://127.0.0.1:${(h.app.server.address() as AddressInfo).port}`;
   });
@@ -138,10 +148,15 @@ describe('high-severity alerts: email to the DSL and live events in the console'
     await new Promise<void>((r) => smtp.server.close(() => r()));
     h.writer.record({ kind: 'blocked', user: 'third@school.example', url: 'http://porn.example/', host: 'porn.example', category: 'adult' });
     await h.writer.flush();
-    await new Promise((r) => setTimeout(r, 300));
+    const line = await until(() => logLines.find((l) => l.msg === 'alert email not sent'));
+    expect(line.level).toBe(50); // error: a DSL who was not emailed must be visible in the log
+    expect(String(line.err)).toMatch(/ECONNREFUSED|connect/i);
     const res = await fetch(`${base}/api/incidents?user=third@school.example`, { headers: { cookie: h.users.safeguarding_lead.cookie } });
     expect(res.status).toBe(200);
-    expect(((await res.json()) as { items: unknown[] }).items).toHaveLength(1);
+    const items = ((await res.json()) as { items: Array<{ id: number }> }).items;
+    expect(items).toHaveLength(1);
+    expect(line.incident).toBe(items[0].id);
+    expect(await fetch(`${base}/healthz`).then((r) => r.status)).toBe(200);
   });
 
   it('closing the app ends open event streams instead of waiting on them', async () => {

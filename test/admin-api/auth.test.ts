@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createUser, hashPassword, sha256, verifyPassword } from '../../admin-api/auth';
+import { createUser, hashPassword, SESSION_HOURS, sha256, verifyPassword } from '../../admin-api/auth';
 import { call, harness, ORIGIN, PASSWORD, sessionCookie, type Harness } from './helpers';
 
 describe('password hashing', () => {
@@ -149,6 +149,36 @@ describe('login, sessions, tokens, origin', () => {
     expect((await h.app.inject({ url: '/api/me', headers: { cookie: c2 } })).statusCode).toBe(401);
     const again = await h.app.inject({ method: 'POST', url: '/api/login', payload: { email: u.email, password: PASSWORD } });
     expect(again.statusCode).toBe(401);
+  });
+
+  it(`a session lasts ${SESSION_HOURS} hours: refused once past its lifetime, and swept at the next login`, async () => {
+    const u = await createUser(h.db, { email: 'expiry@school.example', role: 'staff', password: PASSWORD });
+    const login = () => h.app.inject({ method: 'POST', url: '/api/login', payload: { email: u.email, password: PASSWORD }, remoteAddress: '127.0.0.77' });
+    const first = await login();
+    expect(first.statusCode).toBe(200);
+    const c = first.cookies.find((x) => x.name === 'sg_session')!;
+    expect(c.maxAge).toBe(SESSION_HOURS * 3600); // the browser forgets it when the server does
+    const cookie = `sg_session=${c.value}`;
+    // The server's own clock sets the lifetime: 12 hours from the login, give or take the test.
+    const life = await h.db.query<{ s: number }>(
+      'SELECT extract(epoch FROM expires_at - now())::float8 AS s FROM sessions WHERE id_hash = $1', [sha256(c.value)],
+    );
+    expect(life.rows[0].s).toBeGreaterThan(SESSION_HOURS * 3600 - 120);
+    expect(life.rows[0].s).toBeLessThanOrEqual(SESSION_HOURS * 3600);
+    const me = () => h.app.inject({ url: '/api/me', headers: { cookie } });
+    // A minute before the end it still works; a second after, the same cookie is refused.
+    await h.db.query("UPDATE sessions SET expires_at = now() + interval '1 minute' WHERE id_hash = $1", [sha256(c.value)]);
+    expect((await me()).statusCode).toBe(200);
+    await h.db.query("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE id_hash = $1", [sha256(c.value)]);
+    const late = await me();
+    expect(late.statusCode).toBe(401);
+    expect(late.json().error.code).toBe('SG_ERR_UNAUTHENTICATED');
+    const write = await h.app.inject({ method: 'POST', url: '/api/me/password', headers: { cookie, origin: ORIGIN }, payload: { currentPassword: PASSWORD, newPassword: 'another long passphrase' } });
+    expect(write.statusCode).toBe(401);
+    // The expired row does not linger with the user's id in it.
+    expect((await login()).statusCode).toBe(200);
+    const left = await h.db.query('SELECT 1 FROM sessions WHERE id_hash = $1', [sha256(c.value)]);
+    expect(left.rows).toHaveLength(0);
   });
 
   it('accounts: generated passwords are returned once and work; a network manager cannot mint a DSL', async () => {

@@ -11,6 +11,7 @@ import { IncidentWriter } from '../../incidents/writer';
 import type { Db } from '../../incidents/types';
 import { buildAdminApp, type Mailer } from '../../admin-api/app';
 import { createUser, type Role } from '../../admin-api/auth';
+import { initCa, type SchoolCa } from '../../certs/ca';
 
 /** A small UT1-layout folder: category dirs with a `domains` file and a `usage` saying black. */
 export function makeLists(root: string, cats: Record<string, string[]>): string {
@@ -31,6 +32,8 @@ export interface Harness {
   db: Db;
   config: Config;
   lists: ListStore;
+  /** The school CA the app hands out at /ca.crt: a real one, made in the data folder. */
+  ca: SchoolCa;
   writer: IncidentWriter;
   app: FastifyInstance;
   users: Record<Role, { id: number; email: string; cookie: string }>;
@@ -51,9 +54,10 @@ export async function harness(opts: { db?: Db; mailer?: Mailer; config?: Partial
   const writer = new IncidentWriter({ db, dataDir: dir, logger: silentLogger, flushMs: 1 });
   writer.start();
   const lists = await ListStore.open({ sources: config.lists });
+  const ca = initCa(dir);
   const app = await buildAdminApp({
     config, db, incidents: writer, lists, logger: opts.logger ?? silentLogger, referenceSecret: Buffer.alloc(32, 7),
-    caCertPem: () => '-----BEGIN CERTIFICATE-----\nTEST\n-----END CERTIFICATE-----\n',
+    caCertPem: () => ca.certPem,
     writerStats: () => writer.stats(),
     mailer: opts.mailer, loginRateLimit: opts.loginRateLimit ?? 1000, loginIpRateLimit: opts.loginIpRateLimit,
   });
@@ -67,7 +71,7 @@ export async function harness(opts: { db?: Db; mailer?: Mailer; config?: Partial
     users[role] = { id: u.id, email, cookie: sessionCookie(res) };
   }
   return {
-    dir, db, config, lists, writer, app, users,
+    dir, db, config, lists, ca, writer, app, users,
     async close() {
       await app.close();
       await writer.close();

@@ -39,21 +39,28 @@ describe.skipIf(skip !== null)('list changes reach another gateway through Postg
     await testDb?.drop();
   });
 
-  async function within2s(check: () => boolean): Promise<number> {
+  /**
+   * Waits for a change to reach the gateway and says how long it took. The README promises
+   * "within seconds": typically tens of ms here, bounded at 5 s for a loaded 2-core CI machine.
+   * The wait itself (20 s) stays below the 30 s periodic check, so a lost NOTIFY fails too.
+   */
+  async function withinSeconds(check: () => boolean): Promise<number> {
     const start = performance.now();
     while (!check()) {
-      if (performance.now() - start > 2000) throw new Error('change did not reach the gateway within 2 s');
+      if (performance.now() - start > 20_000) throw new Error('change did not reach the gateway within 20 s');
       await new Promise((r) => setTimeout(r, 10));
     }
-    return performance.now() - start;
+    const ms = performance.now() - start;
+    expect(ms, 'a console change reaches another gateway within seconds').toBeLessThan(5000);
+    return ms;
   }
 
-  it('a block override made in the console blocks on the other gateway within 2 s', async () => {
+  it('a block override made in the console blocks on the other gateway within seconds', async () => {
     const u = normalizeUrl('https://fresh-scam.example/login');
     expect(gateway.classify(u, [], []).action).toBe('pass');
     const res = await call(h, 'network_manager', 'POST', '/api/overrides', { action: 'block', entry: 'fresh-scam.example', category: 'phishing', reason: 'reported by year 9' });
     expect(res.statusCode, res.body).toBe(200);
-    const ms = await within2s(() => gateway.classify(u, [], []).action === 'block');
+    const ms = await withinSeconds(() => gateway.classify(u, [], []).action === 'block');
     expect(gateway.classify(u, [], []).category).toBe('phishing');
     console.log(`override reached the second gateway in ${ms.toFixed(0)} ms`);
   });
@@ -61,15 +68,15 @@ describe.skipIf(skip !== null)('list changes reach another gateway through Postg
   it('an allow override and a policy group change arrive too, and so does a new uploaded list', async () => {
     const casino = normalizeUrl('http://casino.example/');
     await call(h, 'network_manager', 'POST', '/api/overrides', { action: 'allow', entry: 'casino.example', reason: 'maths lesson on probability' });
-    await within2s(() => gateway.classify(casino, ['gambling'], []).action === 'pass');
+    await withinSeconds(() => gateway.classify(casino, ['gambling'], []).action === 'pass');
 
     await call(h, 'network_manager', 'PUT', '/api/policy-groups/sixth-form', { categories: ['adult'] });
-    await within2s(() => policyFor(gateway, 'sixth-form', h.config).join() === 'adult');
+    await withinSeconds(() => policyFor(gateway, 'sixth-form', h.config).join() === 'adult');
 
     const res = await call(h, 'network_manager', 'POST', '/api/lists/upload', { name: 'extra', format: 'domains', content: 'uploaded-bad.example\n' });
     expect(res.statusCode, res.body).toBe(200);
     const u = normalizeUrl('http://uploaded-bad.example/');
-    await within2s(() => gateway.classify(u, ['extra'], []).action === 'block');
+    await withinSeconds(() => gateway.classify(u, ['extra'], []).action === 'block');
   });
 
   it('a gateway starting later loads what the console already set', async () => {

@@ -18,7 +18,11 @@ let stopSync: () => Promise<void>;
 const url = (u: string) => normalizeUrl(u);
 const verdict = (store: ListStore, u: string, cats: string[] = []) => store.classify(url(u), cats, []).action;
 
-async function eventually(check: () => boolean, ms = 2000): Promise<number> {
+/**
+ * Waits for an outcome and returns how long it took. The wait is generous (a loaded 2-core CI
+ * machine), but shorter than the 30 s periodic check, so a lost notification still fails here.
+ */
+async function eventually(check: () => boolean, ms = 20_000): Promise<number> {
   const start = Date.now();
   while (!check()) {
     if (Date.now() - start > ms) throw new Error(`not within ${ms} ms`);
@@ -49,14 +53,17 @@ describe('lists API', () => {
     expect(body.report.entries).toBe(4);
   });
 
-  it('block and allow overrides reach this store at once and a second gateway within 2 s', async () => {
+  it('block and allow overrides reach this store at once and a second gateway within seconds', async () => {
     expect(verdict(h.lists, 'http://newthreat.example/')).toBe('pass');
     const add = await call(h, 'network_manager', 'POST', '/api/overrides', { action: 'block', entry: 'NewThreat.example.', category: 'local', reason: 'phishing seen today' });
     expect(add.statusCode, add.body).toBe(200);
     expect(add.json().override).toMatchObject({ action: 'block', kind: 'domain', entry: 'newthreat.example', reason: 'phishing seen today', author: 'network_manager@school.example' });
     expect(verdict(h.lists, 'http://sub.newthreat.example/x')).toBe('block');
     const ms = await eventually(() => verdict(second, 'http://newthreat.example/') === 'block');
-    expect(ms).toBeLessThan(2000);
+    // README: "every running gateway picks the change up within seconds". Typically tens of ms
+    // here; 5 s leaves headroom on a loaded machine and is still far below the 30 s fallback.
+    console.log(`override reached the second gateway in ${ms} ms`);
+    expect(ms).toBeLessThan(5000);
 
     const allow = await call(h, 'network_manager', 'POST', '/api/overrides', { action: 'allow', entry: 'casino.example', reason: 'business studies' });
     expect(allow.statusCode).toBe(200);
@@ -216,9 +223,9 @@ describe('lists API', () => {
     try {
       // Written straight into the table, as if the NOTIFY had been lost while the connection was down.
       await h.db.query("INSERT INTO list_overrides (action, kind, entry, category, reason, author) VALUES ('block', 'domain', 'missed-notify.example', 'local', 'test', 'test')");
-      await eventually(() => verdict(late, 'http://missed-notify.example/') === 'block', 3000);
+      await eventually(() => verdict(late, 'http://missed-notify.example/') === 'block');
       await h.db.query("INSERT INTO policy_groups (name, categories) VALUES ('quiet', ARRAY['games'])");
-      await eventually(() => policyFor(late, 'quiet', h.config).join() === 'games', 3000);
+      await eventually(() => policyFor(late, 'quiet', h.config).join() === 'games');
     } finally {
       await stopLate();
     }

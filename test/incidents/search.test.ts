@@ -13,6 +13,9 @@ import { createTestDatabase } from '../helpers/pg';
 import { postgresBaseUrl } from '../helpers/parts';
 import { backends, openFresh, pgSkip, type Opened } from './helpers';
 import { syntheticIncidentsSql, uniqueTerm } from './search-fixture';
+import { Writable } from 'node:stream';
+import { createLogger } from '../../core/log';
+import { harness } from '../admin-api/helpers';
 
 /**
  * The search as it was before migration 011 (seven ILIKEs, no index): the oracle the indexed search
@@ -131,6 +134,35 @@ describe('where pg_trgm is not available', () => {
     } finally {
       await db.close();
     }
+  });
+
+  it('the server says at start which it is: "incident search: unindexed" without pg_trgm, "indexed" with it', async () => {
+    // The admin app as `schoolgate start` builds it, with the app's real logger writing here.
+    const startLog = async (db?: Db) => {
+      const lines: Array<{ level: number; msg: string; search?: string }> = [];
+      const sink = new Writable({
+        write(chunk: Buffer, _enc, done) {
+          for (const l of chunk.toString('utf8').split('\n')) if (l) lines.push(JSON.parse(l));
+          done();
+        },
+      });
+      const h = await harness({ db, logger: createLogger({ level: 'info', destination: sink }) });
+      await h.close();
+      return lines.filter((l) => l.msg.startsWith('incident search:'));
+    };
+    const without = await pgliteWithoutTrgm();
+    try {
+      const said = await startLog(without);
+      expect(said).toHaveLength(1);
+      expect(said[0]).toMatchObject({ level: 40, search: 'unindexed' }); // a warning: it slows as incidents grow
+      expect(said[0].msg).toMatch(/^incident search: unindexed \(pg_trgm not available/);
+      expect(said[0].msg).toContain('postgresql-contrib'); // and what to do about it
+    } finally {
+      await without.close();
+    }
+    const indexed = await startLog(); // PGlite with its pg_trgm module
+    expect(indexed).toHaveLength(1);
+    expect(indexed[0]).toMatchObject({ level: 30, search: 'trigram', msg: 'incident search: indexed (pg_trgm)' });
   });
 
   it.skipIf(!!pgSkip)('PostgreSQL, a role that may not create extensions: migration applies unindexed; a database owner gets the index, and so does the first role once it may', async () => {
