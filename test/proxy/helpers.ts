@@ -11,7 +11,7 @@ import { LeafCertificates } from '../../certs/leaf';
 import { silentLogger } from '../../core/log';
 import { DEFAULT_DESTINATION_RULES, Destinations } from '../../proxy/destinations';
 import type { GatewayDeps } from '../../proxy/gateway';
-import { ClientIdentifier, type ProxyAuthDeps, type UserLookup } from '../../proxy/identify';
+import { ClientIdentifier, type ProxyAuthDeps, type UserLookup } from '../../filter/identify';
 import { getDummyHash, verifyPassword } from '../../admin-api/auth';
 import { sharedLists } from '../helpers/parts';
 

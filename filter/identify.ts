@@ -68,7 +68,7 @@ export const DEFAULT_PROXY_AUTH_LIMITS: ProxyAuthLimits = {
 };
 
 /**
- * How Proxy-Authorization is checked, passed in by proxy/start.ts: the gateway holds no password
+ * How Proxy-Authorization is checked, passed in by server/start.ts: the gateway holds no password
  * code of its own and reaches neither the admin API nor the audit table directly.
  */
 export interface ProxyAuthDeps {
@@ -238,7 +238,7 @@ export class ClientIdentifier {
 
   /**
    * Forgets cached sign-ins of one account ('*': all), so a changed password, a disabled account
-   * or a new role counts from the next request on. Wired to core/credentials by proxy/start.ts.
+   * or a new role counts from the next request on. Wired to core/credentials by server/start.ts.
    */
   forget(email: string): void {
     this.epoch++;
