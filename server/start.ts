@@ -21,7 +21,7 @@ import { loadReferenceSecret } from '../incidents/reference';
 import { scheduleRetention } from '../incidents/retention';
 import type { Db } from '../incidents/types';
 import { IncidentWriter } from '../incidents/writer';
-import { createGateway, type Gateway } from '../proxy/gateway';
+import { createGateway, type Gateway } from '../filter/gateway';
 import { ClientIdentifier, usersTableLookup, type ProxyAuthDeps } from '../filter/identify';
 import type { Policy } from '../filter/decide';
 import { SearchKeywords } from '../filter/keywords';

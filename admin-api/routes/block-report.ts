@@ -5,7 +5,7 @@ import { silentLogger, type Logger } from '../../core/log';
 import { openReference } from '../../incidents/reference';
 import type { IncidentSink } from '../../incidents/types';
 import { renderErrorPage, renderThanksPage } from '../../filter/blockpage';
-import { plainIp } from '../../filter/identify';
+import { plainIp } from '../../core/host';
 
 export interface BlockReportOptions {
   secret: Buffer;

@@ -9,7 +9,7 @@ import type { Verdict } from '../../blocklists/types';
 import { initCa, type SchoolCa } from '../../certs/ca';
 import { LeafCertificates } from '../../certs/leaf';
 import { hostMatches } from '../../filter/decide';
-import { createGateway, type Gateway } from '../../proxy/gateway';
+import { createGateway, type Gateway } from '../../filter/gateway';
 import type { IncidentInput } from '../../incidents/types';
 import { bareGatewayDeps, loopbackLookup, openTunnel, tmpDir } from './helpers';
 

@@ -11,7 +11,7 @@ import { openDb } from '../../incidents/db';
 import { migrate } from '../../incidents/migrate';
 import type { Db } from '../../incidents/types';
 import { decideConnect, decideRequest, hostMatches, type Policy } from '../../filter/decide';
-import { createGateway } from '../../proxy/gateway';
+import { createGateway } from '../../filter/gateway';
 import { ClientIdentifier, plainIp, usersTableLookup } from '../../filter/identify';
 import { SearchKeywords } from '../../filter/keywords';
 import { safeSearchFor, searchTerms } from '../../filter/safesearch';

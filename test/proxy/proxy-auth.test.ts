@@ -12,7 +12,7 @@ import { silentLogger } from '../../core/log';
 import { openDb } from '../../incidents/db';
 import { migrate } from '../../incidents/migrate';
 import type { Db } from '../../incidents/types';
-import { createGateway } from '../../proxy/gateway';
+import { createGateway } from '../../filter/gateway';
 import { ClientIdentifier, type ProxyAuthDeps, type ProxyAuthLimits } from '../../filter/identify';
 import { proxyAuthDeps, startSchoolgate, type SchoolgateHandle } from '../../server/start';
 import { need, postgresMissing } from '../helpers/parts';
