@@ -2,7 +2,7 @@ import nodemailer from 'nodemailer';
 import { adminBaseUrl } from '../core/config';
 import type { IncidentRow } from '../incidents/queries';
 import { writeAudit } from '../incidents/queries';
-import type { AdminContext } from './app';
+import type { AdminContext } from './deps';
 import type { Mailer } from './deps';
 import { toIncidentJson, type IncidentJson } from './present';
 

@@ -1,6 +1,4 @@
 import { EventEmitter } from 'node:events';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import cookie from '@fastify/cookie';
 import rateLimit from '@fastify/rate-limit';
@@ -9,7 +7,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import { isSchoolgateError, SchoolgateError, type ErrorCode } from '../core/errors';
 import { installAuth, type Access } from './auth';
 import { startAlerts } from './alerts';
-import type { AdminDeps } from './deps';
+import type { AdminContext, AdminDeps } from './deps';
 import { sessionRoutes } from './routes/session';
 import { incidentRoutes } from './routes/incidents';
 import { listRoutes } from './routes/lists';
@@ -17,17 +15,12 @@ import { accountRoutes } from './routes/accounts';
 import { publicRoutes } from './routes/public';
 import { healthRoutes } from './routes/health';
 import { installControl } from './routes/control';
-import { blockReportRoutes } from '../proxy/report-routes';
+import { blockReportRoutes } from './routes/block-report';
 
-export type { AdminDeps, IncidentWriterLike, ListStoreLike, Mailer, OverrideEntry } from './deps';
+export type { AdminContext, AdminDeps, IncidentWriterLike, ListStoreLike, Mailer, OverrideEntry } from './deps';
 
 /** What every route plugin receives: the dependencies plus the live-event hub behind /api/events. */
-export interface AdminContext extends AdminDeps {
-  /** Emits 'incident' and 'alert' with incident JSON for the server-sent event streams. */
-  hub: EventEmitter;
-}
-
-export const consoleDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'console');
+export { consoleDir } from './console-dir';
 
 const STATUS: Partial<Record<ErrorCode, number>> = {
   SG_ERR_UNAUTHENTICATED: 401,

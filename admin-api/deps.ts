@@ -48,9 +48,28 @@ export interface AdminDeps {
   /** The incident writer's counters, for /healthz and /metrics (IncidentWriter.stats). */
   writerStats?: () => import('../incidents/types').WriterStats;
   /** The gateway's counters for /metrics; null until the gateway listens (it starts after the admin API). */
-  gatewayStats?: () => import('./metrics').GatewayCounters | null;
+  gatewayStats?: () => GatewayCounters | null;
   /** Login attempts allowed per client IP and email per minute (default 10). */
   loginRateLimit?: number;
   /** Login attempts allowed per client IP per minute, whatever the email (default 100). */
   loginIpRateLimit?: number;
+}
+
+export interface AdminContext extends AdminDeps {
+  /** Emits 'incident' and 'alert' with incident JSON for the server-sent event streams. */
+  hub: EventEmitter;
+}
+
+/** The gateway's counters /metrics reads (structurally the gateway's own stats). */
+export interface GatewayCounters {
+  connections: number;
+  refused: number;
+  requests: number;
+  blocked: number;
+  tunnels: number;
+  intercepts: number;
+  upstreamErrors: number;
+  destinationDenied: number;
+  timedOut: number;
+  tooManyConnections: number;
 }

@@ -2,21 +2,10 @@ import { createHash } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Db, WriterStats } from '../incidents/types';
-import type { ListStoreLike } from './deps';
+import type { GatewayCounters, ListStoreLike } from './deps';
 
 /** The gateway's own counters (proxy/gateway.ts `stats`), read at scrape time. */
-export interface GatewayCounters {
-  connections: number;
-  refused: number;
-  requests: number;
-  blocked: number;
-  tunnels: number;
-  intercepts: number;
-  upstreamErrors: number;
-  destinationDenied: number;
-  timedOut: number;
-  tooManyConnections: number;
-}
+export type { GatewayCounters } from './deps';
 
 export interface HealthSources {
   db: Db;

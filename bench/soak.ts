@@ -44,7 +44,7 @@ const autocannon = createRequire(import.meta.url)('autocannon') as Cannon;
 async function serve(dataDir: string, listsDir: string): Promise<void> {
   const { loadConfig } = await import('../core/config');
   const { createLogger } = await import('../core/log');
-  const { startSchoolgate } = await import('../proxy/start');
+  const { startSchoolgate } = await import('../server/start');
   // Every name the gateway looks up is the local origin (the port stays in the URL).
   const lookup = ((_host: string, options: { all?: boolean }, cb: (...args: unknown[]) => void) => {
     if (options?.all) cb(null, [{ address: '127.0.0.1', family: 4 }]);

@@ -21,7 +21,7 @@ export type Command = (args: string[], values: CliValues) => Promise<number | vo
 
 /** Each subcommand lives beside the code it drives; loaded on demand so `check` starts fast. */
 const commands: Record<string, () => Promise<Command>> = {
-  start: async () => (await import('../proxy/start')).startCommand,
+  start: async () => (await import('../server/start')).startCommand,
   check: async () => (await import('../blocklists/cli')).checkCommand,
   lists: async () => (await import('../blocklists/cli')).listsCommand,
   ca: async () => (await import('../certs/cli')).caCommand,

@@ -4,8 +4,7 @@ import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { SchoolgateError } from './errors';
 import { bracketHost } from './host';
-import { checkDestinationRules, DEFAULT_DESTINATION_RULES } from '../proxy/destinations';
-import { DEFAULT_CONNECTION_LIMITS } from '../proxy/timeouts';
+import { checkDestinationRules, DEFAULT_CONNECTION_LIMITS, DEFAULT_DESTINATION_RULES } from './network-rules';
 
 /**
  * The one place where flags, environment variables and the config file are read.

@@ -1,7 +1,7 @@
 /**
  * "This account's credentials changed": said by the admin API (password change, account disabled,
  * role change) and heard by every gateway that caches verified Proxy-Authorization credentials.
- * Here in core so that neither side imports the other: proxy/start.ts wires them together.
+ * Here in core so that neither side imports the other: server/start.ts wires them together.
  *
  * Two paths, because a gateway in the same process must forget at once (before the API answers),
  * while gateways in other processes sharing the database can only hear it by NOTIFY.

@@ -2,6 +2,10 @@ import dns from 'node:dns';
 import net from 'node:net';
 import os from 'node:os';
 import { SchoolgateError } from '../core/errors';
+import { checkDestinationRules, DEFAULT_DESTINATION_RULES, parsePortRanges, parseRange, type DestinationRules, type Family } from '../core/network-rules';
+
+// Configuration's shape and checks live in core (config.ts reads them); re-exported for the protocol's users.
+export { checkDestinationRules, DEFAULT_DESTINATION_RULES, parsePortRanges, type DestinationRules } from '../core/network-rules';
 
 /**
  * Where the gateway may connect on a client's behalf. A forward proxy on the school network is
@@ -15,7 +19,6 @@ import { SchoolgateError } from '../core/errors';
  * address actually connected to is checked again where the port matters.
  */
 
-type Family = 'ipv4' | 'ipv6';
 
 /** The reason given for the gateway's own ports. */
 export const OWN_PORTS = 'the web filter itself';
@@ -45,16 +48,6 @@ const BUILT_IN: Range[] = [
 
 const LOOPBACK: Array<[string, number, Family]> = [['127.0.0.0', 8, 'ipv4'], ['::1', 128, 'ipv6']];
 
-export interface DestinationRules {
-  /** CIDRs refused beyond the built-in walls (e.g. private ranges a school wants closed). */
-  deniedDestinations: string[];
-  /** CIDRs reachable although denied (built-in or configured); never the gateway's own ports. */
-  allowedDestinations: string[];
-  /** Ports CONNECT may open: single ports or `low-high` ranges. */
-  connectPorts: Array<string | number>;
-}
-
-export const DEFAULT_DESTINATION_RULES: DestinationRules = { deniedDestinations: [], allowedDestinations: [], connectPorts: [443] };
 
 export interface DestinationOptions extends DestinationRules {
   /**
@@ -64,39 +57,7 @@ export interface DestinationOptions extends DestinationRules {
   allowLoopbackForTests?: boolean;
 }
 
-/** One CIDR, validated with the name of the setting it came from. */
-function parseRange(where: string, v: unknown): { addr: string; prefix: number; family: Family } {
-  const m = typeof v === 'string' ? /^([^/]+?)(?:\/(\d{1,3}))?$/.exec(v.trim()) : null;
-  const addr = m?.[1] ?? '';
-  const family: Family | null = net.isIPv4(addr) ? 'ipv4' : net.isIPv6(addr) ? 'ipv6' : null;
-  const max = family === 'ipv4' ? 32 : 128;
-  const prefix = m?.[2] === undefined ? max : Number(m[2]);
-  if (!family || prefix > max) throw new SchoolgateError('SG_ERR_CONFIG', `${where}: not an address or CIDR: ${JSON.stringify(v)}`);
-  return { addr, prefix, family };
-}
 
-/** Validates `connectPorts` (a port, or `low-high`), naming the entry that is wrong. */
-export function parsePortRanges(where: string, v: unknown): Array<[number, number]> {
-  if (!Array.isArray(v)) throw new SchoolgateError('SG_ERR_CONFIG', `${where} must be a list of ports or port ranges (low-high)`);
-  return v.map((entry, i) => {
-    const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(String(entry).trim());
-    const low = m ? Number(m[1]) : NaN;
-    const high = m?.[2] === undefined ? low : Number(m[2]);
-    if (!m || low < 1 || high > 65535 || low > high) {
-      throw new SchoolgateError('SG_ERR_CONFIG', `${where}[${i}]: not a port or port range (1-65535): ${JSON.stringify(entry)}`);
-    }
-    return [low, high] as [number, number];
-  });
-}
-
-/** Fails the config load on a bad entry, naming the key: called by loadConfig. */
-export function checkDestinationRules(r: DestinationRules): void {
-  for (const key of ['deniedDestinations', 'allowedDestinations'] as const) {
-    if (!Array.isArray(r[key])) throw new SchoolgateError('SG_ERR_CONFIG', `${key} must be a list of addresses or CIDRs`);
-    r[key].forEach((v, i) => parseRange(`${key}[${i}]`, v));
-  }
-  parsePortRanges('connectPorts', r.connectPorts);
-}
 
 /** The eight 16-bit groups of an IPv6 address (dotted tails and zone ids handled). */
 function hextets(addr: string): number[] {

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
@@ -12,38 +11,20 @@ import { normalizeHost, normalizeUrl, SCHEME } from '../blocklists/normalize';
 import type { NormalizedUrl } from '../blocklists/types';
 import { codes } from '../core/errors';
 import type { Logger } from '../core/log';
-import { sealReference } from '../incidents/reference';
-import type { IncidentSink } from '../incidents/types';
 import type { LeafCertificates } from '../certs/leaf';
-import { renderBlockPage, renderErrorPage, renderHostMismatchPage, renderNoListsPage } from './blockpage';
-import { decideConnect, decideRequest, flagSearch, type Decision, type Policy } from './decide';
-import type { ClientIdentifier, Identity } from './identify';
-import { plainIp } from './identify';
-import { safeSearchFor, searchTerms } from './safesearch';
-import type { SearchKeywords } from './keywords';
-import { bracketHost } from '../core/host';
+import { bracketHost, plainIp } from '../core/host';
+import { renderErrorPage } from './error-page';
+import type { AuthRefusal, GatewayHooks, Identity } from './hooks';
 import { Destinations, isDestinationDenied, OWN_PORTS } from './destinations';
 import { guardedConnector } from './upstream-connect';
 import { ConnectionWatch, DEFAULT_CONNECTION_LIMITS, PerClientCap, type ConnectionLimits, type CutReason } from './timeouts';
 
-export interface GatewayDeps {
+/** What the protocol needs: sockets, certificates, limits, and the hooks that decide. */
+export interface ProxyDeps {
   leaf: LeafCertificates;
-  policy: Policy;
-  identifier: ClientIdentifier;
-  incidents: IncidentSink;
-  referenceSecret: Buffer;
-  /** The category's friendly name for the block page (UT1 `NAME EN:`), or null. */
-  friendlyName: (category: string) => string | null;
-  /** Admin base URL: the block page's forms post to `<base>/block/report`. */
-  adminBaseUrl: string;
-  safeSearch: boolean;
-  /** Keyword lists search terms are checked against (UT1 expressions files). */
-  keywords?: SearchKeywords;
-  /** Keyword categories search terms are checked against, beyond the group's own. */
-  flagCategories: readonly string[];
+  /** Identification, decisions and their consequences (filter/hooks.ts). */
+  hooks: GatewayHooks;
   logger: Logger;
-  /** Recorded on incidents: which gateway saw the request. */
-  gatewayName?: string;
   /** Extra CAs trusted for upstream TLS (tests' local origins); the system store is always trusted. */
   upstreamCa?: string[];
   /** DNS for upstream connections (split-horizon setups; tests point every name at loopback). */
@@ -89,9 +70,6 @@ interface ConnInfo {
   connectPort?: number;
   tls?: boolean;
 }
-
-/** Why identifyRequest refused: the code the 407 carries. */
-type AuthRefusal = { refused: 'SG_ERR_PROXY_AUTH' | 'SG_ERR_PROXY_AUTH_LOCKED' };
 
 /** Where a passed request goes: decided from what was classified, never from a fresh reading of Host. */
 interface Forward {
@@ -174,8 +152,13 @@ export function splitHostPort(s: string, defaultPort: number): { host: string; p
   return { host: m[1], port };
 }
 
-export function createGateway(deps: GatewayDeps): Gateway {
+/**
+ * The protocol side of the gateway. It decides nothing itself: see createGateway in
+ * filter/gateway.ts for the gateway with the school's policy behind its hooks.
+ */
+export function createProxy(deps: ProxyDeps): Gateway {
   const log = deps.logger;
+  const hooks = deps.hooks;
   const stats: GatewayStats = {
     connections: 0, refused: 0, requests: 0, blocked: 0, tunnels: 0, intercepts: 0, upstreamErrors: 0, destinationDenied: 0, timedOut: 0, tooManyConnections: 0,
   };
@@ -193,7 +176,6 @@ export function createGateway(deps: GatewayDeps): Gateway {
   /** Who opened each WebSocket, as found by identifyRequest before its handshake. */
   const wsIdentity = new WeakMap<IncomingMessage, Identity>();
   const sockets = new Set<net.Socket>();
-  const reportAction = `${deps.adminBaseUrl}/block/report`;
   const upstreamTimeout = deps.upstreamTimeoutMs ?? 30_000;
   const debug = log.isLevelEnabled('debug');
 
@@ -309,10 +291,10 @@ export function createGateway(deps: GatewayDeps): Gateway {
     if (!info || !identity) return refuse('not authorised');
     const target = requestTarget(ctx.isSSL, req, info);
     if ('error' in target) return refuse('bad request');
-    const decision = decideRequest({ url: target.url, group: identity.group, connectHost: info.connectHost }, deps.policy);
-    if (decision.action === 'block') {
-      if (decision.reason !== 'no_lists') recordBlock(target.url, identity, decision);
-      return refuse('blocked by the school web filter');
+    const outcome = hooks.onWebSocket(target.url, identity, info.connectHost);
+    if (!outcome.pass) {
+      if (outcome.blocked) stats.blocked++;
+      return refuse(outcome.reason);
     }
     // Names are judged by the agents' guarded lookup; IP literals never reach a lookup.
     if (literalRefusal(target.fwd.host, target.fwd.port)) return refuse('destination not allowed');
@@ -336,7 +318,8 @@ export function createGateway(deps: GatewayDeps): Gateway {
   const front = net.createServer((socket) => {
     stats.connections++;
     const ip = plainIp(socket.remoteAddress);
-    if (!deps.identifier.isAllowed(ip)) {
+    const identity = hooks.admit(ip);
+    if (identity === null) {
       stats.refused++;
       log.warn({ clientIp: ip, code: 'SG_ERR_CLIENT_DENIED' }, 'client refused: not in the allowed networks');
       turnAway(socket, rawResponse(403, 'Forbidden', 'SG_ERR_CLIENT_DENIED', 'This device is not allowed to use the school web gateway.\n'));
@@ -361,21 +344,19 @@ export function createGateway(deps: GatewayDeps): Gateway {
     });
     socket.setNoDelay(true);
     watch.awaitRequest(socket);
-    conns.set(socket, { identity: deps.identifier.byAddress(ip) });
+    conns.set(socket, { identity });
     plainServer.emit('connection', socket);
   });
   front.on('error', (err) => log.error({ err: err.message }, 'gateway listener error'));
 
   /**
    * The one identify step every request passes (plain, CONNECT, WebSocket upgrade). A tunnel's
-   * requests were identified at its CONNECT; with proxy authentication off, the connection's
-   * address decides and Proxy-Authorization is never read. Most requests skip the await.
+   * requests were identified at its CONNECT; outside one, the hooks say (with proxy
+   * authentication off, from the connection's address alone). Most requests skip the await.
    */
   function identifyRequest(req: IncomingMessage, info: ConnInfo): Identity | Promise<Identity | AuthRefusal> {
-    if (info.connectHost !== undefined || !deps.identifier.requiresAuth) return info.identity;
-    return deps.identifier.identify(info.identity.clientIp, headerValue(req.headers['proxy-authorization'])).then((r) =>
-      r.ok ? r.identity : { refused: r.code === 'SG_ERR_PROXY_AUTH_LOCKED' ? r.code : 'SG_ERR_PROXY_AUTH' },
-    );
+    if (info.connectHost !== undefined) return info.identity;
+    return hooks.identify(info.identity, req);
   }
   const authMessage = (r: AuthRefusal) =>
     r.refused === 'SG_ERR_PROXY_AUTH_LOCKED'
@@ -436,43 +417,15 @@ export function createGateway(deps: GatewayDeps): Gateway {
       return;
     }
     const { url, fwd } = target;
-    const decision = decideRequest({ url, group: identity.group, connectHost: info.connectHost }, deps.policy);
-    const terms = searchTerms(url.host, url.path);
-    if (decision.action === 'block') {
+    const outcome = hooks.onRequest(url, fwd.path, identity, info.connectHost);
+    if (!outcome.pass) {
       req.resume();
-      if (decision.reason === 'no_lists') {
-        sendPage(res, 403, 'SG_ERR_LIST_EMPTY', renderNoListsPage({ url: url.href, consoleUrl: deps.adminBaseUrl }));
-        return;
-      }
-      if (decision.reason === 'host_mismatch') {
-        recordBlock(url, identity, decision, terms, `Host header named ${url.host}, tunnel opened to ${info.connectHost}`);
-        sendPage(res, 403, 'SG_ERR_HOST_MISMATCH', renderHostMismatchPage({ tunnelHost: info.connectHost!, hostHeader: url.host }));
-        return;
-      }
-      const { key, token, at } = recordBlock(url, identity, decision, terms);
-      const category = decision.category ?? null;
-      const html = renderBlockPage({
-        url: url.href, host: url.host, categoryName: category ? deps.friendlyName(category) ?? category : null,
-        at, reference: key, token, reportAction,
-      });
-      sendPage(res, 403, 'blocked', html, category);
+      if (outcome.blocked) stats.blocked++;
+      sendPage(res, outcome.status, outcome.code, outcome.html, outcome.category);
       return;
     }
-    if (terms) {
-      const lists = deps.policy.lists();
-      const flagged = flagSearch(terms, lists, [...deps.policy.categoriesFor(identity.group), ...deps.flagCategories], deps.keywords);
-      if (flagged) {
-        deps.incidents.record({
-          kind: 'flagged_search', user: identity.user, device: identity.device, clientIp: identity.clientIp, gateway: deps.gatewayName ?? null,
-          url: url.href, host: url.host, category: flagged, policyGroup: identity.group, searchTerms: terms,
-        });
-      }
-    }
-    if (deps.safeSearch) {
-      const change = safeSearchFor(url.host, fwd.path);
-      if (change?.path) fwd.path = change.path;
-      if (change?.headers) fwd.extraHeaders = change.headers;
-    }
+    if (outcome.path !== undefined) fwd.path = outcome.path;
+    if (outcome.headers !== undefined) fwd.extraHeaders = outcome.headers;
     if (literalRefusal(fwd.host, fwd.port, res)) {
       req.resume();
       return;
@@ -630,25 +583,6 @@ export function createGateway(deps: GatewayDeps): Gateway {
     } else socket.destroy();
   }
 
-  function recordBlock(url: NormalizedUrl, identity: Identity, decision: Decision, terms?: string | null, note?: string) {
-    stats.blocked++;
-    const key = randomUUID();
-    const at = new Date();
-    const category = decision.action === 'block' ? decision.category ?? null : null;
-    deps.incidents.record({
-      idempotencyKey: key, occurredAt: at, kind: 'blocked', user: identity.user, device: identity.device, clientIp: identity.clientIp,
-      gateway: deps.gatewayName ?? null, url: url.href, host: url.host, category, policyGroup: identity.group, searchTerms: terms ?? null, note: note ?? null,
-    });
-    const reason = decision.action === 'block' ? decision.reason : undefined;
-    // Who was blocked is for the safeguarding lead's console, not the service log the network manager reads.
-    log.info({ host: url.host, category, reason }, 'blocked');
-    if (debug) log.debug({ clientIp: identity.clientIp, user: identity.user, device: identity.device, key }, 'blocked: who');
-    const token = sealReference(deps.referenceSecret, {
-      k: key, url: url.href, host: url.host, category, clientIp: identity.clientIp, user: identity.user, group: identity.group, t: at.getTime(),
-    });
-    return { key, token, at };
-  }
-
   function sendPage(res: ServerResponse, status: number, code: string, html: string, category?: string | null) {
     if (res.headersSent) {
       res.destroy();
@@ -698,8 +632,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
       socket.end(rawResponse(407, 'Proxy Authentication Required', identity.refused, `${authMessage(identity)}\n`, 'Proxy-Authenticate: Basic realm="schoolgate"\r\n'));
       return;
     }
-    const decision = decideConnect(host, identity.group, deps.policy);
-    if (decision.action === 'tunnel') return tunnel(socket, host, hp.port, head, identity);
+    if (hooks.decideConnect(host, identity) === 'tunnel') return tunnel(socket, host, hp.port, head, identity);
     stats.intercepts++;
     const info: ConnInfo = { identity, connectHost: host, connectPort: hp.port };
     let context: Promise<tls.SecureContext> | null = null;

@@ -1,30 +1,8 @@
 import type net from 'node:net';
 
-/**
- * Limits on what a client connection may hold open without doing anything. The gateway's HTTP
- * servers never listen themselves (sockets are handed to them with `emit('connection')`), so
- * Node's own headersTimeout/requestTimeout checks never start: without these, a few hundred
- * connections trickling header bytes, or opening a tunnel and saying nothing, hold the gateway's
- * sockets and memory for ever (slowloris).
- */
-export interface ConnectionLimits {
-  /** A request's headers must be complete within this long of its first byte. */
-  headersTimeoutMs: number;
-  /** A new connection, or a freshly opened TLS tunnel, may stay silent this long before its first request. */
-  idleTimeoutMs: number;
-  /** From a CONNECT's 200 to a finished TLS handshake (or the first plain byte in the tunnel). */
-  handshakeTimeoutMs: number;
-  /** Concurrent connections one client address may hold (a NAT'd device holds many). */
-  maxConnectionsPerClient: number;
-}
-
-export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
-  headersTimeoutMs: 30_000,
-  idleTimeoutMs: 30_000,
-  handshakeTimeoutMs: 10_000,
-  // Browsers open about 6 per host and 256 in all; a school's NAT or a benchmark of 200 connections stays well under.
-  maxConnectionsPerClient: 512,
-};
+// The limits are settings (core/config.ts reads them), so their shape and defaults live in core.
+export { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from '../core/network-rules';
+import type { ConnectionLimits } from '../core/network-rules';
 
 export type CutReason = 'idle' | 'headers' | 'handshake';
 

@@ -3,7 +3,7 @@ import { SchoolgateError } from '../../core/errors';
 import { listAudit, writeAudit } from '../../incidents/queries';
 import { announceCredentialsChanged } from '../../core/credentials';
 import { caller, createUser, generatePassword, revokeCredentials, ROLES, type Role } from '../auth';
-import type { AdminContext } from '../app';
+import type { AdminContext } from '../deps';
 import { errorSchema, userSchema } from '../present';
 import { pagedResponse } from './paging';
 

@@ -17,7 +17,7 @@ import { writeFileAtomicSync } from '../../core/files';
 import { writeAudit } from '../../incidents/queries';
 import type { Queryable } from '../../incidents/types';
 import { createUser, hashPassword, revokeCredentials, validateRole, type AuthUser } from '../auth';
-import type { AdminContext } from '../app';
+import type { AdminContext } from '../deps';
 import { errorSchema } from '../present';
 
 export const CONTROL_FILE = 'control.json';

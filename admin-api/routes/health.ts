@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { AdminContext } from '../app';
+import type { AdminContext } from '../deps';
 import { createMetrics, databaseReachable } from '../metrics';
 
 /**

@@ -7,7 +7,7 @@ import {
   searchIndexed, updateIncident, writeAudit, type IncidentFilter,
 } from '../../incidents/queries';
 import { caller, type AuthUser } from '../auth';
-import type { AdminContext } from '../app';
+import type { AdminContext } from '../deps';
 import { categoryName, errorSchema, eventSchema, incidentSchema, toEventJson, toIncidentJson } from '../present';
 import { pagedResponse } from './paging';
 

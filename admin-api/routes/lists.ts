@@ -7,7 +7,7 @@ import type { LoadReport } from '../../blocklists/types';
 import { compileSources } from '../../blocklists/store';
 import { updateIncident, writeAudit, getIncident } from '../../incidents/queries';
 import { caller } from '../auth';
-import type { AdminContext } from '../app';
+import type { AdminContext } from '../deps';
 import { applyOverrides, applyPolicies, downloadBase, isUrl, notifyLists, recordSourceReport, reloadStore } from '../list-sync';
 import { updateLists } from '../../blocklists/update';
 import { updateGuard } from '../../blocklists/cli';

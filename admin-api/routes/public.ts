@@ -3,8 +3,8 @@ import path from 'node:path';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { adminBaseUrl } from '../../core/config';
 import { SchoolgateError } from '../../core/errors';
-import type { AdminContext } from '../app';
-import { consoleDir } from '../app';
+import type { AdminContext } from '../deps';
+import { consoleDir } from '../console-dir';
 import { bracketHost } from '../../core/host';
 
 const TYPES: Record<string, string> = {

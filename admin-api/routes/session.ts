@@ -5,7 +5,7 @@ import {
   caller, checkLogin, clearSessionCookie, createSession, createToken, deleteSession, revokeCredentials, SESSION_COOKIE,
   setPassword, setSessionCookie, validateTokenExpiry,
 } from '../auth';
-import type { AdminContext } from '../app';
+import type { AdminContext } from '../deps';
 import { errorSchema, userSchema } from '../present';
 
 export const sessionRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => {

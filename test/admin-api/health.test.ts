@@ -10,7 +10,7 @@ import { loadConfig } from '../../core/config';
 import { silentLogger } from '../../core/log';
 import { openDb } from '../../incidents/db';
 import { createMetrics } from '../../admin-api/metrics';
-import { startSchoolgate, type SchoolgateHandle } from '../../proxy/start';
+import { startSchoolgate, type SchoolgateHandle } from '../../server/start';
 import { need, postgresMissing } from '../helpers/parts';
 import { createTestDatabase } from '../helpers/pg';
 import { Relay } from '../incidents/relay';

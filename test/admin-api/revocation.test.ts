@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createToken, createUser, getDummyHash, validateTokenExpiry, verifyPassword } from '../../admin-api/auth';
 import { watchCredentialChanges } from '../../core/credentials';
 import { silentLogger } from '../../core/log';
-import { ClientIdentifier, usersTableLookup } from '../../proxy/identify';
+import { ClientIdentifier, usersTableLookup } from '../../filter/identify';
 import { cliChangePassword } from '../../admin-api/routes/control';
 import { call, harness, ORIGIN, PASSWORD, sessionCookie, type Harness } from './helpers';
 

@@ -16,7 +16,7 @@ import { ListStore } from '../../blocklists/store';
 import { ACCEPT_MARK, defaultListsDir, updateLists } from '../../blocklists/update';
 import { loadConfig } from '../../core/config';
 import { silentLogger } from '../../core/log';
-import { startSchoolgate } from '../../proxy/start';
+import { startSchoolgate } from '../../server/start';
 import { projectRoot } from '../helpers/parts';
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'sg-guard-'));

@@ -8,7 +8,7 @@ import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../core/config';
 import { silentLogger } from '../../core/log';
-import { startSchoolgate, type SchoolgateHandle } from '../../proxy/start';
+import { startSchoolgate, type SchoolgateHandle } from '../../server/start';
 import { chromiumMissing, chromiumPath, findBinary, need, projectRoot } from '../helpers/parts';
 import { freePort, loopbackLookup, makeLists, startHttpsOrigin, tempDir } from './fixtures';
 

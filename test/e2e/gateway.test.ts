@@ -9,7 +9,7 @@ import { ProxyAgent, request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../core/config';
 import { createLogger } from '../../core/log';
-import { startSchoolgate, type SchoolgateHandle } from '../../proxy/start';
+import { startSchoolgate, type SchoolgateHandle } from '../../server/start';
 import { sealReference } from '../../incidents/reference';
 import { commandMissing, need } from '../helpers/parts';
 import {

@@ -6,7 +6,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../core/config';
 import { silentLogger } from '../../core/log';
-import { startSchoolgate, type SchoolgateHandle } from '../../proxy/start';
+import { startSchoolgate, type SchoolgateHandle } from '../../server/start';
 import { commandMissing, need, postgresMissing } from '../helpers/parts';
 import { createTestDatabase } from '../helpers/pg';
 import { makeLists, tempDir, waitFor } from './fixtures';

@@ -4,7 +4,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { loadConfig } from '../../core/config';
-import { startSchoolgate, type SchoolgateHandle } from '../../proxy/start';
+import { startSchoolgate, type SchoolgateHandle } from '../../server/start';
 import { makeLists, tempDir, waitFor } from '../e2e/fixtures';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../core/log';

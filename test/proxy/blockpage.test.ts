@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { renderBlockPage, renderErrorPage, renderHostMismatchPage } from '../../proxy/blockpage';
+import { renderBlockPage, renderErrorPage, renderHostMismatchPage } from '../../filter/blockpage';
 
 describe('block page', () => {
   const page = renderBlockPage({

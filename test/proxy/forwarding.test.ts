@@ -8,8 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Verdict } from '../../blocklists/types';
 import { initCa, type SchoolCa } from '../../certs/ca';
 import { LeafCertificates } from '../../certs/leaf';
-import { hostMatches } from '../../proxy/decide';
-import { createGateway, type Gateway } from '../../proxy/gateway';
+import { hostMatches } from '../../filter/decide';
+import { createGateway, type Gateway } from '../../filter/gateway';
 import type { IncidentInput } from '../../incidents/types';
 import { bareGatewayDeps, loopbackLookup, openTunnel, tmpDir } from './helpers';
 

@@ -7,8 +7,8 @@ import { loadCa } from '../../certs/ca';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../core/config';
 import { silentLogger } from '../../core/log';
-import { startSchoolgate, type SchoolgateHandle } from '../../proxy/start';
-import { createGateway } from '../../proxy/gateway';
+import { startSchoolgate, type SchoolgateHandle } from '../../server/start';
+import { createGateway } from '../../filter/gateway';
 import { sealReference } from '../../incidents/reference';
 import { need, sharedListsMissing } from '../helpers/parts';
 import {

@@ -10,8 +10,8 @@ import { initCa, type SchoolCa } from '../../certs/ca';
 import { LeafCertificates } from '../../certs/leaf';
 import { silentLogger } from '../../core/log';
 import { DEFAULT_DESTINATION_RULES, Destinations } from '../../proxy/destinations';
-import type { GatewayDeps } from '../../proxy/gateway';
-import { ClientIdentifier, type ProxyAuthDeps, type UserLookup } from '../../proxy/identify';
+import type { GatewayDeps } from '../../filter/gateway';
+import { ClientIdentifier, type ProxyAuthDeps, type UserLookup } from '../../filter/identify';
 import { getDummyHash, verifyPassword } from '../../admin-api/auth';
 import { sharedLists } from '../helpers/parts';
 

@@ -5,7 +5,7 @@ import { PassThrough, Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../core/config';
 import { createLogger } from '../../core/log';
-import { startSchoolgate, type SchoolgateHandle } from '../../proxy/start';
+import { startSchoolgate, type SchoolgateHandle } from '../../server/start';
 import { fixtureLists, refFrom, tmpDir, type Reply } from './helpers';
 
 /**

@@ -10,11 +10,11 @@ import { silentLogger } from '../../core/log';
 import { openDb } from '../../incidents/db';
 import { migrate } from '../../incidents/migrate';
 import type { Db } from '../../incidents/types';
-import { decideConnect, decideRequest, hostMatches, type Policy } from '../../proxy/decide';
-import { createGateway } from '../../proxy/gateway';
-import { ClientIdentifier, plainIp, usersTableLookup } from '../../proxy/identify';
-import { SearchKeywords } from '../../proxy/keywords';
-import { safeSearchFor, searchTerms } from '../../proxy/safesearch';
+import { decideConnect, decideRequest, hostMatches, type Policy } from '../../filter/decide';
+import { createGateway } from '../../filter/gateway';
+import { ClientIdentifier, plainIp, usersTableLookup } from '../../filter/identify';
+import { SearchKeywords } from '../../filter/keywords';
+import { safeSearchFor, searchTerms } from '../../filter/safesearch';
 import { need, sharedListsMissing } from '../helpers/parts';
 import { bareGatewayDeps, openTunnel, raw, statusOf, tmpDir, ut1Adult, ut1Gambling } from './helpers';
 

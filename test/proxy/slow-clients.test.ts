@@ -8,7 +8,7 @@ import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initCa, type SchoolCa } from '../../certs/ca';
 import { createLogger } from '../../core/log';
-import { createGateway, type Gateway } from '../../proxy/gateway';
+import { createGateway, type Gateway } from '../../filter/gateway';
 import { bareGatewayDeps, loopbackLookup, startOrigin, statusOf, type Origin } from './helpers';
 
 /**

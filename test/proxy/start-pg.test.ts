@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../core/config';
 import { silentLogger } from '../../core/log';
-import { startSchoolgate, type SchoolgateHandle } from '../../proxy/start';
+import { startSchoolgate, type SchoolgateHandle } from '../../server/start';
 import { need, postgresMissing } from '../helpers/parts';
 import { createTestDatabase } from '../helpers/pg';
 import { fixtureLists, refFrom, tmpDir, viaProxy } from './helpers';

@@ -7,8 +7,8 @@ import { loadCa } from '../../certs/ca';
 import { loadConfig } from '../../core/config';
 import { silentLogger } from '../../core/log';
 import { DEFAULT_DESTINATION_RULES, Destinations } from '../../proxy/destinations';
-import { createGateway, type Gateway } from '../../proxy/gateway';
-import { startSchoolgate, type SchoolgateHandle } from '../../proxy/start';
+import { createGateway, type Gateway } from '../../filter/gateway';
+import { startSchoolgate, type SchoolgateHandle } from '../../server/start';
 import { bareGatewayDeps, fixtureLists, openTunnel, raw, startOrigin, statusOf, tmpDir, viaProxy, type Origin } from './helpers';
 
 /**

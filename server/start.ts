@@ -21,12 +21,12 @@ import { loadReferenceSecret } from '../incidents/reference';
 import { scheduleRetention } from '../incidents/retention';
 import type { Db } from '../incidents/types';
 import { IncidentWriter } from '../incidents/writer';
-import { createGateway, type Gateway } from './gateway';
-import { ClientIdentifier, usersTableLookup, type ProxyAuthDeps } from './identify';
-import type { Policy } from './decide';
-import { SearchKeywords } from './keywords';
+import { createGateway, type Gateway } from '../filter/gateway';
+import { ClientIdentifier, usersTableLookup, type ProxyAuthDeps } from '../filter/identify';
+import type { Policy } from '../filter/decide';
+import { SearchKeywords } from '../filter/keywords';
 import { bracketHost } from '../core/host';
-import { Destinations } from './destinations';
+import { Destinations } from '../proxy/destinations';
 
 export interface StartOptions {
   logger?: Logger;

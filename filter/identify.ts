@@ -2,16 +2,13 @@ import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { LRUCache } from 'lru-cache';
 import { parseCidr, type Config } from '../core/config';
+import { plainIp } from '../core/host';
 import type { Logger } from '../core/log';
 import type { Queryable } from '../incidents/types';
 
-/** Who is behind a request: what incidents record and what picks the policy group. */
-export interface Identity {
-  clientIp: string;
-  user: string | null;
-  device: string | null;
-  group: string;
-}
+// Defined where the protocol carries it from a connection to its requests (proxy/hooks.ts).
+export type { Identity } from '../proxy/hooks';
+import type { Identity } from '../proxy/hooks';
 
 export type RefusalCode = 'SG_ERR_CLIENT_DENIED' | 'SG_ERR_PROXY_AUTH' | 'SG_ERR_PROXY_AUTH_LOCKED';
 export type IdentifyResult = { ok: true; identity: Identity } | { ok: false; code: RefusalCode };
@@ -68,7 +65,7 @@ export const DEFAULT_PROXY_AUTH_LIMITS: ProxyAuthLimits = {
 };
 
 /**
- * How Proxy-Authorization is checked, passed in by proxy/start.ts: the gateway holds no password
+ * How Proxy-Authorization is checked, passed in by server/start.ts: the gateway holds no password
  * code of its own and reaches neither the admin API nor the audit table directly.
  */
 export interface ProxyAuthDeps {
@@ -86,11 +83,8 @@ export interface ProxyAuthDeps {
   now?: () => number;
 }
 
-/** `::ffff:10.0.0.1` is how a dual-stack socket reports an IPv4 client. */
-export function plainIp(ip: string | undefined): string {
-  if (!ip) return '';
-  return ip.startsWith('::ffff:') && net.isIPv4(ip.slice(7)) ? ip.slice(7) : ip;
-}
+// The protocol reads client addresses too (and may not import the filter): plainIp lives in core.
+export { plainIp } from '../core/host';
 
 const blockListOf = (cidrs: string[]) => {
   const list = new net.BlockList();
@@ -238,7 +232,7 @@ export class ClientIdentifier {
 
   /**
    * Forgets cached sign-ins of one account ('*': all), so a changed password, a disabled account
-   * or a new role counts from the next request on. Wired to core/credentials by proxy/start.ts.
+   * or a new role counts from the next request on. Wired to core/credentials by server/start.ts.
    */
   forget(email: string): void {
     this.epoch++;

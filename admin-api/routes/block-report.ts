@@ -1,11 +1,11 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import rateLimit from '@fastify/rate-limit';
-import { SchoolgateError } from '../core/errors';
-import { silentLogger, type Logger } from '../core/log';
-import { openReference } from '../incidents/reference';
-import type { IncidentSink } from '../incidents/types';
-import { renderErrorPage, renderThanksPage } from './blockpage';
-import { plainIp } from './identify';
+import { SchoolgateError } from '../../core/errors';
+import { silentLogger, type Logger } from '../../core/log';
+import { openReference } from '../../incidents/reference';
+import type { IncidentSink } from '../../incidents/types';
+import { renderErrorPage, renderThanksPage } from '../../filter/blockpage';
+import { plainIp } from '../../core/host';
 
 export interface BlockReportOptions {
   secret: Buffer;

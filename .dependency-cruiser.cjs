@@ -1,0 +1,75 @@
+/**
+ * The layering rules of issue #12, checked in `npm test` by test/architecture.test.ts (and by
+ * `npm run deps`, which prints the same with the CLI).
+ * The folders are the layers; dependencies point one way (README, "How it works"):
+ *
+ *   bin, server  ->  admin-api, filter  ->  proxy, incidents (storage), certs, blocklists (engine)  ->  core
+ *
+ * proxy/ is protocol only: it calls the hooks the filter gives it (proxy/hooks.ts) and holds no
+ * policy, no storage and no console, so a new rule is written once, in filter/, and the protocol
+ * is tested and benchmarked without them.
+ */
+/** @type {import('dependency-cruiser').IConfiguration} */
+module.exports = {
+  forbidden: [
+    {
+      name: 'no-folder-cycle',
+      comment: 'Two folders that import each other are one layer in two places: neither can be understood, tested or replaced alone.',
+      severity: 'error',
+      scope: 'folder',
+      from: {},
+      to: { circular: true },
+    },
+    {
+      name: 'no-module-cycle',
+      comment: 'An ES-module cycle works only while every value in it is read late; a later top-level read breaks it at start-up.',
+      severity: 'error',
+      from: {},
+      to: { circular: true },
+    },
+    {
+      name: 'proxy-is-protocol-only',
+      comment:
+        'proxy/ may import only core/, certs/, itself and the engine\'s URL types and normalisation (blocklists/types.ts, blocklists/normalize.ts): ' +
+        'the protocol must name what it forwards and reject what it cannot parse, and the filter must see the very URL that is fetched. ' +
+        'Policy, storage and the console reach it only as hooks (proxy/hooks.ts).',
+      severity: 'error',
+      from: { path: '^proxy/' },
+      to: {
+        path: '^(bin|server|filter|admin-api|incidents|migrations|bench|test)/|^blocklists/',
+        pathNot: '^blocklists/(types|normalize)\\.ts$',
+      },
+    },
+    {
+      name: 'no-composition-root-below',
+      comment: 'server/ wires the layers and bin/ dispatches commands: nothing they wire may reach back up to them.',
+      severity: 'error',
+      from: { path: '^(core|blocklists|certs|proxy|filter|incidents|admin-api)/' },
+      to: { path: '^(server|bin)/' },
+    },
+    {
+      name: 'core-imports-no-layer',
+      comment: 'core/ (config, errors, log) is beneath every layer; it imports none of them.',
+      severity: 'error',
+      from: { path: '^core/' },
+      to: { path: '^(bin|server|filter|admin-api|incidents|proxy|certs|blocklists)/' },
+    },
+    {
+      name: 'no-test-or-bench-in-source',
+      comment:
+        'Tests and benchmarks use the source, never the other way round. bench/ may use test/ fixtures ' +
+        '(list and certificate makers, the database helper, the TCP relay): both are harnesses, neither ships.',
+      severity: 'error',
+      from: { pathNot: '^(test|bench)/' },
+      to: { path: '^(test|bench)/' },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    exclude: { path: '(^|/)node_modules/' },
+    // Type-only imports are dependencies too: a type from another layer couples it all the same.
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    moduleSystems: ['es6', 'cjs'],
+  },
+};

@@ -1,0 +1,72 @@
+import type { IncomingMessage } from 'node:http';
+import type { NormalizedUrl } from '../blocklists/types';
+
+/**
+ * What the protocol asks of whoever decides (mitmproxy's lesson: layers yield hooks, addons
+ * decide). The gateway parses, identifies the connection's place, forwards and relays; every
+ * judgement about who may see what, and every consequence of one (an incident, a block page, a
+ * safe-search rewrite), is behind these hooks, implemented by filter/hooks.ts.
+ *
+ * They are synchronous where the request path is: a hook that returns a value costs a call, not
+ * an await, and a passed request with nothing to change allocates nothing (PASS is shared).
+ */
+
+/** Who is behind a connection, as the hooks found them; the gateway carries it to each request and logs clientIp/user/device at debug. */
+export interface Identity {
+  clientIp: string;
+  user: string | null;
+  device: string | null;
+  group: string;
+}
+
+/** Why a request was refused a sign-in: the code the 407 carries. */
+export type AuthRefusal = { refused: 'SG_ERR_PROXY_AUTH' | 'SG_ERR_PROXY_AUTH_LOCKED' };
+
+/** Forward the request; `path`/`headers` replace the path and add request headers (safe search). */
+export interface Pass {
+  readonly pass: true;
+  readonly path?: string;
+  readonly headers?: Record<string, string>;
+}
+
+/** Answer instead of forwarding. `blocked` counts it in the gateway's stats.blocked (a recorded block). */
+export interface Respond {
+  readonly pass: false;
+  readonly status: number;
+  /** X-Schoolgate-Error. */
+  readonly code: string;
+  readonly html: string;
+  /** X-Schoolgate-Category, when a category decided. */
+  readonly category?: string | null;
+  readonly blocked: boolean;
+}
+
+/** A WebSocket the hooks refuse: closed with 1008 and this reason. */
+export interface Refuse {
+  readonly pass: false;
+  readonly reason: string;
+  readonly blocked: boolean;
+}
+
+/** The one "forward unchanged" answer, shared so a passed request allocates nothing for it. */
+export const PASS: Pass = Object.freeze({ pass: true });
+
+export interface GatewayHooks {
+  /** A new client connection: its identity by address, or null to refuse it (403 SG_ERR_CLIENT_DENIED). */
+  admit(clientIp: string): Identity | null;
+  /**
+   * A request outside a tunnel (plain HTTP, CONNECT, WebSocket upgrade): who sent it, given who
+   * the connection's address says. A value when nothing need be checked (most requests skip the
+   * await), a promise when credentials are; a refusal answers 407.
+   */
+  identify(connection: Identity, req: IncomingMessage): Identity | Promise<Identity | AuthRefusal>;
+  /** CONNECT, before any TLS: tunnel unread, or intercept. */
+  decideConnect(host: string, identity: Identity): 'tunnel' | 'intercept';
+  /**
+   * One HTTP request, as it will be fetched: `url` is what is classified, `path` what is sent
+   * upstream, `connectHost` the tunnel's CONNECT target when inside one.
+   */
+  onRequest(url: NormalizedUrl, path: string, identity: Identity, connectHost: string | undefined): Pass | Respond;
+  /** A WebSocket upgrade, before its upstream side is opened. */
+  onWebSocket(url: NormalizedUrl, identity: Identity, connectHost: string | undefined): Pass | Refuse;
+}
