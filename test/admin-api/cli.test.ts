@@ -67,7 +67,7 @@ describe('schoolgate users', () => {
       'dsl@school.example safeguarding_lead',
       'tech@school.example network_manager',
     ]);
-  });
+  }, 180_000); // six CLI processes, each opening the embedded database: minutes on a loaded 2-core CI machine, not 60 s
 
   it('the changed password is the one that works', async () => {
     const db = await openDb({ databaseUrl: null, dataDir: dir });
