@@ -29,7 +29,7 @@ const object = (keys: Record<string, Shape>, required: string[] = []): Shape => 
 const nullable = (of: Shape): Shape => ({ t: 'nullable', of });
 
 /** Every key the file may hold: the Config interface less `dataDir`, which locates the file. */
-export const configFileSchema = object({
+export const configFileKeys = {
   listen: string,
   proxyPort: numeric,
   adminPort: numeric,
@@ -64,7 +64,9 @@ export const configFileSchema = object({
   listMaxShrink: numeric,
   listDownloadMaxBytes: numeric,
   listExtractMaxBytes: numeric,
-});
+} satisfies Record<string, Shape>;
+
+const configFileSchema = object(configFileKeys);
 
 /** Keys a reader may expect in the file but that are settled elsewhere, with where. */
 const notInFile: Record<string, string> = {

@@ -2,7 +2,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { validateConfigFile } from './config-schema';
+import { configFileKeys, validateConfigFile } from './config-schema';
 import { SchoolgateError } from './errors';
 import { bracketHost } from './host';
 import { checkDestinationRules, DEFAULT_CONNECTION_LIMITS, DEFAULT_DESTINATION_RULES } from './network-rules';
@@ -80,6 +80,14 @@ export interface Config {
   listDownloadMaxBytes: number;
   listExtractMaxBytes: number;
 }
+
+// A setting added to Config without a schema entry would be refused in the file, and a schema
+// entry with no setting would be accepted and ignored: both fail to compile instead.
+// The compiler's message then names the keys: [missing from the schema, not in Config].
+type MissingFromSchema = Exclude<Exclude<keyof Config, 'dataDir'>, keyof typeof configFileKeys>;
+type NotInConfig = Exclude<keyof typeof configFileKeys, keyof Config>;
+const fileKeysMatchConfig: [MissingFromSchema, NotInConfig] extends [never, never] ? true : [MissingFromSchema, NotInConfig] = true;
+void fileKeysMatchConfig;
 
 export const DEFAULT_BYPASS_HOSTS = [
   // Banking and payments: decrypting them breaks pinning and is a privacy line schools should not cross.
