@@ -2,6 +2,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { configFileKeys, validateConfigFile } from './config-schema';
 import { SchoolgateError } from './errors';
 import { bracketHost } from './host';
 import { checkDestinationRules, DEFAULT_CONNECTION_LIMITS, DEFAULT_DESTINATION_RULES } from './network-rules';
@@ -79,6 +80,14 @@ export interface Config {
   listDownloadMaxBytes: number;
   listExtractMaxBytes: number;
 }
+
+// A setting added to Config without a schema entry would be refused in the file, and a schema
+// entry with no setting would be accepted and ignored: both fail to compile instead.
+// The compiler's message then names the keys: [missing from the schema, not in Config].
+type MissingFromSchema = Exclude<Exclude<keyof Config, 'dataDir'>, keyof typeof configFileKeys>;
+type NotInConfig = Exclude<keyof typeof configFileKeys, keyof Config>;
+const fileKeysMatchConfig: [MissingFromSchema, NotInConfig] extends [never, never] ? true : [MissingFromSchema, NotInConfig] = true;
+void fileKeysMatchConfig;
 
 export const DEFAULT_BYPASS_HOSTS = [
   // Banking and payments: decrypting them breaks pinning and is a privacy line schools should not cross.
@@ -219,11 +228,16 @@ export function loadConfig(values: Partial<CliValues> = {}, env: NodeJS.ProcessE
   const file = values.config ?? env.SCHOOLGATE_CONFIG ?? path.join(dataDir, 'schoolgate.json');
   let fromFile: Partial<Config> = {};
   if (existsSync(file)) {
+    let parsed: unknown;
     try {
-      fromFile = JSON.parse(readFileSync(file, 'utf8'));
+      parsed = JSON.parse(readFileSync(file, 'utf8'));
     } catch (err) {
       throw new SchoolgateError('SG_ERR_CONFIG', `${file}: ${(err as Error).message}`);
     }
+    validateConfigFile(file, parsed);
+    fromFile = parsed as Partial<Config>;
+    // The alert code reads smtp.to and smtp.from as always present; the environment path fills them too.
+    if (fromFile.smtp) fromFile.smtp = { ...fromFile.smtp, from: fromFile.smtp.from ?? 'schoolgate@localhost', to: fromFile.smtp.to ?? [] };
   } else if (values.config ?? env.SCHOOLGATE_CONFIG) {
     throw new SchoolgateError('SG_ERR_CONFIG', `config file ${file} does not exist`);
   }
@@ -242,7 +256,7 @@ export function loadConfig(values: Partial<CliValues> = {}, env: NodeJS.ProcessE
   c.proxyAuth = values['proxy-auth'] ?? (env.SCHOOLGATE_PROXY_AUTH ? env.SCHOOLGATE_PROXY_AUTH === '1' : c.proxyAuth);
   if (values['no-safe-search'] || env.SCHOOLGATE_SAFE_SEARCH === '0') c.safeSearch = false;
   const retention = values['retention-days'] ?? env.SCHOOLGATE_RETENTION_DAYS;
-  if (retention !== undefined) c.retentionDays = wholeNumber('--retention-days', retention, 1);
+  c.retentionDays = retention !== undefined ? wholeNumber('--retention-days', retention, 1) : wholeNumber('retentionDays', c.retentionDays, 1);
   c.incidentQueueMax = wholeNumber('incidentQueueMax', env.SCHOOLGATE_INCIDENT_QUEUE_MAX ?? c.incidentQueueMax, 1000);
   c.incidentJournalFsyncMs = wholeNumber('incidentJournalFsyncMs', env.SCHOOLGATE_INCIDENT_JOURNAL_FSYNC_MS ?? c.incidentJournalFsyncMs, 0);
   c.publicUrl = values['public-url'] ?? env.SCHOOLGATE_PUBLIC_URL ?? c.publicUrl;

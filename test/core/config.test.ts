@@ -72,6 +72,76 @@ describe('config', () => {
     expect(() => loadConfig({}, {})).not.toThrow();
   });
 
+  describe('the config file is checked against its schema, naming the file and the key', () => {
+    const fileWith = (content: unknown) => {
+      const dir = tmp();
+      const file = path.join(dir, 'schoolgate.json');
+      writeFileSync(file, JSON.stringify(content));
+      return { dir, file };
+    };
+    const refusal = (content: unknown) => {
+      const { dir, file } = fileWith(content);
+      try {
+        loadConfig({ 'data-dir': dir }, {}, dir);
+      } catch (err) {
+        expect(isSchoolgateError(err, 'SG_ERR_CONFIG')).toBe(true);
+        const message = (err as Error).message;
+        expect(message).toContain(file);
+        return message;
+      }
+      throw new Error(`accepted: ${JSON.stringify(content)}`);
+    };
+
+    it('refuses an unknown key and suggests the nearest known one', () => {
+      expect(refusal({ proxyport: 3129 })).toContain('unknown key proxyport (did you mean proxyPort?)');
+      expect(refusal({ alowedClients: ['10.0.0.0/8'] })).toContain('did you mean allowedClients?');
+      expect(refusal({ colour: 'blue' })).toMatch(/unknown key colour$/);
+      expect(refusal({ dataDir: '/elsewhere' })).toMatch(/dataDir is not a config file key.*--data-dir/);
+    });
+
+    it('refuses a wrong type, naming the key path', () => {
+      expect(refusal({ proxyAuth: 'yes' })).toContain('proxyAuth must be true or false, got "yes"');
+      expect(refusal({ proxyPort: true })).toContain('proxyPort must be a number, got true');
+      expect(refusal({ lists: 'ut1' })).toContain('lists must be a list of folders or files');
+      expect(refusal({ categories: ['adult', 3] })).toContain('categories[1] must be a string, got 3');
+      expect(refusal({ policyGroups: { pupils: { categories: 'adult' } } })).toContain('policyGroups.pupils.categories must be a list');
+      expect(refusal({ smtp: { from: 'a@b' } })).toContain('smtp.url is required');
+      // Ranges are checked after the merge, where flag, environment and file values meet.
+      expect(() => loadConfig({ 'data-dir': fileWith({ retentionDays: 0 }).dir }, {})).toThrowError(/retentionDays must be a whole number/);
+      // Every problem at once, so the file is fixed in one pass.
+      const all = refusal({ safeSearch: 1, listen: 10 });
+      expect(all).toContain('safeSearch must be true or false');
+      expect(all).toContain('listen must be a string');
+      expect(refusal([1, 2])).toContain('must be an object, got a list');
+    });
+
+    it('refuses a bad clients entry, naming its index and key', () => {
+      expect(refusal({ clients: [{ cidr: '10.0.0.0/8' }, { cidr: '10.1.0.0/16', usr: 'x' }] })).toContain('unknown key clients[1].usr (did you mean clients[1].user?)');
+      expect(refusal({ clients: [{ cidr: '10.0.0.0/8', group: ['pupils'] }] })).toContain('clients[0].group must be a string, got a list');
+      expect(refusal({ clients: ['10.0.0.0/8'] })).toContain('clients[0] must be an object');
+      expect(refusal({ clients: [{ device: 'cart-3' }] })).toContain('clients[0].cidr is required');
+    });
+
+    it('loads a file holding every key', () => {
+      const full = {
+        listen: '0.0.0.0', proxyPort: 3130, adminPort: '8082', lists: ['lists/a'], categories: ['adult', 'gambling'],
+        allowCategories: ['liste_blanche'], databaseUrl: null, allowedClients: ['10.0.0.0/8'], bypassHosts: ['bank.example'],
+        proxyAuth: true, policyGroups: { pupils: { categories: ['adult', 'games'] } }, defaultGroup: 'pupils',
+        clients: [{ cidr: '10.1.2.0/24', user: 'cart', device: 'ipad-cart-3', group: 'pupils' }], safeSearch: false,
+        retentionDays: 90, incidentQueueMax: 5000, incidentJournalFsyncMs: 0, highSeverityCategories: ['adult'],
+        illegalCategories: ['adult'], smtp: { url: 'smtp://mail.school.example', to: ['dsl@school.example'] },
+        publicUrl: 'https://filter.school.example', listsUpdateUrl: 'https://lists.example/ut1.tar.gz', logLevel: 'warn',
+        deniedDestinations: ['192.168.0.0/16'], allowedDestinations: ['192.168.5.5'], connectPorts: [443, '8443-8444'],
+        headersTimeoutMs: 5000, idleTimeoutMs: 6000, handshakeTimeoutMs: 7000, maxConnectionsPerClient: 64,
+        listRoots: ['/srv/lists'], listMaxShrink: 0.25, listDownloadMaxBytes: 2048, listExtractMaxBytes: 4096,
+      };
+      const { dir } = fileWith(full);
+      const c = loadConfig({ 'data-dir': dir }, {}, dir);
+      expect(c).toMatchObject({ ...full, adminPort: 8082, lists: [path.join(dir, 'lists/a')], smtp: { url: 'smtp://mail.school.example', from: 'schoolgate@localhost', to: ['dsl@school.example'] } });
+      expect(loadConfig({ 'data-dir': fileWith({ categories: null, smtp: null, publicUrl: null }).dir }, {}).categories).toBeNull();
+    });
+  });
+
   it('parses CIDRs strictly: an empty or extra prefix is not a /0', () => {
     expect(parseCidr('10.0.0.0/8')).toEqual({ addr: '10.0.0.0', prefix: 8, type: 'ipv4' });
     expect(parseCidr(' ::1 ')).toEqual({ addr: '::1', prefix: 128, type: 'ipv6' });
