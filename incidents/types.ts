@@ -7,6 +7,9 @@ export const INCIDENT_KINDS = ['blocked', 'self_report', 'flagged_search', 'unbl
 export type IncidentKind = (typeof INCIDENT_KINDS)[number];
 export const INCIDENT_STATUSES = ['new', 'in_review', 'escalated', 'closed', 'false_positive'] as const;
 export type IncidentStatus = (typeof INCIDENT_STATUSES)[number];
+/** The kinds a person files from the block page (a person's own words: never folded). */
+export const REPORT_KINDS = ['self_report', 'unblock_request'] as const satisfies readonly IncidentKind[];
+export type ReportKind = (typeof REPORT_KINDS)[number];
 
 export interface IncidentInput {
   /** Unique per incident; the writer makes one when absent. Replays use it to never store twice. */
