@@ -1,6 +1,7 @@
 import type { Config } from '../core/config';
 import type { IncidentEventRow, IncidentRow } from '../incidents/queries';
 import type { ListStoreLike } from './deps';
+import { INCIDENT_KINDS, INCIDENT_STATUSES } from '../incidents/types';
 
 /** The incident as the API shows it (camelCase; `illegal` tells the console never to link the URL). */
 export interface IncidentJson {
@@ -70,8 +71,8 @@ export const incidentSchema = {
   properties: {
     id: { type: 'integer' },
     key: { type: 'string' },
-    kind: { type: 'string', enum: ['blocked', 'self_report', 'flagged_search', 'unblock_request'] },
-    status: { type: 'string', enum: ['new', 'in_review', 'escalated', 'closed', 'false_positive'] },
+    kind: { type: 'string', enum: [...INCIDENT_KINDS] },
+    status: { type: 'string', enum: [...INCIDENT_STATUSES] },
     category: nullableString,
     categoryName: nullableString,
     url: nullableString,

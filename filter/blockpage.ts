@@ -8,6 +8,7 @@
  */
 
 import { escapeHtml, page, renderErrorPage } from '../proxy/error-page';
+import type { ReportKind } from '../incidents/types';
 
 // The protocol's own error pages (400, 407, 502…) share this frame; the filter's pages add to it.
 export { escapeHtml, renderErrorPage };
@@ -27,7 +28,7 @@ export interface BlockPageInput {
 }
 
 /** One of the block page's two report forms: the same sealed reference, a different report type. */
-function reportForm(p: BlockPageInput, type: 'self_report' | 'unblock_request', id: string, label: string, placeholder: string, buttonAttrs: string, button: string): string {
+function reportForm(p: BlockPageInput, type: ReportKind, id: string, label: string, placeholder: string, buttonAttrs: string, button: string): string {
   return `<form method="post" action="${escapeHtml(p.reportAction)}">
 <input type="hidden" name="ref" value="${escapeHtml(p.token)}">
 <input type="hidden" name="type" value="${type}">
@@ -83,7 +84,7 @@ connection was opened to (<strong>${escapeHtml(p.tunnelHost)}</strong>). The web
 `);
 }
 
-export function renderThanksPage(p: { type: 'self_report' | 'unblock_request'; reference: string }): string {
+export function renderThanksPage(p: { type: ReportKind; reference: string }): string {
   const text =
     p.type === 'self_report'
       ? 'Thank you — your report has been sent to the safeguarding lead. You do not need to do anything else.'

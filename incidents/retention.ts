@@ -1,5 +1,6 @@
 import { silentLogger, type Logger } from '../core/log';
 import type { Db } from './types';
+import { CLOSING } from './queries';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -16,11 +17,11 @@ export async function runRetention(db: Db, opts: { days: number; now?: Date }): 
     const res = await tx.query<{ deleted: number; oldest: Date | null; newest: Date | null }>(
       `WITH d AS (
          DELETE FROM incidents
-          WHERE status IN ('closed', 'false_positive') AND last_seen < $1
+          WHERE status = ANY ($2::text[]) AND last_seen < $1
          RETURNING occurred_at
        )
        SELECT count(*)::int AS deleted, min(occurred_at) AS oldest, max(occurred_at) AS newest FROM d`,
-      [cutoff.toISOString()],
+      [cutoff.toISOString(), [...CLOSING]],
     );
     const { deleted, oldest, newest } = res.rows[0];
     await tx.query(

@@ -1,7 +1,15 @@
 /** The contract between the incident store and its writers (gateway, admin API) and readers. */
 
-export type IncidentKind = 'blocked' | 'self_report' | 'flagged_search' | 'unblock_request';
-export type IncidentStatus = 'new' | 'in_review' | 'escalated' | 'closed' | 'false_positive';
+// The one spelling of each set: the writer, the routes' JSON schemas and the console (served as
+// /console/vocab.js) use these, and test/incidents/vocabulary.test.ts fails when the migrations'
+// CHECK constraints say otherwise, so a new kind or status is added here and in a migration.
+export const INCIDENT_KINDS = ['blocked', 'self_report', 'flagged_search', 'unblock_request'] as const;
+export type IncidentKind = (typeof INCIDENT_KINDS)[number];
+export const INCIDENT_STATUSES = ['new', 'in_review', 'escalated', 'closed', 'false_positive'] as const;
+export type IncidentStatus = (typeof INCIDENT_STATUSES)[number];
+/** The kinds a person files from the block page (a person's own words: never folded). */
+export const REPORT_KINDS = ['self_report', 'unblock_request'] as const satisfies readonly IncidentKind[];
+export type ReportKind = (typeof REPORT_KINDS)[number];
 
 export interface IncidentInput {
   /** Unique per incident; the writer makes one when absent. Replays use it to never store twice. */

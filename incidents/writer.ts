@@ -5,7 +5,7 @@ import { SchoolgateError } from '../core/errors';
 import { silentLogger, type Logger } from '../core/log';
 import { Journal } from './journal';
 import { Spool, type SpoolSegment } from './spool';
-import type { Db, IncidentInput, IncidentKind, IncidentRow, IncidentSink, Queryable, WriterStats } from './types';
+import { INCIDENT_KINDS, type Db, type IncidentInput, type IncidentKind, type IncidentRow, type IncidentSink, type Queryable, type WriterStats } from './types';
 
 /**
  * The incident writer: what the gateway and the admin API hand incidents to.
@@ -44,7 +44,7 @@ import type { Db, IncidentInput, IncidentKind, IncidentRow, IncidentSink, Querya
  *      never takes a whole record with it (spool.ts).
  */
 
-const KINDS = new Set<IncidentKind>(['blocked', 'self_report', 'flagged_search', 'unblock_request']);
+const KINDS = new Set<IncidentKind>(INCIDENT_KINDS);
 /** Self-reports and unblock requests are a person's own words: each stays its own incident. */
 const FOLDABLE = new Set<IncidentKind>(['blocked', 'flagged_search']);
 

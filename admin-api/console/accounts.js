@@ -1,10 +1,12 @@
 // Accounts for the safeguarding lead and the network manager: who can sign in, new accounts with
 // a one-time password, and API tokens for automation (each shown once, never stored here).
 import { h, api, mount, errorBox, field, select, timeEl, itemsOf, ROLE_LABELS } from './dom.js';
+import { ROLES } from './vocab.js';
 
 // What each role may create, as the API enforces it: offering more would only end in a 403.
+// Staff first: most accounts a lead makes are staff accounts.
 const MAY_CREATE = {
-  safeguarding_lead: ['staff', 'safeguarding_lead', 'network_manager', 'auditor'],
+  safeguarding_lead: ['staff', ...ROLES.filter((r) => r !== 'staff')],
   network_manager: ['staff', 'network_manager'],
 };
 

@@ -4,20 +4,12 @@ import {
   STATUS_LABELS, KIND_LABELS, ILLEGAL_WARNING, ApiError,
 } from './dom.js';
 import { incidentsChart } from './chart.js';
+import { KINDS, STATUSES, NEXT_STATUSES, CLOSING } from './vocab.js';
 
 const DSL = 'safeguarding_lead';
 const FILTERS = ['status', 'kind', 'category', 'user', 'q', 'from', 'to'];
 const CHART_DAYS = 14;
 
-/** The status changes the API accepts from each status (closing ones need a note). */
-export const NEXT_STATUSES = {
-  new: ['in_review'],
-  in_review: ['escalated', 'closed', 'false_positive'],
-  escalated: ['in_review', 'closed', 'false_positive'],
-  closed: [],
-  false_positive: [],
-};
-const CLOSING = new Set(['closed', 'false_positive']);
 
 // "Back to the queue" returns to the queue as it was filtered, not to a fresh one.
 let lastQueueHash = '#/incidents';
@@ -136,8 +128,8 @@ export async function incidentsPage(ctx) {
   if (filters.category && !nameMap.has(filters.category)) categoryOptions.push([filters.category, filters.category]);
   form.append(
     h('div', { class: 'filter-grid' },
-      field('Status', select('status', [['', 'Any status'], ...Object.entries(STATUS_LABELS)], filters.status, { id: 'filter-status' })),
-      field('Kind', select('kind', [['', 'Any kind'], ...Object.entries(KIND_LABELS)], filters.kind, { id: 'filter-kind' })),
+      field('Status', select('status', [['', 'Any status'], ...STATUSES.map((st) => [st, STATUS_LABELS[st] ?? st])], filters.status, { id: 'filter-status' })),
+      field('Kind', select('kind', [['', 'Any kind'], ...KINDS.map((k) => [k, KIND_LABELS[k] ?? k])], filters.kind, { id: 'filter-kind' })),
       field('Category', select('category', categoryOptions, filters.category, { id: 'filter-category' })),
       isDsl ? field('Person', h('input', { type: 'text', name: 'user', id: 'filter-user', value: filters.user, autocomplete: 'off' })) : null,
       field('Search', h('input', { type: 'search', name: 'q', id: 'filter-q', value: filters.q, autocomplete: 'off' }), 'Address, host or search words'),
@@ -215,7 +207,7 @@ export async function incidentsPage(ctx) {
       const counts = new Map((stats?.perStatus ?? []).map((x) => [x.status, x.count]));
       // Open work first, each a link to the queue filtered on it.
       const glance = h('p', { class: 'glance' }, 'In this period: ',
-        ['new', 'in_review', 'escalated', 'closed', 'false_positive'].map((st, i) => [i ? ' · ' : '',
+        STATUSES.map((st, i) => [i ? ' · ' : '',
           h('a', { href: `#/incidents?${new URLSearchParams({ status: st })}` }, `${counts.get(st) ?? 0} ${(STATUS_LABELS[st] ?? st).toLowerCase()}`)]));
       mount(chartBody, glance, incidentsChart({ perDay: stats?.perDay ?? [], names: nameMap, from: r.from, to: r.to }));
     };

@@ -3,6 +3,7 @@
 // shows who did what: the network manager has no need to know.
 import { h, api, mount, errorBox, field, select, timeEl, urlView, statusBadge, itemsOf, ApiError } from './dom.js';
 import { incidentsChart } from './chart.js';
+import { CLOSING } from './vocab.js';
 
 const NM = 'network_manager';
 const FORMATS = [['ut1', 'UT1 folder or tarball'], ['hosts', 'Hosts file'], ['adguard', 'AdGuard / Adblock list'], ['domains', 'Plain list of domains']];
@@ -209,7 +210,7 @@ export async function listsPage(ctx) {
   const unblockSection = section('lists-unblock', 'Unblock requests', async (body, refresh) => {
     const data = await api('/api/unblock-requests');
     const items = firstList(data, 'requests');
-    const open = (r) => r.status !== 'closed' && r.status !== 'false_positive';
+    const open = (r) => !CLOSING.has(r.status);
     mount(body, items.length
       ? h('div', { class: 'table-wrap' }, h('table', { class: 'data compact' },
         h('caption', { class: 'visually-hidden' }, 'Unblock requests'),

@@ -3,7 +3,7 @@ import rateLimit from '@fastify/rate-limit';
 import { SchoolgateError } from '../../core/errors';
 import { silentLogger, type Logger } from '../../core/log';
 import { openReference } from '../../incidents/reference';
-import type { IncidentSink } from '../../incidents/types';
+import { REPORT_KINDS, type IncidentSink, type ReportKind } from '../../incidents/types';
 import { renderErrorPage, renderThanksPage } from '../../filter/blockpage';
 import { plainIp } from '../../core/host';
 
@@ -17,8 +17,8 @@ export interface BlockReportOptions {
   limit?: { max: number; windowMs: number };
 }
 
-const TYPES = new Set(['self_report', 'unblock_request'] as const);
-type ReportType = 'self_report' | 'unblock_request';
+const TYPES = new Set<ReportType>(REPORT_KINDS);
+type ReportType = ReportKind;
 const MAX_NOTE = 2000;
 const FORM = 'application/x-www-form-urlencoded';
 /** Reports remembered to merge a repeat without recording (or counting) it again. */
@@ -94,7 +94,7 @@ export const blockReportRoutes: FastifyPluginAsync<BlockReportOptions> = async (
       }
     }
     if (typeof type !== 'string' || !TYPES.has(type as ReportType)) {
-      return fail(req, reply, 400, 'SG_ERR_VALIDATION', 'type must be self_report or unblock_request');
+      return fail(req, reply, 400, 'SG_ERR_VALIDATION', `type must be ${REPORT_KINDS.join(' or ')}`);
     }
     if (note !== undefined && note !== null && (typeof note !== 'string' || note.length > MAX_NOTE)) {
       return fail(req, reply, 400, 'SG_ERR_VALIDATION', `the note must be text of at most ${MAX_NOTE} characters`);

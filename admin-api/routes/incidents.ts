@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { SchoolgateError } from '../../core/errors';
 import { normalizeTypedUrl } from '../../blocklists/normalize';
-import type { IncidentStatus } from '../../incidents/types';
+import { INCIDENT_KINDS as KINDS, INCIDENT_STATUSES as STATUSES, type IncidentStatus } from '../../incidents/types';
 import {
   CSV_COLUMNS, csvLine, exportRows, getIncident, getIncidentByKey, incidentEvents, incidentStats, listIncidents, relatedIncidents,
   searchIndexed, updateIncident, writeAudit, type IncidentFilter,
@@ -11,8 +11,6 @@ import type { AdminContext } from '../deps';
 import { categoryName, errorSchema, eventSchema, incidentSchema, toEventJson, toIncidentJson } from '../present';
 import { pagedResponse } from './paging';
 
-const STATUSES = ['new', 'in_review', 'escalated', 'closed', 'false_positive'] as const;
-const KINDS = ['blocked', 'self_report', 'flagged_search', 'unblock_request'] as const;
 const DSL = ['safeguarding_lead'] as const;
 
 export interface FilterQuery {

@@ -5,7 +5,7 @@ import { SchoolgateError } from '../../core/errors';
 import { normalizeHost, normalizeTypedUrl } from '../../blocklists/normalize';
 import type { LoadReport } from '../../blocklists/types';
 import { compileSources } from '../../blocklists/store';
-import { updateIncident, writeAudit, getIncident } from '../../incidents/queries';
+import { CLOSING, updateIncident, writeAudit, getIncident } from '../../incidents/queries';
 import { caller } from '../auth';
 import type { AdminContext } from '../deps';
 import { applyOverrides, applyPolicies, downloadBase, isUrl, notifyLists, recordSourceReport, reloadStore } from '../list-sync';
@@ -526,7 +526,7 @@ export const listRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => 
     const user = caller(req);
     const row = await getIncident(db, req.params.id);
     if (!row || row.kind !== 'unblock_request') throw new SchoolgateError('SG_ERR_NOT_FOUND', `unblock request ${req.params.id}`);
-    if (row.status === 'closed' || row.status === 'false_positive') throw new SchoolgateError('SG_ERR_TRANSITION', `unblock request ${row.id} was already decided`);
+    if (CLOSING.has(row.status)) throw new SchoolgateError('SG_ERR_TRANSITION', `unblock request ${row.id} was already decided`);
     let override: ReturnType<typeof toOverride> | null = null;
     if (req.body.decision === 'allow') {
       if (!row.host) throw new SchoolgateError('SG_ERR_VALIDATION', 'the request names no host to allow');
