@@ -5,7 +5,8 @@ import { SchoolgateError } from '../core/errors';
 import { silentLogger, type Logger } from '../core/log';
 import { Journal } from './journal';
 import { Spool, type SpoolSegment } from './spool';
-import type { Db, IncidentInput, IncidentKind, IncidentRow, IncidentSink, Queryable, WriterStats } from './types';
+import type { Db, Queryable } from '../db/types';
+import type { IncidentInput, IncidentKind, IncidentRow, IncidentSink, WriterStats } from './types';
 
 /**
  * The incident writer: what the gateway and the admin API hand incidents to.

@@ -350,7 +350,7 @@ function lockPglite(dir: string): () => void {
 }
 
 /**
- * The embedded database runs on a thread of its own (incidents/pglite-thread.ts): PGlite executes
+ * The embedded database runs on a thread of its own (db/pglite-thread.ts): PGlite executes
  * PostgreSQL as WebAssembly on the calling thread, so on the gateway's thread every query (a
  * console search, a retention sweep, a batch of incidents) would stall all web traffic while it ran.
  */
