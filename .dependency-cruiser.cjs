@@ -57,7 +57,7 @@ module.exports = {
     {
       name: 'db-imports-only-core',
       comment:
-        'db/ (the Db interface, its pg and PGlite backends, migrations) sits under incidents/ and admin-api/: it imports only core/ and ' +
+        'db/ (the Db interface, its pg and PGlite backends, migrations, what a database failure means: db/errors.ts) sits under incidents/ and admin-api/: it imports only core/ and ' +
         'itself, so the database can be opened, migrated and tested without any incident or console code.',
       severity: 'error',
       from: { path: '^db/' },
