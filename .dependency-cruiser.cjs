@@ -3,7 +3,7 @@
  * `npm run deps`, which prints the same with the CLI).
  * The folders are the layers; dependencies point one way (README, "How it works"):
  *
- *   bin, server  ->  admin-api, filter  ->  proxy, incidents (storage), certs, blocklists (engine)  ->  core
+ *   bin, server  ->  admin-api, filter  ->  proxy, incidents (storage), certs, blocklists (engine)  ->  db  ->  core
  *
  * proxy/ is protocol only: it calls the hooks the filter gives it (proxy/hooks.ts) and holds no
  * policy, no storage and no console, so a new rule is written once, in filter/, and the protocol
@@ -36,7 +36,7 @@ module.exports = {
       severity: 'error',
       from: { path: '^proxy/' },
       to: {
-        path: '^(bin|server|filter|admin-api|incidents|migrations|bench|test)/|^blocklists/',
+        path: '^(bin|server|filter|admin-api|incidents|db|migrations|bench|test)/|^blocklists/',
         pathNot: '^blocklists/(types|normalize)\\.ts$',
       },
     },
@@ -44,7 +44,7 @@ module.exports = {
       name: 'no-composition-root-below',
       comment: 'server/ wires the layers and bin/ dispatches commands: nothing they wire may reach back up to them.',
       severity: 'error',
-      from: { path: '^(core|blocklists|certs|proxy|filter|incidents|admin-api)/' },
+      from: { path: '^(core|db|blocklists|certs|proxy|filter|incidents|admin-api)/' },
       to: { path: '^(server|bin)/' },
     },
     {
@@ -52,7 +52,16 @@ module.exports = {
       comment: 'core/ (config, errors, log) is beneath every layer; it imports none of them.',
       severity: 'error',
       from: { path: '^core/' },
-      to: { path: '^(bin|server|filter|admin-api|incidents|proxy|certs|blocklists)/' },
+      to: { path: '^(bin|server|filter|admin-api|incidents|db|proxy|certs|blocklists)/' },
+    },
+    {
+      name: 'db-imports-only-core',
+      comment:
+        'db/ (the Db interface, its pg and PGlite backends, migrations, what a database failure means: db/errors.ts) sits under incidents/ and admin-api/: it imports only core/ and ' +
+        'itself, so the database can be opened, migrated and tested without any incident or console code.',
+      severity: 'error',
+      from: { path: '^db/' },
+      to: { path: '^(bin|server|filter|admin-api|incidents|proxy|certs|blocklists|bench|test)/' },
     },
     {
       name: 'no-test-or-bench-in-source',

@@ -5,6 +5,7 @@ import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { isSchoolgateError, SchoolgateError, type ErrorCode } from '../core/errors';
+import { isDbUnreachable } from '../db/errors';
 import { installAuth, type Access } from './auth';
 import { startAlerts } from './alerts';
 import type { AdminContext, AdminDeps } from './deps';
@@ -61,13 +62,6 @@ export function registeredRoutes(app: FastifyInstance): readonly RouteEntry[] {
   return t;
 }
 
-/** Connection-level failures (server down, connection cut): a 503 to retry, not a 500 bug. */
-function dbUnreachable(err: unknown): boolean {
-  const code = String((err as { code?: unknown })?.code ?? '');
-  const msg = String((err as Error)?.message ?? '');
-  return /^(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|08\w{3}|57P0[123])$/.test(code) || /Connection terminated|connection timeout/i.test(msg);
-}
-
 /**
  * Builds the admin API (not listening: tests use inject(), `schoolgate start` calls listen).
  * Every error leaves as `{ error: { code, message } }` with a stable SG_ERR_ code.
@@ -106,7 +100,8 @@ export async function buildAdminApp(deps: AdminDeps): Promise<FastifyInstance> {
       code = err.code;
       status = STATUS[code] ?? 500;
       details = err.details;
-    } else if (dbUnreachable(err)) {
+    } else if (isDbUnreachable(err)) {
+      // Connection-level (db/errors.ts): a 503 to retry, not a 500 bug.
       code = 'SG_ERR_DB_UNAVAILABLE';
       status = 503;
       message = 'the incident database cannot be reached; try again shortly';

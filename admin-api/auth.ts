@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { adminBaseUrl, type Config } from '../core/config';
 import { announceCredentialsChanged } from '../core/credentials';
 import { SchoolgateError } from '../core/errors';
-import type { Queryable } from '../incidents/types';
+import type { Queryable } from '../db/types';
 
 export const ROLES = ['safeguarding_lead', 'network_manager', 'staff', 'auditor'] as const;
 export type Role = (typeof ROLES)[number];

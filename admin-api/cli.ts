@@ -2,9 +2,9 @@ import { Agent, request } from 'undici';
 import { loadConfig, type CliValues, type Config } from '../core/config';
 import { codes, isSchoolgateError, SchoolgateError, type ErrorCode } from '../core/errors';
 import { createLogger } from '../core/log';
-import { openDbFromConfig } from '../incidents/db';
-import { migrate } from '../incidents/migrate';
-import type { Db } from '../incidents/types';
+import { openDbFromConfig } from '../db/db';
+import { migrate } from '../db/migrate';
+import type { Db } from '../db/types';
 import { generatePassword, ROLES, validateRole } from './auth';
 import { cliAddUser, cliChangePassword, cliListUsers, readControlFile, type CliUserRow } from './routes/control';
 

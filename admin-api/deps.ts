@@ -2,7 +2,8 @@ import type { EventEmitter } from 'node:events';
 import type { Config } from '../core/config';
 import type { Logger } from '../core/log';
 import type { CategoryInfo, LoadReport } from '../blocklists/types';
-import type { Db, IncidentSink } from '../incidents/types';
+import type { Db } from '../db/types';
+import type { IncidentSink } from '../incidents/types';
 
 /**
  * What the admin API needs from the incident writer and the list store, written structurally so

@@ -7,7 +7,7 @@ import { silentLogger, type Logger } from '../core/log';
 import type { LoadReport } from '../blocklists/types';
 import { ACCEPT_MARK, defaultListsDir } from '../blocklists/update';
 import { isConfined, listRoots } from '../blocklists/location';
-import type { Db, Queryable } from '../incidents/types';
+import type { Db, Queryable } from '../db/types';
 import type { ListStoreLike, OverrideEntry } from './deps';
 
 /**

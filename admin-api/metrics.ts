@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Db, WriterStats } from '../incidents/types';
+import type { Db } from '../db/types';
+import type { WriterStats } from '../incidents/types';
 import type { GatewayCounters, ListStoreLike } from './deps';
 
 /** The gateway's own counters (proxy/gateway.ts `stats`), read at scrape time. */

@@ -187,7 +187,7 @@ async function main(): Promise<number> {
     await stop(gw.child);
     const stats = await statsLine;
     const gatewayBlocked: number | null = stats ? JSON.parse(stats.slice(6)).gateway.blocked : null;
-    const { openDb } = await import('../incidents/db');
+    const { openDb } = await import('../db/db');
     const { silentLogger } = await import('../core/log');
     const db = await openDb({ databaseUrl: null, dataDir: path.join(tmp, 'data'), logger: silentLogger });
     const stored = (await db.query<{ rows: number; total: number }>("SELECT count(*)::int AS rows, coalesce(sum(count), 0)::int AS total FROM incidents WHERE kind = 'blocked'")).rows[0];

@@ -4,7 +4,7 @@ import { LRUCache } from 'lru-cache';
 import { parseCidr, type Config } from '../core/config';
 import { plainIp } from '../core/host';
 import type { Logger } from '../core/log';
-import type { Queryable } from '../incidents/types';
+import type { Queryable } from '../db/types';
 
 // Defined where the protocol carries it from a connection to its requests (proxy/hooks.ts).
 export type { Identity } from '../proxy/hooks';

@@ -1,7 +1,7 @@
 import { loadConfig, type CliValues } from '../core/config';
 import { createLogger } from '../core/log';
-import { openDbFromConfig } from './db';
-import { migrate } from './migrate';
+import { openDbFromConfig } from '../db/db';
+import { migrate } from '../db/migrate';
 
 /** `schoolgate migrate`: applies pending migrations and says what it did. */
 export async function migrateCommand(_args: string[], values: CliValues): Promise<number> {

@@ -4,7 +4,8 @@
  * incidents_time / incidents_status_time indexes serve both the order and the keyset cursor.
  */
 import { SchoolgateError } from '../core/errors';
-import type { IncidentKind, IncidentRow, IncidentStatus, Queryable } from './types';
+import type { Queryable } from '../db/types';
+import type { IncidentKind, IncidentRow, IncidentStatus } from './types';
 
 export type { IncidentRow };
 

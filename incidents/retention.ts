@@ -1,5 +1,5 @@
 import { silentLogger, type Logger } from '../core/log';
-import type { Db } from './types';
+import type { Db } from '../db/types';
 import { CLOSING } from './queries';
 
 const DAY_MS = 24 * 60 * 60 * 1000;

@@ -3,9 +3,11 @@ import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import { SchoolgateError } from '../core/errors';
 import { silentLogger, type Logger } from '../core/log';
+import { classifyDbError } from '../db/errors';
 import { Journal } from './journal';
 import { Spool, type SpoolSegment } from './spool';
-import { INCIDENT_KINDS, type Db, type IncidentInput, type IncidentKind, type IncidentRow, type IncidentSink, type Queryable, type WriterStats } from './types';
+import type { Db, Queryable } from '../db/types';
+import { INCIDENT_KINDS, type IncidentInput, type IncidentKind, type IncidentRow, type IncidentSink, type WriterStats } from './types';
 
 /**
  * The incident writer: what the gateway and the admin API hand incidents to.
@@ -119,19 +121,16 @@ export interface IncidentWriterOptions {
 type Failure = 'unavailable' | 'retry' | 'data';
 
 /**
- * What a failed write means. 'data': this batch holds a record the database will never take (a
- * value it rejects, a limit it hits): isolate it. 'retry': a race lost, try again at once.
- * 'unavailable': anything else — the network, the server, a missing table after a bad deploy —
- * spool and wait, because retrying later can succeed and nothing is set aside for a human.
+ * What a failed write means to the writer, from db/errors.ts's classification. 'data': this batch
+ * holds a record the database refuses ('refused'): isolate it. 'retry': a race lost, try again at
+ * once. 'unavailable': the database cannot be reached, or the statement fails whatever the data
+ * (a missing table after a bad deploy) — spool and wait, because retrying later can succeed and
+ * nothing is set aside for a human.
  */
 export function classifyError(err: unknown): Failure {
   if (err instanceof RetryBatch) return 'retry';
-  const code = (err as { code?: unknown })?.code;
-  if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) return 'unavailable';
-  if (code === '23505' || code === '40001' || code === '40P01') return 'retry';
-  const cls = code.slice(0, 2);
-  if (cls === '22' || cls === '23' || cls === '54') return 'data';
-  return 'unavailable';
+  const kind = classifyDbError(err);
+  return kind === 'retry' ? 'retry' : kind === 'refused' ? 'data' : 'unavailable';
 }
 
 class RetryBatch extends Error {}

@@ -15,7 +15,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import { isSchoolgateError, SchoolgateError, type ErrorCode } from '../../core/errors';
 import { writeFileAtomicSync } from '../../core/files';
 import { writeAudit } from '../../incidents/queries';
-import type { Queryable } from '../../incidents/types';
+import type { Queryable } from '../../db/types';
 import { createUser, hashPassword, revokeCredentials, validateRole, type AuthUser } from '../auth';
 import type { AdminContext } from '../deps';
 import { errorSchema } from '../present';

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { checkLogin } from '../../admin-api/auth';
-import { openDb } from '../../incidents/db';
+import { openDb } from '../../db/db';
 import { projectRoot } from '../helpers/parts';
 import { runCommand } from '../helpers/process';
 

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createToken, createUser } from '../../admin-api/auth';
 import { loadConfig } from '../../core/config';
 import { silentLogger } from '../../core/log';
-import { openDb } from '../../incidents/db';
+import { openDb } from '../../db/db';
 import { createMetrics } from '../../admin-api/metrics';
 import { startSchoolgate, type SchoolgateHandle } from '../../server/start';
 import { need, postgresMissing } from '../helpers/parts';

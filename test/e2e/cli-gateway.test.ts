@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDb } from '../../incidents/db';
+import { openDb } from '../../db/db';
 import { commandMissing, need, projectRoot, sharedListsMissing, ut1 } from '../helpers/parts';
 import { freePort, startHttpOrigin, tempDir, waitFor, type Origin } from './fixtures';
 

@@ -2,9 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { expect } from 'vitest';
 import os from 'node:os';
 import path from 'node:path';
-import { openDb } from '../../incidents/db';
-import { migrate } from '../../incidents/migrate';
-import type { Db } from '../../incidents/types';
+import { openDb } from '../../db/db';
+import { migrate } from '../../db/migrate';
+import type { Db } from '../../db/types';
 import { createTestDatabase } from '../helpers/pg';
 import { need, postgresMissing } from '../helpers/parts';
 

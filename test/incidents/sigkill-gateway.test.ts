@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { openDb } from '../../incidents/db';
+import { openDb } from '../../db/db';
 import { IncidentWriter } from '../../incidents/writer';
 import { createTestDatabase } from '../helpers/pg';
 import { projectRoot } from '../helpers/parts';

@@ -3,10 +3,11 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSchoolgateError } from '../../core/errors';
-import { migrate, readMigrations } from '../../incidents/migrate';
+import { migrate, readMigrations } from '../../db/migrate';
 import { runRetention, scheduleRetention } from '../../incidents/retention';
 import { IncidentWriter, classifyError, incidentIdForKey, writeBatch, type Rec } from '../../incidents/writer';
-import type { Db, IncidentRow } from '../../incidents/types';
+import type { Db } from '../../db/types';
+import type { IncidentRow } from '../../incidents/types';
 import { backends, expectStoredOnce, ledger, openFresh, tmpDir, type Opened } from './helpers';
 
 const files = readMigrations();

@@ -4,7 +4,7 @@
  * search or a retention sweep would stall every web request in school for its duration. Here it
  * stalls nobody, and its large heap stays out of the request path's garbage collections.
  *
- * The protocol (incidents/db.ts is the only other side): requests carry an id and get one reply
+ * The protocol (db/db.ts is the only other side): requests carry an id and get one reply
  * with that id; a transaction is opened by `begin`, used by queries naming it, and finished by
  * `end`; notifications on LISTENed channels arrive as `notify` messages with no id.
  */
@@ -32,7 +32,7 @@ export type ThreadReply =
 
 export interface ThreadData { dir: string }
 
-/** int8 as a JS number, as incidents/db.ts documents for both backends. */
+/** int8 as a JS number, as db/db.ts documents for both backends. */
 const parseInt8 = (v: string): number => Number(v);
 
 export function describeError(err: unknown): ThreadError {
@@ -47,7 +47,7 @@ export function describeError(err: unknown): ThreadError {
 type Queryable = Pick<PGlite, 'query' | 'exec'> | Transaction;
 
 /**
- * One statement on a PGlite (or its transaction) as incidents/db.ts returns it. PGlite's extended
+ * One statement on a PGlite (or its transaction) as db/db.ts returns it. PGlite's extended
  * protocol takes one statement; migrations need several, so param-less SQL goes through exec.
  */
 export async function pgliteQuery<T = unknown>(db: Queryable, sql: string, params?: unknown[]): Promise<{ rows: T[]; rowCount: number }> {

@@ -4,8 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SchoolgateError, isSchoolgateError } from '../core/errors';
 import { silentLogger, type Logger } from '../core/log';
-import { searchIndexed } from './queries';
-import type { Db } from './types';
+import type { Db, Queryable } from './types';
 
 export const defaultMigrationsDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations');
 
@@ -111,6 +110,15 @@ export async function migrate(db: Db, opts: { dir?: string; logger?: Logger } = 
 const SEARCH_MIGRATION = 11;
 
 /**
+ * Whether migration 011 built its index. Asked here rather than through incidents/queries.ts's
+ * searchIndexed (the same question) because db/ sits below incidents/ and imports none of it.
+ */
+async function searchIndexBuilt(db: Queryable): Promise<boolean> {
+  const r = await db.query<{ ok: boolean }>(`SELECT to_regclass('incidents_search_trgm') IS NOT NULL AS ok`);
+  return r.rows[0]?.ok === true;
+}
+
+/**
  * Migration 011 builds the search index only where pg_trgm can be created. Where it could not
  * (contrib not installed, a role without the right), each later run (every `start`, `migrate`)
  * tries 011 again once the extension is available, so installing it is all a school has to do.
@@ -124,12 +132,12 @@ async function retrySearchIndex(db: Db, files: ReturnType<typeof readMigrations>
     [SEARCH_MIGRATION],
   );
   const { applied, available } = r.rows[0];
-  if (!applied || !available || (await searchIndexed(db))) return;
+  if (!applied || !available || (await searchIndexBuilt(db))) return;
   logger.info({ migration: file.name }, 'pg_trgm is now available: building the incident search index');
   try {
     await db.transaction(async (tx) => {
       await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
-      if (await searchIndexed(tx)) return; // another process built it meanwhile
+      if (await searchIndexBuilt(tx)) return; // another process built it meanwhile
       await tx.query(file.sql);
     });
   } catch (err) {

@@ -7,6 +7,7 @@ import type { Config } from '../core/config';
 import { SchoolgateError, isSchoolgateError } from '../core/errors';
 import { tightenTree } from '../core/files';
 import { createLogger, silentLogger, type Logger } from '../core/log';
+import { isDbUnreachable } from './errors';
 import type { Db, Queryable, QueryResult } from './types';
 import type { ThreadData, ThreadError, ThreadReply, ThreadRequest } from './pglite-thread';
 
@@ -49,22 +50,6 @@ export async function openDb(opts: OpenDbOptions): Promise<Db> {
   return opts.databaseUrl
     ? openPg(opts.databaseUrl, logger, opts.maxConnections ?? 10, opts.allowUnreachable ?? false)
     : openPglite(path.join(opts.dataDir, 'pglite'), logger);
-}
-
-/**
- * Whether an error means the database cannot be reached (as opposed to a query or a migration
- * that is wrong): a lost or refused connection, a server shutting down, a dead embedded thread.
- * Follows `cause`, because callers such as migrate() wrap what they catch.
- */
-export function isDbUnreachable(err: unknown): boolean {
-  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    if (isSchoolgateError(e, 'SG_ERR_DB_UNAVAILABLE')) return true;
-    const code = String((e as { code?: unknown }).code ?? '');
-    const msg = String((e as Error).message ?? '');
-    if (/^(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|08\w{3}|57P0[123])$/.test(code)) return true;
-    if (/Connection terminated|connection timeout|timeout expired/i.test(msg)) return true;
-  }
-  return false;
 }
 
 export function openDbFromConfig(config: Config, logger?: Logger): Promise<Db> {
@@ -350,7 +335,7 @@ function lockPglite(dir: string): () => void {
 }
 
 /**
- * The embedded database runs on a thread of its own (incidents/pglite-thread.ts): PGlite executes
+ * The embedded database runs on a thread of its own (db/pglite-thread.ts): PGlite executes
  * PostgreSQL as WebAssembly on the calling thread, so on the gateway's thread every query (a
  * console search, a retention sweep, a batch of incidents) would stall all web traffic while it ran.
  */

@@ -1,9 +1,9 @@
 import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDb } from '../../incidents/db';
-import type { Db } from '../../incidents/types';
-import { tmpDir } from './helpers';
+import { openDb } from '../../db/db';
+import type { Db } from '../../db/types';
+import { tmpDir } from '../incidents/helpers';
 
 /** Enough WebAssembly work to hold a thread for a good fraction of a second. */
 const SLOW = 'SELECT count(*) AS n FROM generate_series(1, 3000000) AS g WHERE g % 7 = 3';

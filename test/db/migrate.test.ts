@@ -1,11 +1,11 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDb } from '../../incidents/db';
-import { migrate, readMigrations } from '../../incidents/migrate';
-import type { Db } from '../../incidents/types';
+import { openDb } from '../../db/db';
+import { migrate, readMigrations } from '../../db/migrate';
+import type { Db } from '../../db/types';
 import { createTestDatabase } from '../helpers/pg';
 import { projectRoot } from '../helpers/parts';
-import { pgSkip, tmpDir } from './helpers';
+import { pgSkip, tmpDir } from '../incidents/helpers';
 
 const files = readMigrations();
 
