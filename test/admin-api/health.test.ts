@@ -3,18 +3,16 @@
  * when the gateway can filter and record, 503 when not) and Prometheus metrics at /metrics.
  */
 import { rmSync } from 'node:fs';
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createToken, createUser } from '../../admin-api/auth';
-import { loadConfig } from '../../core/config';
 import { silentLogger } from '../../core/log';
 import { openDb } from '../../db/db';
 import { createMetrics } from '../../admin-api/metrics';
-import { startSchoolgate, type SchoolgateHandle } from '../../server/start';
+import type { SchoolgateHandle } from '../../server/start';
 import { need, postgresMissing } from '../helpers/parts';
 import { createTestDatabase } from '../helpers/pg';
 import { Relay } from '../incidents/relay';
-import { fixtureLists, loopbackLookup, startOrigin, tmpDir, viaProxy, type Origin } from '../proxy/helpers';
+import { startOrigin, startTestGateway, viaProxy, type Origin } from '../proxy/helpers';
 import { call, harness, type Harness } from './helpers';
 
 /** One sample's value from Prometheus text, or undefined when the series is absent. */
@@ -142,12 +140,7 @@ describe('metrics from a running gateway', () => {
   const dirs: string[] = [];
   beforeAll(async () => {
     origin = await startOrigin();
-    const dataDir = tmpDir();
-    const lists = fixtureLists();
-    dirs.push(dataDir, lists);
-    const config = loadConfig({ 'data-dir': dataDir, lists: [lists], categories: 'testblock', 'proxy-port': '0', 'admin-port': '0', 'log-level': 'silent' }, {});
-    const devNull = new Writable({ write: (_c, _e, cb) => cb() });
-    sg = await startSchoolgate(config, { logger: silentLogger, out: devNull, upstreamCa: [origin.ca.certPem], upstreamLookup: loopbackLookup, allowLoopbackDestinationsForTests: true });
+    sg = await startTestGateway(origin, dirs);
   });
   afterAll(async () => {
     await sg?.close();

@@ -2,17 +2,14 @@ import http from 'node:http';
 import net from 'node:net';
 import { rmSync } from 'node:fs';
 import { X509Certificate, randomBytes } from 'node:crypto';
-import { Writable } from 'node:stream';
 import { loadCa } from '../../certs/ca';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../core/config';
-import { silentLogger } from '../../core/log';
-import { startSchoolgate, type SchoolgateHandle } from '../../server/start';
+import type { SchoolgateHandle } from '../../server/start';
 import { createGateway } from '../../filter/gateway';
 import { sealReference } from '../../incidents/reference';
 import { need, sharedListsMissing } from '../helpers/parts';
 import {
-  GAMBLING_HOST, WS, bareGatewayDeps, fixtureLists, loopbackLookup, openTunnel, raw, refFrom, startOrigin, statusOf, tmpDir, ut1Adult, ut1Gambling, viaProxy, viaTunnel,
+  GAMBLING_HOST, WS, bareGatewayDeps, openTunnel, raw, refFrom, startOrigin, startTestGateway, statusOf, ut1Adult, ut1Gambling, viaProxy, viaTunnel,
   type Origin, type Reply,
 } from './helpers';
 
@@ -26,17 +23,7 @@ describe.skipIf(skip)('gateway, end to end in one process', () => {
 
   beforeAll(async () => {
     origin = await startOrigin();
-    const dataDir = tmpDir();
-    const lists = fixtureLists();
-    dirs.push(dataDir, lists);
-    const config = loadConfig(
-      {
-        'data-dir': dataDir, lists: [ut1Gambling, ut1Adult, lists], categories: 'gambling,testblock',
-        'proxy-port': '0', 'admin-port': '0', 'bypass-hosts': 'bank.test', 'log-level': 'silent',
-      },
-      {},
-    );
-    sg = await startSchoolgate(config, { logger: silentLogger, out: devNull(), upstreamCa: [origin.ca.certPem], upstreamLookup: loopbackLookup, allowLoopbackDestinationsForTests: true });
+    sg = await startTestGateway(origin, dirs, { categories: 'gambling,testblock', 'bypass-hosts': 'bank.test' }, { extraLists: [ut1Gambling, ut1Adult] });
     P = sg.proxyPort;
   });
   afterAll(async () => {
@@ -328,10 +315,6 @@ describe.skipIf(skip)('gateway, end to end in one process', () => {
     await gw.close();
   });
 });
-
-function devNull(): NodeJS.WritableStream {
-  return new Writable({ write: (_c, _e, cb) => cb() });
-}
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {

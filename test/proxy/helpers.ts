@@ -1,4 +1,5 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { Writable } from 'node:stream';
 import http from 'node:http';
 import https from 'node:https';
 import { createRequire } from 'node:module';
@@ -8,7 +9,9 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { initCa, type SchoolCa } from '../../certs/ca';
 import { LeafCertificates } from '../../certs/leaf';
+import { loadConfig, type CliValues } from '../../core/config';
 import { silentLogger } from '../../core/log';
+import { startSchoolgate, type SchoolgateHandle } from '../../server/start';
 import { DEFAULT_DESTINATION_RULES, Destinations } from '../../proxy/destinations';
 import type { GatewayDeps } from '../../filter/gateway';
 import { ClientIdentifier, type ProxyAuthDeps, type UserLookup } from '../../filter/identify';
@@ -227,3 +230,28 @@ export const statusOf = (response: string) => Number(/^HTTP\/1\.[01] (\d{3})/.ex
 
 /** The signed reference the block page's report form carries. */
 export const refFrom = (html: string) => /name="ref" value="([^"]+)"/.exec(html)?.[1] ?? null;
+
+/**
+ * `schoolgate start` in this process on a fresh data folder (pushed to `dirs` for the caller to
+ * remove), blocking the fixture lists' `testblock` (plus `extraLists` and whatever `values` set),
+ * with every name resolved to `origin`. The one place tests open loopback destinations: the
+ * gateway's own ports stay refused even so.
+ */
+export async function startTestGateway(
+  origin: Origin,
+  dirs: string[],
+  values: CliValues = {},
+  opts: { extraLists?: string[]; upstreamLookup?: net.LookupFunction } = {},
+): Promise<SchoolgateHandle> {
+  const dataDir = tmpDir();
+  const lists = fixtureLists();
+  dirs.push(dataDir, lists);
+  const config = loadConfig(
+    { 'data-dir': dataDir, lists: [...(opts.extraLists ?? []), lists], categories: 'testblock', 'proxy-port': '0', 'admin-port': '0', 'log-level': 'silent', ...values },
+    {},
+  );
+  const out = new Writable({ write: (_c, _e, cb) => cb() });
+  return startSchoolgate(config, {
+    logger: silentLogger, out, upstreamCa: [origin.ca.certPem], upstreamLookup: opts.upstreamLookup ?? loopbackLookup, allowLoopbackDestinationsForTests: true,
+  });
+}

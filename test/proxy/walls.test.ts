@@ -1,15 +1,12 @@
 import { rmSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCa } from '../../certs/ca';
-import { loadConfig } from '../../core/config';
-import { silentLogger } from '../../core/log';
 import { DEFAULT_DESTINATION_RULES, Destinations } from '../../proxy/destinations';
 import { createGateway, type Gateway } from '../../filter/gateway';
-import { startSchoolgate, type SchoolgateHandle } from '../../server/start';
-import { bareGatewayDeps, fixtureLists, openTunnel, raw, startOrigin, statusOf, tmpDir, viaProxy, type Origin } from './helpers';
+import type { SchoolgateHandle } from '../../server/start';
+import { bareGatewayDeps, openTunnel, raw, startOrigin, startTestGateway, statusOf, viaProxy, type Origin } from './helpers';
 
 /**
  * What the gateway may reach (issue #11, point 3). Every refusal here must happen before any
@@ -40,8 +37,6 @@ const namesLookup = ((host: string, options: { all?: boolean }, cb: (...a: unkno
     else cb(null, address, family);
   });
 }) as unknown as net.LookupFunction;
-
-const devNull = () => new Writable({ write: (_c, _e, cb) => cb() });
 
 /** A raw WebSocket upgrade through the plain proxy (absolute-form), answered with whatever the gateway sends in 3 s. */
 const wsUpgrade = (port: number, url: string) =>
@@ -80,15 +75,8 @@ describe('destination walls (issue #11, point 3)', () => {
 
   beforeAll(async () => {
     origin = await startOrigin();
-    const dataDir = tmpDir();
-    const lists = fixtureLists();
-    dirs.push(dataDir, lists);
-    const config = loadConfig(
-      { 'data-dir': dataDir, lists: [lists], categories: 'testblock', 'proxy-port': '0', 'admin-port': '0', 'bypass-hosts': 'bank.test', 'log-level': 'silent' },
-      {},
-    );
     // Loopback opened as every other test does: the gateway's own ports must stay shut even so.
-    sg = await startSchoolgate(config, { logger: silentLogger, out: devNull(), upstreamCa: [origin.ca.certPem], upstreamLookup: namesLookup, allowLoopbackDestinationsForTests: true });
+    sg = await startTestGateway(origin, dirs, { 'bypass-hosts': 'bank.test' }, { upstreamLookup: namesLookup });
     P = sg.proxyPort;
     A = sg.adminPort;
     sg.admin.server.on('connection', () => adminConnections++);
