@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { LRUCache } from 'lru-cache';
 import type { NormalizedUrl } from '../blocklists/types';
 import type { Logger } from '../core/log';
 import { sealReference } from '../incidents/reference';
-import type { IncidentSink } from '../incidents/types';
+import { REPEAT_WINDOW_MS, type IncidentSink } from '../incidents/types';
 import { PASS, type GatewayHooks, type Identity, type Pass, type Refuse, type Respond } from '../proxy/hooks';
 import { renderBlockPage, renderHostMismatchPage, renderNoListsPage } from './blockpage';
 import { decideConnect, decideRequest, flagSearch, type Decision, type Policy } from './decide';
@@ -31,6 +32,24 @@ export interface FilterDeps {
   gatewayName?: string;
 }
 
+/**
+ * How long a blocked page's reference is shown again for the same person, URL and category. A
+ * reload, a browser's retry or a page asking for the same blocked address again is one thing the
+ * person did: the writer folds those repeats into the first one's incident row within
+ * REPEAT_WINDOW_MS, so their pages carry that row's reference, sealed once. Sealing (AES-GCM, a
+ * cipher object per call) was the largest single cost of a blocked request. Half the fold window,
+ * so a reference is never shown for a repeat that can no longer fold into its row.
+ */
+const REFERENCE_REUSE_MS = REPEAT_WINDOW_MS / 2;
+/** Bounds the memory the reuse takes: one entry per person and blocked URL in the last 30 s, URLs being up to 16 KiB. */
+const REFERENCE_REUSE_MAX = 20_000;
+const REFERENCE_REUSE_CHARS = 8 * 1024 * 1024;
+
+interface Shown {
+  key: string;
+  token: string;
+}
+
 // Made once: a refused WebSocket needs no object of its own.
 const WS_BLOCKED: Refuse = Object.freeze({ pass: false, reason: 'blocked by the school web filter', blocked: true });
 const WS_NOT_READY: Refuse = Object.freeze({ pass: false, reason: 'blocked by the school web filter', blocked: false });
@@ -47,7 +66,15 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
   const policy = deps.policy;
   const reportAction = `${deps.adminBaseUrl}/block/report`;
 
-  /** Records the block as an incident (synchronous, never throws) and seals the reference its page carries. */
+  const shown = new LRUCache<string, Shown>({
+    max: REFERENCE_REUSE_MAX, ttl: REFERENCE_REUSE_MS, maxSize: REFERENCE_REUSE_CHARS, sizeCalculation: (v, k) => k.length + v.token.length,
+  });
+
+  /**
+   * Records the block as an incident (synchronous, never throws) and gives the reference its page
+   * carries: a new one sealed for this block, or the one shown for the same block moments ago.
+   * Every block is recorded either way (the repeats are what the incident's count is made of).
+   */
   function recordBlock(url: NormalizedUrl, identity: Identity, decision: Decision, terms?: string | null, note?: string) {
     const key = randomUUID();
     const at = new Date();
@@ -60,9 +87,14 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
     // Who was blocked is for the safeguarding lead's console, not the service log the network manager reads.
     log.info({ host: url.host, category, reason }, 'blocked');
     if (debug) log.debug({ clientIp: identity.clientIp, user: identity.user, device: identity.device, key }, 'blocked: who');
+    // Everything the sealed reference says, so a reused one never says anything else.
+    const same = `${identity.clientIp ?? ''}\u0000${identity.user ?? ''}\u0000${identity.group ?? ''}\u0000${category ?? ''}\u0000${url.href}`;
+    const before = note === undefined ? shown.get(same) : undefined;
+    if (before) return { key: before.key, token: before.token, at };
     const token = sealReference(deps.referenceSecret, {
       k: key, url: url.href, host: url.host, category, clientIp: identity.clientIp, user: identity.user, group: identity.group, t: at.getTime(),
     });
+    if (note === undefined) shown.set(same, { key, token });
     return { key, token, at };
   }
 

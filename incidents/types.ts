@@ -8,6 +8,12 @@ export type IncidentKind = (typeof INCIDENT_KINDS)[number];
 export const INCIDENT_STATUSES = ['new', 'in_review', 'escalated', 'closed', 'false_positive'] as const;
 export type IncidentStatus = (typeof INCIDENT_STATUSES)[number];
 /** The kinds a person files from the block page (a person's own words: never folded). */
+/**
+ * Repeats of a blocked or flagged request (same kind, URL and person) within this window fold
+ * into the first one's incident row, which counts them (incidents/writer.ts).
+ */
+export const REPEAT_WINDOW_MS = 60_000;
+
 export const REPORT_KINDS = ['self_report', 'unblock_request'] as const satisfies readonly IncidentKind[];
 export type ReportKind = (typeof REPORT_KINDS)[number];
 

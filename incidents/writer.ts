@@ -7,7 +7,7 @@ import { classifyDbError } from '../db/errors';
 import { Journal } from './journal';
 import { Spool, type SpoolSegment } from './spool';
 import type { Db, Queryable } from '../db/types';
-import { INCIDENT_KINDS, type IncidentInput, type IncidentKind, type IncidentRow, type IncidentSink, type WriterStats } from './types';
+import { INCIDENT_KINDS, REPEAT_WINDOW_MS, type IncidentInput, type IncidentKind, type IncidentRow, type IncidentSink, type WriterStats } from './types';
 
 /**
  * The incident writer: what the gateway and the admin API hand incidents to.
@@ -470,7 +470,7 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
     this.gateway = opts.gateway ?? null;
     this.batchSize = Math.max(1, opts.batchSize ?? 4000);
     this.flushMs = Math.max(0, opts.flushMs ?? 5);
-    this.windowMs = opts.repeatWindowMs ?? 60_000;
+    this.windowMs = opts.repeatWindowMs ?? REPEAT_WINDOW_MS;
     this.retryMaxMs = opts.retryMaxMs ?? 5000;
     this.writeTimeoutMs = opts.writeTimeoutMs ?? 30_000;
     this.lanes = Math.max(1, Math.min(8, opts.lanes ?? 4));

@@ -189,6 +189,26 @@ describe('plain HTTP through the gateway', () => {
     expect(httpOrigin.seen.slice(before).map((x) => x.url)).toEqual(['/roulette?bet=1']);
   });
 
+  it('shows a repeat of the same block its first reference: every attempt is recorded and counted on one incident; another URL gets its own', async () => {
+    const url = `http://casino.test:${httpOrigin.port}/repeat-${Date.now()}`;
+    const pages = [await get(url), await get(url), await get(url)];
+    const refs = pages.map((p) => /<code>([0-9a-f-]{36})<\/code>/.exec(p.body)?.[1]);
+    const sealedRef = (html: string) => /name="ref" value="([^"]+)"/.exec(html)?.[1];
+    const sealed = pages.map((p) => sealedRef(p.body));
+    expect(pages.map((p) => p.status)).toEqual([403, 403, 403]);
+    expect(refs[0]).toBeTruthy();
+    expect(new Set(refs).size).toBe(1);
+    expect(new Set(sealed).size).toBe(1);
+    const rows = await incidents('url = $1', [url]);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ idempotency_key: refs[0], count: 3 });
+    const other = await get(`${url}-other`);
+    const otherRef = /<code>([0-9a-f-]{36})<\/code>/.exec(other.body)?.[1];
+    expect(otherRef).toBeTruthy();
+    expect(otherRef).not.toBe(refs[0]);
+    expect(sealedRef(other.body)).not.toBe(sealed[0]);
+  });
+
   it('lets the allow list win over a block for a listed subdomain, and blocks the next category in order', async () => {
     const allowed = await get(`http://school.casino.test:${httpOrigin.port}/timetable`);
     expect(allowed.status).toBe(200);
