@@ -17,7 +17,8 @@ import { createLogger, type Logger } from '../core/log';
 import { openDb } from '../db/db';
 import { isDbUnreachable } from '../db/errors';
 import { migrate } from '../db/migrate';
-import { writeAudit } from '../incidents/queries';
+import { countActiveUsers } from '../repos/accounts';
+import { writeAudit } from '../repos/audit';
 import { loadReferenceSecret } from '../incidents/reference';
 import { scheduleRetention } from '../incidents/retention';
 import type { Db } from '../db/types';
@@ -240,7 +241,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
 
 async function countAccounts(db: Db): Promise<number | null> {
   try {
-    return Number((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM users WHERE NOT disabled')).rows[0].n);
+    return await countActiveUsers(db);
   } catch (err) {
     if (isDbUnreachable(err)) return null;
     throw err;
