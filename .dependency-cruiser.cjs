@@ -3,7 +3,7 @@
  * `npm run deps`, which prints the same with the CLI).
  * The folders are the layers; dependencies point one way (README, "How it works"):
  *
- *   bin, server  ->  admin-api, filter  ->  proxy, incidents (storage), certs, blocklists (engine)  ->  db  ->  core
+ *   bin, server  ->  admin-api, filter  ->  proxy, incidents, certs, blocklists (engine)  ->  repos (all SQL queries)  ->  db  ->  core
  *
  * proxy/ is protocol only: it calls the hooks the filter gives it (proxy/hooks.ts) and holds no
  * policy, no storage and no console, so a new rule is written once, in filter/, and the protocol
@@ -36,7 +36,7 @@ module.exports = {
       severity: 'error',
       from: { path: '^proxy/' },
       to: {
-        path: '^(bin|server|filter|admin-api|incidents|db|migrations|bench|test)/|^blocklists/',
+        path: '^(bin|server|filter|admin-api|incidents|db|repos|migrations|bench|test)/|^blocklists/',
         pathNot: '^blocklists/(types|normalize)\\.ts$',
       },
     },
@@ -44,7 +44,7 @@ module.exports = {
       name: 'no-composition-root-below',
       comment: 'server/ wires the layers and bin/ dispatches commands: nothing they wire may reach back up to them.',
       severity: 'error',
-      from: { path: '^(core|db|blocklists|certs|proxy|filter|incidents|admin-api)/' },
+      from: { path: '^(core|db|repos|blocklists|certs|proxy|filter|incidents|admin-api)/' },
       to: { path: '^(server|bin)/' },
     },
     {
@@ -52,7 +52,7 @@ module.exports = {
       comment: 'core/ (config, errors, log) is beneath every layer; it imports none of them.',
       severity: 'error',
       from: { path: '^core/' },
-      to: { path: '^(bin|server|filter|admin-api|incidents|db|proxy|certs|blocklists)/' },
+      to: { path: '^(bin|server|filter|admin-api|incidents|db|repos|proxy|certs|blocklists)/' },
     },
     {
       name: 'db-imports-only-core',
@@ -61,7 +61,17 @@ module.exports = {
         'itself, so the database can be opened, migrated and tested without any incident or console code.',
       severity: 'error',
       from: { path: '^db/' },
-      to: { path: '^(bin|server|filter|admin-api|incidents|proxy|certs|blocklists|bench|test)/' },
+      to: { path: '^(bin|server|filter|admin-api|incidents|repos|proxy|certs|blocklists|bench|test)/' },
+    },
+    {
+      name: 'repos-import-only-db-and-core',
+      comment:
+        'repos/ holds every SQL query, one module per aggregate (incidents, accounts, lists, audit): it takes a Db and returns typed rows, and imports only ' +
+        'db/ (the Db interface), core/ (errors, and the vocabulary of kinds, statuses and roles the rows carry) and itself. ' +
+        'What to do with the rows (triage rules, list compiling, the HTTP shape) stays in the layers above, so a query can be read, tested and changed alone.',
+      severity: 'error',
+      from: { path: '^repos/' },
+      to: { path: '^(bin|server|filter|admin-api|incidents|proxy|certs|blocklists|migrations|bench|test)/' },
     },
     {
       name: 'no-test-or-bench-in-source',

@@ -1,7 +1,8 @@
 import nodemailer from 'nodemailer';
 import { adminBaseUrl } from '../core/config';
-import type { IncidentRow } from '../incidents/queries';
-import { writeAudit } from '../incidents/queries';
+import { activeEmailsWithRole } from '../repos/accounts';
+import { writeAudit } from '../repos/audit';
+import type { IncidentRow } from '../repos/incidents';
 import type { AdminContext } from './deps';
 import type { Mailer } from './deps';
 import { toIncidentJson, type IncidentJson } from './present';
@@ -42,8 +43,7 @@ export function startAlerts(ctx: AdminContext): () => Promise<void> {
 
   async function recipients(): Promise<string[]> {
     if (config.smtp?.to.length) return config.smtp.to;
-    const r = await db.query<{ email: string }>("SELECT email FROM users WHERE role = 'safeguarding_lead' AND NOT disabled ORDER BY id");
-    return r.rows.map((u) => u.email);
+    return activeEmailsWithRole(db, 'safeguarding_lead');
   }
 
   async function email(i: IncidentJson): Promise<void> {

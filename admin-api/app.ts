@@ -12,6 +12,11 @@ import type { AdminContext, AdminDeps } from './deps';
 import { sessionRoutes } from './routes/session';
 import { incidentRoutes } from './routes/incidents';
 import { listRoutes } from './routes/lists';
+import { overrideRoutes } from './routes/overrides';
+import { policyGroupRoutes } from './routes/policy-groups';
+import { unblockRequestRoutes } from './routes/unblock-requests';
+import { ListSync } from './list-sync';
+import { PolicyGroups } from '../blocklists/policy-groups';
 import { accountRoutes } from './routes/accounts';
 import { publicRoutes } from './routes/public';
 import { healthRoutes } from './routes/health';
@@ -75,7 +80,8 @@ export async function buildAdminApp(deps: AdminDeps): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true }),
     ajv: { customOptions: { removeAdditional: true, coerceTypes: 'array', useDefaults: true } },
   });
-  const ctx: AdminContext = { ...deps, hub: new EventEmitter() };
+  const listSync = deps.listSync ?? new ListSync({ db: deps.db, store: deps.lists, policies: new PolicyGroups(deps.config, deps.lists), config: deps.config, logger: deps.logger });
+  const ctx: AdminContext = { ...deps, listSync, hub: new EventEmitter() };
   // Every route says who may call it: an API route without `access` is refused at registration
   // (not left to a default), and the table lets the access test walk what is really registered.
   const table: RouteEntry[] = [];
@@ -161,6 +167,9 @@ export async function buildAdminApp(deps: AdminDeps): Promise<FastifyInstance> {
   await app.register(sessionRoutes, ctx);
   await app.register(incidentRoutes, ctx);
   await app.register(listRoutes, ctx);
+  await app.register(overrideRoutes, ctx);
+  await app.register(policyGroupRoutes, ctx);
+  await app.register(unblockRequestRoutes, ctx);
   await app.register(accountRoutes, ctx);
   await app.register(publicRoutes, ctx);
   await app.register(healthRoutes, ctx);

@@ -3,10 +3,12 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { adminBaseUrl, type Config } from '../core/config';
 import { announceCredentialsChanged } from '../core/credentials';
 import { SchoolgateError } from '../core/errors';
-import type { Queryable } from '../db/types';
+import type { Db, Queryable } from '../db/types';
+import * as accounts from '../repos/accounts';
 
-export const ROLES = ['safeguarding_lead', 'network_manager', 'staff', 'auditor'] as const;
-export type Role = (typeof ROLES)[number];
+// Defined once in core/vocabulary.ts; re-exported for the routes and the CLI, which take roles from here.
+export { ROLES, type Role } from '../core/vocabulary';
+import { ROLES, type Role } from '../core/vocabulary';
 
 export interface AuthUser {
   id: number;
@@ -106,16 +108,7 @@ export const getDummyHash = () => (dummyHash ??= hashPassword(randomBytes(16).to
 // ---------------------------------------------------------------------------------------------
 // Accounts, sessions and tokens
 
-interface UserRow {
-  id: number | string;
-  email: string;
-  role: Role;
-  display_name: string | null;
-  password_hash?: string;
-  disabled?: boolean;
-}
-
-const toUser = (r: UserRow): AuthUser => ({ id: Number(r.id), email: r.email, role: r.role, displayName: r.display_name });
+const toUser = (r: accounts.UserRow): AuthUser => ({ id: Number(r.id), email: r.email, role: r.role, displayName: r.display_name });
 
 export function validateEmail(email: unknown): string {
   if (typeof email !== 'string' || email.length > 254 || !/^[^\s@]+@[^\s@]+$/.test(email)) {
@@ -140,14 +133,9 @@ export async function createUser(
   const role = validateRole(u.role);
   if (u.password.length < 8) throw new SchoolgateError('SG_ERR_VALIDATION', 'password must be at least 8 characters');
   const hash = await hashPassword(u.password);
-  const existing = await db.query('SELECT 1 FROM users WHERE lower(email) = lower($1)', [email]);
-  if (existing.rowCount > 0) throw new SchoolgateError('SG_ERR_USER_EXISTS', email);
+  if (await accounts.emailTaken(db, email)) throw new SchoolgateError('SG_ERR_USER_EXISTS', email);
   try {
-    const r = await db.query<UserRow>(
-      'INSERT INTO users (email, role, password_hash, display_name) VALUES ($1, $2, $3, $4) RETURNING id, email, role, display_name',
-      [email, role, hash, u.displayName ?? null],
-    );
-    return toUser(r.rows[0]);
+    return toUser(await accounts.insertUser(db, { email, role, passwordHash: hash, displayName: u.displayName ?? null }));
   } catch (err) {
     // Two creations racing: the unique index decides.
     if ((err as { code?: string }).code === '23505') throw new SchoolgateError('SG_ERR_USER_EXISTS', email);
@@ -158,43 +146,31 @@ export async function createUser(
 /** Sets a user's password (at least 8 characters). Callers then revokeCredentials: the old one's sessions and tokens end. */
 export async function setPassword(db: Queryable, userId: number, password: string): Promise<void> {
   if (typeof password !== 'string' || password.length < 8) throw new SchoolgateError('SG_ERR_VALIDATION', 'password must be at least 8 characters');
-  const r = await db.query('UPDATE users SET password_hash = $2 WHERE id = $1', [userId, await hashPassword(password)]);
-  if (r.rowCount === 0) throw new SchoolgateError('SG_ERR_NOT_FOUND', `user ${userId}`);
+  if (!(await accounts.setPasswordHash(db, userId, await hashPassword(password)))) throw new SchoolgateError('SG_ERR_NOT_FOUND', `user ${userId}`);
 }
 
 /** The user when email and password match an enabled account, else null (same time either way). */
 export async function checkLogin(db: Queryable, email: string, password: string): Promise<AuthUser | null> {
-  const r = await db.query<UserRow>(
-    'SELECT id, email, role, display_name, password_hash, disabled FROM users WHERE lower(email) = lower($1)',
-    [email],
-  );
-  const row = r.rows[0];
+  const row = await accounts.findUserByEmail(db, email);
   const ok = await verifyPassword(password, row?.password_hash ?? (await getDummyHash()));
   return row && ok && !row.disabled ? toUser(row) : null;
 }
 
 export async function createSession(db: Queryable, userId: number): Promise<string> {
   const id = randomBytes(32).toString('base64url');
-  await db.query(
-    `INSERT INTO sessions (id_hash, user_id, expires_at) VALUES ($1, $2, now() + make_interval(hours => $3))`,
-    [sha256(id), userId, SESSION_HOURS],
-  );
+  await accounts.insertSession(db, sha256(id), userId, SESSION_HOURS);
   // Expired sessions are swept here rather than by a timer: logins are rare and this stays cheap.
-  await db.query('DELETE FROM sessions WHERE expires_at < now()');
+  await accounts.deleteExpiredSessions(db);
   return id;
 }
 
 export async function deleteSession(db: Queryable, id: string): Promise<void> {
-  await db.query('DELETE FROM sessions WHERE id_hash = $1', [sha256(id)]);
+  await accounts.deleteSession(db, sha256(id));
 }
 
 export async function userForSession(db: Queryable, id: string): Promise<AuthUser | null> {
-  const r = await db.query<UserRow>(
-    `SELECT u.id, u.email, u.role, u.display_name FROM sessions s JOIN users u ON u.id = s.user_id
-      WHERE s.id_hash = $1 AND s.expires_at > now() AND NOT u.disabled`,
-    [sha256(id)],
-  );
-  return r.rows[0] ? toUser(r.rows[0]) : null;
+  const row = await accounts.userForSessionHash(db, sha256(id));
+  return row ? toUser(row) : null;
 }
 
 export const TOKEN_PREFIX = 'sgt_';
@@ -226,22 +202,13 @@ export function validateTokenExpiry(value: unknown, now = Date.now()): Date {
 /** A new API token for the user; only its digest is kept, the token itself is shown once. */
 export async function createToken(db: Queryable, userId: number, name: string, expiresAt: Date | null = null): Promise<{ id: number; token: string }> {
   const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
-  const r = await db.query<{ id: number | string }>(
-    'INSERT INTO api_tokens (user_id, name, token_hash, expires_at) VALUES ($1, $2, $3, $4) RETURNING id',
-    [userId, name, sha256(token), expiresAt],
-  );
-  return { id: Number(r.rows[0].id), token };
+  const id = await accounts.insertToken(db, { userId, name, tokenHash: sha256(token), expiresAt });
+  return { id, token };
 }
 
 export async function userForToken(db: Queryable, token: string): Promise<AuthUser | null> {
-  const r = await db.query<UserRow>(
-    `UPDATE api_tokens t SET last_used_at = now() FROM users u
-      WHERE t.token_hash = $1 AND NOT t.revoked AND (t.expires_at IS NULL OR t.expires_at > now())
-        AND u.id = t.user_id AND NOT u.disabled
-      RETURNING u.id, u.email, u.role, u.display_name`,
-    [sha256(token)],
-  );
-  return r.rows[0] ? toUser(r.rows[0]) : null;
+  const row = await accounts.useToken(db, sha256(token));
+  return row ? toUser(row) : null;
 }
 
 /**
@@ -249,9 +216,8 @@ export async function userForToken(db: Queryable, token: string): Promise<AuthUs
  * sessions, their API tokens, and every gateway's cached Proxy-Authorization for them. Call it
  * on the database itself (not inside a transaction), after the change it follows is committed.
  */
-export async function revokeCredentials(db: Queryable, user: { id: number; email: string }): Promise<void> {
-  await db.query('DELETE FROM sessions WHERE user_id = $1', [user.id]);
-  await db.query('UPDATE api_tokens SET revoked = true WHERE user_id = $1 AND NOT revoked', [user.id]);
+export async function revokeCredentials(db: Db, user: { id: number; email: string }): Promise<void> {
+  await accounts.endSessionsAndTokens(db, user.id);
   await announceCredentialsChanged(db, user.email);
 }
 

@@ -1,9 +1,11 @@
 import type { EventEmitter } from 'node:events';
 import type { Config } from '../core/config';
 import type { Logger } from '../core/log';
-import type { CategoryInfo, LoadReport } from '../blocklists/types';
 import type { Db } from '../db/types';
 import type { IncidentSink } from '../incidents/types';
+import type { ListStoreLike, ListSync } from './list-sync';
+
+export type { ListStoreLike, OverrideEntry } from './list-sync';
 
 /**
  * What the admin API needs from the incident writer and the list store, written structurally so
@@ -12,22 +14,6 @@ import type { IncidentSink } from '../incidents/types';
 export interface IncidentWriterLike extends IncidentSink, Pick<EventEmitter, 'on' | 'off'> {
   /** Resolves when everything recorded so far is stored (or safely spooled). */
   flush(): Promise<void>;
-}
-
-export interface OverrideEntry {
-  action: 'allow' | 'block';
-  kind: 'domain' | 'url' | 'expression';
-  entry: string;
-  category?: string | null;
-}
-
-export interface ListStoreLike {
-  readonly loaded: boolean;
-  readonly current: { readonly categories: ReadonlyMap<string, CategoryInfo> };
-  readonly report: LoadReport;
-  reload(sources?: string[], opts?: import('../blocklists/store').ReloadOptions): Promise<LoadReport>;
-  setOverrides(entries: OverrideEntry[]): void;
-  blackCategories(): string[];
 }
 
 /** The slice of a nodemailer transport the alerts use; tests may pass their own transport. */
@@ -40,6 +26,12 @@ export interface AdminDeps {
   db: Db;
   incidents: IncidentWriterLike;
   lists: ListStoreLike;
+  /**
+   * The list state shared with the process's own list sync (server/start.ts makes both from one).
+   * Without it the app makes its own over `lists`, with the config's policy groups: tests that
+   * run no sync beside it.
+   */
+  listSync?: ListSync;
   logger: Logger;
   referenceSecret: Buffer;
   /** The school CA certificate (PEM) served at /ca.crt. */
@@ -57,6 +49,7 @@ export interface AdminDeps {
 }
 
 export interface AdminContext extends AdminDeps {
+  listSync: ListSync;
   /** Emits 'incident' and 'alert' with incident JSON for the server-sent event streams. */
   hub: EventEmitter;
 }

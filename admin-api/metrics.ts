@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Db } from '../db/types';
+import { databaseAnswers } from '../repos/incidents';
 import type { WriterStats } from '../incidents/types';
 import type { GatewayCounters, ListStoreLike } from './deps';
 
@@ -28,7 +29,7 @@ export async function databaseReachable(db: Db): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   try {
     return await Promise.race([
-      db.query('SELECT 1').then(() => true),
+      databaseAnswers(db),
       new Promise<boolean>((resolve) => {
         timer = setTimeout(() => resolve(false), PING_MS);
       }),

@@ -1,5 +1,5 @@
 import type { Config } from '../core/config';
-import type { IncidentEventRow, IncidentRow } from '../incidents/queries';
+import type { IncidentEventRow, IncidentRow } from '../repos/incidents';
 import type { ListStoreLike } from './deps';
 import { INCIDENT_KINDS, INCIDENT_STATUSES } from '../incidents/types';
 

@@ -17,7 +17,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { openDb } from '../db/db';
 import { migrate } from '../db/migrate';
-import { listIncidents, searchIndexed } from '../incidents/queries';
+import { listIncidents, searchIndexed } from '../repos/incidents';
 import { IncidentWriter } from '../incidents/writer';
 import type { Db } from '../db/types';
 import type { IncidentInput } from '../incidents/types';

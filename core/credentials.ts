@@ -13,8 +13,9 @@ export const CREDENTIALS_CHANNEL = 'schoolgate_credentials';
 /** The lower-cased email whose credentials changed, or '*' for every account. */
 export type CredentialsHandler = (email: string) => void;
 
+/** The database's NOTIFY (db/ Db.notify): the SQL stays in db/, and core names only the shape it needs. */
 interface Announcer {
-  query(sql: string, params?: unknown[]): Promise<unknown>;
+  notify(channel: string, payload: string): Promise<void>;
 }
 interface Listener {
   listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
@@ -32,7 +33,7 @@ const local = new WeakMap<object, Set<CredentialsHandler>>();
 export async function announceCredentialsChanged(db: Announcer, email: string): Promise<void> {
   const who = email.toLowerCase();
   for (const h of local.get(db) ?? []) h(who);
-  await db.query('SELECT pg_notify($1, $2)', [CREDENTIALS_CHANNEL, who]);
+  await db.notify(CREDENTIALS_CHANNEL, who);
 }
 
 /**

@@ -5,6 +5,7 @@ import { parseCidr, type Config } from '../core/config';
 import { plainIp } from '../core/host';
 import type { Logger } from '../core/log';
 import type { Queryable } from '../db/types';
+import { findUserByEmail } from '../repos/accounts';
 
 // Defined where the protocol carries it from a connection to its requests (proxy/hooks.ts).
 export type { Identity } from '../proxy/hooks';
@@ -18,11 +19,7 @@ export type UserLookup = (email: string) => Promise<{ passwordHash: string; role
 
 export function usersTableLookup(db: Queryable): UserLookup {
   return async (email) => {
-    const r = await db.query<{ password_hash: string; role: string; disabled: boolean }>(
-      'SELECT password_hash, role, disabled FROM users WHERE lower(email) = lower($1)',
-      [email],
-    );
-    const u = r.rows[0];
+    const u = await findUserByEmail(db, email);
     return u ? { passwordHash: u.password_hash, role: u.role, disabled: u.disabled } : null;
   };
 }

@@ -1,5 +1,7 @@
 import { silentLogger, type Logger } from '../core/log';
 import type { Db } from '../db/types';
+import { writeAudit } from '../repos/audit';
+import { deleteIncidentsLastSeenBefore } from '../repos/incidents';
 import { CLOSING } from './queries';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -14,20 +16,13 @@ export async function runRetention(db: Db, opts: { days: number; now?: Date }): 
   const now = opts.now ?? new Date();
   const cutoff = new Date(now.getTime() - opts.days * DAY_MS);
   return db.transaction(async (tx) => {
-    const res = await tx.query<{ deleted: number; oldest: Date | null; newest: Date | null }>(
-      `WITH d AS (
-         DELETE FROM incidents
-          WHERE status = ANY ($2::text[]) AND last_seen < $1
-         RETURNING occurred_at
-       )
-       SELECT count(*)::int AS deleted, min(occurred_at) AS oldest, max(occurred_at) AS newest FROM d`,
-      [cutoff.toISOString(), [...CLOSING]],
-    );
-    const { deleted, oldest, newest } = res.rows[0];
-    await tx.query(
-      `INSERT INTO audit_log (actor, action, target, details) VALUES ('system', 'retention.delete', 'incidents', $1::jsonb)`,
-      [JSON.stringify({ deleted, days: opts.days, cutoff: cutoff.toISOString(), oldest, newest, ranAt: now.toISOString() })],
-    );
+    const { deleted, oldest, newest } = await deleteIncidentsLastSeenBefore(tx, cutoff, [...CLOSING]);
+    await writeAudit(tx, {
+      actor: { id: null, email: 'system' },
+      action: 'retention.delete',
+      target: 'incidents',
+      details: { deleted, days: opts.days, cutoff: cutoff.toISOString(), oldest, newest, ranAt: now.toISOString() },
+    });
     return { deleted };
   });
 }

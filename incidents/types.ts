@@ -1,21 +1,16 @@
 /** The contract between the incident store and its writers (gateway, admin API) and readers. */
 
-// The one spelling of each set: the writer, the routes' JSON schemas and the console (served as
-// /console/vocab.js) use these, and test/incidents/vocabulary.test.ts fails when the migrations'
-// CHECK constraints say otherwise, so a new kind or status is added here and in a migration.
-export const INCIDENT_KINDS = ['blocked', 'self_report', 'flagged_search', 'unblock_request'] as const;
-export type IncidentKind = (typeof INCIDENT_KINDS)[number];
-export const INCIDENT_STATUSES = ['new', 'in_review', 'escalated', 'closed', 'false_positive'] as const;
-export type IncidentStatus = (typeof INCIDENT_STATUSES)[number];
-/** The kinds a person files from the block page (a person's own words: never folded). */
+// Defined once in core/vocabulary.ts (the repositories below this layer name them too); here for
+// the writer's callers, who read the rest of the incident contract from this file.
+export { INCIDENT_KINDS, INCIDENT_STATUSES, REPORT_KINDS } from '../core/vocabulary';
+export type { IncidentKind, IncidentStatus, ReportKind } from '../core/vocabulary';
+import type { IncidentKind } from '../core/vocabulary';
+
 /**
  * Repeats of a blocked or flagged request (same kind, URL and person) within this window fold
  * into the first one's incident row, which counts them (incidents/writer.ts).
  */
 export const REPEAT_WINDOW_MS = 60_000;
-
-export const REPORT_KINDS = ['self_report', 'unblock_request'] as const satisfies readonly IncidentKind[];
-export type ReportKind = (typeof REPORT_KINDS)[number];
 
 export interface IncidentInput {
   /** Unique per incident; the writer makes one when absent. Replays use it to never store twice. */
@@ -42,32 +37,8 @@ export interface IncidentSink {
   record(incident: IncidentInput): string;
 }
 
-/**
- * One row of `incidents` as both backends return it. Ids (int8) are JS numbers in both pg and
- * PGlite (they stay far below 2^53); timestamptz columns are Dates. Columns are snake_case.
- */
-export interface IncidentRow {
-  id: number;
-  idempotency_key: string;
-  occurred_at: Date;
-  last_seen: Date;
-  count: number;
-  kind: IncidentKind;
-  status: IncidentStatus;
-  user_name: string | null;
-  device: string | null;
-  client_ip: string | null;
-  gateway: string | null;
-  url: string | null;
-  host: string | null;
-  category: string | null;
-  policy_group: string | null;
-  search_terms: string | null;
-  note: string | null;
-  related_key: string | null;
-  assignee_id: number | null;
-  updated_at: Date;
-}
+/** One row of `incidents`; defined with the SQL that reads and writes it. */
+export type { IncidentRow } from '../repos/incidents';
 
 /**
  * Events IncidentWriter emits after each committed batch:
@@ -77,7 +48,7 @@ export interface IncidentRow {
  * - 'repeated' (rows: IncidentRow[]): existing incidents whose count and last_seen rose, as stored;
  * - 'rejected' (count: number): incidents the database refused, kept in <data-dir>/spool/rejected.ndjson.
  * A repeat folded into an incident keeps its own idempotency key in `incident_folds`; use
- * `incidentIdForKey()` (incidents/writer.ts) to find the incident for any key.
+ * `getIncidentByKey()` (repos/incidents.ts) to find the incident for any key.
  */
 export type IncidentWriterEvent = 'stored' | 'repeated' | 'rejected';
 

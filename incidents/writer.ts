@@ -6,7 +6,8 @@ import { silentLogger, type Logger } from '../core/log';
 import { classifyDbError } from '../db/errors';
 import { Journal } from './journal';
 import { Spool, type SpoolSegment } from './spool';
-import type { Db, Queryable } from '../db/types';
+import type { Db } from '../db/types';
+import { ConcurrentKeyError, foldKeyOf, writeBatch, type IncidentRecord } from '../repos/incidents';
 import { INCIDENT_KINDS, REPEAT_WINDOW_MS, type IncidentInput, type IncidentKind, type IncidentRow, type IncidentSink, type WriterStats } from './types';
 
 /**
@@ -44,39 +45,53 @@ import { INCIDENT_KINDS, REPEAT_WINDOW_MS, type IncidentInput, type IncidentKind
  *   6. Replays are exactly-once by idempotency key (ON CONFLICT DO NOTHING, incident_folds). A
  *      torn spool line (crash or full disk mid-append) is reported in spool/rejected.ndjson and
  *      never takes a whole record with it (spool.ts).
+ *
+ * This file is the queue and the pump only; the SQL of a batch (dedup by key, folding repeats,
+ * the insert) is repos/incidents.ts `writeBatch`. The pump's state machine, in its fields:
+ *
+ *   Pump       IDLE        pumping = null, no timer, no retryTimer
+ *              SCHEDULED   timer set: a kick(flushMs) waits for company for the queued records
+ *              PUMPING     pumping = the running pump(); rerun = true when kicked meanwhile
+ *              RETRYING    retryTimer set: nothing can progress before retryAt
+ *              CLOSED      closed = true (after close()): no timer, no new pump
+ *   Database   HEALTHY     degraded = false: batches go to the database
+ *              DEGRADED    degraded = true: batches go to the spool until retryAt, then the next
+ *                          batch (or replay chunk) tries the database; retryMs doubles to retryMaxMs
+ *   Replay     replay = null, or the spool segment being replayed and the position reached in it
+ *
+ *   What moves it:
+ *     record()          queues, journals, kick(0 when a full batch is queued, else flushMs):
+ *                       IDLE -> SCHEDULED or PUMPING; PUMPING: rerun = true
+ *     timer fires       SCHEDULED -> PUMPING (or rerun, if a pump started meanwhile)
+ *     pump() loop       takes a batch: stored -> HEALTHY; database failed -> DEGRADED + backoff,
+ *                       batch spooled; spool failed too -> batch back at the queue's head, RETRYING.
+ *                       Then one replay step if there is spool work and the backoff allows.
+ *                       Loops while either made progress or rerun is set; leaves RETRYING when
+ *                       degraded or spool work remains, and finally IDLE/SCHEDULED (queued work
+ *                       with no retry pending is kicked again).
+ *     retryTimer fires  RETRYING -> kick(0) -> PUMPING
+ *     drained()         retryAt = 0 and kick(0): a caller waiting for the database skips the backoff
+ *     close()           flush (bounded), CLOSED, waits for the pump, spools what is left
+ *                       synchronously; record() after that appends straight to the spool
+ *
+ *   Invariants:
+ *     - At most one pump() runs (pumping); a kick while it runs only sets rerun.
+ *     - durableSeq <= recordedSeq; every record up to durableSeq is in the database or the fsync'd
+ *       spool, and the journal holds every record after it. flush() waiters resolve on durableSeq.
+ *     - Order is kept: a batch nobody took goes back to the head of the queue, never the tail.
+ *     - queued + inFlight <= maxQueued: beyond it the newest record is dropped and counted.
+ *     - DEGRADED never stops the database being tried: once retryAt passes, the next write goes
+ *       to it whether or not the spool works.
+ *     - drained() is true exactly when nothing is queued, nothing is spooled and HEALTHY.
  */
 
+/** The queue's wire form; also one line of the spool (the repository's batch record). */
+export type Rec = IncidentRecord;
+
 const KINDS = new Set<IncidentKind>(INCIDENT_KINDS);
-/** Self-reports and unblock requests are a person's own words: each stays its own incident. */
-const FOLDABLE = new Set<IncidentKind>(['blocked', 'flagged_search']);
 
 /** Limits keep one absurd URL from breaking an index row (btree rows max out near 2.7 kB). */
 const LIMITS = { url: 2000, search: 1000, note: 8000, short: 255 };
-
-/** The queue's wire form; also one line of the spool. */
-export interface Rec {
-  k: string;
-  /** occurred_at, ms since the epoch */
-  t: number;
-  kind: IncidentKind;
-  user: string | null;
-  device: string | null;
-  ip: string | null;
-  gw: string | null;
-  url: string | null;
-  host: string | null;
-  cat: string | null;
-  group: string | null;
-  search: string | null;
-  note: string | null;
-  rel: string | null;
-  /**
-   * Set while the record was sent in a write whose outcome is unknown (the connection died before
-   * the COMMIT reply). If a later write finds its key already stored, that lost write stored it and
-   * nobody has announced it yet: it is announced then. Kept in the spool so a restart knows too.
-   */
-  u?: 1;
-}
 
 function clean(v: unknown, max: number): string | null {
   if (v === undefined || v === null) return null;
@@ -128,24 +143,13 @@ type Failure = 'unavailable' | 'retry' | 'data';
  * nothing is set aside for a human.
  */
 export function classifyError(err: unknown): Failure {
-  if (err instanceof RetryBatch) return 'retry';
+  if (err instanceof ConcurrentKeyError) return 'retry';
   const kind = classifyDbError(err);
   return kind === 'retry' ? 'retry' : kind === 'refused' ? 'data' : 'unavailable';
 }
 
-class RetryBatch extends Error {}
-
 /** A failure that repeats (database down, spool not writable) is logged at most this often. */
 const LOG_EVERY_MS = 10_000;
-
-interface Group {
-  first: Rec;
-  rest: Rec[];
-  firstAt: number;
-  lastAt: number;
-  /** Only the earliest group of a repeat key in a batch may fold into an existing row. */
-  canFoldIntoDb: boolean;
-}
 
 /** Below this, a batch is not worth a second transaction. */
 const MIN_LANE_BATCH = 200;
@@ -160,241 +164,6 @@ function laneOf(key: string, lanes: number): number {
 function isRec(v: unknown): v is Rec {
   const r = v as Rec;
   return typeof v === 'object' && v !== null && typeof r.k === 'string' && r.k.length > 0 && typeof r.t === 'number' && Number.isFinite(r.t) && KINDS.has(r.kind);
-}
-
-function foldKeyOf(r: Rec): string | null {
-  if (!FOLDABLE.has(r.kind) || !r.url) return null;
-  if (r.user) return `${r.kind}\u0000${r.url}\u0000u\u0000${r.user}`;
-  if (r.ip) return `${r.kind}\u0000${r.url}\u0000i\u0000${r.ip}`;
-  return null;
-}
-
-const iso = (ms: number) => new Date(ms).toISOString();
-
-// Finding the row to fold into and updating it are two statements on purpose: joined in one,
-// the planner hash-joins the update against a sequential scan of the whole table.
-export const FIND_SQL = `
-SELECT g.idx, t.id
-  FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[])
-         AS g(idx, kind, url, user_name, client_ip, first_at, last_at)
- CROSS JOIN LATERAL (
-   SELECT i.id FROM incidents i
-    WHERE i.kind = g.kind AND i.url = g.url AND i.status = 'new'
-      AND CASE WHEN g.user_name IS NOT NULL THEN i.user_name = g.user_name
-               ELSE i.user_name IS NULL AND i.client_ip = g.client_ip END
-      AND i.last_seen >= g.first_at - make_interval(secs => $8::double precision)
-      AND i.occurred_at <= g.last_at + make_interval(secs => $8::double precision)
-    ORDER BY i.last_seen DESC
-    LIMIT 1
- ) t`;
-
-const FOLD_SQL = `
-UPDATE incidents i
-   SET count = i.count + u.n,
-       last_seen = greatest(i.last_seen, u.last_at),
-       occurred_at = least(i.occurred_at, u.first_at),
-       updated_at = now()
-  FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::timestamptz[]) AS u(id, n, first_at, last_at)
- WHERE i.id = u.id
-RETURNING i.*`;
-
-const INSERT_SQL = `
-INSERT INTO incidents (idempotency_key, occurred_at, last_seen, count, kind, user_name, device, client_ip, gateway,
-                       url, host, category, policy_group, search_terms, note, related_key)
-SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[],
-                     $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[])
-ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING id, idempotency_key`;
-
-// One index probe per key whatever the table size: the LIMIT keeps the planner from turning this
-// into a hash join over a sequential scan of incidents.
-export const SEEN_SQL = `
-SELECT k FROM unnest($1::text[]) AS k, LATERAL (SELECT 1 FROM incidents i WHERE i.idempotency_key = k LIMIT 1) hit
-UNION ALL
-SELECT k FROM unnest($1::text[]) AS k, LATERAL (SELECT 1 FROM incident_folds f WHERE f.idempotency_key = k LIMIT 1) hit`;
-
-// What a write whose COMMIT reply was lost made of keys it sent: the key's own incident ('stored')
-// or the incident it was folded into ('repeated'). Index probes per key, as in SEEN_SQL.
-export const FOUND_SQL = `
-SELECT true AS own, i.* FROM unnest($1::text[]) AS k
- CROSS JOIN LATERAL (SELECT * FROM incidents x WHERE x.idempotency_key = k LIMIT 1) i
-UNION ALL
-SELECT false AS own, i.* FROM unnest($1::text[]) AS k
- CROSS JOIN LATERAL (SELECT f.incident_id FROM incident_folds f WHERE f.idempotency_key = k LIMIT 1) f
- JOIN incidents i ON i.id = f.incident_id`;
-
-/**
- * The rows to announce for keys a lost write stored: each incident once, and an incident that
- * is announced as new is not announced again for the repeats folded into it.
- */
-async function foundRows(tx: Queryable, keys: string[]): Promise<{ stored: IncidentRow[]; repeated: IncidentRow[] }> {
-  const rows = (await tx.query<IncidentRow & { own: boolean }>(FOUND_SQL, [keys])).rows;
-  const stored = new Map<number, IncidentRow>();
-  const repeated = new Map<number, IncidentRow>();
-  for (const { own, ...row } of rows) if (own) stored.set(row.id, row);
-  for (const { own, ...row } of rows) if (!own && !stored.has(row.id)) repeated.set(row.id, row);
-  return { stored: [...stored.values()], repeated: [...repeated.values()] };
-}
-
-const FOLDS_SQL = `
-INSERT INTO incident_folds (idempotency_key, incident_id, occurred_at)
-SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[])`;
-
-/**
- * Writes one batch in one transaction: drops keys already stored, folds repeats within the batch,
- * then into recent rows, inserts the rest, and remembers every folded key.
- */
-export async function writeBatch(
-  db: Db,
-  recs: Rec[],
-  windowMs: number,
-  /** True for a record whose key this process made and never sent: it cannot be stored yet. */
-  neverSent: (r: Rec) => boolean = () => false,
-): Promise<{ inserted: IncidentRow[]; folded: IncidentRow[]; skipped: number }> {
-  const keys = recs.filter((r) => !neverSent(r)).map((r) => r.k); // now, before any await
-  return db.transaction(async (tx: Queryable) => {
-    const seen = new Set(keys.length ? (await tx.query<{ k: string }>(SEEN_SQL, [keys])).rows.map((r) => r.k) : []);
-    // Keys a lost write of ours stored: announced (and counted) now, since nobody has yet.
-    const lost = [...new Set(recs.filter((r) => r.u === 1 && seen.has(r.k)).map((r) => r.k))];
-    const found = lost.length ? await foundRows(tx, lost) : { stored: [], repeated: [] };
-    const fresh: Rec[] = [];
-    for (const r of recs) {
-      if (seen.has(r.k)) continue;
-      seen.add(r.k); // a key twice in one batch counts once
-      fresh.push(r);
-    }
-    const skipped = recs.length - fresh.length - lost.length;
-    if (fresh.length === 0) return { inserted: found.stored, folded: found.repeated, skipped };
-
-    // Fold within the batch: sorted by time, a repeat joins the open group of its key while it is
-    // within the window of that group's latest event.
-    fresh.sort((a, b) => a.t - b.t);
-    const groups: Group[] = [];
-    const open = new Map<string, Group>();
-    for (const r of fresh) {
-      const fk = foldKeyOf(r);
-      const g = fk ? open.get(fk) : undefined;
-      if (g && r.t - g.lastAt <= windowMs) {
-        g.rest.push(r);
-        g.lastAt = r.t;
-        continue;
-      }
-      const ng: Group = { first: r, rest: [], firstAt: r.t, lastAt: r.t, canFoldIntoDb: fk !== null && !g };
-      groups.push(ng);
-      if (fk) open.set(fk, ng);
-    }
-
-    const folded: IncidentRow[] = [];
-    const foldKeys: string[] = [];
-    const foldIds: number[] = [];
-    const foldAts: string[] = [];
-    const remember = (r: Rec, id: number) => {
-      foldKeys.push(r.k);
-      foldIds.push(id);
-      foldAts.push(iso(r.t));
-    };
-
-    // Fold groups into recent rows of the same repeat key.
-    const candidates = groups.map((g, idx) => ({ g, idx })).filter(({ g }) => g.canFoldIntoDb);
-    const foldedInto = new Map<number, number>();
-    if (candidates.length > 0) {
-      const found = await tx.query<{ idx: number; id: number }>(FIND_SQL, [
-        candidates.map((c) => c.idx),
-        candidates.map((c) => c.g.first.kind),
-        candidates.map((c) => c.g.first.url),
-        candidates.map((c) => c.g.first.user),
-        candidates.map((c) => (c.g.first.user ? null : c.g.first.ip)),
-        candidates.map((c) => iso(c.g.firstAt)),
-        candidates.map((c) => iso(c.g.lastAt)),
-        windowMs / 1000,
-      ]);
-      const claimed = new Set<number>();
-      for (const { idx, id } of found.rows) {
-        if (claimed.has(id)) continue; // cannot happen with distinct repeat keys; never count twice if it does
-        claimed.add(id);
-        foldedInto.set(idx, id);
-      }
-      if (foldedInto.size > 0) {
-        const entries = [...foldedInto];
-        const res = await tx.query<IncidentRow>(FOLD_SQL, [
-          entries.map(([, id]) => id),
-          entries.map(([idx]) => 1 + groups[idx].rest.length),
-          entries.map(([idx]) => iso(groups[idx].firstAt)),
-          entries.map(([idx]) => iso(groups[idx].lastAt)),
-        ]);
-        folded.push(...res.rows);
-      }
-    }
-
-    const toInsert = groups.filter((_, idx) => !foldedInto.has(idx));
-    const inserted: IncidentRow[] = [];
-    if (toInsert.length > 0) {
-      const col = <T>(f: (g: Group) => T) => toInsert.map(f);
-      const res = await tx.query<{ id: number; idempotency_key: string }>(INSERT_SQL, [
-        col((g) => g.first.k),
-        col((g) => iso(g.firstAt)),
-        col((g) => iso(g.lastAt)),
-        col((g) => 1 + g.rest.length),
-        col((g) => g.first.kind),
-        col((g) => g.first.user),
-        col((g) => g.first.device),
-        col((g) => g.first.ip),
-        col((g) => g.first.gw),
-        col((g) => g.first.url),
-        col((g) => g.first.host),
-        col((g) => g.first.cat),
-        col((g) => g.first.group),
-        col((g) => g.first.search),
-        col((g) => g.first.note),
-        col((g) => g.first.rel),
-      ]);
-      // Another writer stored one of these keys since SEEN_SQL ran: start over and let it be skipped.
-      if (res.rows.length !== toInsert.length) throw new RetryBatch('idempotency key stored concurrently');
-      // Rows for the 'stored' event are built here from what was inserted: parsing a full
-      // RETURNING * (three timestamps a row) cost more than the INSERT itself.
-      const ids = new Map(res.rows.map((r) => [r.idempotency_key, r.id]));
-      const now = new Date();
-      for (const g of toInsert) {
-        const id = ids.get(g.first.k)!;
-        inserted.push(rowOf(id, g, now));
-        for (const r of g.rest) remember(r, id);
-      }
-    }
-    groups.forEach((g, idx) => {
-      const id = foldedInto.get(idx);
-      if (id === undefined) return;
-      remember(g.first, id);
-      for (const r of g.rest) remember(r, id);
-    });
-    if (foldKeys.length > 0) await tx.query(FOLDS_SQL, [foldKeys, foldIds, foldAts]);
-    return { inserted: found.stored.concat(inserted), folded: found.repeated.concat(folded), skipped };
-  });
-}
-
-function rowOf(id: number, g: Group, now: Date): IncidentRow {
-  const r = g.first;
-  return {
-    id,
-    idempotency_key: r.k,
-    occurred_at: new Date(g.firstAt),
-    last_seen: new Date(g.lastAt),
-    count: 1 + g.rest.length,
-    kind: r.kind,
-    status: 'new',
-    user_name: r.user,
-    device: r.device,
-    client_ip: r.ip,
-    gateway: r.gw,
-    url: r.url,
-    host: r.host,
-    category: r.cat,
-    policy_group: r.group,
-    search_terms: r.search,
-    note: r.note,
-    related_key: r.rel,
-    assignee_id: null,
-    updated_at: now,
-  };
 }
 
 /** A write given up on: the database may still commit it, so its outcome is unknown. */
@@ -460,8 +229,6 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
   private counters = { stored: 0, failures: 0, rejected: 0, dropped: 0 };
   /** When each rate-limited failure was last logged (see logLimited). */
   private readonly loggedAt = new Map<string, number>();
-  /** The last spool append failed: what cannot reach the database waits in memory (and the journal). */
-  private spoolFailing = false;
 
   constructor(opts: IncidentWriterOptions) {
     super();
@@ -781,10 +548,8 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
     }
     try {
       await this.spool.append(batch.map((r) => JSON.stringify(r)));
-      this.spoolFailing = false;
       return true;
     } catch (err) {
-      this.spoolFailing = true;
       this.logLimited('spool', () =>
         this.logger.error({ err: (err as Error)?.message, code: 'SG_ERR_SPOOL', incidents: batch.length, queued: this.queued + batch.length }, 'database down and spool not writable; holding incidents in memory'),
       );
@@ -940,19 +705,4 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
       this.logger.error({ err, event }, 'incident listener failed');
     }
   }
-}
-
-/**
- * The incident that holds an idempotency key: its own row, or the row a repeat was folded into.
- * A block page's reference may carry the key of a folded repeat, so look-ups by key need both.
- */
-export async function incidentIdForKey(q: Queryable, key: string): Promise<number | null> {
-  const r = await q.query<{ id: number }>(
-    `SELECT id FROM incidents WHERE idempotency_key = $1
-     UNION ALL
-     SELECT incident_id FROM incident_folds WHERE idempotency_key = $1
-     LIMIT 1`,
-    [key],
-  );
-  return r.rows[0]?.id ?? null;
 }

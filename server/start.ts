@@ -5,7 +5,8 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildAdminApp } from '../admin-api/app';
 import { getDummyHash, hashLoad, verifyPassword } from '../admin-api/auth';
-import { checkConfiguredCategories, policyFor, reloadStore, startListSync } from '../admin-api/list-sync';
+import { checkConfiguredCategories, ListSync } from '../admin-api/list-sync';
+import { PolicyGroups } from '../blocklists/policy-groups';
 import { ListStore } from '../blocklists/store';
 import type { ListSet } from '../blocklists/types';
 import { defaultListsDir, progressBar, updateLists } from '../blocklists/update';
@@ -17,7 +18,8 @@ import { createLogger, type Logger } from '../core/log';
 import { openDb } from '../db/db';
 import { isDbUnreachable } from '../db/errors';
 import { migrate } from '../db/migrate';
-import { writeAudit } from '../incidents/queries';
+import { countActiveUsers } from '../repos/accounts';
+import { writeAudit } from '../repos/audit';
 import { loadReferenceSecret } from '../incidents/reference';
 import { scheduleRetention } from '../incidents/retention';
 import type { Db } from '../db/types';
@@ -64,6 +66,8 @@ export interface SchoolgateHandle {
   db: Db;
   incidents: IncidentWriter;
   lists: ListStore;
+  /** The console's list changes and the reloads of this process's store (SIGHUP uses it). */
+  listSync: ListSync;
   gateway: Gateway;
   admin: FastifyInstance;
   close(): Promise<void>;
@@ -130,7 +134,11 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
     cleanups.push(() => incidents.close());
 
     const lists = await ListStore.open({ sources, cacheDir: path.join(config.dataDir, 'cache'), logger });
-    if (database.ready) cleanups.push(await startListSync({ db, store: lists, config, logger }));
+    // One of each per process: the filter reads the policy groups, list sync writes them, and the
+    // admin API's changes and the sync share what this process already applied.
+    const policies = new PolicyGroups(config, lists);
+    const listSync = new ListSync({ db, store: lists, policies, config, logger });
+    if (database.ready) cleanups.push(await listSync.start());
     else {
       logger.error(
         { code: 'SG_ERR_DB_UNAVAILABLE', err: database.lastError },
@@ -139,7 +147,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       cleanups.push(
         connectDatabase(async () => {
           await migrate(db, { logger });
-          const stop = await startListSync({ db, store: lists, config, logger });
+          const stop = await listSync.start();
           if (closing) await stop();
           else cleanups.push(stop);
           database.ready = true;
@@ -149,7 +157,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       );
     }
     checkConfiguredCategories(config, lists);
-    if (usesDataLists) cleanups.push(watchDataLists(dataLists, () => reloadStore(db, lists, config), logger));
+    if (usesDataLists) cleanups.push(watchDataLists(dataLists, () => listSync.reload(), logger));
     cleanups.push(scheduleRetention(db, { days: config.retentionDays, logger }));
 
     // One view over the live store (its overrides included); null while nothing is loaded: fail closed.
@@ -162,7 +170,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
     };
     const policy: Policy = {
       lists: () => (lists.loaded ? live : null),
-      categoriesFor: (group) => policyFor(lists, group, config),
+      categoriesFor: (group) => policies.categoriesFor(group),
       allowCategories: config.allowCategories,
       bypassHosts: config.bypassHosts.map((h) => h.toLowerCase().replace(/^\*?\./, '')),
     };
@@ -178,7 +186,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
     const effective: Config = { ...config };
     let gatewayRef: Gateway | null = null;
     const admin = await buildAdminApp({
-      config: effective, db, incidents, lists, logger, referenceSecret, caCertPem: () => ca.certPem,
+      config: effective, db, incidents, lists, listSync, logger, referenceSecret, caCertPem: () => ca.certPem,
       writerStats: () => incidents.stats(), gatewayStats: () => gatewayRef?.stats ?? null,
     });
     cleanups.push(() => admin.close());
@@ -224,6 +232,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       db,
       incidents,
       lists,
+      listSync,
       gateway,
       admin,
       accounts: database.ready ? await countAccounts(db) : null,
@@ -240,7 +249,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
 
 async function countAccounts(db: Db): Promise<number | null> {
   try {
-    return Number((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM users WHERE NOT disabled')).rows[0].n);
+    return await countActiveUsers(db);
   } catch (err) {
     if (isDbUnreachable(err)) return null;
     throw err;
@@ -393,7 +402,7 @@ export async function startCommand(_args: string[], values: CliValues): Promise<
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGHUP', () => {
-      reloadStore(handle.db, handle.lists, handle.config).then(
+      handle.listSync.reload().then(
         (r) => logger.info({ entries: r.entries }, 'lists reloaded (SIGHUP)'),
         (err) => logger.error({ err: (err as Error).message }, 'lists not reloaded'),
       );

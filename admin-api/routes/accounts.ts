@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { SchoolgateError } from '../../core/errors';
-import { listAudit, writeAudit } from '../../incidents/queries';
+import { listAudit, writeAudit } from '../../repos/audit';
+import { getUser, listUsers, updateUser } from '../../repos/accounts';
 import { announceCredentialsChanged } from '../../core/credentials';
 import { caller, createUser, generatePassword, revokeCredentials, ROLES, type Role } from '../auth';
 import type { AdminContext } from '../deps';
@@ -30,11 +31,8 @@ export const accountRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) 
     config: { access: ['safeguarding_lead', 'network_manager'] },
     schema: { tags: ['accounts'], summary: 'Accounts', response: { 200: { type: 'object', properties: { items: { type: 'array', items: accountSchema } } } } },
   }, async () => {
-    const r = await db.query<{ id: number; email: string; role: string; display_name: string | null; disabled: boolean; created_at: Date }>(
-      'SELECT id, email, role, display_name, disabled, created_at FROM users ORDER BY lower(email)',
-    );
     return {
-      items: r.rows.map((u) => ({
+      items: (await listUsers(db)).map((u) => ({
         id: Number(u.id), email: u.email, role: u.role, displayName: u.display_name, disabled: u.disabled, createdAt: new Date(u.created_at).toISOString(),
       })),
     };
@@ -87,8 +85,7 @@ export const accountRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) 
     },
   }, async (req) => {
     const me = caller(req);
-    const r = await db.query<{ id: number; email: string; role: Role }>('SELECT id, email, role FROM users WHERE id = $1', [req.params.id]);
-    const target = r.rows[0];
+    const target = await getUser(db, req.params.id);
     if (!target) throw new SchoolgateError('SG_ERR_NOT_FOUND', `user ${req.params.id}`);
     const newRole = req.body.role ?? target.role;
     if (!MAY_CREATE[me.role].includes(target.role) || !MAY_CREATE[me.role].includes(newRole)) {
@@ -98,16 +95,11 @@ export const accountRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) 
     if (target.id === me.id && (req.body.disabled === true || newRole !== me.role)) {
       throw new SchoolgateError('SG_ERR_VALIDATION', 'you cannot disable your own account or change your own role');
     }
-    const u = await db.query<{ id: number; email: string; role: string; display_name: string | null; disabled: boolean; created_at: Date }>(
-      `UPDATE users SET role = $2, disabled = coalesce($3, disabled), display_name = coalesce($4, display_name) WHERE id = $1
-       RETURNING id, email, role, display_name, disabled, created_at`,
-      [target.id, newRole, req.body.disabled ?? null, req.body.displayName ?? null],
-    );
+    const x = await updateUser(db, target.id, { role: newRole, disabled: req.body.disabled ?? null, displayName: req.body.displayName ?? null });
     if (req.body.disabled) await revokeCredentials(db, { id: Number(target.id), email: target.email });
     // A new role can mean a new policy group for the gateway's cached sign-ins (sessions read the role afresh).
     else if (newRole !== target.role) await announceCredentialsChanged(db, target.email);
     await writeAudit(db, { actor: me, action: 'user_update', target: `user:${target.id}`, details: { email: target.email, ...req.body } });
-    const x = u.rows[0];
     return { user: { id: Number(x.id), email: x.email, role: x.role, displayName: x.display_name, disabled: x.disabled, createdAt: new Date(x.created_at).toISOString() } };
   });
 

@@ -14,8 +14,9 @@ import path from 'node:path';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import { isSchoolgateError, SchoolgateError, type ErrorCode } from '../../core/errors';
 import { writeFileAtomicSync } from '../../core/files';
-import { writeAudit } from '../../incidents/queries';
-import type { Queryable } from '../../db/types';
+import { writeAudit } from '../../repos/audit';
+import { listUsers, setPasswordHashByEmail } from '../../repos/accounts';
+import type { Db, Queryable } from '../../db/types';
 import { createUser, hashPassword, revokeCredentials, validateRole, type AuthUser } from '../auth';
 import type { AdminContext } from '../deps';
 import { errorSchema } from '../present';
@@ -46,8 +47,7 @@ export interface CliUserRow {
 }
 
 export async function cliListUsers(db: Queryable): Promise<CliUserRow[]> {
-  const r = await db.query<CliUserRow>('SELECT id, email, role, disabled FROM users ORDER BY lower(email)');
-  return r.rows.map((u) => ({ id: Number(u.id), email: u.email, role: u.role, disabled: u.disabled }));
+  return (await listUsers(db)).map((u) => ({ id: Number(u.id), email: u.email, role: u.role, disabled: u.disabled }));
 }
 
 export async function cliAddUser(db: Queryable, u: { email: string; role: string; password: string }): Promise<AuthUser> {
@@ -57,13 +57,9 @@ export async function cliAddUser(db: Queryable, u: { email: string; role: string
 }
 
 /** The way back in when the only DSL has forgotten their password; ends the user's sessions and API tokens. */
-export async function cliChangePassword(db: Queryable, u: { email: string; password: string }): Promise<{ id: number; email: string }> {
+export async function cliChangePassword(db: Db, u: { email: string; password: string }): Promise<{ id: number; email: string }> {
   if (u.password.length < 8) throw new SchoolgateError('SG_ERR_VALIDATION', 'password must be at least 8 characters');
-  const r = await db.query<{ id: number; email: string }>('UPDATE users SET password_hash = $2 WHERE lower(email) = lower($1) RETURNING id, email', [
-    u.email,
-    await hashPassword(u.password),
-  ]);
-  const row = r.rows[0];
+  const row = await setPasswordHashByEmail(db, u.email, await hashPassword(u.password));
   if (!row) throw new SchoolgateError('SG_ERR_NOT_FOUND', `no user ${u.email}`);
   await revokeCredentials(db, { id: Number(row.id), email: row.email }); // sessions, tokens, gateways' caches (slice auth, #11)
   await writeAudit(db, { actor: CLI_ACTOR, action: 'user_password', target: `user:${row.id}`, details: { email: row.email } });

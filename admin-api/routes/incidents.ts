@@ -2,10 +2,12 @@ import type { FastifyPluginAsync } from 'fastify';
 import { SchoolgateError } from '../../core/errors';
 import { normalizeTypedUrl } from '../../blocklists/normalize';
 import { INCIDENT_KINDS as KINDS, INCIDENT_STATUSES as STATUSES, type IncidentStatus } from '../../incidents/types';
+import { CSV_COLUMNS, csvLine, updateIncident } from '../../incidents/queries';
+import { writeAudit } from '../../repos/audit';
 import {
-  CSV_COLUMNS, csvLine, exportRows, getIncident, getIncidentByKey, incidentEvents, incidentStats, listIncidents, relatedIncidents,
-  searchIndexed, updateIncident, writeAudit, type IncidentFilter,
-} from '../../incidents/queries';
+  exportRows, getIncident, getIncidentByKey, incidentEvents, incidentStats, listIncidents, relatedIncidents, searchIndexed,
+  type IncidentFilter,
+} from '../../repos/incidents';
 import { caller, type AuthUser } from '../auth';
 import type { AdminContext } from '../deps';
 import { categoryName, errorSchema, eventSchema, incidentSchema, toEventJson, toIncidentJson } from '../present';

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { SchoolgateError } from '../../core/errors';
-import { writeAudit } from '../../incidents/queries';
+import { writeAudit } from '../../repos/audit';
+import { listTokens, revokeToken } from '../../repos/accounts';
 import {
   caller, checkLogin, clearSessionCookie, createSession, createToken, deleteSession, revokeCredentials, SESSION_COOKIE,
   setPassword, setSessionCookie, validateTokenExpiry,
@@ -137,12 +138,8 @@ export const sessionRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) 
     schema: { tags: ['session'], summary: 'Your API tokens (never the secrets)', response: { 200: { type: 'object', properties: { items: { type: 'array', items: tokenSchema } } } } },
   }, async (req) => {
     const user = caller(req);
-    const r = await db.query<{ id: number; name: string; created_at: Date; last_used_at: Date | null; revoked: boolean; expires_at: Date | null }>(
-      'SELECT id, name, created_at, last_used_at, revoked, expires_at FROM api_tokens WHERE user_id = $1 ORDER BY id DESC',
-      [user.id],
-    );
     return {
-      items: r.rows.map((t) => ({
+      items: (await listTokens(db, user.id)).map((t) => ({
         id: Number(t.id), name: t.name, createdAt: new Date(t.created_at).toISOString(),
         lastUsedAt: t.last_used_at ? new Date(t.last_used_at).toISOString() : null, revoked: t.revoked,
         expiresAt: t.expires_at ? new Date(t.expires_at).toISOString() : null,
@@ -160,8 +157,7 @@ export const sessionRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) 
     },
   }, async (req) => {
     const user = caller(req);
-    const r = await db.query('UPDATE api_tokens SET revoked = true WHERE id = $1 AND user_id = $2 RETURNING id', [req.params.id, user.id]);
-    if (r.rowCount === 0) throw new SchoolgateError('SG_ERR_NOT_FOUND', `token ${req.params.id}`);
+    if (!(await revokeToken(db, req.params.id, user.id))) throw new SchoolgateError('SG_ERR_NOT_FOUND', `token ${req.params.id}`);
     await writeAudit(db, { actor: user, action: 'token_revoke', target: `token:${req.params.id}` });
     return { ok: true };
   });

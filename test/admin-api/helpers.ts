@@ -10,6 +10,8 @@ import { migrate } from '../../db/migrate';
 import { IncidentWriter } from '../../incidents/writer';
 import type { Db } from '../../db/types';
 import { buildAdminApp, type Mailer } from '../../admin-api/app';
+import { ListSync } from '../../admin-api/list-sync';
+import { PolicyGroups } from '../../blocklists/policy-groups';
 import { createUser, type Role } from '../../admin-api/auth';
 import { initCa, type SchoolCa } from '../../certs/ca';
 
@@ -32,6 +34,8 @@ export interface Harness {
   db: Db;
   config: Config;
   lists: ListStore;
+  /** The app's list state: its policy groups are what this process's gateway would apply. */
+  listSync: ListSync;
   /** The school CA the app hands out at /ca.crt: a real one, made in the data folder. */
   ca: SchoolCa;
   writer: IncidentWriter;
@@ -55,8 +59,9 @@ export async function harness(opts: { db?: Db; mailer?: Mailer; config?: Partial
   writer.start();
   const lists = await ListStore.open({ sources: config.lists });
   const ca = initCa(dir);
+  const listSync = new ListSync({ db, store: lists, policies: new PolicyGroups(config, lists), config, logger: silentLogger });
   const app = await buildAdminApp({
-    config, db, incidents: writer, lists, logger: opts.logger ?? silentLogger, referenceSecret: Buffer.alloc(32, 7),
+    config, db, incidents: writer, lists, listSync, logger: opts.logger ?? silentLogger, referenceSecret: Buffer.alloc(32, 7),
     caCertPem: () => ca.certPem,
     writerStats: () => writer.stats(),
     mailer: opts.mailer, loginRateLimit: opts.loginRateLimit ?? 1000, loginIpRateLimit: opts.loginIpRateLimit,
@@ -71,7 +76,7 @@ export async function harness(opts: { db?: Db; mailer?: Mailer; config?: Partial
     users[role] = { id: u.id, email, cookie: sessionCookie(res) };
   }
   return {
-    dir, db, config, lists, ca, writer, app, users,
+    dir, db, config, lists, listSync, ca, writer, app, users,
     async close() {
       await app.close();
       await writer.close();

@@ -4,7 +4,8 @@ import { ListStore } from '../../blocklists/store';
 import { normalizeUrl } from '../../blocklists/normalize';
 import { openDb } from '../../db/db';
 import type { Db } from '../../db/types';
-import { policyFor, startListSync } from '../../admin-api/list-sync';
+import { startListSync } from '../../admin-api/list-sync';
+import { PolicyGroups } from '../../blocklists/policy-groups';
 import { need, postgresMissing } from '../helpers/parts';
 import { createTestDatabase } from '../helpers/pg';
 import { call, harness, type Harness } from './helpers';
@@ -21,6 +22,7 @@ describe.skipIf(skip !== null)('list changes reach another gateway through Postg
   let gatewayDb: Db;
   let h: Harness;
   let gateway: ListStore;
+  let gatewayPolicies: PolicyGroups;
   let stop: () => Promise<void>;
 
   beforeAll(async () => {
@@ -29,7 +31,8 @@ describe.skipIf(skip !== null)('list changes reach another gateway through Postg
     h = await harness({ db: adminDb });
     gatewayDb = await openDb({ databaseUrl: testDb.url, dataDir: '/nonexistent' });
     gateway = await ListStore.open({ sources: h.config.lists });
-    stop = await startListSync({ db: gatewayDb, store: gateway, config: h.config });
+    gatewayPolicies = new PolicyGroups(h.config, gateway);
+    stop = await startListSync({ db: gatewayDb, store: gateway, policies: gatewayPolicies, config: h.config });
   });
   afterAll(async () => {
     await stop?.();
@@ -71,7 +74,7 @@ describe.skipIf(skip !== null)('list changes reach another gateway through Postg
     await withinSeconds(() => gateway.classify(casino, ['gambling'], []).action === 'pass');
 
     await call(h, 'network_manager', 'PUT', '/api/policy-groups/sixth-form', { categories: ['adult'] });
-    await withinSeconds(() => policyFor(gateway, 'sixth-form', h.config).join() === 'adult');
+    await withinSeconds(() => gatewayPolicies.categoriesFor('sixth-form').join() === 'adult');
 
     const res = await call(h, 'network_manager', 'POST', '/api/lists/upload', { name: 'extra', format: 'domains', content: 'uploaded-bad.example\n' });
     expect(res.statusCode, res.body).toBe(200);
@@ -81,11 +84,12 @@ describe.skipIf(skip !== null)('list changes reach another gateway through Postg
 
   it('a gateway starting later loads what the console already set', async () => {
     const late = await ListStore.open({ sources: h.config.lists });
-    const stopLate = await startListSync({ db: gatewayDb, store: late, config: h.config });
+    const latePolicies = new PolicyGroups(h.config, late);
+    const stopLate = await startListSync({ db: gatewayDb, store: late, policies: latePolicies, config: h.config });
     try {
       expect(late.classify(normalizeUrl('https://fresh-scam.example/'), [], []).action).toBe('block');
       expect(late.classify(normalizeUrl('http://uploaded-bad.example/'), ['extra'], []).action).toBe('block');
-      expect(policyFor(late, 'sixth-form', h.config)).toEqual(['adult']);
+      expect(latePolicies.categoriesFor('sixth-form')).toEqual(['adult']);
     } finally {
       await stopLate();
     }

@@ -6,13 +6,15 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ListStore } from '../../blocklists/store';
 import { normalizeUrl } from '../../blocklists/normalize';
-import { policyFor, startListSync } from '../../admin-api/list-sync';
+import { startListSync } from '../../admin-api/list-sync';
+import { PolicyGroups } from '../../blocklists/policy-groups';
 import { call, harness, makeLists, type Harness } from './helpers';
 import { commandMissing, need } from '../helpers/parts';
 
 let h: Harness;
 /** A second gateway's store on the same database, kept in step only by LISTEN/NOTIFY. */
 let second: ListStore;
+let secondPolicies: PolicyGroups;
 let stopSync: () => Promise<void>;
 
 const url = (u: string) => normalizeUrl(u);
@@ -34,7 +36,8 @@ async function eventually(check: () => boolean, ms = 20_000): Promise<number> {
 beforeAll(async () => {
   h = await harness();
   second = await ListStore.open({ sources: h.config.lists });
-  stopSync = await startListSync({ db: h.db, store: second, config: h.config });
+  secondPolicies = new PolicyGroups(h.config, second);
+  stopSync = await startListSync({ db: h.db, store: second, policies: secondPolicies, config: h.config });
 });
 afterAll(async () => {
   await stopSync?.();
@@ -92,12 +95,12 @@ describe('lists API', () => {
   });
 
   it('policy groups: set from the console, validated, and picked up by every gateway', async () => {
-    expect(policyFor(second, 'pupils', h.config)).toEqual(['adult', 'gambling', 'games']); // default: every black category
+    expect(secondPolicies.categoriesFor('pupils')).toEqual(['adult', 'gambling', 'games']); // default: every black category
     const put = await call(h, 'network_manager', 'PUT', '/api/policy-groups/pupils', { categories: ['adult', 'gambling'] });
     expect(put.statusCode, put.body).toBe(200);
-    expect(policyFor(h.lists, 'pupils', h.config)).toEqual(['adult', 'gambling']);
-    await eventually(() => policyFor(second, 'pupils', h.config).length === 2);
-    expect(policyFor(second, 'staff', h.config)).toEqual(['adult', 'gambling', 'games']);
+    expect(h.listSync.policies.categoriesFor('pupils')).toEqual(['adult', 'gambling']);
+    await eventually(() => secondPolicies.categoriesFor('pupils').length === 2);
+    expect(secondPolicies.categoriesFor('staff')).toEqual(['adult', 'gambling', 'games']);
     const got = await call(h, 'safeguarding_lead', 'GET', '/api/policy-groups');
     expect(got.json().items).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'pupils', categories: ['adult', 'gambling'], source: 'console' })]));
     const unknown = await call(h, 'network_manager', 'PUT', '/api/policy-groups/pupils', { categories: ['adult', 'nosuch'] });
@@ -219,13 +222,14 @@ describe('lists API', () => {
 
   it('a change whose notification was missed is still picked up by the periodic check', async () => {
     const late = await ListStore.open({ sources: h.config.lists });
-    const stopLate = await startListSync({ db: h.db, store: late, config: h.config, resyncMs: 100 });
+    const latePolicies = new PolicyGroups(h.config, late);
+    const stopLate = await startListSync({ db: h.db, store: late, policies: latePolicies, config: h.config, resyncMs: 100 });
     try {
       // Written straight into the table, as if the NOTIFY had been lost while the connection was down.
       await h.db.query("INSERT INTO list_overrides (action, kind, entry, category, reason, author) VALUES ('block', 'domain', 'missed-notify.example', 'local', 'test', 'test')");
       await eventually(() => verdict(late, 'http://missed-notify.example/') === 'block');
       await h.db.query("INSERT INTO policy_groups (name, categories) VALUES ('quiet', ARRAY['games'])");
-      await eventually(() => policyFor(late, 'quiet', h.config).join() === 'games');
+      await eventually(() => latePolicies.categoriesFor('quiet').join() === 'games');
     } finally {
       await stopLate();
     }

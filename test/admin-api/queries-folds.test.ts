@@ -3,8 +3,8 @@
  * block page's reference carries the key of the request it blocked, which may be such a repeat.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getIncidentByKey } from '../../incidents/queries';
-import { incidentIdForKey } from '../../incidents/writer';
+import { getIncidentByKey } from '../../repos/incidents';
+import { incidentIdForKey } from '../incidents/helpers';
 import { harness, type Harness } from './helpers';
 
 describe('getIncidentByKey with folded repeats', () => {

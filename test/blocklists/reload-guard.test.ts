@@ -10,7 +10,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
-import { reloadStore } from '../../admin-api/list-sync';
 import { normalizeUrl } from '../../blocklists/normalize';
 import { ListStore } from '../../blocklists/store';
 import { ACCEPT_MARK, defaultListsDir, updateLists } from '../../blocklists/update';
@@ -127,7 +126,7 @@ describe('a running gateway', () => {
       const live = defaultListsDir(dataDir);
       renameSync(live, `${live}.was`);
       renameSync(tree('by-hand', ['adult0.example']), live);
-      await expect(reloadStore(h.db, h.lists, h.config)).rejects.toMatchObject({ code: 'SG_ERR_LIST_REJECTED' });
+      await expect(h.listSync.reload()).rejects.toMatchObject({ code: 'SG_ERR_LIST_REJECTED' });
       // The folder watch polls every 3 s: give it two rounds, then the old verdict must still hold.
       await new Promise((r) => setTimeout(r, 7000));
       expect(verdict(h.lists, 'adult7.example')).toBe('block');

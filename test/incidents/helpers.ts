@@ -4,11 +4,27 @@ import os from 'node:os';
 import path from 'node:path';
 import { openDb } from '../../db/db';
 import { migrate } from '../../db/migrate';
-import type { Db } from '../../db/types';
+import type { Db, Queryable } from '../../db/types';
 import { createTestDatabase } from '../helpers/pg';
 import { need, postgresMissing } from '../helpers/parts';
 
 export { Relay } from './relay';
+
+/**
+ * The incident that holds an idempotency key: its own row, or the row a repeat was folded into.
+ * Only tests ask by id alone; written apart from repos/incidents.ts getIncidentByKey so that the
+ * tests cross-check one against the other.
+ */
+export async function incidentIdForKey(q: Queryable, key: string): Promise<number | null> {
+  const r = await q.query<{ id: number }>(
+    `SELECT id FROM incidents WHERE idempotency_key = $1
+     UNION ALL
+     SELECT incident_id FROM incident_folds WHERE idempotency_key = $1
+     LIMIT 1`,
+    [key],
+  );
+  return r.rows[0]?.id ?? null;
+}
 
 export const pgSkip = need('PostgreSQL', await postgresMissing());
 

@@ -5,7 +5,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { PGlite } from '@electric-sql/pglite';
 import { migrate } from '../../db/migrate';
-import { listIncidents, searchIndexed, type IncidentFilter } from '../../incidents/queries';
+import { listIncidents, searchIndexed, type IncidentFilter } from '../../repos/incidents';
 import type { Db, Queryable } from '../../db/types';
 import { pgliteQuery } from '../../db/pglite-thread';
 import { openDb } from '../../db/db';

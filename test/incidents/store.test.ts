@@ -5,10 +5,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSchoolgateError } from '../../core/errors';
 import { migrate, readMigrations } from '../../db/migrate';
 import { runRetention, scheduleRetention } from '../../incidents/retention';
-import { IncidentWriter, classifyError, incidentIdForKey, writeBatch, type Rec } from '../../incidents/writer';
+import { IncidentWriter, classifyError, type Rec } from '../../incidents/writer';
+import { writeBatch } from '../../repos/incidents';
 import type { Db } from '../../db/types';
 import type { IncidentRow } from '../../incidents/types';
-import { backends, expectStoredOnce, ledger, openFresh, tmpDir, type Opened } from './helpers';
+import { backends, expectStoredOnce, incidentIdForKey, ledger, openFresh, tmpDir, type Opened } from './helpers';
 
 const files = readMigrations();
 const newest = files[files.length - 1].version;

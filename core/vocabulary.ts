@@ -1,0 +1,18 @@
+/**
+ * The one spelling of each set the whole app shares: incident kinds and statuses, and console
+ * roles. Here in core because every layer names them — the incident writer and its repository,
+ * the routes' JSON schemas, the console (served as /console/vocab.js) — and the migrations' CHECK
+ * constraints must agree (test/incidents/vocabulary.test.ts fails when they do not), so a new kind,
+ * status or role is added here and in a migration, and nowhere else.
+ */
+
+export const INCIDENT_KINDS = ['blocked', 'self_report', 'flagged_search', 'unblock_request'] as const;
+export type IncidentKind = (typeof INCIDENT_KINDS)[number];
+export const INCIDENT_STATUSES = ['new', 'in_review', 'escalated', 'closed', 'false_positive'] as const;
+export type IncidentStatus = (typeof INCIDENT_STATUSES)[number];
+/** The kinds a person files from the block page (a person's own words: never folded). */
+export const REPORT_KINDS = ['self_report', 'unblock_request'] as const satisfies readonly IncidentKind[];
+export type ReportKind = (typeof REPORT_KINDS)[number];
+
+export const ROLES = ['safeguarding_lead', 'network_manager', 'staff', 'auditor'] as const;
+export type Role = (typeof ROLES)[number];
