@@ -5,8 +5,8 @@ import { normalizeUrl } from '../../blocklists/normalize';
 import { openDb } from '../../db/db';
 import type { Db } from '../../db/types';
 import { policyFor, startListSync } from '../../admin-api/list-sync';
-import { need, postgresMissing } from '../helpers/parts';
-import { createTestDatabase } from '../helpers/pg';
+import { need } from '../helpers/parts';
+import { postgresMissing, createTestDatabase } from '../../harness/pg';
 import { call, harness, type Harness } from './helpers';
 
 const skip = need('PostgreSQL', await postgresMissing());

@@ -5,10 +5,10 @@ import path from 'node:path';
 import { openDb } from '../../db/db';
 import { migrate } from '../../db/migrate';
 import type { Db } from '../../db/types';
-import { createTestDatabase } from '../helpers/pg';
-import { need, postgresMissing } from '../helpers/parts';
+import { createTestDatabase, postgresMissing } from '../../harness/pg';
+import { need } from '../helpers/parts';
 
-export { Relay } from './relay';
+export { Relay } from '../../harness/relay';
 
 export const pgSkip = need('PostgreSQL', await postgresMissing());
 
