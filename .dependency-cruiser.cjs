@@ -7,7 +7,8 @@
  *
  * proxy/ is protocol only: it calls the hooks the filter gives it (proxy/hooks.ts) and holds no
  * policy, no storage and no console, so a new rule is written once, in filter/, and the protocol
- * is tested and benchmarked without them.
+ * is tested and benchmarked without them. Beside the layers, unshipped: test/ and bench/, and
+ * harness/ which both use (rules at the end).
  */
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
@@ -75,11 +76,29 @@ module.exports = {
     },
     {
       name: 'no-test-or-bench-in-source',
-      comment:
-        'Tests and benchmarks use the source, never the other way round. bench/ may use test/ fixtures ' +
-        '(list and certificate makers, the database helper, the TCP relay): both are harnesses, neither ships.',
+      comment: 'Tests, benchmarks and the harness they share use the source, never the other way round: none of them ships.',
       severity: 'error',
-      from: { pathNot: '^(test|bench)/' },
+      from: { pathNot: '^(test|bench|harness)/' },
+      to: { path: '^(test|bench|harness)/' },
+    },
+    {
+      name: 'bench-not-test',
+      comment:
+        'A benchmark uses the source and harness/, never test/: a change to a test helper must not break a benchmark ' +
+        'that CI does not run, and a benchmark must not need vitest. What both need lives in harness/ (see harness-is-shared).',
+      severity: 'error',
+      from: { path: '^bench/' },
+      to: { path: '^test/' },
+    },
+    {
+      name: 'harness-is-shared',
+      comment:
+        'harness/ holds what tests and benchmarks both drive the code with: the UT1 list-folder maker, the self-signed ' +
+        'certificate maker, the throwaway PostgreSQL database (and whether a server is there), the TCP relay that cuts or ' +
+        'freezes the database connection. A top-level folder rather than test/support/: under test/, bench/ would import ' +
+        'test/ again and this rule would need the old exception back. It imports neither test/ nor bench/, so both may use it.',
+      severity: 'error',
+      from: { path: '^harness/' },
       to: { path: '^(test|bench)/' },
     },
   ],

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify';
+import fp from 'fastify-plugin';
 import cookie from '@fastify/cookie';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
@@ -25,8 +26,10 @@ import { blockReportRoutes } from './routes/block-report';
 
 export type { AdminContext, AdminDeps, IncidentWriterLike, ListStoreLike, Mailer, OverrideEntry } from './deps';
 
-/** What every route plugin receives: the dependencies plus the live-event hub behind /api/events. */
 export { consoleDir } from './console-dir';
+
+/** What the admin API is built from: the stores it reads and writes, the logger, the secrets. */
+export type AdminApiOptions = AdminDeps;
 
 const STATUS: Partial<Record<ErrorCode, number>> = {
   SG_ERR_UNAUTHENTICATED: 401,
@@ -60,26 +63,50 @@ export interface RouteEntry {
 
 const routeTables = new WeakMap<FastifyInstance, readonly RouteEntry[]>();
 
-/** Every route registered on an app built by buildAdminApp, HEAD twins of GET routes included. */
+/** Every route registered on an instance carrying the admin API, HEAD twins of GET routes included. */
 export function registeredRoutes(app: FastifyInstance): readonly RouteEntry[] {
   const t = routeTables.get(app);
-  if (!t) throw new Error('not an app built by buildAdminApp');
+  if (!t) throw new SchoolgateError('SG_ERR_INTERNAL', 'no admin API registered on this fastify instance');
   return t;
 }
 
 /**
- * Builds the admin API (not listening: tests use inject(), `schoolgate start` calls listen).
- * Every error leaves as `{ error: { code, message } }` with a stable SG_ERR_ code.
+ * The server options the admin API's schemas and logging assume. The instance is made by whoever
+ * hosts the plugin (buildAdminApp here), and fastify takes these only at construction, so they
+ * are named once for both.
  */
-export async function buildAdminApp(deps: AdminDeps): Promise<FastifyInstance> {
-  const app = Fastify({
-    loggerInstance: deps.logger as unknown as FastifyBaseLogger,
+export function adminServerOptions(logger: AdminApiOptions['logger']): FastifyServerOptions {
+  return {
+    loggerInstance: logger as unknown as FastifyBaseLogger,
     // Uploaded lists travel as JSON; a UT1 category file can be several megabytes.
     bodyLimit: 50 * 1024 * 1024,
-    // Request lines would put search text and URLs from query strings in the log; errors are logged below.
+    // Request lines would put search text and URLs from query strings in the log; errors are logged by the plugin.
     logController: new LogController({ disableRequestLogging: true }),
+    // The routes' schemas are written for these: one ?status=x arrives as an array, defaults fill what a caller left out.
     ajv: { customOptions: { removeAdditional: true, coerceTypes: 'array', useDefaults: true } },
-  });
+  };
+}
+
+/**
+ * The admin API as a fastify plugin: console, /api, /docs, /healthz, /metrics, /block/report and
+ * the control socket. Every error leaves as `{ error: { code, message } }` with a stable SG_ERR_ code.
+ *
+ * Wrapped with fastify-plugin, so it runs in the scope of the instance it is registered on rather
+ * than in a child of it. Encapsulation is broken on purpose: what it installs is the policy of
+ * the whole server, and in a child scope it would hold only for the routes registered inside it.
+ * A route added beside it (by another plugin, or by access.test.ts) would then escape the
+ * declared-access refusal, the login check, the no-store and DENY headers and the SG_ERR_ error
+ * shape: fail-open. The control socket also starts from the listening instance's onListen hook.
+ * The route files below stay encapsulated plugins of their own (their content-type parsers,
+ * rate limits and hooks are theirs alone).
+ */
+export const adminApi: FastifyPluginAsync<AdminApiOptions> = fp(adminApiScope, {
+  // Named so a plugin that needs the login check can declare it in `dependencies`; fastify checks the major.
+  name: 'schoolgate-admin-api',
+  fastify: '5.x',
+});
+
+async function adminApiScope(app: FastifyInstance, deps: AdminApiOptions): Promise<void> {
   const listSync = deps.listSync ?? new ListSync({ db: deps.db, store: deps.lists, policies: new PolicyGroups(deps.config, deps.lists), config: deps.config, logger: deps.logger });
   const ctx: AdminContext = { ...deps, listSync, hub: new EventEmitter() };
   // Every route says who may call it: an API route without `access` is refused at registration
@@ -186,6 +213,15 @@ export async function buildAdminApp(deps: AdminDeps): Promise<FastifyInstance> {
   app.addHook('onClose', async () => {
     await stopAlerts();
   });
+}
+
+/**
+ * A fastify instance carrying the admin API, not listening: tests use inject(), server/start.ts
+ * calls listen.
+ */
+export async function buildAdminApp(opts: AdminApiOptions): Promise<FastifyInstance> {
+  const app = Fastify(adminServerOptions(opts.logger));
+  await app.register(adminApi, opts);
   return app;
 }
 

@@ -21,9 +21,8 @@ import { listIncidents, searchIndexed } from '../repos/incidents';
 import { IncidentWriter } from '../incidents/writer';
 import type { Db } from '../db/types';
 import type { IncidentInput } from '../incidents/types';
-import { createTestDatabase } from '../test/helpers/pg';
-import { postgresMissing } from '../test/helpers/parts';
-import { Relay } from '../test/incidents/relay';
+import { createTestDatabase, postgresMissing } from '../harness/pg';
+import { Relay } from '../harness/relay';
 
 const { values } = parseArgs({
   options: {

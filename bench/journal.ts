@@ -23,7 +23,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { makeLists } from '../test/e2e/fixtures';
+import { makeLists } from '../harness/lists';
 import { freePort, perRequestCpu, type Child } from './proxy';
 
 interface CannonResult { requests: { average: number; total: number }; non2xx: number; errors: number; timeouts: number }

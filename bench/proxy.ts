@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 import { squidBinary, startSquid } from './peers/squid';
-import { makeLists } from '../test/e2e/fixtures';
+import { makeLists } from '../harness/lists';
 
 /** The part of autocannon's API used here (it ships no types, and @types/autocannon is not worth a dependency). */
 interface CannonResult {

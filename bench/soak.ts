@@ -143,7 +143,7 @@ async function main(): Promise<number> {
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'sg-bench-soak-'));
   const stops: Array<() => Promise<void>> = [];
   try {
-    const { makeLists } = await import('../test/e2e/fixtures');
+    const { makeLists } = await import('../harness/lists');
     const lists = makeLists({ gambling: { domains: [BLOCKED_HOST], name: 'Gambling/Casino games' } }, path.join(tmp, 'lists'));
     const origin = await startChild('origin', ['-e', ORIGIN]);
     stops.push(() => stop(origin.child));

@@ -18,7 +18,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
-import { selfSignedCert } from '../test/e2e/fixtures';
+import { selfSignedCert } from '../harness/certs';
 import { Agent, ProxyAgent, request, type Dispatcher } from 'undici';
 import { MITM_DEFAULTS, perRequestCpu, startChild, startGatewayCli, type Child } from './proxy';
 

@@ -26,7 +26,7 @@ const commands: Record<string, () => Promise<Command>> = {
   lists: async () => (await import('../blocklists/cli')).listsCommand,
   ca: async () => (await import('../certs/cli')).caCommand,
   users: async () => (await import('../admin-api/cli')).usersCommand,
-  migrate: async () => (await import('../incidents/cli')).migrateCommand,
+  migrate: async () => (await import('../db/cli')).migrateCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

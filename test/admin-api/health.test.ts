@@ -9,9 +9,9 @@ import { silentLogger } from '../../core/log';
 import { openDb } from '../../db/db';
 import { createMetrics } from '../../admin-api/metrics';
 import type { SchoolgateHandle } from '../../server/start';
-import { need, postgresMissing } from '../helpers/parts';
-import { createTestDatabase } from '../helpers/pg';
-import { Relay } from '../incidents/relay';
+import { need } from '../helpers/parts';
+import { postgresMissing, createTestDatabase } from '../../harness/pg';
+import { Relay } from '../../harness/relay';
 import { startOrigin, startTestGateway, viaProxy, type Origin } from '../proxy/helpers';
 import { call, harness, type Harness } from './helpers';
 

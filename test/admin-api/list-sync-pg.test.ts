@@ -6,8 +6,8 @@ import { openDb } from '../../db/db';
 import type { Db } from '../../db/types';
 import { startListSync } from '../../admin-api/list-sync';
 import { PolicyGroups } from '../../blocklists/policy-groups';
-import { need, postgresMissing } from '../helpers/parts';
-import { createTestDatabase } from '../helpers/pg';
+import { need } from '../helpers/parts';
+import { postgresMissing, createTestDatabase } from '../../harness/pg';
 import { call, harness, type Harness } from './helpers';
 
 const skip = need('PostgreSQL', await postgresMissing());

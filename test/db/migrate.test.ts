@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDb } from '../../db/db';
 import { migrate, readMigrations } from '../../db/migrate';
 import type { Db } from '../../db/types';
-import { createTestDatabase } from '../helpers/pg';
+import { createTestDatabase } from '../../harness/pg';
 import { projectRoot } from '../helpers/parts';
 import { pgSkip, tmpDir } from '../incidents/helpers';
 

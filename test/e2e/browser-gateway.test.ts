@@ -10,7 +10,8 @@ import { loadConfig } from '../../core/config';
 import { silentLogger } from '../../core/log';
 import { startSchoolgate, type SchoolgateHandle } from '../../server/start';
 import { chromiumMissing, chromiumPath, findBinary, need, projectRoot } from '../helpers/parts';
-import { freePort, loopbackLookup, makeLists, startHttpsOrigin, tempDir } from './fixtures';
+import { freePort, loopbackLookup, startHttpsOrigin, tempDir } from './fixtures';
+import { makeLists } from '../../harness/lists';
 
 /**
  * A real browser through the gateway: Debian's Chromium, proxied to the gateway, trusting the

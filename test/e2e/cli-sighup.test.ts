@@ -3,7 +3,8 @@ import { appendFileSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { projectRoot } from '../helpers/parts';
-import { makeLists, rawRequest, startHttpOrigin, tempDir, waitFor, type Origin } from './fixtures';
+import { rawRequest, startHttpOrigin, tempDir, waitFor, type Origin } from './fixtures';
+import { makeLists } from '../../harness/lists';
 
 /**
  * README (Commands): `schoolgate start` … "SIGHUP reloads lists". The real CLI in its own process,

@@ -1,57 +1,18 @@
-import { createHash, generateKeyPairSync, X509Certificate } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import forge from 'node-forge';
+import { selfSignedCert, type KeyAndCert } from '../../harness/certs';
 
 /**
- * Shared parts of the end-to-end tests: local origins (HTTP, HTTPS with a certificate of their own),
- * a tiny UT1-layout list folder, and raw clients that speak to the gateway the way curl and
- * browsers do (absolute-URL requests, CONNECT then TLS).
+ * Shared parts of the end-to-end tests: local origins (HTTP, HTTPS with a certificate of their own)
+ * and raw clients that speak to the gateway the way curl and browsers do (absolute-URL requests,
+ * CONNECT then TLS). What benchmarks use too (list folders, certificates) is in harness/.
  */
-
-export interface KeyAndCert {
-  key: string;
-  cert: string;
-  /** SHA-256 fingerprint as Node prints it (AA:BB:...). */
-  fingerprint256: string;
-}
-
-/** A self-signed certificate for the given names (DNS names or IPv4 addresses), made with node-forge. */
-export function selfSignedCert(names: string[], commonName = names[0]): KeyAndCert {
-  // Native key generation: forge's pure-JS RSA takes seconds, and only the certificate needs forge.
-  const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const pub = forge.pki.publicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }).toString());
-  const priv = forge.pki.privateKeyFromPem(privateKey.export({ type: 'pkcs1', format: 'pem' }).toString());
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = pub;
-  cert.serialNumber = '01' + forge.util.bytesToHex(forge.random.getBytesSync(8));
-  cert.validity.notBefore = new Date(Date.now() - 60_000);
-  cert.validity.notAfter = new Date(Date.now() + 7 * 86_400_000);
-  const attrs = [{ name: 'commonName', value: commonName }, { name: 'organizationName', value: 'schoolgate test origin' }];
-  cert.setSubject(attrs);
-  cert.setIssuer(attrs);
-  cert.setExtensions([
-    { name: 'basicConstraints', cA: false },
-    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true },
-    { name: 'extKeyUsage', serverAuth: true },
-    {
-      name: 'subjectAltName',
-      altNames: names.map((n) => (net.isIPv4(n) ? { type: 7, ip: n } : { type: 2, value: n })),
-    },
-  ]);
-  cert.sign(priv, forge.md.sha256.create());
-  const certPem = forge.pki.certificateToPem(cert);
-  return {
-    key: privateKey.export({ type: 'pkcs1', format: 'pem' }).toString(),
-    cert: certPem,
-    fingerprint256: new X509Certificate(certPem).fingerprint256,
-  };
-}
 
 export interface SeenRequest {
   method: string;
@@ -164,31 +125,6 @@ function closeServer(server: net.Server, destroyAll: () => void): Promise<void> 
     server.close(() => resolve());
     destroyAll();
   });
-}
-
-export interface CategorySpec {
-  domains?: string[];
-  urls?: string[];
-  expressions?: string[];
-  /** Friendly name written to global_usage as `NAME EN:`. */
-  name?: string;
-  usage?: 'black' | 'white';
-}
-
-/** A tiny UT1-layout folder in os.tmpdir(): `<cat>/domains`, `<cat>/urls`, `<cat>/usage`, `global_usage`. */
-export function makeLists(categories: Record<string, CategorySpec>, dir = mkdtempSync(path.join(os.tmpdir(), 'sg-e2e-lists-'))): string {
-  const global: string[] = ['# test lists in the UT1 layout'];
-  for (const [cat, spec] of Object.entries(categories)) {
-    const d = path.join(dir, cat);
-    mkdirSync(d, { recursive: true });
-    writeFileSync(path.join(d, 'domains'), (spec.domains ?? []).join('\n') + '\n');
-    if (spec.urls) writeFileSync(path.join(d, 'urls'), spec.urls.join('\n') + '\n');
-    if (spec.expressions) writeFileSync(path.join(d, 'expressions'), spec.expressions.join('\n') + '\n');
-    writeFileSync(path.join(d, 'usage'), `${spec.usage ?? 'black'}\n`);
-    global.push(`NAME:\t${cat}`, `DEFAULT_TYPE: ${spec.usage ?? 'black'}`, `DESC EN: ${spec.name ?? cat} (test list)`, `NAME EN: ${spec.name ?? cat}`, '');
-  }
-  writeFileSync(path.join(dir, 'global_usage'), global.join('\n') + '\n');
-  return dir;
 }
 
 export function tempDir(prefix: string): { dir: string; remove: () => void } {

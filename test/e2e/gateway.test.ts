@@ -12,10 +12,8 @@ import { createLogger } from '../../core/log';
 import { startSchoolgate, type SchoolgateHandle } from '../../server/start';
 import { sealReference } from '../../incidents/reference';
 import { commandMissing, need } from '../helpers/parts';
-import {
-  connectTunnel, freePort, loopbackLookup, makeLists, rawRequest, requestOver, startHttpOrigin, startHttpsOrigin, tempDir, tlsOverTunnel, waitFor, wsAccept,
-  type Origin,
-} from './fixtures';
+import { connectTunnel, freePort, loopbackLookup, rawRequest, requestOver, startHttpOrigin, startHttpsOrigin, tempDir, tlsOverTunnel, waitFor, wsAccept, type Origin } from './fixtures';
+import { makeLists } from '../../harness/lists';
 
 /**
  * The running gateway (startSchoolgate, in-process, embedded database) against local origins,

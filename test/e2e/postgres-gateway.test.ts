@@ -7,9 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../core/config';
 import { silentLogger } from '../../core/log';
 import { startSchoolgate, type SchoolgateHandle } from '../../server/start';
-import { commandMissing, need, postgresMissing } from '../helpers/parts';
-import { createTestDatabase } from '../helpers/pg';
-import { makeLists, tempDir, waitFor } from './fixtures';
+import { commandMissing, need } from '../helpers/parts';
+import { postgresMissing, createTestDatabase } from '../../harness/pg';
+import { tempDir, waitFor } from './fixtures';
+import { makeLists } from '../../harness/lists';
 
 /**
  * The production set-up: DATABASE_URL pointing at a real PostgreSQL server. A block through the

@@ -1,6 +1,5 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -39,24 +38,6 @@ export function findBinary(...candidates: string[]): string | null {
     if (c.startsWith('/') ? existsSync(c) : which(c)) return c.startsWith('/') ? c : which(c);
   }
   return null;
-}
-
-function canConnect(port: number, host = '127.0.0.1', timeoutMs = 1000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ port, host });
-    const done = (ok: boolean) => { s.destroy(); resolve(ok); };
-    s.setTimeout(timeoutMs, () => done(false));
-    s.once('connect', () => done(true));
-    s.once('error', () => done(false));
-  });
-}
-
-/** Base URL of a reachable PostgreSQL server (TEST_DATABASE_URL, else 127.0.0.1:5432), or null. */
-export const postgresBaseUrl = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-
-export async function postgresMissing(): Promise<string | null> {
-  const u = new URL(postgresBaseUrl);
-  return (await canConnect(Number(u.port || 5432), u.hostname)) ? null : `no PostgreSQL server at ${u.host}`;
 }
 
 export const chromiumPath = '/usr/bin/chromium';

@@ -5,14 +5,15 @@ import path from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { loadConfig } from '../../core/config';
 import { startSchoolgate, type SchoolgateHandle } from '../../server/start';
-import { makeLists, tempDir, waitFor } from '../e2e/fixtures';
+import { tempDir, waitFor } from '../e2e/fixtures';
+import { makeLists } from '../../harness/lists';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../core/log';
 import { openDb } from '../../db/db';
 import { migrate } from '../../db/migrate';
 import type { Db } from '../../db/types';
 import { IncidentWriter, type Rec } from '../../incidents/writer';
-import { createTestDatabase } from '../helpers/pg';
+import { createTestDatabase } from '../../harness/pg';
 import { expectStoredOnce, ledger, openFresh, pgSkip, Relay, tmpDir } from './helpers';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -11,7 +11,7 @@ import { migrate } from '../../db/migrate';
 import { IncidentWriter } from '../../incidents/writer';
 import type { Db } from '../../db/types';
 import type { IncidentRow } from '../../incidents/types';
-import { createTestDatabase } from '../helpers/pg';
+import { createTestDatabase } from '../../harness/pg';
 import { projectRoot } from '../helpers/parts';
 import { expectStoredOnce, ledger, openFresh, pgSkip, Relay, tmpDir } from './helpers';
 

@@ -5,10 +5,10 @@ import path from 'node:path';
 import { openDb } from '../../db/db';
 import { migrate } from '../../db/migrate';
 import type { Db, Queryable } from '../../db/types';
-import { createTestDatabase } from '../helpers/pg';
-import { need, postgresMissing } from '../helpers/parts';
+import { createTestDatabase, postgresMissing } from '../../harness/pg';
+import { need } from '../helpers/parts';
 
-export { Relay } from './relay';
+export { Relay } from '../../harness/relay';
 
 /**
  * The incident that holds an idempotency key: its own row, or the row a repeat was folded into.

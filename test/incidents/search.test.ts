@@ -9,8 +9,7 @@ import { listIncidents, searchIndexed, type IncidentFilter } from '../../repos/i
 import type { Db, Queryable } from '../../db/types';
 import { pgliteQuery } from '../../db/pglite-thread';
 import { openDb } from '../../db/db';
-import { createTestDatabase } from '../helpers/pg';
-import { postgresBaseUrl } from '../helpers/parts';
+import { createTestDatabase, postgresBaseUrl } from '../../harness/pg';
 import { backends, openFresh, pgSkip, type Opened } from './helpers';
 import { syntheticIncidentsSql, uniqueTerm } from './search-fixture';
 import { Writable } from 'node:stream';

@@ -4,9 +4,10 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openDb } from '../../db/db';
 import { IncidentWriter } from '../../incidents/writer';
-import { createTestDatabase } from '../helpers/pg';
+import { createTestDatabase } from '../../harness/pg';
 import { projectRoot } from '../helpers/parts';
-import { freePort, makeLists, tempDir, waitFor } from '../e2e/fixtures';
+import { freePort, tempDir, waitFor } from '../e2e/fixtures';
+import { makeLists } from '../../harness/lists';
 import { ledger, pgSkip } from './helpers';
 
 /**

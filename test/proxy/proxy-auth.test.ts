@@ -15,8 +15,8 @@ import type { Db } from '../../db/types';
 import { createGateway } from '../../filter/gateway';
 import { ClientIdentifier, type ProxyAuthDeps, type ProxyAuthLimits } from '../../filter/identify';
 import { proxyAuthDeps, startSchoolgate, type SchoolgateHandle } from '../../server/start';
-import { need, postgresMissing } from '../helpers/parts';
-import { createTestDatabase } from '../helpers/pg';
+import { need } from '../helpers/parts';
+import { postgresMissing, createTestDatabase } from '../../harness/pg';
 import { bareGatewayDeps, fixtureLists, loopbackLookup, openTunnel, startOrigin, statusOf, tmpDir, viaProxy, type Origin } from './helpers';
 
 const PW = 'correct horse battery';

@@ -4,8 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../core/config';
 import { silentLogger } from '../../core/log';
 import { startSchoolgate, type SchoolgateHandle } from '../../server/start';
-import { need, postgresMissing } from '../helpers/parts';
-import { createTestDatabase } from '../helpers/pg';
+import { need } from '../helpers/parts';
+import { postgresMissing, createTestDatabase } from '../../harness/pg';
 import { fixtureLists, refFrom, tmpDir, viaProxy } from './helpers';
 
 const skip = need('PostgreSQL server', await postgresMissing()) !== null;

@@ -3,7 +3,10 @@ import { createLogger } from '../core/log';
 import { openDbFromConfig } from '../db/db';
 import { migrate } from '../db/migrate';
 
-/** `schoolgate migrate`: applies pending migrations and says what it did. */
+/**
+ * `schoolgate migrate`: applies pending migrations and says what it did. Beside the runner it
+ * drives (db/ owns the schema), so migrating needs nothing of the incident or console code.
+ */
 export async function migrateCommand(_args: string[], values: CliValues): Promise<number> {
   const config = loadConfig(values);
   const logger = createLogger({ level: config.logLevel });
