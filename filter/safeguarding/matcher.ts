@@ -79,7 +79,7 @@ function symbol(c: number): number {
 }
 
 /** Letters, collapsed runs and boundaries of one normalised phrase form, or an error message. */
-function skeleton(form: string): { syms: number[]; runs: number[]; bnd: number[] } | string {
+function skeleton(form: string, joinAlike = false): { syms: number[]; runs: number[]; bnd: number[] } | string {
   const syms: number[] = [];
   const runs: number[] = [];
   const bnd: number[] = [];
@@ -92,8 +92,9 @@ function skeleton(form: string): { syms: number[]; runs: number[]; bnd: number[]
     }
     const s = symbol(c);
     if (s === SYM_OTHER) return `"${form}" holds "${form[i]}": phrases are written in letters a–z and digits`;
-    if (!boundary && syms.length && syms[syms.length - 1] === s) {
+    if ((!boundary || joinAlike) && syms.length && syms[syms.length - 1] === s) {
       runs[runs.length - 1]!++;
+      boundary = false;
       continue;
     }
     syms.push(s);
@@ -129,7 +130,14 @@ export function compileMatcher(lists: readonly PhraseList[]): Matcher {
 
   const addForm = (entryIndex: number, raw: string, where: string) => {
     const form = normalise(raw);
-    const sk = skeleton(form);
+    // "want to" typed joined is "wantto", whose letters collapse across the join: such a phrase
+    // is also stored with those words joined.
+    if (/(.) \1/.test(form)) addSkeleton(entryIndex, form, true, where);
+    addSkeleton(entryIndex, form, false, where);
+  };
+
+  const addSkeleton = (entryIndex: number, form: string, joinAlike: boolean, where: string) => {
+    const sk = skeleton(form, joinAlike);
     if (typeof sk === 'string') throw new SchoolgateError('SG_ERR_VALIDATION', `${where}: ${sk}`, { key: where });
     for (const syms of expandOnes(sk.syms)) {
       let state = 0;

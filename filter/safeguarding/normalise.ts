@@ -33,6 +33,7 @@ const SPLIT_SELF = /\b(my|your|ur|him|her|them|it|our|one) (self|selves)\b/g;
 const MARKS = /\p{M}/gu;
 const INVISIBLE = /[\p{Cf}\u00ad]/gu;
 const APOSTROPHES = /['’‘ʼ`´]/g;
+const NON_ASCII = /[^\x00-\x7f]/g;
 
 /**
  * Lower-case, accent-free, leet-free text of letters, digits and single spaces. Idempotent:
@@ -40,13 +41,13 @@ const APOSTROPHES = /['’‘ʼ`´]/g;
  */
 export function normalise(text: string): string {
   // Lower-cased on both sides of NFKD: compatibility forms decompose to capitals (ℌ → H).
-  const s = text.toLowerCase().normalize('NFKD').toLowerCase().normalize('NFKD').replace(MARKS, '').replace(INVISIBLE, '').replace(APOSTROPHES, '');
+  const s = text.toLowerCase().normalize('NFKD').toLowerCase().normalize('NFKD').replace(MARKS, '').replace(INVISIBLE, '').replace(APOSTROPHES, '')
+    // Folded before the loop, so a symbol beside a look-alike letter sees a letter.
+    .replace(NON_ASCII, (c) => FOLD[c] ?? c);
   let out = '';
   for (let i = 0; i < s.length; i++) {
-    let c = s[i]!;
-    const folded = FOLD[c];
-    if (folded !== undefined) c = folded;
-    if (isAsciiLetter(c) || c.length > 1) {
+    const c = s[i]!;
+    if (isAsciiLetter(c)) {
       out += c;
       continue;
     }
@@ -59,15 +60,20 @@ export function normalise(text: string): string {
       out += c;
       continue;
     }
-    const prev = s[i - 1];
-    const next = s[i + 1];
-    // Symbols are letters only inside a word: "h@rm" and "$uicide" are words, "@name",
-    // "$100" and "help!" are not.
+    // A run of one symbol ("h@@rm", "k!!ll") is judged by what stands either side of the run.
+    let from = i;
+    while (from > 0 && s[from - 1] === c) from--;
+    let to = i;
+    while (to + 1 < s.length && s[to + 1] === c) to++;
+    const prev = s[from - 1];
+    const next = s[to + 1];
+    // Symbols are letters only inside a word: "h@rm", "$uicide" and "cu7$" are words, "@name",
+    // "$ 100" and "help!" are not ("$100" reads "s1oo", which no phrase holds).
     if (c === '@' && isWordChar(prev)) {
       out += 'a';
       continue;
     }
-    if (c === '$' && (isAsciiLetter(prev) || isAsciiLetter(next))) {
+    if (c === '$' && (isWordChar(prev) || isWordChar(next))) {
       out += 's';
       continue;
     }
