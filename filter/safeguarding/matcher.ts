@@ -79,7 +79,8 @@ function symbol(c: number): number {
 }
 
 /** Letters, collapsed runs and boundaries of one normalised phrase form, or an error message. */
-function skeleton(form: string, joinAlike = false): { syms: number[]; runs: number[]; bnd: number[] } | string {
+function skeleton(form: string, joinAt: ReadonlySet<number> = new Set()): { syms: number[]; runs: number[]; bnd: number[] } | string {
+  let joined = false;
   const syms: number[] = [];
   const runs: number[] = [];
   const bnd: number[] = [];
@@ -88,11 +89,12 @@ function skeleton(form: string, joinAlike = false): { syms: number[]; runs: numb
     const c = form.charCodeAt(i);
     if (c === 32) {
       boundary = true;
+      joined = joinAt.has(i);
       continue;
     }
     const s = symbol(c);
     if (s === SYM_OTHER) return `"${form}" holds "${form[i]}": phrases are written in letters a–z and digits`;
-    if ((!boundary || joinAlike) && syms.length && syms[syms.length - 1] === s) {
+    if ((!boundary || joined) && syms.length && syms[syms.length - 1] === s) {
       runs[runs.length - 1]!++;
       boundary = false;
       continue;
@@ -132,12 +134,15 @@ export function compileMatcher(lists: readonly PhraseList[]): Matcher {
     const form = normalise(raw);
     // "want to" typed joined is "wantto", whose letters collapse across the join: such a phrase
     // is also stored with those words joined.
-    if (/(.) \1/.test(form)) addSkeleton(entryIndex, form, true, where);
-    addSkeleton(entryIndex, form, false, where);
+    // Each such join may be typed or not, so every combination is stored (a phrase has few).
+    const alike: number[] = [];
+    for (let i = 1; i + 1 < form.length; i++) if (form[i] === ' ' && form[i - 1] === form[i + 1]) alike.push(i);
+    const combos = 1 << Math.min(alike.length, 4);
+    for (let mask = 0; mask < combos; mask++) addSkeleton(entryIndex, form, new Set(alike.filter((_, b) => mask & (1 << b))), where);
   };
 
-  const addSkeleton = (entryIndex: number, form: string, joinAlike: boolean, where: string) => {
-    const sk = skeleton(form, joinAlike);
+  const addSkeleton = (entryIndex: number, form: string, joinAt: ReadonlySet<number>, where: string) => {
+    const sk = skeleton(form, joinAt);
     if (typeof sk === 'string') throw new SchoolgateError('SG_ERR_VALIDATION', `${where}: ${sk}`, { key: where });
     for (const syms of expandOnes(sk.syms)) {
       let state = 0;
