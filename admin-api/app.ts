@@ -11,6 +11,7 @@ import { installAuth, type Access } from './auth';
 import { startAlerts } from './alerts';
 import type { AdminContext, AdminDeps } from './deps';
 import { sessionRoutes } from './routes/session';
+import { tokenRoutes } from './routes/tokens';
 import { incidentRoutes } from './routes/incidents';
 import { listRoutes } from './routes/lists';
 import { overrideRoutes } from './routes/overrides';
@@ -19,6 +20,7 @@ import { unblockRequestRoutes } from './routes/unblock-requests';
 import { ListSync } from './list-sync';
 import { PolicyGroups } from '../blocklists/policy-groups';
 import { accountRoutes } from './routes/accounts';
+import { auditRoutes } from './routes/audit';
 import { publicRoutes } from './routes/public';
 import { healthRoutes } from './routes/health';
 import { installControl } from './routes/control';
@@ -192,12 +194,14 @@ async function adminApiScope(app: FastifyInstance, deps: AdminApiOptions): Promi
   installAuth(app, { db: deps.db, config: deps.config });
 
   await app.register(sessionRoutes, ctx);
+  await app.register(tokenRoutes, ctx);
   await app.register(incidentRoutes, ctx);
   await app.register(listRoutes, ctx);
   await app.register(overrideRoutes, ctx);
   await app.register(policyGroupRoutes, ctx);
   await app.register(unblockRequestRoutes, ctx);
   await app.register(accountRoutes, ctx);
+  await app.register(auditRoutes, ctx);
   await app.register(publicRoutes, ctx);
   await app.register(healthRoutes, ctx);
   // `schoolgate users` in another process reaches the embedded database through this server,

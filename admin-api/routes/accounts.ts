@@ -1,12 +1,11 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { SchoolgateError } from '../../core/errors';
-import { listAudit, writeAudit } from '../../repos/audit';
+import { writeAudit } from '../../repos/audit';
 import { getUser, listUsers, updateUser } from '../../repos/accounts';
 import { announceCredentialsChanged } from '../../core/credentials';
 import { caller, createUser, generatePassword, revokeCredentials, ROLES, type Role } from '../auth';
 import type { AdminContext } from '../deps';
 import { errorSchema, userSchema } from '../present';
-import { pagedResponse } from './paging';
 
 /**
  * Who may create which accounts. The network manager runs the network, not safeguarding: letting
@@ -101,39 +100,5 @@ export const accountRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) 
     else if (newRole !== target.role) await announceCredentialsChanged(db, target.email);
     await writeAudit(db, { actor: me, action: 'user_update', target: `user:${target.id}`, details: { email: target.email, ...req.body } });
     return { user: { id: Number(x.id), email: x.email, role: x.role, displayName: x.display_name, disabled: x.disabled, createdAt: new Date(x.created_at).toISOString() } };
-  });
-
-  app.get<{ Querystring: { cursor?: string; limit?: number; action?: string; target?: string; actor?: string } }>('/api/audit', {
-    config: { access: ['auditor', 'safeguarding_lead'] },
-    schema: {
-      tags: ['accounts'],
-      summary: 'The audit log, newest first: logins, incident views and exports, triage, list and account changes',
-      querystring: {
-        type: 'object',
-        properties: {
-          cursor: { type: 'string', maxLength: 100 },
-          limit: { type: 'integer', minimum: 1, maximum: 500, default: 100 },
-          action: { type: 'string', maxLength: 64 },
-          target: { type: 'string', maxLength: 100, description: 'e.g. incident:42 — who viewed or changed it' },
-          actor: { type: 'string', maxLength: 254 },
-        },
-      },
-      response: {
-        200: pagedResponse({
-          type: 'object',
-          properties: {
-            id: { type: 'integer' }, at: { type: 'string' }, actor: { type: 'string' }, action: { type: 'string' },
-            target: { type: ['string', 'null'] }, details: { type: ['object', 'null'], additionalProperties: true },
-          },
-        }),
-      },
-    },
-  }, async (req) => {
-    const { cursor, limit, action, target, actor } = req.query;
-    const page = await listAudit(db, { cursor, limit: limit ?? 100, action, target, actor });
-    return {
-      items: page.rows.map((a) => ({ id: a.id, at: new Date(a.at).toISOString(), actor: a.actor, action: a.action, target: a.target, details: a.details })),
-      nextCursor: page.nextCursor,
-    };
   });
 };
