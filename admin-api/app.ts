@@ -12,6 +12,7 @@ import { startAlerts } from './alerts';
 import type { AdminContext, AdminDeps } from './deps';
 import { sessionRoutes } from './routes/session';
 import { incidentRoutes } from './routes/incidents';
+import { timelineRoutes } from './routes/timeline';
 import { listRoutes } from './routes/lists';
 import { overrideRoutes } from './routes/overrides';
 import { policyGroupRoutes } from './routes/policy-groups';
@@ -193,6 +194,7 @@ async function adminApiScope(app: FastifyInstance, deps: AdminApiOptions): Promi
 
   await app.register(sessionRoutes, ctx);
   await app.register(incidentRoutes, ctx);
+  await app.register(timelineRoutes, ctx);
   await app.register(listRoutes, ctx);
   await app.register(overrideRoutes, ctx);
   await app.register(policyGroupRoutes, ctx);
