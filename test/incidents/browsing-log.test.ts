@@ -9,6 +9,8 @@ import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BrowsingLog } from '../../incidents/browsing-log';
+import { createMetrics } from '../../admin-api/metrics';
+import type { ListStoreLike } from '../../admin-api/deps';
 import { runRetention } from '../../incidents/retention';
 import { upsertBrowsingRows } from '../../repos/browsing';
 import type { Db, Queryable } from '../../db/types';
@@ -179,6 +181,12 @@ describe('the aggregator', () => {
     // A request to a row already being counted costs no memory and is never dropped.
     log.allowed(who('10.2.0.0'), 'k0.example', 10);
     expect(log.stats()).toMatchObject({ pending: 1000, droppedRequests: 300 });
+    // /metrics reads the same counters at scrape time.
+    const lists = { loaded: true, report: { entries: 0, categories: [], sources: [] } } as unknown as ListStoreLike;
+    const text = await createMetrics({ db, lists, browsingLogStats: () => log.stats() }).metrics();
+    expect(text).toMatch(/^schoolgate_browsing_log_pending 1000$/m);
+    expect(text).toMatch(/^schoolgate_browsing_log_requests_dropped_total 300$/m);
+    expect(text).toMatch(/^schoolgate_browsing_log_write_failures_total 1$/m);
     down = false;
     await log.flush();
     const last = calls[calls.length - 1].params as unknown[][];
