@@ -34,7 +34,7 @@ function incidentItem(inc, focus) {
 function rowItem(row) {
   return h('tr', { class: `timeline-log ${row.verdict}` },
     h('td', {}, timeEl(row.minute)),
-    h('td', {}, row.verdict === 'blocked' ? h('strong', {}, 'Blocked') : 'Visited'),
+    h('td', {}, row.verdict === 'allowed' ? 'Visited' : h('strong', {}, 'Blocked')),
     h('td', {}, row.host, row.category ? h('span', { class: 'small' }, ` (${row.category})`) : null),
     h('td', {}, row.searchTerms?.length ? h('div', { class: 'small' }, `Searched: ${row.searchTerms.join(' · ')}`) : null),
     h('td', {}, `${row.requests} request${row.requests === 1 ? '' : 's'}`, row.verdict === 'allowed' ? `, ${formatBytes(row.bytes)}` : ''));
