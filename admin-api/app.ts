@@ -13,6 +13,7 @@ import type { AdminContext, AdminDeps } from './deps';
 import { sessionRoutes } from './routes/session';
 import { tokenRoutes } from './routes/tokens';
 import { incidentRoutes } from './routes/incidents';
+import { timelineRoutes } from './routes/timeline';
 import { listRoutes } from './routes/lists';
 import { overrideRoutes } from './routes/overrides';
 import { policyGroupRoutes } from './routes/policy-groups';
@@ -196,6 +197,7 @@ async function adminApiScope(app: FastifyInstance, deps: AdminApiOptions): Promi
   await app.register(sessionRoutes, ctx);
   await app.register(tokenRoutes, ctx);
   await app.register(incidentRoutes, ctx);
+  await app.register(timelineRoutes, ctx);
   await app.register(listRoutes, ctx);
   await app.register(overrideRoutes, ctx);
   await app.register(policyGroupRoutes, ctx);

@@ -40,6 +40,8 @@ export interface AdminDeps {
   mailer?: Mailer;
   /** The incident writer's counters, for /healthz and /metrics (IncidentWriter.stats). */
   writerStats?: () => import('../incidents/types').WriterStats;
+  /** The browsing log's counters for /metrics; absent when the log is off. */
+  browsingLogStats?: () => import('../incidents/browsing-log').BrowsingLogStats;
   /** The gateway's counters for /metrics; null until the gateway listens (it starts after the admin API). */
   gatewayStats?: () => GatewayCounters | null;
   /** Login attempts allowed per client IP and email per minute (default 10). */

@@ -4,6 +4,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Db } from '../db/types';
 import { databaseAnswers } from '../repos/incidents';
 import type { WriterStats } from '../incidents/types';
+import type { BrowsingLogStats } from '../incidents/browsing-log';
 import type { GatewayCounters, ListStoreLike } from './deps';
 
 /** The gateway's own counters (proxy/gateway.ts `stats`), read at scrape time. */
@@ -14,6 +15,8 @@ export interface HealthSources {
   lists: ListStoreLike;
   /** The writer's counters; absent where the app runs without the real writer. */
   writerStats?: () => WriterStats;
+  /** The browsing log's counters; absent when the log is off. */
+  browsingLogStats?: () => BrowsingLogStats;
   /** The gateway's counters; null until the gateway is up (it starts after the admin API). */
   gatewayStats?: () => GatewayCounters | null;
 }
@@ -102,6 +105,13 @@ export function createMetrics(src: HealthSources): Registry {
   mirror('schoolgate_incidents_rejected_total', 'Incidents the database refused (kept in spool/rejected.ndjson)', () => ws()?.rejected);
   mirror('schoolgate_incident_write_failures_total', 'Database writes that failed (each batch went to the spool)', () => ws()?.failures);
   mirror('schoolgate_incident_journal_failures_total', 'Journal appends that failed: those incidents were in memory only until stored', () => ws()?.journalFailures);
+
+  const bl = () => src.browsingLogStats?.();
+  gauge('schoolgate_browsing_log_pending', 'Browsing-log rows in memory, not yet stored', () => bl()?.pending);
+  mirror('schoolgate_browsing_log_rows_stored_total', 'Browsing-log rows written (each an upsert of one person, host and minute)', () => bl()?.storedRows);
+  mirror('schoolgate_browsing_log_requests_stored_total', 'Requests counted into stored browsing-log rows', () => bl()?.storedRequests);
+  mirror('schoolgate_browsing_log_requests_dropped_total', 'Requests left out of the browsing log: memory full while the database was away', () => bl()?.droppedRequests);
+  mirror('schoolgate_browsing_log_write_failures_total', 'Browsing-log flushes that failed (rows kept and retried)', () => bl()?.failures);
 
   gauge('schoolgate_database_up', '1 when the incident database answers, else 0', async () => ((await databaseReachable(src.db)) ? 1 : 0));
 

@@ -64,6 +64,10 @@ export const configFileKeys = {
   listMaxShrink: numeric,
   listDownloadMaxBytes: numeric,
   listExtractMaxBytes: numeric,
+  browsingLog: boolean,
+  browsingLogFlushMs: numeric,
+  browsingLogRetentionDays: numeric,
+  browsingLogMaxPending: numeric,
 } satisfies Record<string, Shape>;
 
 const configFileSchema = object(configFileKeys);

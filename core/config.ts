@@ -79,6 +79,15 @@ export interface Config {
   /** Size caps on a list tarball download and on what it unpacks to. */
   listDownloadMaxBytes: number;
   listExtractMaxBytes: number;
+  // browsing log (issue 13, point 3)
+  /** Log every request (person × host × minute) for the DfE "websites visited" record and the pupil timeline. */
+  browsingLog: boolean;
+  /** Milliseconds between the browsing log's batched writes: what a crash may lose of it. */
+  browsingLogFlushMs: number;
+  /** Days browsing-log rows are kept (allowed and blocked alike; incidents have their own retention). */
+  browsingLogRetentionDays: number;
+  /** Browsing-log rows held in memory while the database is away; requests beyond are dropped and counted. */
+  browsingLogMaxPending: number;
 }
 
 // A setting added to Config without a schema entry would be refused in the file, and a schema
@@ -136,6 +145,10 @@ function defaults(cwd: string): Config {
     listMaxShrink: 0.5,
     listDownloadMaxBytes: 256 * 1024 * 1024,
     listExtractMaxBytes: 2 * 1024 * 1024 * 1024,
+    browsingLog: true,
+    browsingLogFlushMs: 5000,
+    browsingLogRetentionDays: 30,
+    browsingLogMaxPending: 200_000,
   };
 }
 
@@ -274,6 +287,11 @@ export function loadConfig(values: Partial<CliValues> = {}, env: NodeJS.ProcessE
   c.listDownloadMaxBytes = wholeNumber('listDownloadMaxBytes', env.SCHOOLGATE_LIST_DOWNLOAD_MAX_BYTES ?? c.listDownloadMaxBytes, 1024);
   c.listExtractMaxBytes = wholeNumber('listExtractMaxBytes', env.SCHOOLGATE_LIST_EXTRACT_MAX_BYTES ?? c.listExtractMaxBytes, 1024);
   checkCidrs(c);
+  if (env.SCHOOLGATE_BROWSING_LOG !== undefined) c.browsingLog = env.SCHOOLGATE_BROWSING_LOG !== '0';
+  if (typeof c.browsingLog !== 'boolean') throw new SchoolgateError('SG_ERR_CONFIG', `browsingLog must be true or false, got ${JSON.stringify(c.browsingLog)}`);
+  c.browsingLogFlushMs = wholeNumber('browsingLogFlushMs', env.SCHOOLGATE_BROWSING_LOG_FLUSH_MS ?? c.browsingLogFlushMs, 100);
+  c.browsingLogRetentionDays = wholeNumber('browsingLogRetentionDays', env.SCHOOLGATE_BROWSING_LOG_RETENTION_DAYS ?? c.browsingLogRetentionDays, 1);
+  c.browsingLogMaxPending = wholeNumber('browsingLogMaxPending', env.SCHOOLGATE_BROWSING_LOG_MAX_PENDING ?? c.browsingLogMaxPending, 1000);
   // What the gateway may reach, and client connection limits (issue #11, network slice).
   c.deniedDestinations = list(env.SCHOOLGATE_DENIED_DESTINATIONS) ?? c.deniedDestinations;
   c.allowedDestinations = list(env.SCHOOLGATE_ALLOWED_DESTINATIONS) ?? c.allowedDestinations;

@@ -60,6 +60,8 @@ export const codes = {
   SG_ERR_JOURNAL: 'incident journal cannot be written; incidents held in memory until stored',
   // data folder permissions (issue #11 point 2)
   SG_ERR_DATA_DIR: 'data folder permissions cannot be made owner-only',
+  // browsing log (issue 13, point 3)
+  SG_ERR_BROWSING_LOG: 'browsing log not written: the database is unavailable; rows kept in memory up to browsingLogMaxPending, dropped and counted beyond',
   SG_ERR_INTERNAL: 'internal error',
 } as const;
 

@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import { LRUCache } from 'lru-cache';
 import type { NormalizedUrl } from '../blocklists/types';
 import type { Logger } from '../core/log';
+import type { BrowsingLogSink } from '../incidents/browsing-log';
 import { sealReference } from '../incidents/reference';
 import { REPEAT_WINDOW_MS, type IncidentSink } from '../incidents/types';
 import { PASS, type GatewayHooks, type Identity, type Pass, type Refuse, type Respond } from '../proxy/hooks';
@@ -10,7 +11,8 @@ import { renderBlockPage, renderHostMismatchPage, renderNoListsPage } from './bl
 import { decideConnect, decideRequest, flagSearch, type Decision, type Policy } from './decide';
 import type { ClientIdentifier } from './identify';
 import type { SearchKeywords } from './keywords';
-import { safeSearchFor, searchTerms } from './safesearch';
+import { extractSearch } from './safeguarding';
+import { safeSearchFor } from './safesearch';
 
 /** What the school's policy needs to answer the gateway's hooks. */
 export interface FilterDeps {
@@ -30,6 +32,8 @@ export interface FilterDeps {
   logger: Logger;
   /** Recorded on incidents: which gateway saw the request. */
   gatewayName?: string;
+  /** Every request, allowed or blocked, counted for the browsing log (absent: no log). */
+  browsingLog?: BrowsingLogSink | null;
 }
 
 /**
@@ -65,6 +69,7 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
   const identifier = deps.identifier;
   const policy = deps.policy;
   const reportAction = `${deps.adminBaseUrl}/block/report`;
+  const browsing = deps.browsingLog ?? null;
 
   const shown = new LRUCache<string, Shown>({
     max: REFERENCE_REUSE_MAX, ttl: REFERENCE_REUSE_MS, maxSize: REFERENCE_REUSE_CHARS, sizeCalculation: (v, k) => k.length + v.token.length,
@@ -118,8 +123,10 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
 
     onRequest(url, path, identity, connectHost): Pass | Respond {
       const decision = decideRequest({ url, group: identity.group, connectHost }, policy);
-      const terms = searchTerms(url.host, url.path);
+      const terms = extractSearch(url.host, url.path)?.terms ?? null;
       if (decision.action === 'block') {
+        // Every refusal is in the browsing log, sub-resources and "not ready" pages included.
+        if (browsing) browsing.blocked(identity, url.host, decision.category ?? null, terms);
         if (decision.reason === 'no_lists') {
           return { pass: false, status: 403, code: 'SG_ERR_LIST_EMPTY', html: renderNoListsPage({ url: url.href, consoleUrl: deps.adminBaseUrl }), blocked: false };
         }
@@ -136,6 +143,8 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
         return { pass: false, status: 403, code: 'blocked', html, category, blocked: true };
       }
       if (terms) {
+        // The request is counted when its response is done (onResponseDone); what it searched is known now.
+        if (browsing) browsing.search(identity, url.host, terms);
         const flagged = flagSearch(terms, policy.lists(), [...policy.categoriesFor(identity.group), ...deps.flagCategories], deps.keywords);
         if (flagged) {
           deps.incidents.record({
@@ -153,10 +162,17 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
 
     onWebSocket(url, identity, connectHost): Pass | Refuse {
       const decision = decideRequest({ url, group: identity.group, connectHost }, policy);
-      if (decision.action !== 'block') return PASS;
+      if (decision.action !== 'block') {
+        if (browsing) browsing.allowed(identity, url.host, 0);
+        return PASS;
+      }
+      if (browsing) browsing.blocked(identity, url.host, decision.category ?? null, null);
       if (decision.reason === 'no_lists') return WS_NOT_READY;
       recordBlock(url, identity, decision);
       return WS_BLOCKED;
     },
+
+    // Absent without a log, so the gateway keeps no count for it.
+    onResponseDone: browsing ? (url, identity, _status, bytes) => browsing.allowed(identity, url.host, bytes) : undefined,
   };
 }

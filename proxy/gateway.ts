@@ -178,6 +178,7 @@ export function createProxy(deps: ProxyDeps): Gateway {
   const sockets = new Set<net.Socket>();
   const upstreamTimeout = deps.upstreamTimeoutMs ?? 30_000;
   const debug = log.isLevelEnabled('debug');
+  const responseDone = hooks.onResponseDone?.bind(hooks);
 
   const upstreamCa = deps.upstreamCa?.length ? [...tls.rootCertificates, ...deps.upstreamCa] : undefined;
   const proxy = new SchoolProxy(log);
@@ -432,7 +433,7 @@ export function createProxy(deps: ProxyDeps): Gateway {
     }
     if (!req.headers.host) req.headers.host = fwd.hostHeader; // HTTP/1.0 without Host: the library would 400 it
     if (debug) log.debug({ clientIp: identity.clientIp, method: req.method, tls: isSSL, tunnel: info.connectHost !== undefined, host: fwd.host, port: fwd.port }, 'pass');
-    forward(isSSL, req, res, fwd);
+    forward(isSSL, req, res, fwd, url, identity);
   }
 
   /**
@@ -441,7 +442,7 @@ export function createProxy(deps: ProxyDeps): Gateway {
    * every chunk through callback chains with no backpressure; Node's http client, measured
    * against undici here, cost a third more per request.
    */
-  function forward(isSSL: boolean, req: IncomingMessage, res: ServerResponse, fwd: Forward) {
+  function forward(isSSL: boolean, req: IncomingMessage, res: ServerResponse, fwd: Forward, url: NormalizedUrl, identity: Identity) {
     const headers: Record<string, string | string[]> = {};
     const listed = connectionTokens(req.headers.connection);
     for (const name in req.headers) {
@@ -467,9 +468,13 @@ export function createProxy(deps: ProxyDeps): Gateway {
     const startClock = () => {
       if (!answered) timer = setTimeout(() => abort(Object.assign(new Error(`no response within ${upstreamTimeout / 1000} s`), { code: 'ETIMEDOUT' })), upstreamTimeout);
     };
+    // What the origin said and how much of it was relayed, for onResponseDone: two numbers, no object.
+    let status = 0;
+    let bytes = 0;
     res.on('close', () => {
       clearTimeout(timer);
       if (!res.writableFinished) abort(new Error('client went away'));
+      if (responseDone !== undefined) responseDone(url, identity, status, bytes);
     });
     const handler: Dispatcher.DispatchHandler = {
       onRequestStart(c) {
@@ -478,6 +483,7 @@ export function createProxy(deps: ProxyDeps): Gateway {
       },
       onResponseStart(c, statusCode, answerHeaders, statusMessage) {
         answered = true;
+        status = statusCode;
         clearTimeout(timer);
         const out: http.OutgoingHttpHeaders = {};
         const dropped = connectionTokens(answerHeaders.connection);
@@ -494,6 +500,7 @@ export function createProxy(deps: ProxyDeps): Gateway {
       },
       onResponseData(c, chunk) {
         if (res.destroyed) return;
+        bytes += chunk.length;
         if (!res.write(chunk)) {
           c.pause();
           res.once('drain', () => c.resume());

@@ -69,4 +69,10 @@ export interface GatewayHooks {
   onRequest(url: NormalizedUrl, path: string, identity: Identity, connectHost: string | undefined): Pass | Respond;
   /** A WebSocket upgrade, before its upstream side is opened. */
   onWebSocket(url: NormalizedUrl, identity: Identity, connectHost: string | undefined): Pass | Refuse;
+  /**
+   * A passed request whose response is over (sent in full, cut, or failed): `status` as the
+   * origin answered (0 when it never did), `bytes` of response body relayed. Optional: the
+   * gateway counts nothing for it when absent. Called once per passed request, never throws.
+   */
+  onResponseDone?(url: NormalizedUrl, identity: Identity, status: number, bytes: number): void;
 }

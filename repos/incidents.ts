@@ -573,6 +573,21 @@ export async function deleteIncidentsLastSeenBefore(
   return res.rows[0];
 }
 
+/**
+ * One person's incidents (user, else client address, matched case-insensitively: the expression
+ * migration 015 indexes) that occurred in [from, to), oldest first, at most `limit`.
+ */
+export async function incidentsForPerson(db: Queryable, person: string, from: Date, to: Date, limit: number): Promise<IncidentRow[]> {
+  const r = await db.query<IncidentRow>(
+    `SELECT ${COLUMNS} FROM incidents
+      WHERE lower(coalesce(user_name, client_ip)) = lower($1) AND occurred_at >= $2 AND occurred_at < $3
+      ORDER BY occurred_at, id
+      LIMIT $4`,
+    [person, from.toISOString(), to.toISOString(), limit],
+  );
+  return r.rows.map(numeric);
+}
+
 /** Whether the database answers a trivial query at all (/metrics' schoolgate_database_up). */
 export async function databaseAnswers(db: Queryable): Promise<true> {
   await db.query('SELECT 1');

@@ -24,6 +24,7 @@ import { loadReferenceSecret } from '../incidents/reference';
 import { scheduleRetention } from '../incidents/retention';
 import type { Db } from '../db/types';
 import { IncidentWriter } from '../incidents/writer';
+import { BrowsingLog } from '../incidents/browsing-log';
 import { createGateway, type Gateway } from '../filter/gateway';
 import { ClientIdentifier, usersTableLookup, type ProxyAuthDeps } from '../filter/identify';
 import type { Policy } from '../filter/decide';
@@ -65,6 +66,8 @@ export interface SchoolgateHandle {
   readonly database: DatabaseState;
   db: Db;
   incidents: IncidentWriter;
+  /** Null when `browsingLog` is off. */
+  browsingLog: BrowsingLog | null;
   lists: ListStore;
   /** The console's list changes and the reloads of this process's store (SIGHUP uses it). */
   listSync: ListSync;
@@ -158,7 +161,12 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
     }
     checkConfiguredCategories(config, lists);
     if (usesDataLists) cleanups.push(watchDataLists(dataLists, () => listSync.reload(), logger));
-    cleanups.push(scheduleRetention(db, { days: config.retentionDays, logger }));
+    cleanups.push(scheduleRetention(db, { days: config.retentionDays, browsingLogDays: config.browsingLogRetentionDays, logger }));
+    // Closed after the gateway (cleanups run in reverse), so its last requests are written too.
+    const browsingLog = config.browsingLog
+      ? new BrowsingLog({ db, logger, flushMs: config.browsingLogFlushMs, maxPending: config.browsingLogMaxPending }).start()
+      : null;
+    if (browsingLog) cleanups.push(() => browsingLog.close());
 
     // One view over the live store (its overrides included); null while nothing is loaded: fail closed.
     const live: ListSet = {
@@ -188,6 +196,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
     const admin = await buildAdminApp({
       config: effective, db, incidents, lists, listSync, logger, referenceSecret, caCertPem: () => ca.certPem,
       writerStats: () => incidents.stats(), gatewayStats: () => gatewayRef?.stats ?? null,
+      browsingLogStats: browsingLog ? () => browsingLog.stats() : undefined,
     });
     cleanups.push(() => admin.close());
     await admin.listen({ port: config.adminPort, host: config.listen });
@@ -211,6 +220,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       keywords,
       logger,
       gatewayName: os.hostname(),
+      browsingLog,
       upstreamCa: opts.upstreamCa,
       upstreamLookup: opts.upstreamLookup,
       destinations,
@@ -231,6 +241,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       },
       db,
       incidents,
+      browsingLog,
       lists,
       listSync,
       gateway,

@@ -1,6 +1,7 @@
 // The console shell: session, role-aware navigation, hash routing and live updates.
 import { h, api, mount, errorBox, describeError, setUnauthenticatedHandler, ROLE_LABELS, KIND_LABELS, formatTime } from './dom.js';
 import { incidentsPage, incidentPage } from './incidents.js';
+import { timelinePage } from './timeline.js';
 import { listsPage } from './lists.js';
 import { reportPage, auditPage } from './pages.js';
 import { accountsPage } from './accounts.js';
@@ -20,6 +21,7 @@ const ROUTES = [
   { pattern: /^\/login$/, page: loginPage, title: 'Sign in', public: true },
   { pattern: /^\/incidents$/, page: incidentsPage, title: 'Incidents', roles: [DSL, 'staff'] },
   { pattern: /^\/incidents\/(\d+)$/, page: incidentPage, title: 'Incident', roles: [DSL, 'staff'] },
+  { pattern: /^\/incidents\/(\d+)\/timeline$/, page: timelinePage, title: 'Timeline', roles: [DSL] },
   { pattern: /^\/report$/, page: reportPage, title: 'Report access', roles: [DSL, 'network_manager', 'staff'] },
   { pattern: /^\/lists$/, page: listsPage, title: 'Lists', roles: ['network_manager', DSL] },
   { pattern: /^\/audit$/, page: auditPage, title: 'Audit log', roles: ['auditor', DSL] },

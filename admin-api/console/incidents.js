@@ -288,6 +288,7 @@ export async function incidentPage(ctx, flash) {
     ['Address', urlView(inc, { link: true })],
     ['Host', inc.host],
     ['Person', inc.user ? [inc.user, isDsl ? [' ', h('a', { href: `#/incidents?${new URLSearchParams({ user: inc.user })}`, class: 'small' }, 'their other incidents')] : null] : null],
+    ['Timeline', isDsl && (inc.user || inc.clientIp) ? h('a', { href: `#/incidents/${inc.id}/timeline`, id: 'timeline-link' }, 'Open their timeline (incidents and browsing around each; recorded in the audit log)') : null],
     ['Device', inc.device],
     ['Client IP', inc.clientIp],
     ['Policy group', inc.policyGroup],

@@ -32,6 +32,7 @@ export const healthRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) =
     lists: ctx.lists,
     writerStats: ctx.writerStats,
     gatewayStats: ctx.gatewayStats,
+    browsingLogStats: ctx.browsingLogStats,
   });
 
   app.get('/healthz', {

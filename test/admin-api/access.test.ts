@@ -54,6 +54,9 @@ const CASES: Record<string, Case> = {
     // Staff see their own incidents only: each role asks for one recorded under its own name.
     req: async (h, who) => ({ url: `/api/incidents/${await firstId(h, 'SELECT min(id) AS id FROM incidents WHERE user_name = $1', [h.users[who ?? DSL].email])}` }),
   },
+  // The pupil timeline: the safeguarding lead's alone (need to know), every opening audited (timeline.test.ts).
+  'GET /api/incidents/:id/timeline': { allowed: [DSL], status: 200, req: async (h) => ({ url: `/api/incidents/${await firstId(h, 'SELECT min(id) AS id FROM incidents')}/timeline` }) },
+  'GET /api/people/:person/timeline': { allowed: [DSL], status: 200, req: () => ({ url: '/api/people/pupil%40school.example/timeline' }) },
   'PATCH /api/incidents/:id': { allowed: [DSL], status: 200, req: async (h) => ({ url: `/api/incidents/${await firstId(h, 'SELECT min(id) AS id FROM incidents')}`, body: { note: 'looked at it' } }) },
   'GET /api/stats': { allowed: [DSL, NM], status: 200 },
   'POST /api/self-reports': { allowed: [DSL, NM, 'staff'], status: 200, req: () => ({ body: { url: 'http://games.example/', description: 'opened by accident' } }) },

@@ -155,3 +155,37 @@ describe('config', () => {
     expect(adminBaseUrl(loadConfig({ 'public-url': 'https://filter.school.example/' }, {}))).toBe('https://filter.school.example');
   });
 });
+
+describe('browsing log settings (issue 13, point 3)', () => {
+  const withFile = (data: unknown) => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'sg-cfg-'));
+    writeFileSync(path.join(dir, 'schoolgate.json'), JSON.stringify(data));
+    return () => loadConfig({ 'data-dir': dir }, {});
+  };
+  it('defaults to on, flushed every 5 s, kept 30 days, 200,000 rows in memory at most', () => {
+    expect(loadConfig({}, {})).toMatchObject({ browsingLog: true, browsingLogFlushMs: 5000, browsingLogRetentionDays: 30, browsingLogMaxPending: 200_000 });
+  });
+  it('takes the file and the environment, the environment first', () => {
+    const load = withFile({ browsingLog: false, browsingLogFlushMs: 2000, browsingLogRetentionDays: 60, browsingLogMaxPending: 5000 });
+    expect(load()).toMatchObject({ browsingLog: false, browsingLogFlushMs: 2000, browsingLogRetentionDays: 60, browsingLogMaxPending: 5000 });
+    expect(loadConfig({}, { SCHOOLGATE_BROWSING_LOG: '0', SCHOOLGATE_BROWSING_LOG_RETENTION_DAYS: '7' })).toMatchObject({ browsingLog: false, browsingLogRetentionDays: 7 });
+  });
+  it('refuses bad values naming the key', () => {
+    for (const [data, key] of [
+      [{ browsingLogRetentionDays: 0 }, 'browsingLogRetentionDays'],
+      [{ browsingLogFlushMs: 'soon' }, 'browsingLogFlushMs'],
+      [{ browsingLogMaxPending: 10 }, 'browsingLogMaxPending'],
+      [{ browsingLog: 'yes' }, 'browsingLog'],
+      [{ browsingLogRetentionDay: 3 }, 'did you mean browsingLogRetentionDays?'],
+    ] as const) {
+      let err: unknown;
+      try {
+        withFile(data)();
+      } catch (e) {
+        err = e;
+      }
+      expect(isSchoolgateError(err, 'SG_ERR_CONFIG'), JSON.stringify(data)).toBe(true);
+      expect((err as Error).message).toContain(key);
+    }
+  });
+});

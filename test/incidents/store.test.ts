@@ -354,11 +354,11 @@ for (const backend of backends) {
         const left = await o.db.query<{ k: string }>("SELECT idempotency_key AS k FROM incidents WHERE idempotency_key LIKE 'ret-%' ORDER BY 1");
         expect(left.rows.map((r) => r.k)).toEqual(['ret-old-new', 'ret-old-open', 'ret-old-review', 'ret-recent-closed', 'ret-recent-fp']);
         const audit = await o.db.query<{ actor: string; details: { deleted: number; days: number; cutoff: string } }>(
-          "SELECT actor, details FROM audit_log WHERE action = 'retention.delete' ORDER BY id DESC LIMIT 1",
+          "SELECT actor, details FROM audit_log WHERE action = 'retention.delete' AND target = 'incidents' ORDER BY id DESC LIMIT 1",
         );
         expect(audit.rows[0].actor).toBe('system');
         expect(audit.rows[0].details).toMatchObject({ deleted: 2, days: 365, cutoff: '2026-06-01T00:00:00.000Z' });
-        expect(await runRetention(o.db, { days: 365, now })).toEqual({ deleted: 0 });
+        expect(await runRetention(o.db, { days: 365, now })).toEqual({ deleted: 0, browsingRowsDeleted: 0 });
       });
 
       it('runs on its own schedule until stopped', async () => {
