@@ -122,7 +122,7 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
         deps.incidents.record({
           kind: 'flagged_search', user: identity.user, device: identity.device, clientIp: identity.clientIp, gateway: deps.gatewayName ?? null,
           url: url.href, host: url.host, category: top.category, policyGroup: identity.group, searchTerms: search.terms,
-          severity: tier, matchedPhrase: top.phrase, note: `Matched "${top.phrase}" (${top.label})`,
+          severity: tier, matchedPhrase: top.phrase,
         });
         // Which list fired is for the network manager's log; who searched, and what, is for the DSL's console.
         log.info({ host: url.host, category: top.category, severity: tier }, 'search flagged');
