@@ -19,6 +19,9 @@ import { overrideRoutes } from './routes/overrides';
 import { policyGroupRoutes } from './routes/policy-groups';
 import { unblockRequestRoutes } from './routes/unblock-requests';
 import { ListSync } from './list-sync';
+import { PhraseSync } from './phrase-sync';
+import { PhraseBook } from '../filter/phrase-book';
+import { phraseRoutes } from './routes/phrases';
 import { PolicyGroups } from '../blocklists/policy-groups';
 import { accountRoutes } from './routes/accounts';
 import { auditRoutes } from './routes/audit';
@@ -111,7 +114,8 @@ export const adminApi: FastifyPluginAsync<AdminApiOptions> = fp(adminApiScope, {
 
 async function adminApiScope(app: FastifyInstance, deps: AdminApiOptions): Promise<void> {
   const listSync = deps.listSync ?? new ListSync({ db: deps.db, store: deps.lists, policies: new PolicyGroups(deps.config, deps.lists), config: deps.config, logger: deps.logger });
-  const ctx: AdminContext = { ...deps, listSync, hub: new EventEmitter() };
+  const phraseSync = deps.phraseSync ?? new PhraseSync({ db: deps.db, book: new PhraseBook(), logger: deps.logger });
+  const ctx: AdminContext = { ...deps, listSync, phraseSync, hub: new EventEmitter() };
   // Every route says who may call it: an API route without `access` is refused at registration
   // (not left to a default), and the table lets the access test walk what is really registered.
   const table: RouteEntry[] = [];
@@ -201,6 +205,7 @@ async function adminApiScope(app: FastifyInstance, deps: AdminApiOptions): Promi
   await app.register(listRoutes, ctx);
   await app.register(overrideRoutes, ctx);
   await app.register(policyGroupRoutes, ctx);
+  await app.register(phraseRoutes, ctx);
   await app.register(unblockRequestRoutes, ctx);
   await app.register(accountRoutes, ctx);
   await app.register(auditRoutes, ctx);

@@ -4,6 +4,7 @@ import type { Logger } from '../core/log';
 import type { Db } from '../db/types';
 import type { IncidentSink } from '../incidents/types';
 import type { ListStoreLike, ListSync } from './list-sync';
+import type { PhraseSync } from './phrase-sync';
 
 export type { ListStoreLike, OverrideEntry } from './list-sync';
 
@@ -32,6 +33,11 @@ export interface AdminDeps {
    * run no sync beside it.
    */
   listSync?: ListSync;
+  /**
+   * The safeguarding phrases shared with the process's gateway (server/start.ts). Without it the
+   * app makes its own over the shipped lists: tests that run no gateway beside it.
+   */
+  phraseSync?: PhraseSync;
   logger: Logger;
   referenceSecret: Buffer;
   /** The school CA certificate (PEM) served at /ca.crt. */
@@ -52,6 +58,7 @@ export interface AdminDeps {
 
 export interface AdminContext extends AdminDeps {
   listSync: ListSync;
+  phraseSync: PhraseSync;
   /** Emits 'incident' and 'alert' with incident JSON for the server-sent event streams. */
   hub: EventEmitter;
 }

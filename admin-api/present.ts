@@ -24,6 +24,8 @@ export interface IncidentJson {
   lastSeen: string;
   assigneeId: number | null;
   relatedKey: string | null;
+  /** The safeguarding phrase that flagged a search; null for every other incident. */
+  matchedPhrase: string | null;
   illegal: boolean;
 }
 
@@ -55,6 +57,7 @@ export function toIncidentJson(row: IncidentRow, lists: ListStoreLike, config: C
     lastSeen: iso(row.last_seen ?? row.occurred_at)!,
     assigneeId: row.assignee_id === null || row.assignee_id === undefined ? null : Number(row.assignee_id),
     relatedKey: row.related_key ?? null,
+    matchedPhrase: row.matched_phrase ?? null,
     illegal: row.category !== null && config.illegalCategories.includes(row.category),
   };
 }
@@ -88,6 +91,7 @@ export const incidentSchema = {
     lastSeen: { type: 'string', format: 'date-time' },
     assigneeId: { type: ['integer', 'null'] },
     relatedKey: nullableString,
+    matchedPhrase: nullableString,
     illegal: { type: 'boolean' },
   },
 } as const;

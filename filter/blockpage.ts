@@ -9,6 +9,7 @@
 
 import { escapeHtml, page, renderErrorPage } from '../proxy/error-page';
 import type { ReportKind } from '../incidents/types';
+import { renderSupportBanner } from './safeguarding';
 
 // The protocol's own error pages (400, 407, 502…) share this frame; the filter's pages add to it.
 export { escapeHtml, renderErrorPage };
@@ -93,5 +94,24 @@ export function renderThanksPage(p: { type: ReportKind; reference: string }): st
 <h1>Thank you</h1>
 <p>${escapeHtml(text)}</p>
 <p class="small">Reference: <code>${escapeHtml(p.reference)}</code></p>
+`);
+}
+
+/**
+ * What a pupil sees instead of the results of a self-harm, suicide or eating-disorder search
+ * (issue 13, point 4): where help is, now, and a link on to the results. Nothing is blocked: a
+ * pupil researching for a lesson, or looking for help, reaches the results with one click.
+ *
+ * Like the block page it is served on the search engine's own origin, so it names nobody and
+ * repeats nothing the person did not just type; `continueHref` is the same search with the
+ * gateway's sealed marker added (filter/support-continue.ts).
+ */
+export function renderSupportPage(p: { continueHref: string; schoolNote?: string }): string {
+  return page('Help is here if you need it', `
+<h1>Before you see your results</h1>
+<p>Searches like this one can mean someone is going through a hard time. If that is you, you do not
+have to deal with it alone: these people are there for you, free and in confidence, whenever you need them.</p>
+${renderSupportBanner({ schoolNote: p.schoolNote ?? 'You can also talk to any adult you trust in school. Looking out for searches like this is part of how school keeps everyone safe: it is to help, never to get you into trouble.' })}
+<p><a href="${escapeHtml(p.continueHref)}" rel="noreferrer">Continue to your results</a></p>
 `);
 }

@@ -7,12 +7,14 @@ import type { BrowsingLogSink } from '../incidents/browsing-log';
 import { sealReference } from '../incidents/reference';
 import { REPEAT_WINDOW_MS, type IncidentSink } from '../incidents/types';
 import { PASS, type GatewayHooks, type Identity, type Pass, type Refuse, type Respond } from '../proxy/hooks';
-import { renderBlockPage, renderHostMismatchPage, renderNoListsPage } from './blockpage';
+import { renderBlockPage, renderHostMismatchPage, renderNoListsPage, renderSupportPage } from './blockpage';
 import { decideConnect, decideRequest, flagSearch, type Decision, type Policy } from './decide';
 import type { ClientIdentifier } from './identify';
 import type { SearchKeywords } from './keywords';
-import { extractSearch } from './safeguarding';
+import { PhraseBook } from './phrase-book';
+import { EMPTY_SEVERITY, extractSearch, TIER_RANK, tierFor, wantsSupport, type SearchQuery, type SeverityConfig, type SignalMatch, type Tier } from './safeguarding';
 import { safeSearchFor } from './safesearch';
+import { checkContinue, sealContinue, takeContinue, withContinue } from './support-continue';
 
 /** What the school's policy needs to answer the gateway's hooks. */
 export interface FilterDeps {
@@ -34,7 +36,17 @@ export interface FilterDeps {
   gatewayName?: string;
   /** Every request, allowed or blocked, counted for the browsing log (absent: no log). */
   browsingLog?: BrowsingLogSink | null;
+  /** The safeguarding phrase lists searches are matched against, live (default: the shipped lists, unchanged). */
+  phrases?: PhraseBook;
+  /** The school's severity per category and group (default: the shipped tiers). */
+  severity?: SeverityConfig;
 }
+
+/**
+ * Type-ahead requests come one per keystroke, each a different URL the writer cannot fold: the
+ * same phrase from the same person within this window is one incident, not one per letter typed.
+ */
+const SUGGEST_REPEAT_MS = REPEAT_WINDOW_MS;
 
 /**
  * How long a blocked page's reference is shown again for the same person, URL and category. A
@@ -70,6 +82,72 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
   const policy = deps.policy;
   const reportAction = `${deps.adminBaseUrl}/block/report`;
   const browsing = deps.browsingLog ?? null;
+
+  const phrases = deps.phrases ?? new PhraseBook();
+  const severity = deps.severity ?? EMPTY_SEVERITY;
+  const suggested = new LRUCache<string, true>({ max: 10_000, ttl: SUGGEST_REPEAT_MS });
+
+  /** The phrase's own tier, else the school's for its list and this person's group. */
+  const tierOf = (m: SignalMatch, group: string): Tier => m.phraseSeverity ?? tierFor(m.category, group, severity);
+
+  /**
+   * A search on an allowed request: matched against the safeguarding phrases (then UT1's keyword
+   * expressions), an incident raised for a match, and for a self-harm, suicide or eating-disorder
+   * search the support page instead of the results.
+   *
+   * The support page, not a banner injected into the results: injecting means decompressing and
+   * rewriting each engine's HTML (and their results arrive by script as often as in the page),
+   * which breaks with every redesign; a page of our own before the results is the same for every
+   * engine and cannot be hidden by the engine's styles. It blocks nothing: "Continue to your
+   * results" is the same search with a sealed marker (support-continue.ts) that the gateway
+   * checks and strips, so the engine never sees it and the continuation raises no second incident.
+   * Type-ahead requests are never answered with the page (a script asked, nobody would see it).
+   * Other lists' matches pass silently: a lesson on drugs or extremism is never interrupted.
+   */
+  function onSearch(url: NormalizedUrl, path: string, search: SearchQuery, identity: Identity): { respond?: Respond; path?: string } {
+    const marked = takeContinue(path);
+    const subject = { clientIp: identity.clientIp, user: identity.user, host: url.host, terms: search.terms };
+    // Already flagged and shown the page: on to the results, the marker removed.
+    if (marked && checkContinue(deps.referenceSecret, marked.token, subject)) return { path: marked.path };
+    const forward = marked?.path;
+    const matches = phrases.matcher.matchAll(search.terms);
+    if (matches.length) {
+      phrases.hit(matches);
+      let top = matches[0]!;
+      let tier = tierOf(top, identity.group);
+      for (const m of matches) {
+        const t = tierOf(m, identity.group);
+        if (TIER_RANK[t] > TIER_RANK[tier]) [top, tier] = [m, t];
+      }
+      const person = identity.user ?? identity.clientIp ?? '';
+      const repeat = search.kind === 'suggest' && suggested.has(`${person}\u0000${top.category}\u0000${top.phrase}`);
+      if (search.kind === 'suggest') suggested.set(`${person}\u0000${top.category}\u0000${top.phrase}`, true);
+      if (!repeat) {
+        deps.incidents.record({
+          kind: 'flagged_search', user: identity.user, device: identity.device, clientIp: identity.clientIp, gateway: deps.gatewayName ?? null,
+          url: url.href, host: url.host, category: top.category, policyGroup: identity.group, searchTerms: search.terms,
+          severity: tier, matchedPhrase: top.phrase,
+        });
+        // Which list fired is for the network manager's log; who searched, and what, is for the DSL's console.
+        log.info({ host: url.host, category: top.category, severity: tier }, 'search flagged');
+        if (debug) log.debug({ clientIp: identity.clientIp, user: identity.user, device: identity.device }, 'search flagged: who');
+      }
+      if (search.kind !== 'suggest' && wantsSupport(matches)) {
+        const token = sealContinue(deps.referenceSecret, subject);
+        const respond: Respond = { pass: false, status: 200, code: 'support_offered', html: renderSupportPage({ continueHref: withContinue(path, token) }), category: top.category, blocked: false };
+        return { respond };
+      }
+      return { path: forward };
+    }
+    const flagged = flagSearch(search.terms, policy.lists(), [...policy.categoriesFor(identity.group), ...deps.flagCategories], deps.keywords);
+    if (flagged) {
+      deps.incidents.record({
+        kind: 'flagged_search', user: identity.user, device: identity.device, clientIp: identity.clientIp, gateway: deps.gatewayName ?? null,
+        url: url.href, host: url.host, category: flagged, policyGroup: identity.group, searchTerms: search.terms, severity: tierFor(flagged, identity.group, severity),
+      });
+    }
+    return { path: forward };
+  }
 
   const shown = new LRUCache<string, Shown>({
     max: REFERENCE_REUSE_MAX, ttl: REFERENCE_REUSE_MS, maxSize: REFERENCE_REUSE_CHARS, sizeCalculation: (v, k) => k.length + v.token.length,
@@ -123,7 +201,8 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
 
     onRequest(url, path, identity, connectHost): Pass | Respond {
       const decision = decideRequest({ url, group: identity.group, connectHost }, policy);
-      const terms = extractSearch(url.host, url.path)?.terms ?? null;
+      const search = extractSearch(url.host, url.path);
+      const terms = search?.terms ?? null;
       if (decision.action === 'block') {
         // Every refusal is in the browsing log, sub-resources and "not ready" pages included.
         if (browsing) browsing.blocked(identity, url.host, decision.category ?? null, terms);
@@ -142,22 +221,19 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
         });
         return { pass: false, status: 403, code: 'blocked', html, category, blocked: true };
       }
-      if (terms) {
+      let forward: string | undefined;
+      if (search) {
         // The request is counted when its response is done (onResponseDone); what it searched is known now.
-        if (browsing) browsing.search(identity, url.host, terms);
-        const flagged = flagSearch(terms, policy.lists(), [...policy.categoriesFor(identity.group), ...deps.flagCategories], deps.keywords);
-        if (flagged) {
-          deps.incidents.record({
-            kind: 'flagged_search', user: identity.user, device: identity.device, clientIp: identity.clientIp, gateway: deps.gatewayName ?? null,
-            url: url.href, host: url.host, category: flagged, policyGroup: identity.group, searchTerms: terms,
-          });
-        }
+        if (browsing) browsing.search(identity, url.host, search.terms);
+        const outcome = onSearch(url, path, search, identity);
+        if (outcome.respond) return outcome.respond;
+        forward = outcome.path;
       }
       if (deps.safeSearch) {
-        const change = safeSearchFor(url.host, path);
-        if (change && (change.path || change.headers)) return { pass: true, path: change.path || undefined, headers: change.headers || undefined };
+        const change = safeSearchFor(url.host, forward ?? path);
+        if (change && (change.path || change.headers)) return { pass: true, path: change.path || forward, headers: change.headers || undefined };
       }
-      return PASS;
+      return forward === undefined ? PASS : { pass: true, path: forward };
     },
 
     onWebSocket(url, identity, connectHost): Pass | Refuse {

@@ -1,6 +1,6 @@
 /**
- * SafeSearch on intercepted traffic, and the search terms kept on incidents. Each engine is a rule
- * here, so adding one never touches the proxy plumbing.
+ * SafeSearch on intercepted traffic. Each engine is a rule here, so adding one never touches the
+ * proxy plumbing. What was searched for is read by filter/safeguarding/search-terms.ts.
  */
 
 export interface SafeSearchChange {
@@ -36,31 +36,6 @@ export function safeSearchFor(host: string, path: string): SafeSearchChange | nu
   }
   if (DDG.test(host) && (path === '/' || path.startsWith('/?') || isSearchPath(path, ['/html', '/lite', '/d.js', '/i.js', '/v.js', '/ac']))) {
     return { path: withParams(path, { kp: '1' }) };
-  }
-  return null;
-}
-
-/** Search engines and the query parameter that holds what the user typed. */
-const ENGINES: Array<{ host: RegExp; paths: string[]; param: string }> = [
-  { host: GOOGLE, paths: ['/search', '/images', '/complete/search'], param: 'q' },
-  { host: BING, paths: ['/search', '/images/search', '/videos/search'], param: 'q' },
-  { host: DDG, paths: ['/', '/html', '/lite'], param: 'q' },
-  { host: /^(?:www\.|m\.)?youtube\.com$/, paths: ['/results'], param: 'search_query' },
-  { host: /^(?:[a-z]{2}\.)?search\.yahoo\.com$/, paths: ['/search'], param: 'p' },
-  { host: /^(?:www\.)?ecosia\.org$/, paths: ['/search'], param: 'q' },
-  { host: /^(?:www\.)?qwant\.com$/, paths: ['/'], param: 'q' },
-  { host: /^(?:www\.)?yandex\.[a-z]+$/, paths: ['/search'], param: 'text' },
-];
-
-/** The terms searched for, or null when the URL is not a search. */
-export function searchTerms(host: string, path: string): string | null {
-  const q = path.indexOf('?');
-  if (q < 0) return null;
-  const pathname = path.slice(0, q);
-  for (const e of ENGINES) {
-    if (!e.host.test(host) || !e.paths.some((p) => pathname === p || pathname.startsWith(`${p}/`))) continue;
-    const v = new URLSearchParams(path.slice(q + 1)).get(e.param);
-    if (v && v.trim()) return v.trim().slice(0, 500);
   }
   return null;
 }

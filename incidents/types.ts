@@ -6,6 +6,9 @@ export { INCIDENT_KINDS, INCIDENT_STATUSES, REPORT_KINDS } from '../core/vocabul
 export type { IncidentKind, IncidentStatus, ReportKind } from '../core/vocabulary';
 import type { IncidentKind } from '../core/vocabulary';
 
+/** How urgently the DSL must see an incident (filter/safeguarding/types.ts `Tier`, spelled here so the writer's contract needs no filter import). */
+type Tier = 'log' | 'incident' | 'alert';
+
 /**
  * Repeats of a blocked or flagged request (same kind, URL and person) within this window fold
  * into the first one's incident row, which counts them (incidents/writer.ts).
@@ -29,6 +32,9 @@ export interface IncidentInput {
   note?: string | null;
   /** Idempotency key of the block a self-report or unblock request refers to. */
   relatedKey?: string | null;
+  severity?: Tier;
+  /** The safeguarding phrase that flagged a search, as written in its list: what the DSL reads first. */
+  matchedPhrase?: string | null;
 }
 
 /** What the request path holds: never blocks, awaits or throws. */

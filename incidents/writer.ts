@@ -300,6 +300,9 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
         note,
         rel: clean(input.relatedKey, LIMITS.short),
       };
+      // Only when there is one: journal and spool lines stay as short as before for every block.
+      const phrase = clean(input.matchedPhrase, LIMITS.short);
+      if (phrase) rec.ph = phrase;
       if (this.closed) {
         this.spool.appendSync([JSON.stringify(rec)]);
         return key;

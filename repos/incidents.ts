@@ -35,6 +35,8 @@ export interface IncidentRow {
   related_key: string | null;
   assignee_id: number | null;
   updated_at: Date;
+  /** The safeguarding phrase that flagged a search (migration 014). */
+  matched_phrase: string | null;
 }
 
 export interface IncidentEventRow {
@@ -63,7 +65,7 @@ export interface IncidentFilter {
 }
 
 const COLUMNS = `id, idempotency_key, occurred_at, last_seen, count, kind, status, user_name, device, client_ip,
-  gateway, url, host, category, policy_group, search_terms, note, related_key, assignee_id, updated_at`;
+  gateway, url, host, category, policy_group, search_terms, note, related_key, assignee_id, updated_at, matched_phrase`;
 
 const likeEscape = (s: string) => s.replace(/[\\%_]/g, (c) => '\\' + c);
 
@@ -290,6 +292,11 @@ export interface IncidentRecord {
   note: string | null;
   rel: string | null;
   /**
+   * The safeguarding phrase that flagged a search. Optional: lines spooled or journalled before
+   * migration 014 have none, and replay them as they are.
+   */
+  ph?: string | null;
+  /**
    * Set while the record was sent in a write whose outcome is unknown (the connection died before
    * the COMMIT reply). If a later write finds its key already stored, that lost write stored it and
    * nobody has announced it yet: it is announced then. Kept in the spool so a restart knows too.
@@ -351,9 +358,9 @@ RETURNING i.*`;
 
 const INSERT_SQL = `
 INSERT INTO incidents (idempotency_key, occurred_at, last_seen, count, kind, user_name, device, client_ip, gateway,
-                       url, host, category, policy_group, search_terms, note, related_key)
+                       url, host, category, policy_group, search_terms, note, related_key, matched_phrase)
 SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[],
-                     $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[])
+                     $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[])
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id, idempotency_key`;
 
@@ -498,6 +505,7 @@ export async function writeBatch(
         col((g) => g.first.search),
         col((g) => g.first.note),
         col((g) => g.first.rel),
+        col((g) => g.first.ph ?? null),
       ]);
       // Another writer stored one of these keys since SEEN_SQL ran: start over and let it be skipped.
       if (res.rows.length !== toInsert.length) throw new ConcurrentKeyError('idempotency key stored concurrently');
@@ -545,6 +553,7 @@ function rowOf(id: number, g: Group, now: Date): IncidentRow {
     related_key: r.rel,
     assignee_id: null,
     updated_at: now,
+    matched_phrase: r.ph ?? null,
   };
 }
 

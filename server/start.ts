@@ -6,6 +6,8 @@ import type { FastifyInstance } from 'fastify';
 import { buildAdminApp } from '../admin-api/app';
 import { getDummyHash, hashLoad, verifyPassword } from '../admin-api/auth';
 import { checkConfiguredCategories, ListSync } from '../admin-api/list-sync';
+import { PhraseSync } from '../admin-api/phrase-sync';
+import { PhraseBook } from '../filter/phrase-book';
 import { PolicyGroups } from '../blocklists/policy-groups';
 import { ListStore } from '../blocklists/store';
 import type { ListSet } from '../blocklists/types';
@@ -141,8 +143,12 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
     // admin API's changes and the sync share what this process already applied.
     const policies = new PolicyGroups(config, lists);
     const listSync = new ListSync({ db, store: lists, policies, config, logger });
-    if (database.ready) cleanups.push(await listSync.start());
-    else {
+    // The safeguarding phrases: one matcher for the gateway and the console's changes to it.
+    const phraseSync = new PhraseSync({ db, book: new PhraseBook(), logger });
+    if (database.ready) {
+      cleanups.push(await listSync.start());
+      cleanups.push(await phraseSync.start());
+    } else {
       logger.error(
         { code: 'SG_ERR_DB_UNAVAILABLE', err: database.lastError },
         'database unreachable at start: filtering with the configured lists and keeping incidents in the journal and spool; migrations and console list changes follow once it is back',
@@ -153,6 +159,9 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
           const stop = await listSync.start();
           if (closing) await stop();
           else cleanups.push(stop);
+          const stopPhrases = await phraseSync.start();
+          if (closing) await stopPhrases();
+          else cleanups.push(stopPhrases);
           database.ready = true;
           database.lastError = null;
           logger.warn('database reachable again: migrations applied, list sync started');
@@ -194,7 +203,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
     const effective: Config = { ...config };
     let gatewayRef: Gateway | null = null;
     const admin = await buildAdminApp({
-      config: effective, db, incidents, lists, listSync, logger, referenceSecret, caCertPem: () => ca.certPem,
+      config: effective, db, incidents, lists, listSync, phraseSync, logger, referenceSecret, caCertPem: () => ca.certPem,
       writerStats: () => incidents.stats(), gatewayStats: () => gatewayRef?.stats ?? null,
       browsingLogStats: browsingLog ? () => browsingLog.stats() : undefined,
     });
@@ -218,6 +227,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       safeSearch: config.safeSearch,
       flagCategories: config.highSeverityCategories,
       keywords,
+      phrases: phraseSync.book,
       logger,
       gatewayName: os.hostname(),
       browsingLog,

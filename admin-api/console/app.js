@@ -5,11 +5,12 @@ import { timelinePage } from './timeline.js';
 import { listsPage } from './lists.js';
 import { reportPage, auditPage } from './pages.js';
 import { accountsPage } from './accounts.js';
+import { phrasesPage } from './phrases.js';
 
 const DSL = 'safeguarding_lead';
 
 const NAV = {
-  safeguarding_lead: [['/incidents', 'Incidents'], ['/report', 'Report access'], ['/lists', 'Lists'], ['/audit', 'Audit log'], ['/accounts', 'Accounts']],
+  safeguarding_lead: [['/incidents', 'Incidents'], ['/phrases', 'Phrases'], ['/report', 'Report access'], ['/lists', 'Lists'], ['/audit', 'Audit log'], ['/accounts', 'Accounts']],
   network_manager: [['/lists', 'Lists'], ['/report', 'Report access'], ['/accounts', 'Accounts']],
   staff: [['/report', 'Report access'], ['/incidents', 'My reports']],
   auditor: [['/audit', 'Audit log']],
@@ -23,6 +24,8 @@ const ROUTES = [
   { pattern: /^\/incidents\/(\d+)$/, page: incidentPage, title: 'Incident', roles: [DSL, 'staff'] },
   { pattern: /^\/incidents\/(\d+)\/timeline$/, page: timelinePage, title: 'Timeline', roles: [DSL] },
   { pattern: /^\/report$/, page: reportPage, title: 'Report access', roles: [DSL, 'network_manager', 'staff'] },
+  // Which phrases fire says what pupils search for: the safeguarding lead's alone.
+  { pattern: /^\/phrases$/, page: phrasesPage, title: 'Phrases', roles: [DSL] },
   { pattern: /^\/lists$/, page: listsPage, title: 'Lists', roles: ['network_manager', DSL] },
   { pattern: /^\/audit$/, page: auditPage, title: 'Audit log', roles: ['auditor', DSL] },
   { pattern: /^\/accounts$/, page: accountsPage, title: 'Accounts', roles: [DSL, 'network_manager'] },

@@ -293,6 +293,7 @@ export async function incidentPage(ctx, flash) {
     ['Client IP', inc.clientIp],
     ['Policy group', inc.policyGroup],
     ['Search terms', inc.searchTerms],
+    ['Phrase that fired', inc.matchedPhrase],
     ['Note from the reporter', inc.note],
     ['Times seen', inc.count],
     ['First seen', timeEl(inc.occurredAt)],

@@ -28,6 +28,8 @@ export interface SignalMatch {
   /** The words of the normalised search that fired. */
   text: string;
   severity: Tier;
+  /** The phrase's own tier when it has one: it wins over the school's tier for the list (tierFor). */
+  phraseSeverity: Tier | null;
   supportBanner: boolean;
   reason: string;
 }
@@ -302,7 +304,7 @@ export function compileMatcher(lists: readonly PhraseList[]): Matcher {
             }
             found.set(p.entry, {
               category: e.list.category, label: e.list.label, phrase: e.phrase.text, form: p.form, text: n.slice(tOff[start], tEnd[i]),
-              severity: e.severity, supportBanner: e.list.supportBanner, reason: e.phrase.reason,
+              severity: e.severity, phraseSeverity: e.phrase.severity ?? null, supportBanner: e.list.supportBanner, reason: e.phrase.reason,
             });
           }
         }

@@ -93,6 +93,18 @@ const CASES: Record<string, Case> = {
     allowed: [NM], status: 200,
     req: async (h) => ({ url: `/api/unblock-requests/${await firstId(h, "SELECT min(id) AS id FROM incidents WHERE kind = 'unblock_request'")}/decision`, body: { decision: 'deny', reason: 'no' } }),
   },
+  'GET /api/phrases': { allowed: [DSL], status: 200 },
+  'POST /api/phrases': { allowed: [DSL], status: 200, req: (_h, who) => ({ body: { category: 'bullying', phrase: `walked phrase by ${who ?? 'anon'}`, reason: 'the access walk' } }) },
+  'PATCH /api/phrases/shipped': { allowed: [DSL], status: 200, req: () => ({ body: { category: 'drugs', phrase: 'buy weed', enabled: true } }) },
+  'DELETE /api/phrases/:id': {
+    allowed: [DSL], status: 200,
+    req: async (h, who) => {
+      if (who !== DSL) return { url: '/api/phrases/999' };
+      const made = await call(h, DSL, 'POST', '/api/phrases', { category: 'bullying', phrase: 'a phrase to remove', reason: 'test' });
+      return { url: `/api/phrases/${made.json().phrase.id}` };
+    },
+  },
+  'POST /api/phrases/test': { allowed: [DSL], status: 200, req: () => ({ body: { text: 'how to kill myself' } }) },
   'GET /api/audit': { allowed: ['auditor', DSL], status: 200 },
   'GET /api/users': { allowed: [DSL, NM], status: 200 },
   'POST /api/users': { allowed: [DSL, NM], status: 200, req: (_h, who) => ({ body: { email: `new-by-${who ?? 'anon'}@school.example`, role: 'staff' } }) },

@@ -94,7 +94,7 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
     await expect.poll(() => page.locator('table.incidents tbody tr').count()).toBe(7);
     await hasText(page.locator('#whoami'), 'Dana Lead');
     // Role-aware navigation: the DSL gets the queue, the report form, lists and the audit log.
-    expect(await page.locator('#nav a').allTextContents()).toEqual(['Incidents', 'Report access', 'Lists', 'Audit log', 'Accounts']);
+    expect(await page.locator('#nav a').allTextContents()).toEqual(['Incidents', 'Phrases', 'Report access', 'Lists', 'Audit log', 'Accounts']);
 
     const chart = page.locator('svg.chart');
     await chart.waitFor();
@@ -250,6 +250,29 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
     await hasText(page.locator('table tbody'), users.dsl.email);
     expect(await axeViolations(page)).toEqual([]);
     await shot(page, 'audit');
+  });
+
+  it('lets the DSL test and add a safeguarding phrase, and see how often each fired', async () => {
+    await page.getByRole('link', { name: 'Phrases' }).click();
+    await page.getByRole('heading', { name: 'Safeguarding phrases', level: 1 }).waitFor();
+    const tester = page.getByRole('form', { name: 'Test a search' });
+    await tester.getByLabel('Search text').fill('how to k1ll myself');
+    await tester.getByRole('button', { name: 'Test' }).click();
+    await hasText(tester, 'kill myself');
+    await hasText(tester, 'shown where to get help');
+
+    const form = page.getByRole('form', { name: 'Add a phrase' });
+    await form.getByLabel('List').selectOption('bullying');
+    await form.getByLabel('Phrase').fill('zorblax the quiet kid');
+    await form.getByLabel('Reason').fill('a nickname used to bully one pupil');
+    await form.getByRole('button', { name: 'Add phrase' }).click();
+    await expect.poll(async () => (await env.db.query<{ phrase: string }>('SELECT phrase FROM safeguarding_phrases')).rows.map((r) => r.phrase)).toEqual(['zorblax the quiet kid']);
+    const bullying = page.locator('details.phrase-list', { hasText: 'Bullying' });
+    await bullying.locator('summary').click();
+    await hasText(bullying, 'zorblax the quiet kid');
+    expect(await unlabelledControls(page)).toEqual([]);
+    expect(await axeViolations(page)).toEqual([]);
+    await shot(page, 'phrases');
   });
 
   it('lets staff report accidental access in a few steps, and see it in their reports', async () => {

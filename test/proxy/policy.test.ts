@@ -14,7 +14,8 @@ import { decideConnect, decideRequest, hostMatches, type Policy } from '../../fi
 import { createGateway } from '../../filter/gateway';
 import { ClientIdentifier, plainIp, usersTableLookup } from '../../filter/identify';
 import { SearchKeywords } from '../../filter/keywords';
-import { safeSearchFor, searchTerms } from '../../filter/safesearch';
+import { safeSearchFor } from '../../filter/safesearch';
+import { searchTerms } from '../../filter/safeguarding';
 import { need, sharedListsMissing } from '../helpers/parts';
 import { bareGatewayDeps, openTunnel, raw, statusOf, tmpDir, ut1Adult, ut1Gambling } from './helpers';
 
