@@ -254,7 +254,7 @@ export async function runSchoolDay(opts: SchoolDayOptions): Promise<SchoolDayRes
     { what: 'weapons search', pupil: p(9), categories: ['weapons'], alerts: false, urls: [at('www.google.com', g('how to make a pipe bomb')).href] },
     { what: 'eating-disorder search', pupil: p(11), categories: ['eating_disorders'], alerts: false, urls: [at('www.google.com', g('pro ana tips to stop eating')).href] },
     { what: 'grooming', pupil: p(13), categories: ['sexual_exploitation'], alerts: true, urls: [at('www.google.com', g('my older boyfriend wants me to send nudes')).href] },
-    { what: 'bullying', pupil: p(15), categories: ['bullying'], alerts: false, urls: [at('www.bing.com', g('how to make someone kill themselves')).href] },
+    { what: 'urging suicide (bullying)', pupil: p(15), categories: ['bullying'], alerts: true, urls: [at('www.bing.com', g('how to make someone kill themselves')).href] },
     // Reloaded three times: one thing the pupil did, so one incident.
     { what: 'adult site', pupil: p(17), categories: ['adult'], alerts: true, urls: Array(3).fill(at(adultHost, `/${adultPath.join('/')}`).href) },
     { what: 'hate site', pupil: p(19), categories: ['agressif'], alerts: true, urls: Array(2).fill(at(hate, '/').href) },

@@ -318,6 +318,8 @@ export const BULLYING: PhraseList = {
     { text: 'they hit me', reason: 'physical bullying', variants: ['keep getting hit at school', 'got beaten up at school', 'beaten up at school'] },
     { text: 'threatening me', reason: 'threats', variants: ['someone is threatening me', 'keeps threatening me', 'threatened to beat me up'] },
     { text: 'nobody talks to me', reason: 'isolation; "nobody would miss me" is on the suicide list', variants: ['no one talks to me at school', 'sit alone at lunch', 'nobody sits with me'] },
+    { text: 'make someone kill themselves', reason: 'urging another pupil to suicide: bullying at its gravest, so it alerts like the suicide list', variants: ['get someone to kill themselves', 'make someone kill themself', 'convince someone to kill themselves', 'make someone want to die'], severity: 'alert' },
+    { text: 'how to cyberbully', reason: 'intent to bully online', variants: ['how to cyber bully', 'ways to cyberbully someone', 'how to bully someone online'] },
     { text: 'how to roast someone', reason: 'insult-seeking; mostly banter but worth a look with other signs', variants: ['roasts to destroy someone', 'brutal roasts for'] },
     { text: 'bullied because', reason: 'a pupil explaining why they are targeted', variants: ['bullied for being', 'bullied for my'] },
   ],
