@@ -131,7 +131,7 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
     await row.getByRole('link').click();
     await page.getByRole('heading', { level: 1, name: /Incident #\d+/ }).waitFor();
     expect(await page.getByRole('link', { name: '← Back to the queue' }).getAttribute('href')).toBe('#/incidents');
-    await hasText(page.locator('.warning'), 'Do not visit this address — report it (e.g. to the IWF/CEOP) instead');
+    await hasText(page.locator('.warning'), 'This address is on a list of content that is illegal to view. Do not visit it');
     await hasText(page.locator('dl.details'), hostileUrl);
     expect(await page.locator('a[href*="illegal.example"]').count()).toBe(0);
     expect(await page.evaluate(() => window.__sgXss)).toBeUndefined();
