@@ -219,6 +219,7 @@ describe('plain HTTP through the gateway', () => {
     expect(otherRef).toBeTruthy();
     expect(otherRef).not.toBe(refs[0]);
     expect(sealedRef(other.body)).not.toBe(sealed[0]);
+    await gw.incidents.flush();
     expect((await getIncidentByKey(gw.db, otherRef!))?.id).toBe(incident!.id);
   });
 
