@@ -15,12 +15,12 @@ export function alertText(i: IncidentJson, consoleUrl: string): { subject: strin
   const what = i.kind === 'self_report' ? 'Self-report' : i.kind === 'flagged_search' ? 'Flagged search' : 'Blocked access';
   const subject = `[schoolgate] ${what}: ${i.categoryName ?? i.category ?? 'uncategorised'} (${who})`;
   const lines = [
-    `${what} in a high-severity category needs your attention.`,
+    `${what} at alert severity needs your attention.`,
     '',
     `Category: ${i.categoryName ?? i.category ?? '-'}${i.category && i.categoryName !== i.category ? ` (${i.category})` : ''}`,
     `User:     ${who}${i.device ? ` on ${i.device}` : ''}`,
     `Time:     ${i.occurredAt}`,
-    // Illegal content: the address itself is never put in an email that may be forwarded or cached.
+    // Content illegal to view (IWF/CTIRU lists): the address itself is never put in an email that may be forwarded or cached.
     `Site:     ${i.illegal ? '(withheld: open the console)' : (i.host ?? '-')}`,
   ];
   if (i.searchTerms && !i.illegal) lines.push(`Search:   ${i.searchTerms}`);
@@ -29,13 +29,13 @@ export function alertText(i: IncidentJson, consoleUrl: string): { subject: strin
 }
 
 /**
- * Follows the incident writer: every new incident goes to the open consoles over SSE; those in
- * a high-severity category also raise an `alert` event and an email to the DSL(s).
- * Returns a function that detaches and waits for emails in flight.
+ * Follows the incident writer: every new incident goes to the open consoles over SSE; those of
+ * `alert` severity also raise an `alert` event and an email to the DSL(s). Only 'stored' is
+ * followed: a repeat folded into an incident ('repeated') never alerts again, so one incident
+ * raises at most one alert. Returns a function that detaches and waits for emails in flight.
  */
 export function startAlerts(ctx: AdminContext): () => Promise<void> {
   const { config, logger, db, lists } = ctx;
-  const severe = new Set(config.highSeverityCategories);
   const owned = !ctx.mailer && config.smtp ? nodemailer.createTransport(config.smtp.url) : null;
   const mailer: Mailer | null = ctx.mailer ?? (owned as unknown as Mailer | null);
   const lastSent = new Map<string, number>();
@@ -50,7 +50,7 @@ export function startAlerts(ctx: AdminContext): () => Promise<void> {
     if (!mailer) return;
     const to = await recipients();
     if (to.length === 0) {
-      logger.warn({ incident: i.id }, 'high-severity incident but no safeguarding lead to email');
+      logger.warn({ incident: i.id }, 'alert-severity incident but no safeguarding lead to email');
       return;
     }
     const { subject, text } = alertText(i, adminBaseUrl(config));
@@ -68,7 +68,7 @@ export function startAlerts(ctx: AdminContext): () => Promise<void> {
         continue;
       }
       ctx.hub.emit('incident', i);
-      if (!i.category || !severe.has(i.category)) continue;
+      if (i.severity !== 'alert') continue;
       ctx.hub.emit('alert', i);
       const key = `${i.category}|${i.user ?? i.clientIp ?? ''}`;
       const now = Date.now();

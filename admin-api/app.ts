@@ -238,5 +238,5 @@ export async function buildAdminApp(opts: AdminApiOptions): Promise<FastifyInsta
 
 /** The gateway engineer's POST /block/report plugin: the block page's "report it" buttons. */
 async function registerBlockReport(app: FastifyInstance, deps: AdminDeps): Promise<void> {
-  await app.register(blockReportRoutes, { secret: deps.referenceSecret, incidents: deps.incidents, logger: deps.logger });
+  await app.register(blockReportRoutes, { secret: deps.referenceSecret, incidents: deps.incidents, logger: deps.logger, severity: deps.config.severity });
 }

@@ -1,4 +1,7 @@
 import type { Config } from '../core/config';
+import type { SeverityConfig } from '../core/severity';
+import { TIERS, type ReportKind, type Tier } from '../core/vocabulary';
+import { tierFor } from '../filter/safeguarding/tiers';
 import type { IncidentEventRow, IncidentRow } from '../repos/incidents';
 import type { ListStoreLike } from './deps';
 import { INCIDENT_KINDS, INCIDENT_STATUSES } from '../incidents/types';
@@ -9,6 +12,7 @@ export interface IncidentJson {
   key: string;
   kind: string;
   status: string;
+  severity: Tier;
   category: string | null;
   categoryName: string | null;
   url: string | null;
@@ -42,6 +46,7 @@ export function toIncidentJson(row: IncidentRow, lists: ListStoreLike, config: C
     key: row.idempotency_key,
     kind: row.kind,
     status: row.status,
+    severity: row.severity ?? 'incident',
     category: row.category,
     categoryName: categoryName(lists, row.category),
     url: row.url,
@@ -62,6 +67,16 @@ export function toIncidentJson(row: IncidentRow, lists: ListStoreLike, config: C
   };
 }
 
+/**
+ * A report filed in a person's own words is always the DSL's to read (never below `incident`); a
+ * self-report about an alerting category alerts like the block would have. An unblock request is
+ * a question for the network manager, not a concern: never an alert.
+ */
+export function reportSeverity(kind: ReportKind, category: string | null, group: string | null, severity?: SeverityConfig): Tier {
+  if (kind !== 'self_report') return 'incident';
+  return tierFor(category, group, severity) === 'alert' ? 'alert' : 'incident';
+}
+
 export function toEventJson(e: IncidentEventRow) {
   return { at: iso(e.at)!, actor: e.actor, action: e.action, fromStatus: e.from_status, toStatus: e.to_status, note: e.note };
 }
@@ -76,6 +91,7 @@ export const incidentSchema = {
     key: { type: 'string' },
     kind: { type: 'string', enum: [...INCIDENT_KINDS] },
     status: { type: 'string', enum: [...INCIDENT_STATUSES] },
+    severity: { type: 'string', enum: [...TIERS] },
     category: nullableString,
     categoryName: nullableString,
     url: nullableString,

@@ -1,4 +1,5 @@
 import { SchoolgateError } from './errors';
+import { severityProblems } from './severity';
 
 /**
  * The shape of the JSON config file, checked before any of it is used.
@@ -19,7 +20,9 @@ type Shape =
   | { t: 'list'; of: Shape; what: string }
   | { t: 'object'; keys: Record<string, Shape>; required: string[] }
   | { t: 'record'; of: Shape }
-  | { t: 'nullable'; of: Shape };
+  | { t: 'nullable'; of: Shape }
+  /** A setting with its own checker, which adds problems named from `at`. */
+  | { t: 'custom'; check: (v: unknown, at: string, problems: string[]) => void };
 
 const string: Shape = { t: 'string' };
 const boolean: Shape = { t: 'boolean' };
@@ -47,7 +50,9 @@ export const configFileKeys = {
   retentionDays: numeric,
   incidentQueueMax: numeric,
   incidentJournalFsyncMs: numeric,
+  incidentFoldMinutes: numeric,
   highSeverityCategories: strings('category names'),
+  severity: { t: 'custom', check: (v, at, problems) => void severityProblems(v, at, problems) },
   illegalCategories: strings('category names'),
   smtp: nullable(object({ url: string, from: string, to: strings('email addresses') }, ['url'])),
   publicUrl: nullable(string),
@@ -115,6 +120,9 @@ function check(shape: Shape, v: unknown, at: string, problems: string[]): void {
       return;
     case 'numeric':
       if (typeof v !== 'number' && typeof v !== 'string') problems.push(`${at} must be ${shape.what ?? 'a number'}, got ${describe(v)}`);
+      return;
+    case 'custom':
+      shape.check(v, at, problems);
       return;
     case 'nullable':
       if (v !== null) check(shape.of, v, at, problems);

@@ -5,6 +5,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { configFileKeys, validateConfigFile } from './config-schema';
 import { SchoolgateError } from './errors';
 import { bracketHost } from './host';
+import { ILLEGAL_CATEGORIES, validateSeverityConfig, type SeverityConfig } from './severity';
 import { checkDestinationRules, DEFAULT_CONNECTION_LIMITS, DEFAULT_DESTINATION_RULES } from './network-rules';
 
 /**
@@ -46,9 +47,19 @@ export interface Config {
   // durability (#11 points 9-11)
   /** Milliseconds between group fsyncs of the incident journal; 0 fsyncs every incident (slow, loses nothing to a power cut). */
   incidentJournalFsyncMs: number;
-  /** Categories whose incidents alert the DSL at once. */
+  /**
+   * Repeated navigations by one person to one site within this many minutes fold into one
+   * incident, its timeline listing each attempt (issue 13, point 1).
+   */
+  incidentFoldMinutes: number;
+  /**
+   * Deprecated: each category listed here is mapped into `severity.categories` as `alert` (unless
+   * `severity` names it), and its keywords still flag searches. Empty unless the file sets it.
+   */
   highSeverityCategories: string[];
-  /** Categories whose URLs are never rendered as links in the console (illegal content). */
+  /** What a blocked category costs the DSL, per category and per policy group, over the shipped defaults. */
+  severity: SeverityConfig;
+  /** Categories illegal to view (IWF, CTIRU lists): never linked, never e-mailed, reported. Never adult content. */
   illegalCategories: string[];
   smtp: { url: string; from: string; to: string[] } | null;
   /** URL the block page links back to; defaults to http://<listen>:<adminPort>. */
@@ -111,7 +122,14 @@ export const DEFAULT_BYPASS_HOSTS = [
 
 export const DEFAULT_ALLOWED_CLIENTS = ['127.0.0.0/8', '::1/128', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'];
 
-export const DEFAULT_HIGH_SEVERITY = ['adult', 'agressif', 'dangerous_material', 'drogue', 'sect', 'hacking', 'mixed_adult'];
+/**
+ * The keyword categories searches are checked against when `highSeverityCategories` is not set:
+ * what that setting's default was before severity tiers replaced it for alerts.
+ */
+export const DEFAULT_FLAG_CATEGORIES = ['adult', 'agressif', 'dangerous_material', 'drogue', 'sect', 'hacking', 'mixed_adult'];
+
+/** Default of incidentFoldMinutes. */
+export const DEFAULT_FOLD_MINUTES = 30;
 
 function defaults(cwd: string): Config {
   return {
@@ -133,8 +151,10 @@ function defaults(cwd: string): Config {
     retentionDays: 365,
     incidentQueueMax: 100_000,
     incidentJournalFsyncMs: 50,
-    highSeverityCategories: DEFAULT_HIGH_SEVERITY,
-    illegalCategories: ['adult', 'mixed_adult'],
+    incidentFoldMinutes: DEFAULT_FOLD_MINUTES,
+    highSeverityCategories: [],
+    severity: { categories: {}, groups: {} },
+    illegalCategories: [...ILLEGAL_CATEGORIES],
     smtp: null,
     publicUrl: null,
     listsUpdateUrl: 'https://dsi.ut-capitole.fr/blacklists/download/blacklists.tar.gz',
@@ -235,6 +255,18 @@ function checkCidrs(c: Config): void {
   c.clients.forEach((v, i) => check(`clients[${i}].cidr`, (v as { cidr?: unknown } | null)?.cidr));
 }
 
+/**
+ * `highSeverityCategories` named the categories that alert, before severity tiers. A school's list
+ * keeps alerting: each category becomes `alert` unless `severity.categories` already decides it
+ * (the newer setting wins). server/start.ts logs the mapping so the school can move it.
+ */
+export function withDeprecatedHighSeverity(severity: SeverityConfig, high: readonly string[]): SeverityConfig {
+  if (high.length === 0) return severity;
+  const categories = { ...severity.categories };
+  for (const c of high) if (!Object.hasOwn(categories, c)) categories[c] = 'alert';
+  return { categories, groups: severity.groups };
+}
+
 export function loadConfig(values: Partial<CliValues> = {}, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Config {
   const base = defaults(cwd);
   const dataDir = path.resolve(cwd, values['data-dir'] ?? env.SCHOOLGATE_DATA_DIR ?? base.dataDir);
@@ -272,6 +304,9 @@ export function loadConfig(values: Partial<CliValues> = {}, env: NodeJS.ProcessE
   c.retentionDays = retention !== undefined ? wholeNumber('--retention-days', retention, 1) : wholeNumber('retentionDays', c.retentionDays, 1);
   c.incidentQueueMax = wholeNumber('incidentQueueMax', env.SCHOOLGATE_INCIDENT_QUEUE_MAX ?? c.incidentQueueMax, 1000);
   c.incidentJournalFsyncMs = wholeNumber('incidentJournalFsyncMs', env.SCHOOLGATE_INCIDENT_JOURNAL_FSYNC_MS ?? c.incidentJournalFsyncMs, 0);
+  c.incidentFoldMinutes = wholeNumber('incidentFoldMinutes', env.SCHOOLGATE_INCIDENT_FOLD_MINUTES ?? c.incidentFoldMinutes, 1);
+  c.severity = validateSeverityConfig(c.severity);
+  c.severity = withDeprecatedHighSeverity(c.severity, c.highSeverityCategories);
   c.publicUrl = values['public-url'] ?? env.SCHOOLGATE_PUBLIC_URL ?? c.publicUrl;
   c.logLevel = values['log-level'] ?? env.SCHOOLGATE_LOG_LEVEL ?? c.logLevel;
   if (env.SCHOOLGATE_SMTP_URL) {

@@ -14,5 +14,15 @@ export type IncidentStatus = (typeof INCIDENT_STATUSES)[number];
 export const REPORT_KINDS = ['self_report', 'unblock_request'] as const satisfies readonly IncidentKind[];
 export type ReportKind = (typeof REPORT_KINDS)[number];
 
+/**
+ * What a blocked category or a flagged search costs the DSL (issue 13): `log` is blocked and kept
+ * in the browsing log only; `incident` goes to the DSL's queue; `alert` to the queue with an
+ * immediate alert. In this order, least urgent first.
+ */
+export const TIERS = ['log', 'incident', 'alert'] as const;
+export type Tier = (typeof TIERS)[number];
+/** Higher is more urgent; for picking the most severe of several matches, and the queue's sort. */
+export const TIER_RANK: Readonly<Record<Tier, number>> = { log: 0, incident: 1, alert: 2 };
+
 export const ROLES = ['safeguarding_lead', 'network_manager', 'staff', 'auditor'] as const;
 export type Role = (typeof ROLES)[number];

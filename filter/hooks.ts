@@ -5,14 +5,14 @@ import type { NormalizedUrl } from '../blocklists/types';
 import type { Logger } from '../core/log';
 import type { BrowsingLogSink } from '../incidents/browsing-log';
 import { sealReference } from '../incidents/reference';
-import { REPEAT_WINDOW_MS, type IncidentSink } from '../incidents/types';
+import type { IncidentSink } from '../incidents/types';
 import { PASS, type GatewayHooks, type Identity, type Pass, type Refuse, type Respond } from '../proxy/hooks';
 import { renderBlockPage, renderHostMismatchPage, renderNoListsPage, renderSupportPage } from './blockpage';
 import { decideConnect, decideRequest, flagSearch, type Decision, type Policy } from './decide';
 import type { ClientIdentifier } from './identify';
 import type { SearchKeywords } from './keywords';
 import { PhraseBook } from './phrase-book';
-import { EMPTY_SEVERITY, extractSearch, TIER_RANK, tierFor, wantsSupport, type SearchQuery, type SeverityConfig, type SignalMatch, type Tier } from './safeguarding';
+import { classifyRequest, EMPTY_SEVERITY, extractSearch, TIER_RANK, tierFor, wantsSupport, type SearchQuery, type SeverityConfig, type SignalMatch, type Tier } from './safeguarding';
 import { safeSearchFor } from './safesearch';
 import { checkContinue, sealContinue, takeContinue, withContinue } from './support-continue';
 
@@ -46,17 +46,19 @@ export interface FilterDeps {
  * Type-ahead requests come one per keystroke, each a different URL the writer cannot fold: the
  * same phrase from the same person within this window is one incident, not one per letter typed.
  */
-const SUGGEST_REPEAT_MS = REPEAT_WINDOW_MS;
+const SUGGEST_REPEAT_MS = 60_000;
 
 /**
  * How long a blocked page's reference is shown again for the same person, URL and category. A
  * reload, a browser's retry or a page asking for the same blocked address again is one thing the
- * person did: the writer folds those repeats into the first one's incident row within
- * REPEAT_WINDOW_MS, so their pages carry that row's reference, sealed once. Sealing (AES-GCM, a
- * cipher object per call) was the largest single cost of a blocked request. Half the fold window,
- * so a reference is never shown for a repeat that can no longer fold into its row.
+ * person did: the writer folds those repeats into the first one's incident row (same person and
+ * site within the fold window, at least a minute: incidentFoldMinutes), so their pages carry that
+ * row's reference, sealed once. Sealing (AES-GCM, a cipher object per call) was the largest single
+ * cost of a blocked request. Half the shortest fold window, so a reference is never shown for a
+ * repeat that can no longer fold into its row. Another page of the same site gets its own
+ * reference (its attempt, folded into the same incident: repos/incidents.ts getIncidentByKey).
  */
-const REFERENCE_REUSE_MS = REPEAT_WINDOW_MS / 2;
+const REFERENCE_REUSE_MS = 30_000;
 /** Bounds the memory the reuse takes: one entry per person and blocked URL in the last 30 s, URLs being up to 16 KiB. */
 const REFERENCE_REUSE_MAX = 20_000;
 const REFERENCE_REUSE_CHARS = 8 * 1024 * 1024;
@@ -65,6 +67,12 @@ interface Shown {
   key: string;
   token: string;
 }
+
+/**
+ * What a blocked sub-resource (image, script, favicon, XHR, beacon) gets: nobody reads it, so no
+ * report forms, no sealed reference and no incident; the page that fetched it was judged on its own.
+ */
+const SUBRESOURCE_HTML = '<!doctype html><meta charset="utf-8"><title>Blocked</title><p>Blocked by the school web filter.</p>\n';
 
 // Made once: a refused WebSocket needs no object of its own.
 const WS_BLOCKED: Refuse = Object.freeze({ pass: false, reason: 'blocked by the school web filter', blocked: true });
@@ -101,10 +109,11 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
    * engine and cannot be hidden by the engine's styles. It blocks nothing: "Continue to your
    * results" is the same search with a sealed marker (support-continue.ts) that the gateway
    * checks and strips, so the engine never sees it and the continuation raises no second incident.
-   * Type-ahead requests are never answered with the page (a script asked, nobody would see it).
+   * Type-ahead requests and other sub-resources are never answered with the page (a script asked,
+   * nobody would see it).
    * Other lists' matches pass silently: a lesson on drugs or extremism is never interrupted.
    */
-  function onSearch(url: NormalizedUrl, path: string, search: SearchQuery, identity: Identity): { respond?: Respond; path?: string } {
+  function onSearch(url: NormalizedUrl, path: string, search: SearchQuery, identity: Identity, navigation: boolean): { respond?: Respond; path?: string } {
     const marked = takeContinue(path);
     const subject = { clientIp: identity.clientIp, user: identity.user, host: url.host, terms: search.terms };
     // Already flagged and shown the page: on to the results, the marker removed.
@@ -132,7 +141,8 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
         log.info({ host: url.host, category: top.category, severity: tier }, 'search flagged');
         if (debug) log.debug({ clientIp: identity.clientIp, user: identity.user, device: identity.device }, 'search flagged: who');
       }
-      if (search.kind !== 'suggest' && wantsSupport(matches)) {
+      // Only a page the person opened: the engine's own scripts fetch results too, and the page would reach no one.
+      if (search.kind !== 'suggest' && navigation && wantsSupport(matches)) {
         const token = sealContinue(deps.referenceSecret, subject);
         const respond: Respond = { pass: false, status: 200, code: 'support_offered', html: renderSupportPage({ continueHref: withContinue(path, token) }), category: top.category, blocked: false };
         return { respond };
@@ -154,21 +164,25 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
   });
 
   /**
-   * Records the block as an incident (synchronous, never throws) and gives the reference its page
-   * carries: a new one sealed for this block, or the one shown for the same block moments ago.
-   * Every block is recorded either way (the repeats are what the incident's count is made of).
+   * Records a blocked navigation as an incident at its tier (synchronous, never throws; a `log`
+   * tier raises none) and gives the reference its page carries: a new one sealed for this block,
+   * or the one shown for the same block moments ago. Every block of the incident tiers is recorded
+   * either way (the repeats are what the incident's count and timeline are made of).
    */
-  function recordBlock(url: NormalizedUrl, identity: Identity, decision: Decision, terms?: string | null, note?: string) {
+  function recordBlock(url: NormalizedUrl, identity: Identity, decision: Decision, severity: Tier, terms?: string | null, note?: string) {
     const key = randomUUID();
     const at = new Date();
     const category = decision.action === 'block' ? decision.category ?? null : null;
-    deps.incidents.record({
-      idempotencyKey: key, occurredAt: at, kind: 'blocked', user: identity.user, device: identity.device, clientIp: identity.clientIp,
-      gateway: deps.gatewayName ?? null, url: url.href, host: url.host, category, policyGroup: identity.group, searchTerms: terms ?? null, note: note ?? null,
-    });
+    if (severity !== 'log') {
+      deps.incidents.record({
+        idempotencyKey: key, occurredAt: at, kind: 'blocked', user: identity.user, device: identity.device, clientIp: identity.clientIp,
+        gateway: deps.gatewayName ?? null, url: url.href, host: url.host, category, policyGroup: identity.group, searchTerms: terms ?? null, note: note ?? null,
+        severity,
+      });
+    }
     const reason = decision.action === 'block' ? decision.reason : undefined;
     // Who was blocked is for the safeguarding lead's console, not the service log the network manager reads.
-    log.info({ host: url.host, category, reason }, 'blocked');
+    log.info({ host: url.host, category, reason, severity }, 'blocked');
     if (debug) log.debug({ clientIp: identity.clientIp, user: identity.user, device: identity.device, key }, 'blocked: who');
     // Everything the sealed reference says, so a reused one never says anything else.
     const same = `${identity.clientIp ?? ''}\u0000${identity.user ?? ''}\u0000${identity.group ?? ''}\u0000${category ?? ''}\u0000${url.href}`;
@@ -199,7 +213,7 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
       return decideConnect(host, identity.group, policy).action === 'tunnel' ? 'tunnel' : 'intercept';
     },
 
-    onRequest(url, path, identity, connectHost): Pass | Respond {
+    onRequest(url, path, identity, connectHost, method, headers): Pass | Respond {
       const decision = decideRequest({ url, group: identity.group, connectHost }, policy);
       const search = extractSearch(url.host, url.path);
       const terms = search?.terms ?? null;
@@ -209,12 +223,20 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
         if (decision.reason === 'no_lists') {
           return { pass: false, status: 403, code: 'SG_ERR_LIST_EMPTY', html: renderNoListsPage({ url: url.href, consoleUrl: deps.adminBaseUrl }), blocked: false };
         }
+        // Only what the person did is theirs to answer for: a blocked advert, favicon or script on
+        // a page they opened is counted in the gateway's stats and nothing more.
+        const navigation = classifyRequest(method, headers, url) === 'navigation';
         if (decision.reason === 'host_mismatch') {
-          recordBlock(url, identity, decision, terms, `Host header named ${url.host}, tunnel opened to ${connectHost}`);
+          if (navigation) recordBlock(url, identity, decision, 'incident', terms, `Host header named ${url.host}, tunnel opened to ${connectHost}`);
+          else if (debug) log.debug({ host: url.host, connectHost }, 'host mismatch on a sub-resource');
           return { pass: false, status: 403, code: 'SG_ERR_HOST_MISMATCH', html: renderHostMismatchPage({ tunnelHost: connectHost!, hostHeader: url.host }), blocked: true };
         }
-        const { key, token, at } = recordBlock(url, identity, decision, terms);
         const category = decision.category ?? null;
+        if (!navigation) {
+          if (debug) log.debug({ host: url.host, category }, 'blocked sub-resource');
+          return { pass: false, status: 403, code: 'blocked', html: SUBRESOURCE_HTML, category, blocked: true };
+        }
+        const { key, token, at } = recordBlock(url, identity, decision, tierFor(category, identity.group, deps.severity), terms);
         const html = renderBlockPage({
           url: url.href, host: url.host, categoryName: category ? deps.friendlyName(category) ?? category : null,
           at, reference: key, token, reportAction,
@@ -225,7 +247,7 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
       if (search) {
         // The request is counted when its response is done (onResponseDone); what it searched is known now.
         if (browsing) browsing.search(identity, url.host, search.terms);
-        const outcome = onSearch(url, path, search, identity);
+        const outcome = onSearch(url, path, search, identity, classifyRequest(method, headers, url) === 'navigation');
         if (outcome.respond) return outcome.respond;
         forward = outcome.path;
       }
@@ -244,7 +266,8 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
       }
       if (browsing) browsing.blocked(identity, url.host, decision.category ?? null, null);
       if (decision.reason === 'no_lists') return WS_NOT_READY;
-      recordBlock(url, identity, decision);
+      // A WebSocket is opened by a page's script, never by the person: a sub-resource, no incident.
+      if (debug) log.debug({ host: url.host, category: decision.category ?? null }, 'blocked WebSocket');
       return WS_BLOCKED;
     },
 

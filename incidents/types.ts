@@ -3,17 +3,16 @@
 // Defined once in core/vocabulary.ts (the repositories below this layer name them too); here for
 // the writer's callers, who read the rest of the incident contract from this file.
 export { INCIDENT_KINDS, INCIDENT_STATUSES, REPORT_KINDS } from '../core/vocabulary';
-export type { IncidentKind, IncidentStatus, ReportKind } from '../core/vocabulary';
-import type { IncidentKind } from '../core/vocabulary';
-
-/** How urgently the DSL must see an incident (filter/safeguarding/types.ts `Tier`, spelled here so the writer's contract needs no filter import). */
-type Tier = 'log' | 'incident' | 'alert';
+export { TIERS } from '../core/vocabulary';
+export type { IncidentKind, IncidentStatus, ReportKind, Tier } from '../core/vocabulary';
+import type { IncidentKind, Tier } from '../core/vocabulary';
 
 /**
- * Repeats of a blocked or flagged request (same kind, URL and person) within this window fold
- * into the first one's incident row, which counts them (incidents/writer.ts).
+ * Repeats within this window (of the incident's latest attempt) fold into its row, which counts
+ * them and lists each attempt (incidents/writer.ts, repos/incidents.ts foldKeyOf): a person's
+ * blocks on one site, or the same flagged search. The config's incidentFoldMinutes sets it.
  */
-export const REPEAT_WINDOW_MS = 60_000;
+export const REPEAT_WINDOW_MS = 30 * 60_000;
 
 export interface IncidentInput {
   /** Unique per incident; the writer makes one when absent. Replays use it to never store twice. */
@@ -32,6 +31,7 @@ export interface IncidentInput {
   note?: string | null;
   /** Idempotency key of the block a self-report or unblock request refers to. */
   relatedKey?: string | null;
+  /** What it costs the DSL (default 'incident'); 'alert' incidents alert once, when stored. */
   severity?: Tier;
   /** The safeguarding phrase that flagged a search, as written in its list: what the DSL reads first. */
   matchedPhrase?: string | null;

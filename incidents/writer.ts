@@ -2,13 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import { SchoolgateError } from '../core/errors';
+import { siteOf } from '../core/host';
 import { silentLogger, type Logger } from '../core/log';
 import { classifyDbError } from '../db/errors';
 import { Journal } from './journal';
 import { Spool, type SpoolSegment } from './spool';
 import type { Db } from '../db/types';
 import { ConcurrentKeyError, foldKeyOf, writeBatch, type IncidentRecord } from '../repos/incidents';
-import { INCIDENT_KINDS, REPEAT_WINDOW_MS, type IncidentInput, type IncidentKind, type IncidentRow, type IncidentSink, type WriterStats } from './types';
+import { INCIDENT_KINDS, REPEAT_WINDOW_MS, TIERS, type IncidentInput, type IncidentKind, type IncidentRow, type IncidentSink, type Tier, type WriterStats } from './types';
 
 /**
  * The incident writer: what the gateway and the admin API hand incidents to.
@@ -89,6 +90,7 @@ import { INCIDENT_KINDS, REPEAT_WINDOW_MS, type IncidentInput, type IncidentKind
 export type Rec = IncidentRecord;
 
 const KINDS = new Set<IncidentKind>(INCIDENT_KINDS);
+const SEVERITIES = new Set<string>(TIERS);
 
 /** Limits keep one absurd URL from breaking an index row (btree rows max out near 2.7 kB). */
 const LIMITS = { url: 2000, search: 1000, note: 8000, short: 255 };
@@ -112,7 +114,7 @@ export interface IncidentWriterOptions {
   batchSize?: number;
   /** How long a lone incident waits for company before it is written (default 5 ms). */
   flushMs?: number;
-  /** Same kind, URL and user (or client IP) within this window raise count instead (default 60 s). */
+  /** Repeats (foldKeyOf: same kind, severity, person and site or search) within this window of the last fold into one incident (default 30 minutes). */
   repeatWindowMs?: number;
   /** Longest wait between attempts to reach a database that is down (default 5 s). */
   retryMaxMs?: number;
@@ -284,6 +286,9 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
         note = clean(`[unknown kind ${String(kind)}] ${note ?? ''}`, LIMITS.note);
         kind = 'blocked';
       }
+      // An unknown tier is queued as 'incident': the DSL sees it, and the database's CHECK never refuses it.
+      const sev: Tier = typeof input.severity === 'string' && SEVERITIES.has(input.severity) ? input.severity : 'incident';
+      const host = clean(input.host, LIMITS.short);
       const rec: Rec = {
         k: key,
         t: at,
@@ -293,12 +298,14 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
         ip: clean(input.clientIp, LIMITS.short),
         gw: clean(input.gateway, LIMITS.short) ?? this.gateway,
         url: clean(input.url, LIMITS.url),
-        host: clean(input.host, LIMITS.short),
+        host,
         cat: clean(input.category, LIMITS.short),
         group: clean(input.policyGroup, LIMITS.short),
         search: clean(input.searchTerms, LIMITS.search),
         note,
         rel: clean(input.relatedKey, LIMITS.short),
+        sev,
+        site: kind === 'blocked' && host ? siteOf(host) : null,
       };
       // Only when there is one: journal and spool lines stay as short as before for every block.
       const phrase = clean(input.matchedPhrase, LIMITS.short);

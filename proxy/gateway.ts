@@ -418,7 +418,7 @@ export function createProxy(deps: ProxyDeps): Gateway {
       return;
     }
     const { url, fwd } = target;
-    const outcome = hooks.onRequest(url, fwd.path, identity, info.connectHost);
+    const outcome = hooks.onRequest(url, fwd.path, identity, info.connectHost, req.method ?? 'GET', req.headers);
     if (!outcome.pass) {
       req.resume();
       if (outcome.blocked) stats.blocked++;

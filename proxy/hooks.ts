@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { NormalizedUrl } from '../blocklists/types';
 
 /**
@@ -64,9 +64,11 @@ export interface GatewayHooks {
   decideConnect(host: string, identity: Identity): 'tunnel' | 'intercept';
   /**
    * One HTTP request, as it will be fetched: `url` is what is classified, `path` what is sent
-   * upstream, `connectHost` the tunnel's CONNECT target when inside one.
+   * upstream, `connectHost` the tunnel's CONNECT target when inside one. `method` and `headers`
+   * are the client's own (node's objects, not copied): whether the person opened a page or a page
+   * fetched something by itself is told by them (Sec-Fetch-*, Accept).
    */
-  onRequest(url: NormalizedUrl, path: string, identity: Identity, connectHost: string | undefined): Pass | Respond;
+  onRequest(url: NormalizedUrl, path: string, identity: Identity, connectHost: string | undefined, method: string, headers: IncomingHttpHeaders): Pass | Respond;
   /** A WebSocket upgrade, before its upstream side is opened. */
   onWebSocket(url: NormalizedUrl, identity: Identity, connectHost: string | undefined): Pass | Refuse;
   /**

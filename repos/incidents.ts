@@ -3,10 +3,12 @@
  * incident writer stores, what the console lists, searches, triages and counts, and what retention
  * deletes. Parameterised only: filters add fixed fragments whose values travel as $n parameters.
  * Ordering is (occurred_at DESC, id DESC) everywhere so the incidents_time /
- * incidents_status_time indexes serve both the order and the keyset cursor.
+ * incidents_status_time indexes serve both the order and the keyset cursor; the queue sorted by
+ * severity puts SEVERITY_RANK first (incidents_status_severity_time).
  */
+import { createHash } from 'node:crypto';
 import { SchoolgateError } from '../core/errors';
-import type { IncidentKind, IncidentStatus } from '../core/vocabulary';
+import type { IncidentKind, IncidentStatus, Tier } from '../core/vocabulary';
 import type { Db, Queryable } from '../db/types';
 import { decodeCursor, encodeCursor, numeric } from './rows';
 
@@ -22,6 +24,7 @@ export interface IncidentRow {
   count: number;
   kind: IncidentKind;
   status: IncidentStatus;
+  severity: Tier;
   user_name: string | null;
   device: string | null;
   client_ip: string | null;
@@ -55,7 +58,8 @@ export interface IncidentFilter {
   status?: string[];
   kind?: string[];
   category?: string[];
-  /** Exact user name (staff see only their own: the route sets this to their email). */
+  severity?: Tier[];
+  /** User name, compared case-insensitively (staff see only their own: the route sets this to their email). */
   user?: string;
   from?: Date;
   /** Exclusive upper bound. */
@@ -64,7 +68,7 @@ export interface IncidentFilter {
   q?: string;
 }
 
-const COLUMNS = `id, idempotency_key, occurred_at, last_seen, count, kind, status, user_name, device, client_ip,
+const COLUMNS = `id, idempotency_key, occurred_at, last_seen, count, kind, status, severity, user_name, device, client_ip,
   gateway, url, host, category, policy_group, search_terms, note, related_key, assignee_id, updated_at, matched_phrase`;
 
 const likeEscape = (s: string) => s.replace(/[\\%_]/g, (c) => '\\' + c);
@@ -97,7 +101,10 @@ export function filterSql(f: IncidentFilter, params: unknown[]): string[] {
   if (f.status?.length) where.push(`status = ANY(${p(f.status)}::text[])`);
   if (f.kind?.length) where.push(`kind = ANY(${p(f.kind)}::text[])`);
   if (f.category?.length) where.push(`category = ANY(${p(f.category)}::text[])`);
-  if (f.user !== undefined) where.push(`user_name = ${p(f.user)}`);
+  if (f.severity?.length) where.push(`severity = ANY(${p(f.severity)}::text[])`);
+  // A person is one person however their name was typed: proxy sign-in lower-cases it, the
+  // clients map keeps the school's spelling (incidents_user_lower_time).
+  if (f.user !== undefined) where.push(`lower(user_name) = lower(${p(f.user)})`);
   if (f.from) where.push(`occurred_at >= ${p(f.from)}`);
   if (f.to) where.push(`occurred_at < ${p(f.to)}`);
   if (f.q) {
@@ -114,22 +121,34 @@ export function filterSql(f: IncidentFilter, params: unknown[]): string[] {
   return where;
 }
 
-/** One page, newest first; nextCursor is null on the last page. */
+/** Spelled as migration 013's incidents_status_severity_time index spells it, so the planner can use it. */
+const SEVERITY_RANK = `(CASE severity WHEN 'alert' THEN 2 WHEN 'incident' THEN 1 ELSE 0 END)`;
+
+/** `time`: newest first. `severity`: alert first, then incident, then log, newest first within each. */
+export type IncidentSort = 'time' | 'severity';
+
+/** One page; nextCursor is null on the last page. */
 export async function listIncidents(
   db: Queryable,
   f: IncidentFilter,
-  page: { cursor?: string | null; limit: number },
+  page: { cursor?: string | null; limit: number; sort?: IncidentSort },
 ): Promise<{ rows: IncidentRow[]; nextCursor: string | null }> {
   const params: unknown[] = [];
   const where = filterSql(f, params);
+  const bySeverity = page.sort === 'severity';
   if (page.cursor) {
     params.push(decodeCursor(page.cursor));
-    // The cursor names the last row seen; its own (occurred_at, id) is the exact keyset bound.
-    where.push(`(occurred_at, id) < (SELECT c.occurred_at, c.id FROM incidents c WHERE c.id = $${params.length})`);
+    // The cursor names the last row seen; its own sort key is the exact keyset bound, so a page
+    // never skips or repeats a row whatever was stored since.
+    where.push(
+      bySeverity
+        ? `(${SEVERITY_RANK}, occurred_at, id) < (SELECT ${SEVERITY_RANK.replace('severity', 'c.severity')}, c.occurred_at, c.id FROM incidents c WHERE c.id = $${params.length})`
+        : `(occurred_at, id) < (SELECT c.occurred_at, c.id FROM incidents c WHERE c.id = $${params.length})`,
+    );
   }
   params.push(page.limit + 1);
   const sql = `SELECT ${COLUMNS} FROM incidents ${where.length ? 'WHERE ' + where.join(' AND ') : ''}
-    ORDER BY occurred_at DESC, id DESC LIMIT $${params.length}`;
+    ORDER BY ${bySeverity ? `${SEVERITY_RANK} DESC, ` : ''}occurred_at DESC, id DESC LIMIT $${params.length}`;
   const r = await db.query<IncidentRow>(sql, params);
   const rows = r.rows.map(numeric);
   const more = rows.length > page.limit;
@@ -156,6 +175,27 @@ export async function getIncidentByKey(db: Queryable, key: string): Promise<Inci
     [key],
   );
   return r.rows[0] ? numeric(r.rows[0]) : null;
+}
+
+/** One attempt folded into an incident: when, and at which address. */
+export interface AttemptRow {
+  at: Date;
+  url: string | null;
+}
+
+/**
+ * An incident's attempts in time order: its own first one, then each repeat folded into it (at
+ * most `max`; `count` says how many there were in all). Repeats folded before migration 013 have
+ * no address of their own.
+ */
+export async function incidentAttempts(db: Queryable, row: IncidentRow, max = 500): Promise<AttemptRow[]> {
+  const r = await db.query<{ at: Date; url: string | null }>(
+    'SELECT occurred_at AS at, url FROM incident_folds WHERE incident_id = $1 ORDER BY occurred_at, idempotency_key LIMIT $2',
+    [row.id, Math.max(0, max - 1)],
+  );
+  const folds = r.rows.map((f) => ({ at: new Date(f.at), url: f.url }));
+  // The row's own attempt is dated by occurred_at, which a replayed older repeat can move earlier.
+  return [{ at: new Date(row.occurred_at), url: row.url }, ...folds].sort((a, b) => a.at.getTime() - b.at.getTime());
 }
 
 /** The block a report refers to, and the reports that refer to this block (incidents_related index). */
@@ -291,6 +331,10 @@ export interface IncidentRecord {
   search: string | null;
   note: string | null;
   rel: string | null;
+  /** Severity; absent in spool lines written before tiers: 'incident'. */
+  sev?: Tier;
+  /** The registrable domain of `host` (core/host.ts siteOf), which repeats of a block fold by. */
+  site?: string | null;
   /**
    * The safeguarding phrase that flagged a search. Optional: lines spooled or journalled before
    * migration 014 have none, and replay them as they are.
@@ -312,6 +356,8 @@ export class ConcurrentKeyError extends Error {}
 
 interface Group {
   first: IncidentRecord;
+  /** foldKeyOf(first), computed once. */
+  foldKey: string | null;
   rest: IncidentRecord[];
   firstAt: number;
   lastAt: number;
@@ -319,12 +365,20 @@ interface Group {
   canFoldIntoDb: boolean;
 }
 
-/** Repeats share this key: same kind and URL, same user (or client IP when nobody signed in). */
+/**
+ * Repeats share this key (stored as incidents.fold_key): same kind and severity, same person (user
+ * name ignoring case, or client IP when nobody is named), and for a block the same site (HTTP and
+ * HTTPS, any page of it: the person went back to it), for a flagged search the same URL (another
+ * search is another thing they looked for). Severity is part of it so that an alerting attempt
+ * never hides in a row that did not alert. Hashed: URLs run to 2000 characters, an index row to 2.7 kB.
+ */
 export function foldKeyOf(r: IncidentRecord): string | null {
-  if (!FOLDABLE.has(r.kind) || !r.url) return null;
-  if (r.user) return `${r.kind}\u0000${r.url}\u0000u\u0000${r.user}`;
-  if (r.ip) return `${r.kind}\u0000${r.url}\u0000i\u0000${r.ip}`;
-  return null;
+  if (!FOLDABLE.has(r.kind)) return null;
+  const where = r.kind === 'blocked' ? (r.site ?? r.host?.toLowerCase() ?? r.url) : r.url;
+  if (!where) return null;
+  const who = r.user ? `u\u0000${r.user.toLowerCase()}` : r.ip ? `i\u0000${r.ip}` : null;
+  if (!who) return null;
+  return createHash('sha256').update(`${r.kind}\u0000${r.sev ?? 'incident'}\u0000${where}\u0000${who}`).digest('base64url');
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -333,15 +387,12 @@ const iso = (ms: number) => new Date(ms).toISOString();
 // the planner hash-joins the update against a sequential scan of the whole table.
 export const FIND_SQL = `
 SELECT g.idx, t.id
-  FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[])
-         AS g(idx, kind, url, user_name, client_ip, first_at, last_at)
+  FROM unnest($1::int[], $2::text[], $3::timestamptz[], $4::timestamptz[]) AS g(idx, fold_key, first_at, last_at)
  CROSS JOIN LATERAL (
    SELECT i.id FROM incidents i
-    WHERE i.kind = g.kind AND i.url = g.url AND i.status = 'new'
-      AND CASE WHEN g.user_name IS NOT NULL THEN i.user_name = g.user_name
-               ELSE i.user_name IS NULL AND i.client_ip = g.client_ip END
-      AND i.last_seen >= g.first_at - make_interval(secs => $8::double precision)
-      AND i.occurred_at <= g.last_at + make_interval(secs => $8::double precision)
+    WHERE i.fold_key = g.fold_key AND i.status = 'new'
+      AND i.last_seen >= g.first_at - make_interval(secs => $5::double precision)
+      AND i.occurred_at <= g.last_at + make_interval(secs => $5::double precision)
     ORDER BY i.last_seen DESC
     LIMIT 1
  ) t`;
@@ -358,9 +409,10 @@ RETURNING i.*`;
 
 const INSERT_SQL = `
 INSERT INTO incidents (idempotency_key, occurred_at, last_seen, count, kind, user_name, device, client_ip, gateway,
-                       url, host, category, policy_group, search_terms, note, related_key, matched_phrase)
+                       url, host, category, policy_group, search_terms, note, related_key, severity, fold_key, matched_phrase)
 SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[],
-                     $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[])
+                     $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
+                     $17::text[], $18::text[], $19::text[])
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id, idempotency_key`;
 
@@ -395,8 +447,8 @@ async function foundRows(tx: Queryable, keys: string[]): Promise<{ stored: Incid
 }
 
 const FOLDS_SQL = `
-INSERT INTO incident_folds (idempotency_key, incident_id, occurred_at)
-SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[])`;
+INSERT INTO incident_folds (idempotency_key, incident_id, occurred_at, url)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[])`;
 
 /**
  * Writes one batch in one transaction: drops keys already stored, folds repeats within the batch,
@@ -437,7 +489,7 @@ export async function writeBatch(
         g.lastAt = r.t;
         continue;
       }
-      const ng: Group = { first: r, rest: [], firstAt: r.t, lastAt: r.t, canFoldIntoDb: fk !== null && !g };
+      const ng: Group = { first: r, foldKey: fk, rest: [], firstAt: r.t, lastAt: r.t, canFoldIntoDb: fk !== null && !g };
       groups.push(ng);
       if (fk) open.set(fk, ng);
     }
@@ -446,10 +498,12 @@ export async function writeBatch(
     const foldKeys: string[] = [];
     const foldIds: number[] = [];
     const foldAts: string[] = [];
+    const foldUrls: Array<string | null> = [];
     const remember = (r: IncidentRecord, id: number) => {
       foldKeys.push(r.k);
       foldIds.push(id);
       foldAts.push(iso(r.t));
+      foldUrls.push(r.url);
     };
 
     // Fold groups into recent rows of the same repeat key.
@@ -458,10 +512,7 @@ export async function writeBatch(
     if (candidates.length > 0) {
       const found = await tx.query<{ idx: number; id: number }>(FIND_SQL, [
         candidates.map((c) => c.idx),
-        candidates.map((c) => c.g.first.kind),
-        candidates.map((c) => c.g.first.url),
-        candidates.map((c) => c.g.first.user),
-        candidates.map((c) => (c.g.first.user ? null : c.g.first.ip)),
+        candidates.map((c) => c.g.foldKey),
         candidates.map((c) => iso(c.g.firstAt)),
         candidates.map((c) => iso(c.g.lastAt)),
         windowMs / 1000,
@@ -505,6 +556,8 @@ export async function writeBatch(
         col((g) => g.first.search),
         col((g) => g.first.note),
         col((g) => g.first.rel),
+        col((g) => g.first.sev ?? 'incident'),
+        col((g) => g.foldKey),
         col((g) => g.first.ph ?? null),
       ]);
       // Another writer stored one of these keys since SEEN_SQL ran: start over and let it be skipped.
@@ -525,7 +578,7 @@ export async function writeBatch(
       remember(g.first, id);
       for (const r of g.rest) remember(r, id);
     });
-    if (foldKeys.length > 0) await tx.query(FOLDS_SQL, [foldKeys, foldIds, foldAts]);
+    if (foldKeys.length > 0) await tx.query(FOLDS_SQL, [foldKeys, foldIds, foldAts, foldUrls]);
     return { inserted: found.stored.concat(inserted), folded: found.repeated.concat(folded), skipped };
   });
 }
@@ -540,6 +593,7 @@ function rowOf(id: number, g: Group, now: Date): IncidentRow {
     count: 1 + g.rest.length,
     kind: r.kind,
     status: 'new',
+    severity: r.sev ?? 'incident',
     user_name: r.user,
     device: r.device,
     client_ip: r.ip,

@@ -14,7 +14,7 @@ import type { ListSet } from '../blocklists/types';
 import { defaultListsDir, progressBar, updateLists } from '../blocklists/update';
 import { caCertPath, ensureCa } from '../certs/ca';
 import { LeafCertificates } from '../certs/leaf';
-import { adminBaseUrl, loadConfig, type CliValues, type Config } from '../core/config';
+import { adminBaseUrl, DEFAULT_FLAG_CATEGORIES, loadConfig, type CliValues, type Config } from '../core/config';
 import { watchCredentialChanges } from '../core/credentials';
 import { createLogger, type Logger } from '../core/log';
 import { openDb } from '../db/db';
@@ -134,7 +134,10 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       if (!config.databaseUrl || !isDbUnreachable(err)) throw err;
       database.lastError = (err as Error).message;
     }
-    const incidents = new IncidentWriter({ db, dataDir: config.dataDir, logger, gateway: os.hostname(), maxQueued: config.incidentQueueMax, journalFsyncMs: config.incidentJournalFsyncMs });
+    const incidents = new IncidentWriter({
+      db, dataDir: config.dataDir, logger, gateway: os.hostname(), maxQueued: config.incidentQueueMax, journalFsyncMs: config.incidentJournalFsyncMs,
+      repeatWindowMs: config.incidentFoldMinutes * 60_000,
+    });
     incidents.start();
     cleanups.push(() => incidents.close());
 
@@ -169,6 +172,13 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       );
     }
     checkConfiguredCategories(config, lists);
+    if (config.highSeverityCategories.length) {
+      // Kept working (loadConfig mapped it), said once at start so the school moves it.
+      logger.warn(
+        { code: 'SG_ERR_CONFIG', highSeverityCategories: config.highSeverityCategories, mappedTo: Object.fromEntries(config.highSeverityCategories.map((c) => [c, config.severity.categories[c]])) },
+        'highSeverityCategories is deprecated: its categories now alert as severity.categories (the newer setting wins where both name one); move them to "severity": { "categories": { "<category>": "alert" } }',
+      );
+    }
     if (usesDataLists) cleanups.push(watchDataLists(dataLists, () => listSync.reload(), logger));
     cleanups.push(scheduleRetention(db, { days: config.retentionDays, browsingLogDays: config.browsingLogRetentionDays, logger }));
     // Closed after the gateway (cleanups run in reverse), so its last requests are written too.
@@ -225,7 +235,9 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       friendlyName: (c) => lists.current.categories.get(c)?.friendlyName ?? null,
       adminBaseUrl: adminBaseUrl(effective),
       safeSearch: config.safeSearch,
-      flagCategories: config.highSeverityCategories,
+      // What highSeverityCategories did for search flagging, it still does; alerts follow `severity`.
+      flagCategories: config.highSeverityCategories.length ? config.highSeverityCategories : DEFAULT_FLAG_CATEGORIES,
+      severity: config.severity,
       keywords,
       phrases: phraseSync.book,
       logger,

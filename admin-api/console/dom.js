@@ -140,6 +140,16 @@ export const KIND_LABELS = {
   unblock_request: 'Unblock request',
 };
 
+export const SEVERITY_LABELS = {
+  log: 'Log only',
+  incident: 'Incident',
+  alert: 'Alert',
+};
+
+export function severityBadge(severity) {
+  return h('span', { class: `badge severity-${severity}` }, SEVERITY_LABELS[severity] ?? severity);
+}
+
 export const ROLE_LABELS = {
   safeguarding_lead: 'Safeguarding lead',
   network_manager: 'Network manager',
@@ -151,7 +161,8 @@ export function statusBadge(status) {
   return h('span', { class: `badge status-${status}` }, STATUS_LABELS[status] ?? status);
 }
 
-export const ILLEGAL_WARNING = 'Do not visit this address — report it (e.g. to the IWF/CEOP) instead.';
+// Shown only for lists of content illegal to view (IWF/CTIRU-type, config illegalCategories), never for adult or other legal sites.
+export const ILLEGAL_WARNING = 'This address is on a list of content that is illegal to view. Do not visit it; follow your safeguarding procedure and ask the police if you need advice.';
 
 /**
  * An incident's address. Illegal-content addresses are plain text with a warning, never a link;

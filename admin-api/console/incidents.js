@@ -1,13 +1,15 @@
 // The incident queue (filters, live updates, chart, CSV export) and one incident's detail and triage.
 import {
-  h, api, mount, errorBox, field, select, timeEl, urlView, statusBadge, itemsOf,
-  STATUS_LABELS, KIND_LABELS, ILLEGAL_WARNING, ApiError,
+  h, api, mount, errorBox, field, select, timeEl, urlView, statusBadge, severityBadge, itemsOf,
+  STATUS_LABELS, KIND_LABELS, SEVERITY_LABELS, ILLEGAL_WARNING, ApiError,
 } from './dom.js';
 import { incidentsChart } from './chart.js';
-import { KINDS, STATUSES, NEXT_STATUSES, CLOSING } from './vocab.js';
+import { KINDS, STATUSES, TIERS, NEXT_STATUSES, CLOSING } from './vocab.js';
 
 const DSL = 'safeguarding_lead';
-const FILTERS = ['status', 'kind', 'category', 'user', 'q', 'from', 'to'];
+const FILTERS = ['status', 'severity', 'kind', 'category', 'user', 'q', 'from', 'to', 'sort'];
+// Most urgent first in the select, as the DSL reads it.
+const SEVERITY_OPTIONS = [...TIERS].reverse();
 const CHART_DAYS = 14;
 
 
@@ -69,8 +71,9 @@ function matchesFilters(incident, filters) {
   if (filters.q || filters.from || filters.to) return false;
   if (filters.status && incident.status !== filters.status) return false;
   if (filters.kind && incident.kind !== filters.kind) return false;
+  if (filters.severity && incident.severity !== filters.severity) return false;
   if (filters.category && incident.category !== filters.category) return false;
-  if (filters.user && incident.user !== filters.user) return false;
+  if (filters.user && String(incident.user ?? '').toLowerCase() !== filters.user.toLowerCase()) return false;
   return true;
 }
 
@@ -87,6 +90,7 @@ function incidentRow(item, names) {
   return h('tr', { class: item.illegal ? 'row-illegal' : null, 'data-id': item.id },
     h('td', { 'data-label': 'Incident' }, h('a', { href: `#/incidents/${item.id}`, 'aria-label': `Open incident ${item.id}` }, `#${item.id}`)),
     h('td', { 'data-label': 'When' }, timeEl(item.occurredAt)),
+    h('td', { 'data-label': 'Severity' }, severityBadge(item.severity)),
     h('td', { 'data-label': 'Kind' }, KIND_LABELS[item.kind] ?? item.kind),
     h('td', { 'data-label': 'Category' }, categoryLabel ? categoryLabel : h('span', { class: 'muted' }, '—')),
     h('td', { 'data-label': 'Who' }, h('span', {}, whoCell(item))),
@@ -129,6 +133,8 @@ export async function incidentsPage(ctx) {
   form.append(
     h('div', { class: 'filter-grid' },
       field('Status', select('status', [['', 'Any status'], ...STATUSES.map((st) => [st, STATUS_LABELS[st] ?? st])], filters.status, { id: 'filter-status' })),
+      field('Severity', select('severity', [['', 'Any severity'], ...SEVERITY_OPTIONS.map((t) => [t, SEVERITY_LABELS[t] ?? t])], filters.severity, { id: 'filter-severity' })),
+      field('Order', select('sort', [['', 'Newest first'], ['severity', 'Alerts first']], filters.sort, { id: 'filter-sort' })),
       field('Kind', select('kind', [['', 'Any kind'], ...KINDS.map((k) => [k, KIND_LABELS[k] ?? k])], filters.kind, { id: 'filter-kind' })),
       field('Category', select('category', categoryOptions, filters.category, { id: 'filter-category' })),
       isDsl ? field('Person', h('input', { type: 'text', name: 'user', id: 'filter-user', value: filters.user, autocomplete: 'off' })) : null,
@@ -151,15 +157,15 @@ export async function incidentsPage(ctx) {
 
   const table = h('table', { class: 'data incidents', 'aria-describedby': 'results-count' },
     h('caption', { class: 'visually-hidden' }, title),
-    h('thead', {}, h('tr', {}, ['Incident', 'When', 'Kind', 'Category', 'Who', 'Address', 'Status', 'Seen'].map((c) => h('th', { scope: 'col' }, c)))),
+    h('thead', {}, h('tr', {}, ['Incident', 'When', 'Severity', 'Kind', 'Category', 'Who', 'Address', 'Status', 'Seen'].map((c) => h('th', { scope: 'col' }, c)))),
     tbody);
 
   let shown = 0;
   const setCount = (more) => {
-    const active = FILTERS.filter((k) => filters[k]).length;
+    const active = FILTERS.filter((k) => k !== 'sort' && filters[k]).length;
     resultsStatus.textContent = shown === 0
       ? (active ? 'No incidents match these filters.' : 'No incidents yet.')
-      : `${shown}${more ? '+' : ''} incident${shown === 1 ? '' : 's'}${active ? ` matching ${active} filter${active === 1 ? '' : 's'}` : ''}, newest first.`;
+      : `${shown}${more ? '+' : ''} incident${shown === 1 ? '' : 's'}${active ? ` matching ${active} filter${active === 1 ? '' : 's'}` : ''}, ${filters.sort === 'severity' ? 'alerts first' : 'newest first'}.`;
   };
   const addPage = (data) => {
     const items = itemsOf(data);
@@ -275,7 +281,7 @@ export async function incidentPage(ctx, flash) {
     if (!(detail instanceof ApiError)) throw detail;
     return;
   }
-  const { incident: inc, events = [] } = detail;
+  const { incident: inc, events = [], attempts = [] } = detail;
   ctx.setTitle(`Incident #${inc.id}`);
   const usersById = new Map(users.map((u) => [String(u.id), u]));
   const userLabel = (u) => u.displayName || u.display_name || u.email;
@@ -283,6 +289,7 @@ export async function incidentPage(ctx, flash) {
 
   const rows = [
     ['Status', statusBadge(inc.status)],
+    ['Severity', severityBadge(inc.severity)],
     ['Kind', KIND_LABELS[inc.kind] ?? inc.kind],
     ['Category', categoryLabel],
     ['Address', urlView(inc, { link: true })],
@@ -307,6 +314,14 @@ export async function incidentPage(ctx, flash) {
       ev.note ? h('blockquote', { class: 'note' }, ev.note) : null)))
     : h('p', { class: 'muted' }, 'No history yet.');
 
+  // Each time the person went back to the site (folded into this incident), with the page they asked for.
+  const attemptList = attempts.length > 1
+    ? h('section', { class: 'card', 'aria-labelledby': 'attempts-title' },
+      h('h2', { id: 'attempts-title' }, `Attempts (${inc.count})`),
+      inc.count > attempts.length ? h('p', { class: 'muted small' }, `The first ${attempts.length} are listed.`) : null,
+      h('ol', { class: 'timeline' }, attempts.map((a) => h('li', {}, timeEl(a.at), ' — ', a.url ? urlView({ ...inc, url: a.url }) : h('span', { class: 'muted' }, 'address not kept')))))
+    : null;
+
   mount(ctx.view,
     back,
     h('h1', {}, `Incident #${inc.id}: ${KIND_LABELS[inc.kind] ?? inc.kind}${inc.categoryName || inc.category ? ` — ${inc.categoryName || inc.category}` : ''}`),
@@ -317,6 +332,7 @@ export async function incidentPage(ctx, flash) {
         h('h2', { id: 'details-title' }, 'Details'),
         h('dl', { class: 'details' }, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]))),
       isDsl ? triageForm(ctx, inc, users, userLabel) : null),
+    attemptList,
     h('section', { class: 'card', 'aria-labelledby': 'history-title' }, h('h2', { id: 'history-title' }, 'History'), history));
 }
 

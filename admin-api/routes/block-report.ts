@@ -6,6 +6,8 @@ import { openReference } from '../../incidents/reference';
 import { REPORT_KINDS, type IncidentSink, type ReportKind } from '../../incidents/types';
 import { renderErrorPage, renderThanksPage } from '../../filter/blockpage';
 import { plainIp } from '../../core/host';
+import type { SeverityConfig } from '../../core/severity';
+import { reportSeverity } from '../present';
 
 export interface BlockReportOptions {
   secret: Buffer;
@@ -13,6 +15,8 @@ export interface BlockReportOptions {
   logger?: Logger;
   /** How long a block page's buttons keep working (default 7 days). */
   maxAgeMs?: number;
+  /** The school's severity choices: a self-report about an alerting category alerts. */
+  severity?: SeverityConfig;
   /** Reports (and refused attempts) one client address may send per window (default 20 per 10 minutes). */
   limit?: { max: number; windowMs: number };
 }
@@ -128,6 +132,7 @@ export const blockReportRoutes: FastifyPluginAsync<BlockReportOptions> = async (
       clientIp: block.clientIp,
       policyGroup: block.group,
       note: trimmed,
+      severity: reportSeverity(type as ReportType, block.category, block.group, opts.severity),
     });
     remember(reportKey!);
     logger.info({ kind: type, category: block.category }, 'block report recorded');

@@ -1,16 +1,16 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { SchoolgateError } from '../../core/errors';
 import { normalizeTypedUrl } from '../../blocklists/normalize';
-import { INCIDENT_KINDS as KINDS, INCIDENT_STATUSES as STATUSES, type IncidentStatus } from '../../incidents/types';
+import { INCIDENT_KINDS as KINDS, INCIDENT_STATUSES as STATUSES, TIERS, type IncidentStatus } from '../../incidents/types';
 import { CSV_COLUMNS, csvLine, updateIncident } from '../../incidents/queries';
 import { writeAudit } from '../../repos/audit';
 import {
-  exportRows, getIncident, getIncidentByKey, incidentEvents, incidentStats, listIncidents, relatedIncidents, searchIndexed,
-  type IncidentFilter,
+  exportRows, getIncident, getIncidentByKey, incidentAttempts, incidentEvents, incidentStats, listIncidents, relatedIncidents, searchIndexed,
+  type IncidentFilter, type IncidentSort,
 } from '../../repos/incidents';
 import { caller, type AuthUser } from '../auth';
 import type { AdminContext } from '../deps';
-import { categoryName, errorSchema, eventSchema, incidentSchema, toEventJson, toIncidentJson } from '../present';
+import { categoryName, errorSchema, eventSchema, incidentSchema, reportSeverity, toEventJson, toIncidentJson } from '../present';
 import { pagedResponse } from './paging';
 
 const DSL = ['safeguarding_lead'] as const;
@@ -19,6 +19,7 @@ export interface FilterQuery {
   status?: string[];
   kind?: string[];
   category?: string[];
+  severity?: string[];
   user?: string;
   from?: string;
   to?: string;
@@ -31,7 +32,8 @@ const filterProps = {
   status: { type: 'array', items: { type: 'string' }, description: 'one or more (repeat or comma-separate)' },
   kind: { type: 'array', items: { type: 'string' } },
   category: { type: 'array', items: { type: 'string' } },
-  user: { type: 'string', maxLength: 254 },
+  severity: { type: 'array', items: { type: 'string' }, description: 'log, incident, alert (repeat or comma-separate)' },
+  user: { type: 'string', maxLength: 254, description: 'the person, ignoring case' },
   from: { type: 'string', description: 'ISO date or date-time, inclusive' },
   to: { type: 'string', description: 'ISO date (that whole day included) or date-time (exclusive)' },
   q: { type: 'string', maxLength: 200, description: 'text in URL, host, user, device, search terms or note' },
@@ -63,6 +65,7 @@ export function filterFor(user: AuthUser, q: FilterQuery): IncidentFilter {
     status: oneOf('status', q.status, STATUSES),
     kind: oneOf('kind', q.kind, KINDS),
     category: q.category?.flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean),
+    severity: oneOf('severity', q.severity, TIERS),
     user: q.user || undefined,
     from: parseDate('from', q.from, false),
     to: parseDate('to', q.to, true),
@@ -85,14 +88,19 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
   );
   const json = (row: Parameters<typeof toIncidentJson>[0]) => toIncidentJson(row, lists, config);
 
-  app.get<{ Querystring: FilterQuery }>('/api/incidents', {
+  app.get<{ Querystring: FilterQuery & { sort?: IncidentSort } }>('/api/incidents', {
     config: { access: ['safeguarding_lead', 'staff'] },
     schema: {
       tags: ['incidents'],
-      summary: 'Incidents, newest first (staff: only their own)',
+      summary: 'Incidents, newest first or alert first (staff: only their own)',
       querystring: {
         type: 'object',
-        properties: { ...filterProps, cursor: { type: 'string', maxLength: 100 }, limit: { type: 'integer', minimum: 1, maximum: 500, default: 50 } },
+        properties: {
+          ...filterProps,
+          sort: { type: 'string', enum: ['time', 'severity'], default: 'time', description: 'time: newest first; severity: alert, then incident, then log, newest first within each' },
+          cursor: { type: 'string', maxLength: 100 },
+          limit: { type: 'integer', minimum: 1, maximum: 500, default: 50 },
+        },
       },
       response: {
         200: pagedResponse(incidentSchema),
@@ -101,7 +109,7 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
     },
   }, async (req) => {
     const user = caller(req);
-    const page = await listIncidents(db, filterFor(user, req.query), { cursor: req.query.cursor, limit: req.query.limit ?? 50 });
+    const page = await listIncidents(db, filterFor(user, req.query), { cursor: req.query.cursor, limit: req.query.limit ?? 50, sort: req.query.sort });
     return { items: page.rows.map(json), nextCursor: page.nextCursor };
   });
 
@@ -135,7 +143,7 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
     config: { access: ['safeguarding_lead', 'staff'] },
     schema: {
       tags: ['incidents'],
-      summary: 'One incident with its history and related block/reports; recorded in the audit log',
+      summary: 'One incident with its history, its attempts (each repeat folded into it: time and address) and related block/reports; recorded in the audit log',
       params: { type: 'object', required: ['id'], properties: { id: { type: 'integer', minimum: 1 } } },
       response: {
         200: {
@@ -143,6 +151,11 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
           properties: {
             incident: incidentSchema,
             events: { type: 'array', items: eventSchema },
+            attempts: {
+              type: 'array',
+              description: 'each attempt folded into this incident, oldest first (at most 500; count gives the total)',
+              items: { type: 'object', properties: { at: { type: 'string', format: 'date-time' }, url: { type: ['string', 'null'] } } },
+            },
             related: { type: 'array', items: incidentSchema, description: 'the block a report refers to, or the reports about this block' },
           },
         },
@@ -153,11 +166,14 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
     const user = caller(req);
     const row = await getIncident(db, req.params.id);
     // Staff asking for someone else's incident learn nothing, not even that it exists.
-    if (!row || (user.role === 'staff' && row.user_name !== user.email)) throw new SchoolgateError('SG_ERR_NOT_FOUND', `incident ${req.params.id}`);
-    const events = await incidentEvents(db, row.id);
-    const related = (await relatedIncidents(db, row)).filter((r) => user.role !== 'staff' || r.user_name === user.email);
+    if (!row || (user.role === 'staff' && !samePerson(row.user_name, user.email))) throw new SchoolgateError('SG_ERR_NOT_FOUND', `incident ${req.params.id}`);
+    const [events, attempts] = await Promise.all([incidentEvents(db, row.id), incidentAttempts(db, row)]);
+    const related = (await relatedIncidents(db, row)).filter((r) => user.role !== 'staff' || samePerson(r.user_name, user.email));
     await writeAudit(db, { actor: user, action: 'incident_view', target: `incident:${row.id}` });
-    return { incident: json(row), events: events.map(toEventJson), related: related.map(json) };
+    return {
+      incident: json(row), events: events.map(toEventJson), related: related.map(json),
+      attempts: attempts.map((a) => ({ at: a.at.toISOString(), url: a.url })),
+    };
   });
 
   app.patch<{ Params: { id: number }; Body: { status?: IncidentStatus; assigneeId?: number | null; note?: string } }>('/api/incidents/:id', {
@@ -257,6 +273,7 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
       host,
       category,
       note: req.body.description.trim(),
+      severity: reportSeverity('self_report', category, null, config.severity),
     });
     await ctx.incidents.flush();
     const row = await getIncidentByKey(db, key);
@@ -334,6 +351,11 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
     req.raw.on('close', stop);
   });
 };
+
+/** A person is the same person whatever case their name was typed in (proxy sign-in lower-cases it, the clients map does not). */
+function samePerson(name: string | null, email: string): boolean {
+  return name !== null && name.toLowerCase() === email.toLowerCase();
+}
 
 /** Normalises what staff typed and finds the category the lists give it, so the DSL sees it at once. */
 function describeUrl(ctx: AdminContext, raw: string): { url: string; host: string | null; category: string | null } {

@@ -1,6 +1,6 @@
-import { SchoolgateError } from '../../core/errors';
+import { EMPTY_SEVERITY, type SeverityConfig } from '../../core/severity';
 import { SAFEGUARDING_LISTS } from './phrases';
-import { TIERS, type Tier } from './types';
+import type { Tier } from './types';
 
 /**
  * The shipped severity of each blocked category (issue 13, point 2): what a blocked navigation to
@@ -140,19 +140,9 @@ for (const list of SAFEGUARDING_LISTS) {
   (DEFAULT_TIERS as Record<string, TierDefault>)[list.category] ??= { tier: list.severity, reason: list.why };
 }
 
-/**
- * Lists that are illegal to view (IWF, CTIRU): the only ones the console may call "illegal", never
- * link, and suggest reporting. Adult content is not among them, however severe its tier.
- */
-export const ILLEGAL_CATEGORIES: readonly string[] = ['iwf', 'ctiru'];
-
-/** A school's choices: per category, and per policy group where a group differs (staff, sixth form). */
-export interface SeverityConfig {
-  categories: Record<string, Tier>;
-  groups: Record<string, Record<string, Tier>>;
-}
-
-export const EMPTY_SEVERITY: SeverityConfig = { categories: {}, groups: {} };
+// The school's overrides and the illegal lists are checked by the config loader in core, which
+// cannot import this file.
+export { EMPTY_SEVERITY, ILLEGAL_CATEGORIES, validateSeverityConfig, type SeverityConfig } from '../../core/severity';
 
 /** The tier for a blocked (or flagged) category: group override, school override, shipped default, else incident. */
 export function tierFor(category: string | null | undefined, group?: string | null, config: SeverityConfig = EMPTY_SEVERITY): Tier {
@@ -164,55 +154,4 @@ export function tierFor(category: string | null | undefined, group?: string | nu
   }
   if (Object.hasOwn(config.categories, category)) return config.categories[category]!;
   return Object.hasOwn(DEFAULT_TIERS, category) ? DEFAULT_TIERS[category]!.tier : 'incident';
-}
-
-const CATEGORY_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
-
-function checkTiers(obj: unknown, keyPath: string, problems: string[]): Record<string, Tier> {
-  const out: Record<string, Tier> = {};
-  if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) {
-    problems.push(`${keyPath} must be an object of category: tier (${TIERS.join(', ')})`);
-    return out;
-  }
-  for (const [key, value] of Object.entries(obj)) {
-    const at = `${keyPath}.${key}`;
-    if (!CATEGORY_NAME.test(key)) {
-      problems.push(`${at}: "${key}" is not a category name`);
-      continue;
-    }
-    if (typeof value !== 'string' || !(TIERS as readonly string[]).includes(value)) {
-      problems.push(`${at}: ${JSON.stringify(value)} is not a tier (${TIERS.join(', ')})`);
-      continue;
-    }
-    out[key] = value as Tier;
-  }
-  return out;
-}
-
-/**
- * Checks a school's severity settings, `{ categories: {name: tier}, groups: {group: {name: tier}} }`,
- * reporting every problem at once, each naming its key (`severity.groups.staff.adult`). Unknown
- * category names are allowed — a school may load lists schoolgate has never heard of — but an
- * unknown tier is refused: a typo there would silently change who gets told.
- */
-export function validateSeverityConfig(input: unknown, keyPath = 'severity'): SeverityConfig {
-  if (input === undefined || input === null) return { categories: {}, groups: {} };
-  const problems: string[] = [];
-  const config: SeverityConfig = { categories: {}, groups: {} };
-  if (typeof input !== 'object' || Array.isArray(input)) {
-    problems.push(`${keyPath} must be an object with "categories" and/or "groups"`);
-  } else {
-    for (const [key, value] of Object.entries(input)) {
-      if (key === 'categories') config.categories = checkTiers(value, `${keyPath}.categories`, problems);
-      else if (key === 'groups') {
-        if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-          problems.push(`${keyPath}.groups must be an object of group: { category: tier }`);
-          continue;
-        }
-        for (const [group, tiers] of Object.entries(value)) config.groups[group] = checkTiers(tiers, `${keyPath}.groups.${group}`, problems);
-      } else problems.push(`${keyPath}.${key} is not a setting (categories, groups)`);
-    }
-  }
-  if (problems.length) throw new SchoolgateError('SG_ERR_CONFIG', problems.join('; '), { keys: problems.map((p) => p.split(/[: ]/)[0]) });
-  return config;
 }

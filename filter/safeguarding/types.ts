@@ -3,18 +3,10 @@
  * import another for a type.
  */
 
-/**
- * What a blocked category or a flagged search costs the DSL:
- * - `log`: in the browsing log only (adverts, trackers, malware, shopping);
- * - `incident`: in the DSL's queue;
- * - `alert`: in the queue and an immediate alert.
- */
-export type Tier = 'log' | 'incident' | 'alert';
-
-export const TIERS: readonly Tier[] = ['log', 'incident', 'alert'];
-
-/** Higher is more urgent; for picking the most severe of several matches. */
-export const TIER_RANK: Readonly<Record<Tier, number>> = { log: 0, incident: 1, alert: 2 };
+// Spelled once in core/vocabulary.ts (the migrations' CHECK on incidents.severity must agree);
+// re-exported here for the phrase lists, the matcher and the severity map.
+export { TIER_RANK, TIERS, type Tier } from '../../core/vocabulary';
+import type { Tier } from '../../core/vocabulary';
 
 export interface Phrase {
   /** As a person would type it; normalised (normalise.ts) when the list is compiled. */

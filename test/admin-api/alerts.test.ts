@@ -104,7 +104,7 @@ describe('high-severity alerts: email to the DSL and live events in the console'
     expect((await fetch(`${base}/api/events`)).status).toBe(401);
   });
 
-  it('streams every new incident, alerts on high-severity ones and emails the DSL once per pupil and category', async () => {
+  it('streams every new incident, alerts on alert-severity ones and emails the DSL once per pupil and category', async () => {
     const stream = await openEvents(base, h.users.safeguarding_lead.cookie);
     try {
       expect(stream.res.status).toBe(200);
@@ -114,9 +114,13 @@ describe('high-severity alerts: email to the DSL and live events in the console'
       const games = await until(() => stream.events.find((e) => e.event === 'incident' && e.data.category === 'games'));
       expect(games.data).toMatchObject({ kind: 'blocked', user: 'pupil@school.example', host: 'games.example', status: 'new' });
 
-      h.writer.record({ kind: 'blocked', user: 'pupil@school.example', clientIp: '10.1.2.3', url: 'http://porn.example/secret-path', host: 'porn.example', category: 'adult' });
+      // Severity decides, not the category: the gateway set it (tierFor) when it recorded the block.
+      h.writer.record({ kind: 'blocked', user: 'pupil@school.example', clientIp: '10.1.2.3', url: 'http://casino.example/', host: 'casino.example', category: 'gambling', severity: 'incident' });
+      await until(() => stream.events.find((e) => e.event === 'incident' && e.data.category === 'gambling'));
+      h.writer.record({ kind: 'blocked', user: 'pupil@school.example', clientIp: '10.1.2.3', url: 'http://porn.example/secret-path', host: 'porn.example', category: 'adult', severity: 'alert' });
       const alert = await until(() => stream.events.find((e) => e.event === 'alert'));
-      expect(alert.data).toMatchObject({ category: 'adult', illegal: true, user: 'pupil@school.example' });
+      // Adult content alerts, and is never called illegal (issue 13).
+      expect(alert.data).toMatchObject({ category: 'adult', illegal: false, severity: 'alert', user: 'pupil@school.example' });
       expect(stream.events.filter((e) => e.event === 'alert')).toHaveLength(1); // games raised none
 
       const mail = await until(() => smtp.mails[0]);
@@ -124,20 +128,29 @@ describe('high-severity alerts: email to the DSL and live events in the console'
       expect(mail.raw).toMatch(/Subject: \[schoolgate\] Blocked access: adult/);
       expect(mail.raw).toContain('pupil@school.example');
       expect(mail.raw).toContain(`/console/#/incidents/${alert.data.id}`);
-      // Illegal-content categories: the address never goes into an email.
-      expect(mail.raw).not.toContain('porn.example');
-      expect(mail.raw).not.toContain('secret-path');
+      expect(mail.raw).toContain('porn.example');
+      expect(mail.raw).not.toMatch(/IWF|illegal/i);
 
-      // The same pupil retrying: another alert on screen, but no second email.
-      h.writer.record({ kind: 'blocked', user: 'pupil@school.example', clientIp: '10.1.2.3', url: 'http://xxx.example/', host: 'xxx.example', category: 'adult' });
+      // The same pupil on the same site again: folded into the incident ('repeated'), no second alert.
+      h.writer.record({ kind: 'blocked', user: 'PUPIL@school.example', clientIp: '10.1.2.3', url: 'https://www.porn.example/other', host: 'www.porn.example', category: 'adult', severity: 'alert' });
+      await h.writer.flush();
+      await new Promise((r) => setTimeout(r, 200));
+      expect(stream.events.filter((e) => e.event === 'alert')).toHaveLength(1);
+      // The same pupil on another site: another incident and alert on screen, but no second email.
+      h.writer.record({ kind: 'blocked', user: 'pupil@school.example', clientIp: '10.1.2.3', url: 'http://xxx.example/', host: 'xxx.example', category: 'adult', severity: 'alert' });
       await until(() => (stream.events.filter((e) => e.event === 'alert').length === 2 ? true : undefined));
       // A different pupil does get one.
-      h.writer.record({ kind: 'blocked', user: 'other@school.example', clientIp: '10.1.2.4', url: 'http://xxx.example/', host: 'xxx.example', category: 'adult' });
+      h.writer.record({ kind: 'blocked', user: 'other@school.example', clientIp: '10.1.2.4', url: 'http://xxx.example/', host: 'xxx.example', category: 'adult', severity: 'alert' });
       await until(() => smtp.mails[1]);
+      // Content illegal to view (IWF-type list): the address never goes into an email.
+      h.writer.record({ kind: 'blocked', user: 'third@school.example', clientIp: '10.1.2.5', url: 'http://abuse.example/secret-path', host: 'abuse.example', category: 'iwf', severity: 'alert' });
+      const iwf = await until(() => smtp.mails[2]);
+      expect(iwf.raw).not.toContain('abuse.example');
+      expect(iwf.raw).not.toContain('secret-path');
       await new Promise((r) => setTimeout(r, 200));
-      expect(smtp.mails).toHaveLength(2);
+      expect(smtp.mails).toHaveLength(3);
       const audit = await h.db.query<{ n: number }>("SELECT count(*)::int AS n FROM audit_log WHERE action = 'alert_email'");
-      expect(audit.rows[0].n).toBe(2);
+      expect(audit.rows[0].n).toBe(3);
     } finally {
       await stream.close();
     }
@@ -146,12 +159,12 @@ describe('high-severity alerts: email to the DSL and live events in the console'
   it('keeps serving when the SMTP server is gone (the alert is logged, nothing crashes)', async () => {
     smtpOpen = false;
     await new Promise<void>((r) => smtp.server.close(() => r()));
-    h.writer.record({ kind: 'blocked', user: 'third@school.example', url: 'http://porn.example/', host: 'porn.example', category: 'adult' });
+    h.writer.record({ kind: 'blocked', user: 'fourth@school.example', url: 'http://porn.example/', host: 'porn.example', category: 'adult', severity: 'alert' });
     await h.writer.flush();
     const line = await until(() => logLines.find((l) => l.msg === 'alert email not sent'));
     expect(line.level).toBe(50); // error: a DSL who was not emailed must be visible in the log
     expect(String(line.err)).toMatch(/ECONNREFUSED|connect/i);
-    const res = await fetch(`${base}/api/incidents?user=third@school.example`, { headers: { cookie: h.users.safeguarding_lead.cookie } });
+    const res = await fetch(`${base}/api/incidents?user=fourth@school.example`, { headers: { cookie: h.users.safeguarding_lead.cookie } });
     expect(res.status).toBe(200);
     const items = ((await res.json()) as { items: Array<{ id: number }> }).items;
     expect(items).toHaveLength(1);

@@ -15,7 +15,8 @@ beforeAll(async () => {
   // Two pupils, a teacher, categories, a search, ties on time (same minute) to test the cursor.
   w.record({ kind: 'blocked', occurredAt: at(0), user: 'amy@school.example', clientIp: '10.0.0.1', device: 'LAB-01', url: 'http://porn.example/a', host: 'porn.example', category: 'adult', policyGroup: 'pupils' });
   w.record({ kind: 'blocked', occurredAt: at(1), user: 'ben@school.example', clientIp: '10.0.0.2', url: 'http://casino.example/', host: 'casino.example', category: 'gambling' });
-  w.record({ kind: 'blocked', occurredAt: at(1), user: 'ben@school.example', clientIp: '10.0.0.2', url: 'http://casino.example/poker', host: 'casino.example', category: 'gambling' });
+  // Another site: two pages of one site within the fold window would be one incident (issue 13).
+  w.record({ kind: 'blocked', occurredAt: at(1), user: 'ben@school.example', clientIp: '10.0.0.2', url: 'http://poker.example/poker', host: 'poker.example', category: 'gambling' });
   w.record({ kind: 'flagged_search', occurredAt: at(2), user: 'amy@school.example', url: 'https://search.example/?q=x', host: 'search.example', category: 'adult', searchTerms: 'how to =cmd' });
   w.record({ kind: 'blocked', occurredAt: at(60 * 24), user: 'staff@school.example', clientIp: '10.0.1.5', url: 'http://games.example/', host: 'games.example', category: 'games' });
   w.record({ kind: 'unblock_request', occurredAt: at(60 * 24 + 1), user: 'staff@school.example', clientIp: '10.0.1.5', device: 'T-LAPTOP', url: 'http://games.example/maths', host: 'games.example', category: 'games', note: 'maths game for year 7' });
@@ -42,7 +43,8 @@ describe('GET /api/incidents', () => {
     const first = items.find((i) => i.device === 'LAB-01')!;
     expect(first).toMatchObject({
       kind: 'blocked', status: 'new', category: 'adult', categoryName: 'adult', url: 'http://porn.example/a', host: 'porn.example',
-      clientIp: '10.0.0.1', user: 'amy@school.example', policyGroup: 'pupils', count: 1, illegal: true, assigneeId: null,
+      // Adult content is never labelled illegal (issue 13): only IWF/CTIRU-type lists are.
+      clientIp: '10.0.0.1', user: 'amy@school.example', policyGroup: 'pupils', count: 1, illegal: false, assigneeId: null, severity: 'incident',
     });
     expect(typeof first.id).toBe('number');
     expect(new Date(first.occurredAt as string).toISOString()).toBe(at(0).toISOString());
@@ -58,7 +60,7 @@ describe('GET /api/incidents', () => {
     expect((await list('?from=2026-03-03')).items).toHaveLength(2);
     expect((await list('?to=2026-03-02')).items).toHaveLength(9); // a bare day includes that whole day
     expect((await list(`?from=${encodeURIComponent(at(1).toISOString())}&to=${encodeURIComponent(at(3).toISOString())}`)).items).toHaveLength(3);
-    expect((await list('?q=POKER')).items.map((i) => i.url)).toEqual(['http://casino.example/poker']);
+    expect((await list('?q=POKER')).items.map((i) => i.url)).toEqual(['http://poker.example/poker']);
     expect((await list('?q=maths%20game')).items.map((i) => i.kind)).toEqual(['unblock_request']);
     expect((await list('?q=100%25')).items).toHaveLength(0); // % is literal, not a wildcard
     expect((await list('?status=new&status=in_review')).items).toHaveLength(11);
@@ -281,5 +283,36 @@ describe('self-reports and unblock requests', () => {
     expect(h.lists.classify(u, ['games'], []).action).toBe('pass');
     const again = await call(h, 'network_manager', 'POST', `/api/unblock-requests/${req.id}/decision`, { decision: 'deny', reason: 'changed mind' });
     expect(again.statusCode).toBe(409);
+  });
+});
+
+describe('severity in the queue (issue 13)', () => {
+  it('filters by severity and sorts alert first, paging every row once in that order', async () => {
+    // Each on a site of its own (sev-N.example) so none folds into another; times tie on purpose.
+    const tiers = ['incident', 'alert', 'log', 'alert', 'incident', 'alert', 'incident'] as const;
+    tiers.forEach((severity, i) => h.writer.record({
+      kind: 'blocked', occurredAt: at(60 * 24 * 20 + (i % 3)), user: `sev${i}@school.example`, url: `http://sev-${i}.example/`, host: `sev-${i}.example`, category: 'gambling', severity,
+    }));
+    await h.writer.flush();
+    const alerts = await list('?status=new&severity=alert&q=sev-');
+    expect(alerts.items.map((i) => i.severity)).toEqual(['alert', 'alert', 'alert']);
+    expect((await list('?severity=alert,log&q=sev-')).items).toHaveLength(4);
+    const bad = await call(h, 'safeguarding_lead', 'GET', '/api/incidents?severity=urgent');
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error.code).toBe('SG_ERR_VALIDATION');
+    const seen: Array<Record<string, unknown>> = [];
+    let cursor: string | null = '';
+    while (cursor !== null) {
+      const page = await list(`?q=sev-&sort=severity&limit=2${cursor ? `&cursor=${cursor}` : ''}`);
+      seen.push(...page.items);
+      cursor = page.nextCursor;
+    }
+    expect(seen).toHaveLength(tiers.length);
+    expect(new Set(seen.map((i) => i.id)).size).toBe(tiers.length);
+    const rank = { log: 0, incident: 1, alert: 2 } as Record<string, number>;
+    const keys = seen.map((i) => [rank[i.severity as string], Date.parse(i.occurredAt as string), i.id as number]);
+    const sorted = [...keys].sort((x, y) => y[0] - x[0] || y[1] - x[1] || y[2] - x[2]);
+    expect(keys).toEqual(sorted);
+    expect(seen.map((i) => i.severity)).toEqual(['alert', 'alert', 'alert', 'incident', 'incident', 'incident', 'log']);
   });
 });

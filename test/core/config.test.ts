@@ -115,6 +115,22 @@ describe('config', () => {
       expect(refusal([1, 2])).toContain('must be an object, got a list');
     });
 
+    it('refuses bad severity settings and fold windows, naming each key (issue 13)', () => {
+      const all = refusal({ severity: { categories: { adult: 'loud', games: 'log' }, groups: { staff: { porn: 'ALERT' } }, tiers: {} } });
+      expect(all).toContain('severity.categories.adult: "loud" is not a tier (log, incident, alert)');
+      expect(all).toContain('severity.groups.staff.porn: "ALERT" is not a tier');
+      expect(all).toContain('severity.tiers is not a setting');
+      expect(all).not.toContain('games');
+      expect(refusal({ severity: ['adult'] })).toContain('severity must be an object');
+      expect(refusal({ incidentFoldMinutes: [30] })).toContain('incidentFoldMinutes must be a number');
+      expect(() => loadConfig({ 'data-dir': fileWith({ incidentFoldMinutes: 0 }).dir }, {})).toThrowError(/incidentFoldMinutes must be a whole number of at least 1/);
+      const defaults = loadConfig({ 'data-dir': fileWith({}).dir }, {});
+      expect(defaults).toMatchObject({ incidentFoldMinutes: 30, severity: { categories: {}, groups: {} }, illegalCategories: ['iwf', 'ctiru'], highSeverityCategories: [] });
+      // A school's own severity wins over the deprecated list where both name a category.
+      const both = loadConfig({ 'data-dir': fileWith({ highSeverityCategories: ['adult', 'drogue'], severity: { categories: { adult: 'incident' } } }).dir }, {});
+      expect(both.severity.categories).toEqual({ adult: 'incident', drogue: 'alert' });
+    });
+
     it('refuses a bad clients entry, naming its index and key', () => {
       expect(refusal({ clients: [{ cidr: '10.0.0.0/8' }, { cidr: '10.1.0.0/16', usr: 'x' }] })).toContain('unknown key clients[1].usr (did you mean clients[1].user?)');
       expect(refusal({ clients: [{ cidr: '10.0.0.0/8', group: ['pupils'] }] })).toContain('clients[0].group must be a string, got a list');
@@ -134,10 +150,13 @@ describe('config', () => {
         deniedDestinations: ['192.168.0.0/16'], allowedDestinations: ['192.168.5.5'], connectPorts: [443, '8443-8444'],
         headersTimeoutMs: 5000, idleTimeoutMs: 6000, handshakeTimeoutMs: 7000, maxConnectionsPerClient: 64,
         listRoots: ['/srv/lists'], listMaxShrink: 0.25, listDownloadMaxBytes: 2048, listExtractMaxBytes: 4096,
+        incidentFoldMinutes: 10, severity: { categories: { games: 'incident' }, groups: { staff: { adult: 'incident' } } },
       };
       const { dir } = fileWith(full);
       const c = loadConfig({ 'data-dir': dir }, {}, dir);
-      expect(c).toMatchObject({ ...full, adminPort: 8082, lists: [path.join(dir, 'lists/a')], smtp: { url: 'smtp://mail.school.example', from: 'schoolgate@localhost', to: ['dsl@school.example'] } });
+      // The deprecated highSeverityCategories is mapped into severity as alert (issue 13).
+      const severity = { categories: { games: 'incident', adult: 'alert' }, groups: { staff: { adult: 'incident' } } };
+      expect(c).toMatchObject({ ...full, severity, adminPort: 8082, lists: [path.join(dir, 'lists/a')], smtp: { url: 'smtp://mail.school.example', from: 'schoolgate@localhost', to: ['dsl@school.example'] } });
       expect(loadConfig({ 'data-dir': fileWith({ categories: null, smtp: null, publicUrl: null }).dir }, {}).categories).toBeNull();
     });
   });

@@ -131,7 +131,7 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
     await row.getByRole('link').click();
     await page.getByRole('heading', { level: 1, name: /Incident #\d+/ }).waitFor();
     expect(await page.getByRole('link', { name: '← Back to the queue' }).getAttribute('href')).toBe('#/incidents');
-    await hasText(page.locator('.warning'), 'Do not visit this address — report it (e.g. to the IWF/CEOP) instead');
+    await hasText(page.locator('.warning'), 'This address is on a list of content that is illegal to view. Do not visit it');
     await hasText(page.locator('dl.details'), hostileUrl);
     expect(await page.locator('a[href*="illegal.example"]').count()).toBe(0);
     expect(await page.evaluate(() => window.__sgXss)).toBeUndefined();
@@ -146,7 +146,7 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
     await page.getByRole('button', { name: 'Apply filters' }).click();
     await page.waitForURL(/category=gambling/);
     await expect.poll(() => page.locator('table.incidents tbody tr').count()).toBe(2);
-    const cells = await page.locator('table.incidents tbody tr td:nth-child(4)').allTextContents();
+    const cells = await page.locator('table.incidents tbody tr td:nth-child(5)').allTextContents();
     expect(cells).toEqual(['Gambling', 'Gambling']);
     await hasText(page.locator('#results-count'), '2 incidents matching 1 filter');
     // The CSV export carries the same filter.
@@ -221,7 +221,8 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
     await expect.poll(() => page.locator('table.incidents tbody tr').count()).toBe(7);
     // The header says when the event stream is connected: only then can the incident be pushed.
     await hasText(page.locator('#live-status'), 'Live updates on', { timeout: 10_000 });
-    env.writer.record({ kind: 'blocked', category: 'agressif', url: 'http://hate.example/live', host: 'hate.example', user: 'pupil.e@school.test', clientIp: '10.0.0.11' });
+    // The gateway sets the severity (tierFor) when it records; alerts follow it (issue 13).
+    env.writer.record({ kind: 'blocked', category: 'agressif', url: 'http://hate.example/live', host: 'hate.example', user: 'pupil.e@school.test', clientIp: '10.0.0.11', severity: 'alert' });
     await env.writer.flush();
     await expect.poll(() => page.locator('table.incidents tbody tr').count(), { timeout: 10_000 }).toBe(8);
     await hasText(page.locator('table.incidents tbody tr').first(), 'hate.example/live');

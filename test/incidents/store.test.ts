@@ -6,7 +6,7 @@ import { isSchoolgateError } from '../../core/errors';
 import { migrate, readMigrations } from '../../db/migrate';
 import { runRetention, scheduleRetention } from '../../incidents/retention';
 import { IncidentWriter, classifyError, type Rec } from '../../incidents/writer';
-import { writeBatch } from '../../repos/incidents';
+import { incidentAttempts, writeBatch } from '../../repos/incidents';
 import type { Db } from '../../db/types';
 import type { IncidentRow } from '../../incidents/types';
 import { backends, expectStoredOnce, incidentIdForKey, ledger, openFresh, tmpDir, type Opened } from './helpers';
@@ -162,8 +162,8 @@ for (const backend of backends) {
         expect(rows[0].count).toBe(4);
         expect(rows[0].last_seen.getTime()).toBe(t0 + 32_000);
         expect(repeated.some((r) => r.id === rows[0].id && r.count === 4)).toBe(true);
-        // More than 60 s after the last sighting: a new incident.
-        w.record({ kind: 'blocked', user: 'pupil2', url, occurredAt: new Date(t0 + 93_000) });
+        // More than the window (30 minutes) after the last sighting: a new incident.
+        w.record({ kind: 'blocked', user: 'pupil2', url, occurredAt: new Date(t0 + 32_000 + 30 * 60_000 + 1000) });
         // A different user, and the same user with another kind, are not repeats.
         w.record({ kind: 'blocked', user: 'pupil3', url, occurredAt: new Date(t0 + 33_000) });
         w.record({ kind: 'flagged_search', user: 'pupil2', url, occurredAt: new Date(t0 + 33_000) });
@@ -175,6 +175,28 @@ for (const backend of backends) {
           ['blocked', 'pupil3', 1],
           ['flagged_search', 'pupil2', 1],
         ]);
+      });
+
+      it('folds one person\'s blocks on one site (http and https, any page, any subdomain, any case of their name) into one incident listing each attempt; severity and other sites apart', async () => {
+        const t0 = Date.now() - 3_600_000;
+        const urls = ['http://fold.example/', 'https://fold.example/a', 'http://www.fold.example/b?x=1', 'https://m.fold.example/c', 'http://fold.example/d'];
+        // Five attempts in ten minutes, across two batches.
+        urls.slice(0, 3).forEach((url, i) => w.record({ kind: 'blocked', user: i === 1 ? 'Folder@School.example' : 'folder@school.example', url, host: new URL(url).hostname, occurredAt: new Date(t0 + i * 150_000), severity: 'incident' }));
+        await w.flush();
+        urls.slice(3).forEach((url, i) => w.record({ kind: 'blocked', user: 'folder@school.example', clientIp: '10.3.3.3', url, host: new URL(url).hostname, occurredAt: new Date(t0 + (i + 3) * 150_000), severity: 'incident' }));
+        // An alerting attempt is never hidden in a row that did not alert; another site is another incident.
+        w.record({ kind: 'blocked', user: 'folder@school.example', url: 'http://fold.example/x', host: 'fold.example', occurredAt: new Date(t0 + 100_000), severity: 'alert' });
+        w.record({ kind: 'blocked', user: 'folder@school.example', url: 'http://other-fold.example/', host: 'other-fold.example', occurredAt: new Date(t0 + 100_000) });
+        await w.flush();
+        const rows = (await o.db.query<IncidentRow>("SELECT * FROM incidents WHERE lower(user_name) = 'folder@school.example' ORDER BY id")).rows;
+        expect(rows.map((r) => [r.host, r.severity, Number(r.count)])).toEqual([
+          ['fold.example', 'incident', 5],
+          ['fold.example', 'alert', 1],
+          ['other-fold.example', 'incident', 1],
+        ]);
+        const attempts = await incidentAttempts(o.db, rows[0]);
+        expect(attempts.map((a) => a.url)).toEqual(urls);
+        expect(attempts.map((a) => a.at.getTime())).toEqual(urls.map((_, i) => t0 + i * 150_000));
       });
 
       it('folds by client IP when there is no user, and never folds self-reports', async () => {

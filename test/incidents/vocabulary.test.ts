@@ -4,7 +4,7 @@
 // fails here rather than as a refused INSERT in a school.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROLES } from '../../admin-api/auth';
-import { INCIDENT_KINDS, INCIDENT_STATUSES } from '../../incidents/types';
+import { INCIDENT_KINDS, INCIDENT_STATUSES, TIERS } from '../../incidents/types';
 import { openFresh, type Opened } from './helpers';
 
 /** The values of the CHECK (column IN (...)) constraint on table.column. */
@@ -21,7 +21,7 @@ async function checkValues(o: Opened, table: string, column: string): Promise<st
   return [...r.rows[0].def.matchAll(/'((?:[^']|'')*)'::text/g)].map((m) => m[1].replace(/''/g, "'")).sort();
 }
 
-describe('the database allows exactly the kinds, statuses and roles the code defines', () => {
+describe('the database allows exactly the kinds, statuses, severity tiers and roles the code defines', () => {
   let o: Opened;
   beforeAll(async () => {
     o = await openFresh('pglite');
@@ -35,6 +35,9 @@ describe('the database allows exactly the kinds, statuses and roles the code def
   });
   it('incidents.status', async () => {
     expect(await checkValues(o, 'incidents', 'status')).toEqual([...INCIDENT_STATUSES].sort());
+  });
+  it('incidents.severity', async () => {
+    expect(await checkValues(o, 'incidents', 'severity')).toEqual([...TIERS].sort());
   });
   it('users.role', async () => {
     expect(await checkValues(o, 'users', 'role')).toEqual([...ROLES].sort());

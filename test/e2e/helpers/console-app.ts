@@ -38,7 +38,8 @@ export const consoleUsers: Record<'dsl' | 'staff' | 'nm' | 'auditor', ConsoleUse
 export const hostileUrl = 'http://illegal.example/"><img src=x onerror="window.__sgXss=1">';
 
 const CATEGORIES: Record<string, { name: string; domains: string[] }> = {
-  adult: { name: 'Adult (X)', domains: ['illegal.example'] },
+  // Only lists illegal to view (IWF/CTIRU-type) are labelled illegal; adult content never is (issue 13).
+  iwf: { name: 'IWF list', domains: ['illegal.example'] },
   gambling: { name: 'Gambling', domains: ['casino.example', 'bets.example'] },
   games: { name: 'Games', domains: ['games.example'] },
   agressif: { name: 'Aggressive', domains: ['hate.example'] },
@@ -71,7 +72,7 @@ export const seedIncidents: IncidentInput[] = [
   { kind: 'blocked', category: 'games', url: 'http://games.example/play', host: 'games.example', user: 'pupil.a@school.test', clientIp: '10.0.0.7', policyGroup: 'pupils', occurredAt: daysAgo(3, 14) },
   { kind: 'blocked', category: 'games', url: 'http://games.example/arcade', host: 'games.example', user: 'pupil.c@school.test', clientIp: '10.0.0.9', policyGroup: 'pupils', occurredAt: daysAgo(1) },
   { kind: 'blocked', category: 'agressif', url: 'http://hate.example/forum', host: 'hate.example', user: 'pupil.b@school.test', clientIp: '10.0.0.8', policyGroup: 'pupils', occurredAt: daysAgo(1, 11) },
-  { kind: 'blocked', category: 'adult', url: hostileUrl, host: 'illegal.example', user: 'pupil.d@school.test', clientIp: '10.0.0.10', policyGroup: 'pupils', occurredAt: daysAgo(0, 0) },
+  { kind: 'blocked', category: 'iwf', url: hostileUrl, host: 'illegal.example', user: 'pupil.d@school.test', clientIp: '10.0.0.10', policyGroup: 'pupils', occurredAt: daysAgo(0, 0) },
   { kind: 'flagged_search', category: 'agressif', url: 'https://search.example/?q=how+to+hurt', host: 'search.example', searchTerms: 'how to hurt', user: 'pupil.c@school.test', occurredAt: daysAgo(0, 0) },
 ];
 
