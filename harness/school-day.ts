@@ -278,6 +278,8 @@ export async function runSchoolDay(opts: SchoolDayOptions): Promise<SchoolDayRes
   // Alerts go out after the incidents are stored: give the mailer a moment to hand them over.
   const alertingConcerns = concerns.filter((c) => c.alerts).length;
   for (let waited = 0; smtp.subjects.length < alertingConcerns && waited < 5000; waited += 100) await new Promise((r) => setTimeout(r, 100));
+  // And a moment more, so an alert too many is counted too.
+  await new Promise((r) => setTimeout(r, 500));
 
   const dsl = await createUser(gw.db, { email: 'dsl@school.test', role: 'safeguarding_lead', password: 'correct horse battery staple' });
   const { token } = await createToken(gw.db, dsl.id, 'school-day');
