@@ -6,7 +6,7 @@ import { getIncident, incidentsForPerson } from '../../repos/incidents';
 import { caller, type AuthUser } from '../auth';
 import type { AdminContext } from '../deps';
 import { errorSchema, incidentSchema, toIncidentJson } from '../present';
-import { parseDate } from './incidents';
+import { parseDate } from './incident-query';
 
 /**
  * The pupil timeline (issue 13, point 6): a person's incidents and, around each, their browsing

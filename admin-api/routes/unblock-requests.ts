@@ -2,17 +2,55 @@ import type { FastifyPluginAsync } from 'fastify';
 import { SchoolgateError } from '../../core/errors';
 import { applyIncidentChange, CLOSING } from '../../incidents/queries';
 import { writeAudit } from '../../repos/audit';
-import { getIncident } from '../../repos/incidents';
+import { getIncident, listIncidents } from '../../repos/incidents';
+import { INCIDENT_STATUSES as STATUSES } from '../../incidents/types';
 import { insertOverride } from '../../repos/lists';
 import { caller } from '../auth';
 import type { AdminContext } from '../deps';
 import { errorSchema, incidentSchema, toIncidentJson } from '../present';
+import { filterProps, oneOf } from './incident-query';
 import { NM } from './lists';
+import { pagedResponse } from './paging';
 import { normaliseEntry, overrideSchema, toOverride } from './overrides';
 
 /** Unblock requests: the network manager's decision. */
 export const unblockRequestRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => {
   const { db, config, lists, listSync } = ctx;
+  const json = (row: Parameters<typeof toIncidentJson>[0]) => toIncidentJson(row, lists, config);
+
+  app.get<{ Querystring: { status?: string[]; cursor?: string; limit?: number } }>('/api/unblock-requests', {
+    config: { access: ['network_manager', 'safeguarding_lead'] },
+    schema: {
+      tags: ['lists'],
+      summary: 'Unblock requests, without who asked (need to know)',
+      querystring: { type: 'object', properties: { status: filterProps.status, cursor: { type: 'string', maxLength: 100 }, limit: { type: 'integer', minimum: 1, maximum: 500, default: 100 } } },
+      response: {
+        200: pagedResponse({
+          type: 'object',
+          properties: {
+            id: { type: 'integer' },
+            status: { type: 'string' },
+            category: { type: ['string', 'null'] },
+            categoryName: { type: ['string', 'null'] },
+            url: { type: ['string', 'null'] },
+            host: { type: ['string', 'null'] },
+            note: { type: ['string', 'null'] },
+            count: { type: 'integer' },
+            occurredAt: { type: 'string' },
+            illegal: { type: 'boolean' },
+          },
+        }),
+      },
+    },
+  }, async (req) => {
+    const page = await listIncidents(
+      db,
+      { kind: ['unblock_request'], status: oneOf('status', req.query.status, STATUSES) },
+      { cursor: req.query.cursor, limit: req.query.limit ?? 100 },
+    );
+    // The response schema drops user, clientIp and device even if a field is added to the JSON later.
+    return { items: page.rows.map(json).map(({ user: _u, clientIp: _c, device: _d, ...rest }) => rest), nextCursor: page.nextCursor };
+  });
 
   app.post<{ Params: { id: number }; Body: { decision: 'allow' | 'deny'; reason: string } }>('/api/unblock-requests/:id/decision', {
     config: { access: NM },
