@@ -143,7 +143,7 @@ export async function startGatewayCli(tmp: string, opts: { dataName?: string; ca
   }
   const child = spawn(
     process.execPath,
-    ['--import=tsx', 'bin/schoolgate.ts', 'start', '--lists', lists, '--categories', 'gambling', '--proxy-port', String(proxyPort), '--admin-port', String(adminPort), '--data-dir', dataDir, '--log-level', 'warn'],
+    [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), '--import=tsx', 'bin/schoolgate.ts', 'start', '--lists', lists, '--categories', 'gambling', '--proxy-port', String(proxyPort), '--admin-port', String(adminPort), '--data-dir', dataDir, '--log-level', 'warn'],
     // The bench origins listen on loopback, on random ports: open those to the gateway, as a school
     // would open a service on the gateway's own machine (its own ports stay refused).
     { cwd: root, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, DATABASE_URL: '', SCHOOLGATE_ALLOWED_DESTINATIONS: '127.0.0.1', SCHOOLGATE_CONNECT_PORTS: '1-65535', ...opts.env } },

@@ -98,14 +98,33 @@ function clean(s: string | null): string | null {
  * The search in a request to `host` (lower-case, as normalised) with `path` (path and query), or
  * null when it is not one. Never throws.
  */
+/**
+ * The rules whose host pattern a host matches, remembered per host: every request the gateway
+ * passes asks, and almost none is a search, so most hosts remember an empty list and cost one
+ * Map lookup instead of a regex per rule. Bounded: emptied when full, as a school's working set
+ * of hosts is far smaller.
+ */
+const rulesByHost = new Map<string, readonly Rule[]>();
+const RULES_BY_HOST_MAX = 20_000;
+function rulesFor(host: string): readonly Rule[] {
+  let rules = rulesByHost.get(host);
+  if (rules === undefined) {
+    rules = RULES.filter((r) => r.host.test(host));
+    if (rulesByHost.size >= RULES_BY_HOST_MAX) rulesByHost.clear();
+    rulesByHost.set(host, rules);
+  }
+  return rules;
+}
+
 export function extractSearch(host: string, path: string): SearchQuery | null {
+  const rules = rulesFor(host);
+  if (rules.length === 0) return null;
   const q = path.indexOf('?');
   const hash = path.indexOf('#');
   const end = hash < 0 ? path.length : hash;
   const pathname = q < 0 || q > end ? path.slice(0, end) : path.slice(0, q);
   let params: URLSearchParams | null = null;
-  for (const r of RULES) {
-    if (!r.host.test(host)) continue;
+  for (const r of rules) {
     if (r.pathTerms) {
       const m = r.pathTerms.exec(pathname);
       const terms = m ? clean(decode(m[1]!)) : null;
