@@ -206,8 +206,33 @@ export function parseCli(argv: string[]) {
   try {
     return parseArgs({ args: argv, options: cliOptions, allowPositionals: true, strict: true });
   } catch (err) {
-    throw new SchoolgateError('SG_ERR_USAGE', (err as Error).message);
+    const message = (err as Error).message;
+    // A mistyped flag is the commonest first error: name the flag that was probably meant.
+    const unknown = /Unknown option '(-{1,2}[^']+)'/.exec(message)?.[1];
+    const meant = unknown ? nearestFlag(unknown.replace(/^-+/, '')) : null;
+    throw new SchoolgateError('SG_ERR_USAGE', meant ? `${message.split('\n')[0]} Did you mean --${meant}?` : message);
   }
+}
+
+/** The known flag closest to `typed` by edit distance, if it is close enough to be a typo (at most a third of it wrong). */
+export function nearestFlag(typed: string): string | null {
+  let best: string | null = null;
+  let bestDistance = Infinity;
+  for (const name of Object.keys(cliOptions)) {
+    const d = editDistance(typed, name);
+    if (d < bestDistance) [best, bestDistance] = [name, d];
+  }
+  return best !== null && bestDistance <= Math.max(1, Math.floor(best.length / 3)) ? best : null;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length];
 }
 
 const list = (s: string | undefined) => (s === undefined ? undefined : s.split(',').map((x) => x.trim()).filter(Boolean));

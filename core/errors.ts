@@ -6,6 +6,7 @@ export const codes = {
   // configuration and CLI
   SG_ERR_CONFIG: 'invalid configuration',
   SG_ERR_USAGE: 'invalid command line',
+  SG_ERR_PORT_IN_USE: 'a port schoolgate must listen on is already in use',
   // blocklists
   SG_ERR_LIST_SOURCE: 'blocklist source cannot be read',
   SG_ERR_LIST_LINE: 'blocklist line skipped',

@@ -15,6 +15,7 @@ import { defaultListsDir, progressBar, updateLists } from '../blocklists/update'
 import { caCertPath, ensureCa } from '../certs/ca';
 import { LeafCertificates } from '../certs/leaf';
 import { adminBaseUrl, DEFAULT_FLAG_CATEGORIES, loadConfig, type CliValues, type Config } from '../core/config';
+import { SchoolgateError } from '../core/errors';
 import { watchCredentialChanges } from '../core/credentials';
 import { createLogger, type Logger } from '../core/log';
 import { openDb } from '../db/db';
@@ -218,7 +219,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       browsingLogStats: browsingLog ? () => browsingLog.stats() : undefined,
     });
     cleanups.push(() => admin.close());
-    await admin.listen({ port: config.adminPort, host: config.listen });
+    await listenOn('console', config.adminPort, config.listen, '--admin-port', () => admin.listen({ port: config.adminPort, host: config.listen }));
     const adminPort = (admin.server.address() as { port: number }).port;
     effective.adminPort = adminPort;
 
@@ -249,7 +250,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       limits: config,
     });
     gatewayRef = gateway;
-    const addr = await gateway.listen(config.proxyPort, config.listen);
+    const addr = await listenOn('proxy', config.proxyPort, config.listen, '--proxy-port', () => gateway.listen(config.proxyPort, config.listen));
     cleanups.push(() => gateway.close());
     effective.proxyPort = addr.port;
 
@@ -277,6 +278,22 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
   } catch (err) {
     await closeAll();
     throw err;
+  }
+}
+
+/**
+ * Listens, turning "address in use" (a second schoolgate, squid, or an old process still running)
+ * into an error a network manager can act on, instead of Node's stack trace.
+ */
+async function listenOn<T>(what: string, port: number, host: string, flag: string, listen: () => Promise<T>): Promise<T> {
+  try {
+    return await listen();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+    throw new SchoolgateError(
+      'SG_ERR_PORT_IN_USE',
+      `the ${what} port ${port} on ${host} is already in use (another schoolgate, squid or proxy still running?): stop it, or choose another port with ${flag}`,
+    );
   }
 }
 

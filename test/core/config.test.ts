@@ -47,6 +47,22 @@ describe('config', () => {
     }
   });
 
+  it('names the flag a mistyped one probably meant, and nothing for one far from every flag', () => {
+    const usage = (argv: string[]) => {
+      try {
+        parseCli(argv);
+      } catch (err) {
+        expect(isSchoolgateError(err, 'SG_ERR_USAGE')).toBe(true);
+        return (err as Error).message;
+      }
+      throw new Error('accepted');
+    };
+    expect(usage(['start', '--proxy-prot', '3128'])).toMatch(/Unknown option '--proxy-prot'.*Did you mean --proxy-port\?/);
+    expect(usage(['start', '--datadir', '/srv/sg'])).toMatch(/Did you mean --data-dir\?/);
+    expect(usage(['start', '--categoires', 'adult'])).toMatch(/Did you mean --categories\?/);
+    expect(usage(['start', '--frobnicate'])).not.toMatch(/Did you mean/);
+  });
+
   it('refuses a bad CIDR when the config is loaded, naming where it came from', () => {
     const refused = (load: () => unknown, where: string) => {
       try {
