@@ -86,6 +86,15 @@ export interface SchoolgateHandle {
 export async function startSchoolgate(input: Config, opts: StartOptions = {}): Promise<SchoolgateHandle> {
   const logger = opts.logger ?? createLogger({ level: input.logLevel });
   const out = opts.out ?? process.stdout;
+  // A mistyped --lists stops the start before anything is made: otherwise a new install is left
+  // with a data folder, a CA to trust and a gateway that blocks every page, and no word why.
+  const missing = input.lists.filter((s) => !/^[a-z][a-z0-9+.-]*:\/\//i.test(s) && !existsSync(s));
+  if (missing.length) {
+    throw new SchoolgateError(
+      'SG_ERR_CONFIG',
+      `lists: ${missing.map((m) => JSON.stringify(m)).join(', ')} not found, so nothing was created. Check the path given with --lists (or the config file's "lists"), or leave it out to use the data folder's lists (schoolgate lists update --from DIR|URL)`,
+    );
+  }
   // Before anything is created in it: the database, spool and keys are for this user alone.
   const { tightened } = secureDataDir(input.dataDir);
   if (tightened.length) logger.warn({ files: tightened.length, first: tightened.slice(0, 5) }, 'data folder permissions tightened to owner-only');

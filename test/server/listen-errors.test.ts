@@ -1,4 +1,8 @@
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadConfig } from '../../core/config';
+import { startSchoolgate } from '../../server/start';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSchoolgateError } from '../../core/errors';
@@ -37,4 +41,21 @@ describe('a port already in use', () => {
       expect((err as Error).message).toContain(`--${flag}`);
     });
   }
+});
+
+describe('a --lists folder that is not there', () => {
+  it('stops the start with SG_ERR_CONFIG naming the path, before the data folder is made', async () => {
+    const dataDir = path.join(os.tmpdir(), `sg-missing-lists-${process.pid}-${Date.now()}`);
+    const config = loadConfig({ 'data-dir': dataDir, lists: ['/nonexistent/ut1'], 'proxy-port': '0', 'admin-port': '0', 'log-level': 'silent' }, {});
+    const err = await startSchoolgate(config).then(
+      async (gw) => {
+        await gw.close();
+        return null;
+      },
+      (e: unknown) => e,
+    );
+    expect(isSchoolgateError(err, 'SG_ERR_CONFIG')).toBe(true);
+    expect((err as Error).message).toContain('"/nonexistent/ut1" not found, so nothing was created');
+    expect(existsSync(dataDir)).toBe(false);
+  });
 });
