@@ -1,5 +1,5 @@
 #!/usr/bin/env -S node --import=tsx
-import { parseCli, loadConfig, type CliValues } from '../core/config';
+import { flagsUsage, parseCli, loadConfig, type CliValues } from '../core/config';
 import { SchoolgateError, isSchoolgateError } from '../core/errors';
 import { secureDataDir } from '../core/files';
 
@@ -13,8 +13,10 @@ Usage:
   schoolgate lists update --from DIR|URL                 load category lists into the data folder
   schoolgate migrate                                     apply database migrations
 
-Common options: --data-dir DIR, --config FILE, --log-level LEVEL; DATABASE_URL selects PostgreSQL
-(otherwise an embedded PostgreSQL lives in <data-dir>/pglite).
+Options:
+${flagsUsage()}
+DATABASE_URL selects PostgreSQL (otherwise an embedded PostgreSQL lives in <data-dir>/pglite);
+most settings also have a config file key and a SCHOOLGATE_* variable (README, Configuration).
 `;
 
 export type Command = (args: string[], values: CliValues) => Promise<number | void>;

@@ -200,6 +200,43 @@ export const cliOptions = {
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 
+/**
+ * One line of help for every flag, printed by `schoolgate --help`. Typed over `cliOptions`, so a
+ * flag added there without its help does not compile.
+ */
+export const flagHelp: Record<keyof typeof cliOptions, [arg: string, help: string]> = {
+  'data-dir': ['DIR', 'data folder: CA, database, lists, journal (default ./data)'],
+  config: ['FILE', 'JSON config file (default <data-dir>/schoolgate.json)'],
+  listen: ['ADDR', 'address the proxy and console listen on (default 127.0.0.1)'],
+  'proxy-port': ['PORT', 'proxy port (default 3128)'],
+  'admin-port': ['PORT', 'console and API port (default 8081)'],
+  lists: ['DIR', 'a UT1-style lists folder; repeat for more (default <data-dir>/lists)'],
+  categories: ['a,b', 'categories to block, in check order (default: every "black" category)'],
+  'allow-categories': ['a,b', 'categories that always pass (e.g. liste_blanche)'],
+  'allowed-clients': ['CIDRS', 'client addresses that may use the proxy (default private ranges)'],
+  'bypass-hosts': ['HOSTS', 'hosts tunnelled without decryption (banks, pinned apps)'],
+  'proxy-auth': ['', 'ask browsers to sign in with a console account'],
+  'no-safe-search': ['', 'do not force safe search on search engines'],
+  'retention-days': ['N', 'days closed incidents are kept (default 365)'],
+  'public-url': ['URL', 'the console address clients use (block page buttons)'],
+  'log-level': ['LEVEL', 'fatal, error, warn, info (default), debug, trace or silent'],
+  'list-root': ['DIR', 'a folder the console may add list sources from; repeat for more'],
+  'accept-shrink': ['', 'lists update: take a download that shrinks a category by more than listMaxShrink'],
+  role: ['ROLE', 'users add: safeguarding_lead, network_manager, staff or auditor'],
+  from: ['DIR|URL', 'lists update: where to load lists from'],
+  der: ['', 'ca export: DER instead of PEM'],
+  force: ['', 'ca init: replace an existing CA'],
+  'key-type': ['ec|rsa', 'ca init: key type of a new CA (default ec)'],
+  help: ['', 'this help'],
+};
+
+/** The options part of `--help`: every flag, its argument and what it does. */
+export function flagsUsage(): string {
+  const rows = Object.entries(flagHelp).map(([name, [arg, help]]) => [`--${name}${arg ? ` ${arg}` : ''}`, help]);
+  const width = Math.max(...rows.map(([f]) => f.length)) + 2;
+  return rows.map(([f, h]) => `  ${f.padEnd(width)}${h}`).join('\n') + '\n';
+}
+
 export type CliValues = ReturnType<typeof parseCli>['values'];
 
 export function parseCli(argv: string[]) {

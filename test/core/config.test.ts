@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { adminBaseUrl, loadConfig, parseCidr, parseCli } from '../../core/config';
+import { adminBaseUrl, cliOptions, flagsUsage, loadConfig, parseCidr, parseCli } from '../../core/config';
 import { isSchoolgateError } from '../../core/errors';
 
 const tmp = () => mkdtempSync(path.join(tmpdir(), 'sg-config-'));
@@ -45,6 +45,16 @@ describe('config', () => {
     } catch (err) {
       expect(isSchoolgateError(err, 'SG_ERR_USAGE')).toBe(true);
     }
+  });
+
+  it('--help lists every flag the CLI accepts, each with what it does', async () => {
+    const { execFile } = await import('node:child_process');
+    const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile(process.execPath, ['--import=tsx', 'bin/schoolgate.ts', '--help'], { cwd: root }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
+    );
+    expect(out).toContain(flagsUsage());
+    for (const name of Object.keys(cliOptions)) expect(out).toMatch(new RegExp(`^  --${name}\\b.*\\S{3}`, 'm'));
   });
 
   it('names the flag a mistyped one probably meant, and nothing for one far from every flag', () => {
