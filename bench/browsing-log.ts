@@ -20,22 +20,12 @@ import { parseArgs } from 'node:util';
 import { silentLogger } from '../core/log';
 import { openDb } from '../db/db';
 import { browsingLogSize, upsertBrowsingRows, type BrowsingRowInput } from '../repos/browsing';
-import { perRequestCpu, startChild, startGatewayCli, type Child } from './proxy';
+// The origin is bench/proxy.ts's 256-byte page: the request's fixed costs, not its bytes, are what is measured.
+import { ORIGIN, perRequestCpu, startChild, startGatewayCli, type Child } from './proxy';
 
 interface CannonResult { requests: { average: number; total: number }; non2xx: number; errors: number; timeouts: number }
 type Cannon = (opts: { url: string; connections: number; duration: number; requests: Array<{ method: string; path: string; headers: Record<string, string> }> }) => Promise<CannonResult>;
 const autocannon = createRequire(import.meta.url)('autocannon') as Cannon;
-
-// A 256-byte page, as bench/proxy.ts serves: the request's fixed costs, not its bytes, are what is measured.
-const ORIGIN = `
-const http = require('node:http');
-const body = 'x'.repeat(256);
-const s = http.createServer({ keepAliveTimeout: 60000 }, (req, res) => {
-  res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length });
-  res.end(body);
-});
-s.listen(0, '127.0.0.1', () => console.log('PORT ' + s.address().port));
-`;
 
 const { values } = parseArgs({
   options: {

@@ -72,7 +72,8 @@ function stopChild(child: ChildProcess): Promise<void> {
   });
 }
 
-const ORIGIN = `
+/** The bench origin: a 256-byte page, counting its connections (`/__connections`) to check upstream keep-alive. */
+export const ORIGIN = `
 const http = require('node:http');
 let connections = 0;
 const counted = new WeakSet();

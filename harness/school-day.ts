@@ -16,13 +16,14 @@ import type net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import { Writable } from 'node:stream';
-import { SMTPServer } from 'smtp-server';
 import { createToken, createUser } from '../admin-api/auth';
 import { initCa } from '../certs/ca';
 import { LeafCertificates } from '../certs/leaf';
 import { loadConfig } from '../core/config';
 import { silentLogger } from '../core/log';
 import { startSchoolgate, type SchoolgateHandle } from '../server/start';
+import { loopbackLookup } from './loopback';
+import { startSmtp, subjectOf } from './smtp';
 
 export interface Pupil {
   ip: string;
@@ -130,25 +131,6 @@ async function startOrigin(dir: string) {
   };
 }
 
-async function startSmtp() {
-  const subjects: string[] = [];
-  const server = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS', 'AUTH'],
-    logger: false,
-    onData(stream, _session, cb) {
-      let data = '';
-      stream.on('data', (d: Buffer) => (data += d.toString()));
-      stream.on('end', () => {
-        subjects.push(/^Subject: (.*)$/m.exec(data)?.[1] ?? '');
-        cb();
-      });
-    },
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { subjects, port: (server.server.address() as net.AddressInfo).port, close: () => new Promise<void>((r) => server.close(() => r())) };
-}
-
 /** One HTTPS request as a pupil's browser makes it: CONNECT through the gateway, TLS trusting the school CA, then the request. */
 function browse(gw: SchoolgateHandle, pupil: Pupil, url: URL, kind: RequestKind): Promise<{ status: number; bytes: number }> {
   return new Promise((resolve, reject) => {
@@ -213,7 +195,7 @@ export async function runSchoolDay(opts: SchoolDayOptions): Promise<SchoolDayRes
   }, { DATABASE_URL: opts.databaseUrl ?? '' });
   const gw = await startSchoolgate(config, {
     logger: silentLogger, out: new Writable({ write: (_c, _e, cb) => cb() }), progress: null, upstreamCa: [origin.caPem],
-    upstreamLookup: ((_h: string, o: { all?: boolean }, cb: (...a: unknown[]) => void) => (o?.all ? cb(null, [{ address: '127.0.0.1', family: 4 }]) : cb(null, '127.0.0.1', 4))) as unknown as net.LookupFunction,
+    upstreamLookup: loopbackLookup,
     allowLoopbackDestinationsForTests: true,
   });
 
@@ -277,7 +259,7 @@ export async function runSchoolDay(opts: SchoolDayOptions): Promise<SchoolDayRes
   await gw.incidents.flush();
   // Alerts go out after the incidents are stored: give the mailer a moment to hand them over.
   const alertingConcerns = concerns.filter((c) => c.alerts).length;
-  for (let waited = 0; smtp.subjects.length < alertingConcerns && waited < 5000; waited += 100) await new Promise((r) => setTimeout(r, 100));
+  for (let waited = 0; smtp.mails.length < alertingConcerns && waited < 5000; waited += 100) await new Promise((r) => setTimeout(r, 100));
   // And a moment more, so an alert too many is counted too.
   await new Promise((r) => setTimeout(r, 500));
 
@@ -306,8 +288,8 @@ export async function runSchoolDay(opts: SchoolDayOptions): Promise<SchoolDayRes
     queue: items.length,
     queueItems: items,
     alertingConcerns,
-    alertsSent: smtp.subjects.length,
-    alertSubjects: smtp.subjects,
+    alertsSent: smtp.mails.length,
+    alertSubjects: smtp.mails.map(subjectOf),
     gateway: gw,
     close: async () => {
       await gw.close();

@@ -7,7 +7,7 @@ export { classifyRequest, explainRequest, type HeaderBag, type KindRule, type Re
 export { normalise } from './normalise';
 export { compileMatcher, wantsSupport, type Matcher, type SignalMatch } from './matcher';
 export { SAFEGUARDING_LISTS } from './phrases';
-export { extractSearch, extractSearchFromUrl, searchTerms, type SearchKind, type SearchQuery } from './search-terms';
+export { extractSearch, extractSearchFromUrl, type SearchKind, type SearchQuery } from './search-terms';
 export { DEFAULT_TIERS, EMPTY_SEVERITY, ILLEGAL_CATEGORIES, tierFor, validateSeverityConfig, type SeverityConfig, type TierDefault } from './tiers';
 export { renderSupportBanner, renderSupportText, SUPPORT_SERVICES, type SupportBannerOptions, type SupportService } from './support';
 export { TIER_RANK, TIERS, type Phrase, type PhraseList, type Tier } from './types';

@@ -1,7 +1,7 @@
 /**
  * What a person searched for, read from the URL of a search (issue 13, point 4). One rule per
- * engine, so adding an engine touches nothing else. Replaces `searchTerms` in filter/safesearch.ts
- * (same engines and more; same signature through `searchTerms` below).
+ * engine, so adding an engine touches nothing else. Replaced the old `searchTerms` of
+ * filter/safesearch.ts (the same engines and more).
  *
  * `kind` says how the terms reached the URL, because the wiring treats them differently:
  * - `search`: a results page the person asked for;
@@ -150,9 +150,4 @@ export function extractSearchFromUrl(url: string): SearchQuery | null {
     return null;
   }
   return extractSearch(u.hostname.toLowerCase(), `${u.pathname}${u.search}`);
-}
-
-/** Drop-in for filter/safesearch.ts's `searchTerms`: the terms, or null. */
-export function searchTerms(host: string, path: string): string | null {
-  return extractSearch(host, path)?.terms ?? null;
 }

@@ -1,17 +1,16 @@
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import net from 'node:net';
 import path from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
-import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../../admin-api/auth';
 import { loadConfig } from '../../core/config';
 import { silentLogger } from '../../core/log';
 import { startSchoolgate, type SchoolgateHandle } from '../../server/start';
 import { makeLists } from '../../harness/lists';
-import { connectTunnel, loopbackLookup, rawRequest, requestOver, tempDir, tlsOverTunnel, waitFor } from './fixtures';
+import { startSmtp, type Mail } from '../../harness/smtp';
+import { loopbackLookup, rawRequest, requestOver, tempDir, tlsOverTunnel, waitFor } from './fixtures';
 
 /**
  * The safeguarding signal (issue 13, points 1, 2 and 5) through the real gateway: only what a
@@ -42,15 +41,10 @@ const SUBRESOURCES: Array<[string, string]> = [
   ['/static/site.css', 'Accept: */*\r\n'],
 ];
 
-interface Mail {
-  to: string[];
-  raw: string;
-}
-
 let tmp: ReturnType<typeof tempDir>;
 let gw: SchoolgateHandle;
-let smtp: SMTPServer;
-const mails: Mail[] = [];
+let smtp: Awaited<ReturnType<typeof startSmtp>>;
+let mails: Mail[] = [];
 let dslCookie: string;
 let teacherCookie: string;
 
@@ -119,21 +113,9 @@ function postFrom(from: string, action: string, form: Record<string, string>): P
 
 beforeAll(async () => {
   tmp = tempDir('sg-e2e-severity-');
-  smtp = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS', 'AUTH'],
-    logger: false,
-    onData(stream, session, done) {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
-        mails.push({ to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks).toString('utf8') });
-        done();
-      });
-    },
-  });
-  await new Promise<void>((resolve) => smtp.listen(0, '127.0.0.1', resolve));
-  const smtpPort = (smtp.server.address() as AddressInfo).port;
+  smtp = await startSmtp();
+  mails = smtp.mails;
+  const smtpPort = smtp.port;
   const lists = makeLists(
     {
       gambling: { name: 'Gambling', domains: ['casino.test', 'bets.test', 'poker.test'] },
@@ -179,7 +161,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await gw?.close();
-  await new Promise<void>((r) => (smtp ? smtp.close(() => r()) : r()));
+  await smtp?.close();
   tmp?.remove();
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { extractSearch, extractSearchFromUrl, searchTerms } from '../../filter/safeguarding/search-terms';
+import { extractSearch, extractSearchFromUrl } from '../../filter/safeguarding/search-terms';
 
 const CASES: Array<[string, string | null, string?, string?]> = [
   ['https://www.google.com/search?q=how+to+tie+a+noose&rlz=1C1', 'how to tie a noose', 'google', 'search'],
@@ -60,7 +60,7 @@ describe('search-term extraction', () => {
       ['www.youtube.com', '/results?search_query=y', 'y'], ['uk.search.yahoo.com', '/search?p=z', 'z'], ['www.ecosia.org', '/search?q=e', 'e'],
       ['www.qwant.com', '/?q=q', 'q'], ['yandex.ru', '/search?text=t', 't'], ['www.google.com', '/complete/search?q=c', 'c'], ['example.org', '/search?q=n', null],
     ];
-    for (const [host, path, want] of seen) expect(searchTerms(host, path), `${host}${path}`).toBe(want);
+    for (const [host, path, want] of seen) expect(extractSearch(host, path)?.terms ?? null, `${host}${path}`).toBe(want);
   });
 
   it('caps terms at 500 characters and collapses whitespace', () => {

@@ -35,11 +35,9 @@ export function fixtureLists(): string {
   return dir;
 }
 
-/** Every upstream name resolves to loopback: the tests' "internet" is the local origin. */
-export const loopbackLookup = ((_host: string, options: { all?: boolean }, cb: (...args: unknown[]) => void) => {
-  if (options?.all) cb(null, [{ address: '127.0.0.1', family: 4 }]);
-  else cb(null, '127.0.0.1', 4);
-}) as unknown as net.LookupFunction;
+// Every upstream name resolves to loopback: the tests' "internet" is the local origin.
+import { loopbackLookup } from '../../harness/loopback';
+export { loopbackLookup };
 
 /**
  * What a bare gateway (one a test builds beside, or instead of, the full start) needs: loopback

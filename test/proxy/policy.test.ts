@@ -15,7 +15,9 @@ import { createGateway } from '../../filter/gateway';
 import { ClientIdentifier, plainIp, usersTableLookup } from '../../filter/identify';
 import { SearchKeywords } from '../../filter/keywords';
 import { safeSearchFor } from '../../filter/safesearch';
-import { searchTerms } from '../../filter/safeguarding';
+import { extractSearch } from '../../filter/safeguarding';
+
+const searchTerms = (host: string, path: string) => extractSearch(host, path)?.terms ?? null;
 import { need, sharedListsMissing } from '../helpers/parts';
 import { bareGatewayDeps, openTunnel, raw, statusOf, tmpDir, ut1Adult, ut1Gambling } from './helpers';
 
