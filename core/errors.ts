@@ -7,6 +7,7 @@ export const codes = {
   SG_ERR_CONFIG: 'invalid configuration',
   SG_ERR_USAGE: 'invalid command line',
   SG_ERR_PORT_IN_USE: 'a port schoolgate must listen on is already in use',
+  SG_ERR_CONSOLE_UNREACHABLE: 'listening on every address without --public-url: the console links printed are loopback, which other devices cannot reach',
   // blocklists
   SG_ERR_LIST_SOURCE: 'blocklist source cannot be read',
   SG_ERR_LIST_LINE: 'blocklist line skipped',

@@ -400,10 +400,32 @@ function watchDataLists(dir: string, reload: () => Promise<{ entries: number }>,
   return () => clearInterval(timer);
 }
 
-export function banner(h: SchoolgateHandle): string {
-  const c = h.config;
+/** A word as a POSIX shell reads it back: the banner's commands are meant to be pasted. */
+function shellWord(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** This machine's addresses other devices may reach it on (not loopback, not link-local). */
+function lanAddresses(): string[] {
+  return Object.values(os.networkInterfaces())
+    .flat()
+    .filter((a): a is os.NetworkInterfaceInfo => !!a && !a.internal && a.family === 'IPv4' && !a.address.startsWith('169.254.'))
+    .map((a) => a.address);
+}
+
+/** Listening on every address with no --public-url: the console links printed are loopback, which no other device reaches. */
+export function consoleUnreachableHint(c: Config, lan: string[] = lanAddresses()): string | null {
+  if (c.publicUrl || (c.listen !== '0.0.0.0' && c.listen !== '::')) return null;
+  const example = lan[0] ? `http://${lan[0]}:${c.adminPort}` : `http://<this machine's address>:${c.adminPort}`;
+  return `SG_ERR_CONSOLE_UNREACHABLE: listening on every address, but console links say 127.0.0.1, which other devices cannot reach. Restart with --public-url ${example} (or the machine's DNS name)`;
+}
+
+export function banner(h: SchoolgateHandle, lan: string[] = lanAddresses()): string {
+  // The port bound, which differs from the configured one when that was 0.
+  const c = { ...h.config, adminPort: h.adminPort ?? h.config.adminPort };
   const host = c.listen === '0.0.0.0' || c.listen === '::' ? os.hostname() : c.listen;
   const consoleUrl = adminBaseUrl(c);
+  const dataDir = shellWord(c.dataDir);
   const lines = [
     'schoolgate is running',
     `  proxy:          http://${bracketHost(host)}:${h.proxyPort}   (browsers: ${consoleUrl}/proxy.pac)`,
@@ -411,6 +433,8 @@ export function banner(h: SchoolgateHandle): string {
     `  CA certificate: ${caCertPath(c.dataDir)}   (also ${consoleUrl}/ca.crt; deploy it to every device)`,
     `  data folder:    ${c.dataDir}   (${c.databaseUrl ? 'PostgreSQL from DATABASE_URL' : 'embedded database'})`,
   ];
+  const unreachable = consoleUnreachableHint(c, lan);
+  if (unreachable) lines.push('', `  !! ${unreachable}`);
   if (h.accounts === null) {
     lines.push(
       '',
@@ -421,14 +445,15 @@ export function banner(h: SchoolgateHandle): string {
     lines.push(
       '',
       '  No console accounts yet. Create the safeguarding lead\'s (password on stdin, or one is generated):',
-      `    npx schoolgate users add dsl@your-school --role safeguarding_lead --data-dir ${c.dataDir}`,
+      `    npx schoolgate users add dsl@your-school.example --role safeguarding_lead --data-dir ${dataDir}`,
     );
   }
   if (h.failClosed) {
     lines.push(
       '',
       '  !! NO LISTS LOADED: every request gets a "web filter not ready" page (fail-closed).',
-      `  !! Load lists with: schoolgate lists update --from DIR|URL --data-dir ${c.dataDir}`,
+      '  !! Load lists (a UT1 folder, a .tar.gz or a URL) with:',
+      `    npx schoolgate lists update --from ${shellWord(c.listsUpdateUrl)} --data-dir ${dataDir}`,
       '  !! (or restart with --lists DIR); the gateway picks them up by itself.',
     );
   } else {
@@ -443,6 +468,8 @@ export async function startCommand(_args: string[], values: CliValues): Promise<
   const logger = createLogger({ level: config.logLevel });
   const handle = await startSchoolgate(config, { logger });
   process.stdout.write(banner(handle));
+  const unreachable = consoleUnreachableHint({ ...config, adminPort: handle.adminPort });
+  if (unreachable) logger.warn(unreachable);
   // Every device in school goes through this process: a bug on one connection (ours or a
   // library's) is logged and that connection lost, rather than the whole school's web.
   process.on('uncaughtException', (err) => logger.fatal({ err }, 'uncaught exception; the gateway keeps running'));
