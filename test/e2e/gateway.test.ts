@@ -186,7 +186,7 @@ describe('plain HTTP through the gateway', () => {
     expect(r.body).toContain('casino.test');
     expect(r.body).toContain('This was accidental — report it to the safeguarding lead');
     expect(r.body).toContain('I think this should not be blocked');
-    expect(r.body).toContain(`action="http://127.0.0.1:${gw.adminPort}/block/report"`);
+    expect(r.body).toContain('action="http://schoolgate.invalid/block/report"');
     const reference = /<code>([0-9a-f-]{36})<\/code>/.exec(r.body)?.[1];
     expect(reference).toBeTruthy();
     const rows = await incidents('idempotency_key = $1', [reference]);
