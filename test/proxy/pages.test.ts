@@ -232,7 +232,7 @@ describe('gatewayPages: the handed-over client address, and only the public rout
     expect((await report('10.20.30.40')).status).toBe(201);
     const r = await report('127.0.0.1');
     expect(r.status).toBe(403);
-    expect((await r.json()).error.code).toBe('SG_ERR_REFERENCE_CLIENT');
+    expect(((await r.json()) as { error: { code: string } }).error.code).toBe('SG_ERR_REFERENCE_CLIENT');
   });
 
   it('passes only the public routes to the app', async () => {
