@@ -604,7 +604,7 @@ export function createProxy(deps: ProxyDeps): Gateway {
     sendPage(res, 403, 'SG_ERR_DESTINATION_DENIED', renderErrorPage({
       status: 403, code: 'SG_ERR_DESTINATION_DENIED', title: 'This address cannot be reached through the school web filter',
       message: reason === OWN_PORTS
-        ? `${host} is the school web filter itself, which is not reachable through the filter. Open the console directly (the proxy.pac file does), or add its address to the browser's proxy exceptions.`
+        ? `${host} is the school web filter itself, which is not reachable through the filter. Open the console directly (the proxy.pac file${pagesHost ? ` at http://${pagesHost}/proxy.pac` : ''} does), or add its address to the browser's proxy exceptions.`
         : `The school web filter does not connect to ${host}: addresses on this computer, on the local link, or closed by the school are not reachable through it.`,
       detail: reason,
     }));

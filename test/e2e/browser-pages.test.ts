@@ -91,6 +91,8 @@ describe.skipIf(skip)('Chromium: the gateway\'s own pages, listening on 0.0.0.0 
       const r = await page.goto(`http://127.0.0.1:${gw.adminPort}/block/report`);
       expect(r?.status()).toBe(403);
       expect(await r?.headerValue('x-schoolgate-error')).toBe('SG_ERR_DESTINATION_DENIED');
+      // The refusal points to the PAC file where this browser can fetch it: under the gateway's own name.
+      await expect(page.getByText(`http://${PAGES}/proxy.pac`).isVisible()).resolves.toBe(true);
     } finally {
       await page.close();
     }
