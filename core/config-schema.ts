@@ -56,6 +56,7 @@ export const configFileKeys = {
   illegalCategories: strings('category names'),
   smtp: nullable(object({ url: string, from: string, to: strings('email addresses') }, ['url'])),
   publicUrl: nullable(string),
+  pagesHost: string,
   listsUpdateUrl: string,
   logLevel: string,
   deniedDestinations: strings('addresses or CIDRs'),

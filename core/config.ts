@@ -62,8 +62,13 @@ export interface Config {
   /** Categories illegal to view (IWF, CTIRU lists): never linked, never e-mailed, reported. Never adult content. */
   illegalCategories: string[];
   smtp: { url: string; from: string; to: string[] } | null;
-  /** URL the block page links back to; defaults to http://<listen>:<adminPort>. */
+  /** The console's address as staff reach it (banner, alert emails); defaults to http://<listen>:<adminPort>. */
   publicUrl: string | null;
+  /**
+   * The name only the gateway answers (as mitmproxy answers mitm.it): block page buttons, the CA
+   * download and the PAC file, for every client that uses the proxy. Checked by checkPagesHost.
+   */
+  pagesHost: string;
   /** Where `schoolgate lists update` fetches from when the data folder has no lists. */
   listsUpdateUrl: string;
   logLevel: string;
@@ -128,6 +133,35 @@ export const DEFAULT_ALLOWED_CLIENTS = ['127.0.0.0/8', '::1/128', '10.0.0.0/8', 
  */
 export const DEFAULT_FLAG_CATEGORIES = ['adult', 'agressif', 'dangerous_material', 'drogue', 'sect', 'hacking', 'mixed_adult'];
 
+/**
+ * Default of pagesHost. Under `.invalid`, which RFC 6761 §6.4 reserves so that it never resolves:
+ * no DNS server anywhere answers it, so nobody on the internet (or the school's intranet) can own
+ * it, and a device that bypasses the proxy reaches nothing rather than someone else's server.
+ * mitm.it is a real, registered domain; a school filter must not lean on one it does not control.
+ */
+export const DEFAULT_PAGES_HOST = 'schoolgate.invalid';
+
+/**
+ * A pagesHost a browser will send to the proxy: a DNS name with a dot (a PAC's isPlainHostName
+ * and Windows' "bypass for local addresses" send dotless names direct), not an IP literal (it
+ * would be a real address) and not localhost (browsers resolve `*.localhost` themselves and never
+ * proxy it). Returns it lower case without a trailing dot.
+ */
+export function checkPagesHost(raw: unknown, where = 'pagesHost'): string {
+  const host = typeof raw === 'string' ? raw.trim().toLowerCase().replace(/\.$/, '') : '';
+  const label = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
+  const problem =
+    typeof raw !== 'string' ? 'must be a host name'
+      : net.isIP(host) || /^\[.*\]$/.test(host) ? 'must be a name, not an IP address'
+        : host.length > 253 || !host.split('.').every((l) => label.test(l)) ? 'must be a DNS name (letters, digits, hyphens, dots)'
+          : !host.includes('.') ? 'must contain a dot (browsers and PAC files send dotless names past the proxy)'
+            : host === 'localhost' || host.endsWith('.localhost') ? 'must not be under localhost (browsers never proxy it)'
+              : /^[0-9.]+$/.test(host) ? 'must be a name, not an IP address'
+                : null;
+  if (problem) throw new SchoolgateError('SG_ERR_CONFIG', `${where} ${problem}, got ${JSON.stringify(raw)}`);
+  return host;
+}
+
 /** Default of incidentFoldMinutes. */
 export const DEFAULT_FOLD_MINUTES = 30;
 
@@ -157,6 +191,7 @@ function defaults(cwd: string): Config {
     illegalCategories: [...ILLEGAL_CATEGORIES],
     smtp: null,
     publicUrl: null,
+    pagesHost: DEFAULT_PAGES_HOST,
     listsUpdateUrl: 'https://dsi.ut-capitole.fr/blacklists/download/blacklists.tar.gz',
     logLevel: 'info',
     ...DEFAULT_DESTINATION_RULES,
@@ -218,7 +253,7 @@ export const flagHelp: Record<keyof typeof cliOptions, [arg: string, help: strin
   'proxy-auth': ['', 'ask browsers to sign in with a console account'],
   'no-safe-search': ['', 'do not force safe search on search engines'],
   'retention-days': ['N', 'days closed incidents are kept (default 365)'],
-  'public-url': ['URL', 'the console address clients use (block page buttons)'],
+  'public-url': ['URL', 'the console address staff use (banner, alert emails)'],
   'log-level': ['LEVEL', 'fatal, error, warn, info (default), debug, trace or silent'],
   'list-root': ['DIR', 'a folder the console may add list sources from; repeat for more'],
   'accept-shrink': ['', 'lists update: take a download that shrinks a category by more than listMaxShrink'],
@@ -370,6 +405,11 @@ export function loadConfig(values: Partial<CliValues> = {}, env: NodeJS.ProcessE
   c.severity = validateSeverityConfig(c.severity);
   c.severity = withDeprecatedHighSeverity(c.severity, c.highSeverityCategories);
   c.publicUrl = values['public-url'] ?? env.SCHOOLGATE_PUBLIC_URL ?? c.publicUrl;
+  c.pagesHost = checkPagesHost(env.SCHOOLGATE_PAGES_HOST ?? c.pagesHost, env.SCHOOLGATE_PAGES_HOST !== undefined ? 'SCHOOLGATE_PAGES_HOST' : 'pagesHost');
+  // The console's own name sent to the gateway would be answered with the gateway's pages (and the PAC file sends it direct).
+  if (c.publicUrl && urlHost(c.publicUrl) === c.pagesHost) {
+    throw new SchoolgateError('SG_ERR_CONFIG', `pagesHost ${c.pagesHost} is also the console's address (--public-url ${c.publicUrl}): the gateway answers that name itself; choose another`);
+  }
   c.logLevel = values['log-level'] ?? env.SCHOOLGATE_LOG_LEVEL ?? c.logLevel;
   if (env.SCHOOLGATE_SMTP_URL) {
     c.smtp = { url: env.SCHOOLGATE_SMTP_URL, from: env.SCHOOLGATE_SMTP_FROM ?? 'schoolgate@localhost', to: list(env.SCHOOLGATE_DSL_EMAIL) ?? [] };
@@ -401,7 +441,15 @@ export function loadConfig(values: Partial<CliValues> = {}, env: NodeJS.ProcessE
   return c;
 }
 
-/** The admin console's base URL, as the block page and startup banner show it. */
+function urlHost(u: string): string | null {
+  try {
+    return new URL(u).hostname.toLowerCase().replace(/\.$/, '');
+  } catch {
+    return null;
+  }
+}
+
+/** The admin console's base URL, as the startup banner, alerts and the "not ready" page show it. */
 export function adminBaseUrl(c: Config): string {
   if (c.publicUrl) return c.publicUrl.replace(/\/$/, '');
   const host = c.listen === '0.0.0.0' || c.listen === '::' ? '127.0.0.1' : c.listen;

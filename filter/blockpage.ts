@@ -4,7 +4,9 @@
  *
  * The block page is served on the blocked site's own origin, so that site's scripts on any page of
  * it that is not blocked can read it: it shows nothing about who was blocked (no user name, no
- * address), only what the person at the screen already knows and an opaque reference.
+ * address), only what the person at the screen already knows and an opaque reference. Its forms
+ * post to the gateway's own name (config pagesHost), another origin, so those scripts cannot read
+ * what the report answers either.
  */
 
 import { escapeHtml, page, renderErrorPage } from '../proxy/error-page';
@@ -24,7 +26,7 @@ export interface BlockPageInput {
   reference: string;
   /** The sealed (opaque) reference the report forms carry. */
   token: string;
-  /** Where the forms post: `<admin base URL>/block/report`. */
+  /** Where the forms post: `<scheme>://<pagesHost>/block/report`, answered by the gateway itself. */
   reportAction: string;
 }
 

@@ -24,8 +24,13 @@ export interface FilterDeps {
   referenceSecret: Buffer;
   /** The category's friendly name for the block page (UT1 `NAME EN:`), or null. */
   friendlyName: (category: string) => string | null;
-  /** Admin base URL: the block page's forms post to `<base>/block/report`. */
+  /** The console's address, for the network manager on the "not ready" page. */
   adminBaseUrl: string;
+  /**
+   * The name only the gateway answers (config pagesHost): the block page's forms post to
+   * `<scheme>://<pagesHost>/block/report`, the blocked request's own scheme.
+   */
+  pagesHost: string;
   safeSearch: boolean;
   /** Keyword lists search terms are checked against (UT1 expressions files). */
   keywords?: SearchKeywords;
@@ -88,7 +93,10 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
   const debug = log.isLevelEnabled('debug');
   const identifier = deps.identifier;
   const policy = deps.policy;
-  const reportAction = `${deps.adminBaseUrl}/block/report`;
+  // Through the proxy every client already uses, so the buttons work without a console address;
+  // https inside an intercepted tunnel, so a form on an https page posts to https (no "not secure"
+  // warning); and on another origin than the blocked site, whose scripts cannot read the answer.
+  const reportAction = { http: `http://${deps.pagesHost}/block/report`, https: `https://${deps.pagesHost}/block/report` };
   const browsing = deps.browsingLog ?? null;
 
   const phrases = deps.phrases ?? new PhraseBook();
@@ -239,7 +247,7 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
         const { key, token, at } = recordBlock(url, identity, decision, tierFor(category, identity.group, deps.severity), terms);
         const html = renderBlockPage({
           url: url.href, host: url.host, categoryName: category ? deps.friendlyName(category) ?? category : null,
-          at, reference: key, token, reportAction,
+          at, reference: key, token, reportAction: url.scheme === 'https' ? reportAction.https : reportAction.http,
         });
         return { pass: false, status: 403, code: 'blocked', html, category, blocked: true };
       }

@@ -14,7 +14,7 @@ import type { Logger } from '../core/log';
 import type { LeafCertificates } from '../certs/leaf';
 import { bracketHost, plainIp } from '../core/host';
 import { renderErrorPage } from './error-page';
-import type { AuthRefusal, GatewayHooks, Identity } from './hooks';
+import type { AuthRefusal, GatewayHooks, Identity, LocalPages } from './hooks';
 import { Destinations, isDestinationDenied, OWN_PORTS } from './destinations';
 import { guardedConnector } from './upstream-connect';
 import { ConnectionWatch, DEFAULT_CONNECTION_LIMITS, PerClientCap, type ConnectionLimits, type CutReason } from './timeouts';
@@ -37,6 +37,8 @@ export interface ProxyDeps {
   destinations?: Destinations;
   /** Header, idle and handshake limits, and connections per client address (defaults in proxy/timeouts.ts). */
   limits?: Partial<ConnectionLimits>;
+  /** The name the gateway answers itself (block page buttons, CA, PAC); absent: every name is forwarded. */
+  localPages?: LocalPages;
 }
 
 export interface GatewayStats {
@@ -179,6 +181,8 @@ export function createProxy(deps: ProxyDeps): Gateway {
   const upstreamTimeout = deps.upstreamTimeoutMs ?? 30_000;
   const debug = log.isLevelEnabled('debug');
   const responseDone = hooks.onResponseDone?.bind(hooks);
+  const pages = deps.localPages;
+  const pagesHost = pages?.host;
 
   const upstreamCa = deps.upstreamCa?.length ? [...tls.rootCertificates, ...deps.upstreamCa] : undefined;
   const proxy = new SchoolProxy(log);
@@ -292,6 +296,8 @@ export function createProxy(deps: ProxyDeps): Gateway {
     if (!info || !identity) return refuse('not authorised');
     const target = requestTarget(ctx.isSSL, req, info);
     if ('error' in target) return refuse('bad request');
+    // The gateway's own pages have no WebSocket, and their name has no upstream to open one to.
+    if (pagesHost !== undefined && (info.connectHost === pagesHost || target.url.host === pagesHost)) return refuse('not available');
     const outcome = hooks.onWebSocket(target.url, identity, info.connectHost);
     if (!outcome.pass) {
       if (outcome.blocked) stats.blocked++;
@@ -418,6 +424,10 @@ export function createProxy(deps: ProxyDeps): Gateway {
       return;
     }
     const { url, fwd } = target;
+    if (pages !== undefined && (info.connectHost ?? url.host) === pages.host) {
+      servePage(pages, req, res, url, fwd.path, info, identity);
+      return;
+    }
     const outcome = hooks.onRequest(url, fwd.path, identity, info.connectHost, req.method ?? 'GET', req.headers);
     if (!outcome.pass) {
       req.resume();
@@ -434,6 +444,31 @@ export function createProxy(deps: ProxyDeps): Gateway {
     if (!req.headers.host) req.headers.host = fwd.hostHeader; // HTTP/1.0 without Host: the library would 400 it
     if (debug) log.debug({ clientIp: identity.clientIp, method: req.method, tls: isSSL, tunnel: info.connectHost !== undefined, host: fwd.host, port: fwd.port }, 'pass');
     forward(isSSL, req, res, fwd, url, identity);
+  }
+
+  /**
+   * A request to the gateway's own name, answered here and never forwarded. Inside a tunnel to
+   * that name the Host header must name it too: the request is not sent anywhere else either way,
+   * but a page is only what it claims to be under its own name.
+   */
+  function servePage(local: LocalPages, req: IncomingMessage, res: ServerResponse, url: NormalizedUrl, path: string, info: ConnInfo, identity: Identity) {
+    if (url.host !== local.host) {
+      req.resume();
+      sendPage(res, 400, 'SG_ERR_HOST_MISMATCH', renderErrorPage({
+        status: 400, code: 'SG_ERR_HOST_MISMATCH', title: 'Bad request',
+        message: `This connection was opened to the school web filter's own pages (${local.host}); it cannot be used for ${url.host}.`,
+      }));
+      return;
+    }
+    if (debug) log.debug({ clientIp: identity.clientIp, method: req.method, tls: info.tls === true, path: url.path.split('?')[0] }, 'own page');
+    // What the pages route on: origin-form, and the name they are served under.
+    req.url = path;
+    req.headers.host = local.host;
+    try {
+      local.handle(req, res, identity.clientIp);
+    } catch (err) {
+      internalError(res, err);
+    }
   }
 
   /**
@@ -569,7 +604,7 @@ export function createProxy(deps: ProxyDeps): Gateway {
     sendPage(res, 403, 'SG_ERR_DESTINATION_DENIED', renderErrorPage({
       status: 403, code: 'SG_ERR_DESTINATION_DENIED', title: 'This address cannot be reached through the school web filter',
       message: reason === OWN_PORTS
-        ? `${host} is the school web filter itself, which is not reachable through the filter. Open the console directly (the proxy.pac file does), or add its address to the browser's proxy exceptions.`
+        ? `${host} is the school web filter itself, which is not reachable through the filter. Open the console directly (the proxy.pac file${pagesHost ? ` at http://${pagesHost}/proxy.pac` : ''} does), or add its address to the browser's proxy exceptions.`
         : `The school web filter does not connect to ${host}: addresses on this computer, on the local link, or closed by the school are not reachable through it.`,
       detail: reason,
     }));
@@ -639,7 +674,8 @@ export function createProxy(deps: ProxyDeps): Gateway {
       socket.end(rawResponse(407, 'Proxy Authentication Required', identity.refused, `${authMessage(identity)}\n`, 'Proxy-Authenticate: Basic realm="schoolgate"\r\n'));
       return;
     }
-    if (hooks.decideConnect(host, identity) === 'tunnel') return tunnel(socket, host, hp.port, head, identity);
+    // The gateway's own name is always intercepted: tunnelling it would send it to DNS and on.
+    if (host !== pagesHost && hooks.decideConnect(host, identity) === 'tunnel') return tunnel(socket, host, hp.port, head, identity);
     stats.intercepts++;
     const info: ConnInfo = { identity, connectHost: host, connectPort: hp.port };
     let context: Promise<tls.SecureContext> | null = null;

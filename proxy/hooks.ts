@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { NormalizedUrl } from '../blocklists/types';
 
 /**
@@ -77,4 +77,23 @@ export interface GatewayHooks {
    * gateway counts nothing for it when absent. Called once per passed request, never throws.
    */
   onResponseDone?(url: NormalizedUrl, identity: Identity, status: number, bytes: number): void;
+}
+
+/**
+ * The gateway's own pages (as mitmproxy answers mitm.it): every request whose host is `host`,
+ * plain or inside a CONNECT tunnel to it, is handed to `handle`. That name is never resolved,
+ * forwarded or tunnelled: a CONNECT to it is intercepted with a leaf certificate for it whatever
+ * decideConnect would say, and its requests never reach onRequest (they are not browsing, and
+ * cannot be blocked). What the pages are is the composition root's business (server/start.ts);
+ * the protocol only knows the name.
+ */
+export interface LocalPages {
+  /** Lower case, no trailing dot (core/config.ts checkPagesHost). */
+  readonly host: string;
+  /**
+   * One request: `req.url` is origin-form (path and query) by then, the body unread. `clientIp` is
+   * the address the gateway admitted the connection from: never anything the client sent, so the
+   * pages may bind what they accept to it.
+   */
+  handle(req: IncomingMessage, res: ServerResponse, clientIp: string): void;
 }

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildAdminApp } from '../admin-api/app';
+import { gatewayPages } from '../admin-api/gateway-pages';
 import { getDummyHash, hashLoad, verifyPassword } from '../admin-api/auth';
 import { checkConfiguredCategories, ListSync } from '../admin-api/list-sync';
 import { PhraseSync } from '../admin-api/phrase-sync';
@@ -244,6 +245,10 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       referenceSecret,
       friendlyName: (c) => lists.current.categories.get(c)?.friendlyName ?? null,
       adminBaseUrl: adminBaseUrl(effective),
+      pagesHost: config.pagesHost,
+      // The block page's buttons, the CA and the PAC file under a name only this gateway answers:
+      // the admin app's own routes, through its router, with the client address the gateway admitted.
+      localPages: { host: config.pagesHost, handle: gatewayPages(admin) },
       safeSearch: config.safeSearch,
       // What highSeverityCategories did for search flagging, it still does; alerts follow `severity`.
       flagCategories: config.highSeverityCategories.length ? config.highSeverityCategories : DEFAULT_FLAG_CATEGORIES,
@@ -430,7 +435,8 @@ export function banner(h: SchoolgateHandle, lan: string[] = lanAddresses()): str
     'schoolgate is running',
     `  proxy:          http://${bracketHost(host)}:${h.proxyPort}   (browsers: ${consoleUrl}/proxy.pac)`,
     `  console:        ${consoleUrl}`,
-    `  CA certificate: ${caCertPath(c.dataDir)}   (also ${consoleUrl}/ca.crt; deploy it to every device)`,
+    `  CA certificate: ${caCertPath(c.dataDir)}   (also ${consoleUrl}/ca.crt, and http://${c.pagesHost}/ca.crt through the proxy; deploy it to every device)`,
+    `  own pages:      http://${c.pagesHost}/ through the proxy   (block page buttons, CA, PAC: answered by the gateway itself, never looked up)`,
     `  data folder:    ${c.dataDir}   (${c.databaseUrl ? 'PostgreSQL from DATABASE_URL' : 'embedded database'})`,
   ];
   const unreachable = consoleUnreachableHint(c, lan);

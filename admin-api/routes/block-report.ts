@@ -5,9 +5,9 @@ import { silentLogger, type Logger } from '../../core/log';
 import { openReference } from '../../incidents/reference';
 import { REPORT_KINDS, type IncidentSink, type ReportKind } from '../../incidents/types';
 import { renderErrorPage, renderThanksPage } from '../../filter/blockpage';
-import { plainIp } from '../../core/host';
 import type { SeverityConfig } from '../../core/severity';
 import { reportSeverity } from '../present';
+import { clientAddress } from '../gateway-pages';
 
 export interface BlockReportOptions {
   secret: Buffer;
@@ -32,7 +32,8 @@ const wantsJson = (req: FastifyRequest) =>
   (req.headers['content-type'] ?? '').startsWith('application/json') || /application\/json/.test(req.headers.accept ?? '') && !/text\/html/.test(req.headers.accept ?? '');
 
 /**
- * POST /block/report: the two buttons of the block page. Accepts only references the gateway
+ * POST /block/report: the two buttons of the block page, served under the gateway's own name
+ * (admin-api/gateway-pages.ts) and on the console's port. Accepts only references the gateway
  * sealed, from the client address that was blocked, so nobody can file a report in someone
  * else's name (a reference read off a page or a shared screen is no use elsewhere); everything
  * about the block (URL, user, client IP, category) comes from the reference, never from the form.
@@ -51,7 +52,7 @@ export const blockReportRoutes: FastifyPluginAsync<BlockReportOptions> = async (
   if (!app.hasDecorator('createRateLimit')) await app.register(rateLimit, { global: false });
   // Counted by hand rather than as route config so that a repeat press of the same button, merged
   // below, costs nothing, and the refusal is a page a person can read rather than JSON.
-  const limit = app.createRateLimit({ max: limitOpts.max, timeWindow: limitOpts.windowMs, keyGenerator: (req) => `block-report|${plainIp(req.ip)}` });
+  const limit = app.createRateLimit({ max: limitOpts.max, timeWindow: limitOpts.windowMs, keyGenerator: (req) => `block-report|${clientAddress(req)}` });
 
   // Insertion-ordered: the oldest entries go first once full. The database's idempotency keys
   // keep a repeat from becoming a second report anyway; this only spares the write and the limit.
@@ -85,7 +86,8 @@ export const blockReportRoutes: FastifyPluginAsync<BlockReportOptions> = async (
     const body = (req.body ?? {}) as Record<string, unknown>;
     const { ref, type, note } = body;
     const block = typeof ref === 'string' ? openReference(opts.secret, ref) : null;
-    const client = plainIp(req.ip);
+    // As the gateway saw it when the request came through it (its own pages' name), else the socket's peer.
+    const client = clientAddress(req);
     const bound = block !== null && typeof block.clientIp === 'string' && block.clientIp !== '' && block.clientIp === client;
     const reportKey = block && typeof type === 'string' ? `${type}:${block.k}` : null;
     const repeat = bound && reportKey !== null && TYPES.has(type as ReportType) && isRecent(reportKey);

@@ -5,7 +5,8 @@ import { adminBaseUrl } from '../../core/config';
 import { SchoolgateError } from '../../core/errors';
 import type { AdminContext } from '../deps';
 import { consoleDir } from '../console-dir';
-import { bracketHost } from '../../core/host';
+import { bracketHost, plainIp } from '../../core/host';
+import { gatewayClient } from '../gateway-pages';
 import { CLOSING, TRANSITIONS } from '../../incidents/queries';
 import { INCIDENT_KINDS, INCIDENT_STATUSES, TIERS } from '../../incidents/types';
 import { ROLES } from '../auth';
@@ -69,9 +70,11 @@ export const publicRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) =
     schema: { tags: ['setup'], summary: 'Proxy auto-configuration pointing browsers at the gateway', produces: ['application/x-ns-proxy-autoconfig'] },
   }, async (req, reply) => {
     const adminHost = new URL(adminBaseUrl(config)).hostname.replace(/^\[|\]$/g, '');
-    // Bound to every interface: give browsers the address they reached us on.
+    // Bound to every interface: give browsers the address they reached us on. Through the gateway
+    // (its own name) that is the proxy's end of their connection, not the name they asked for.
     const wildcard = config.listen === '0.0.0.0' || config.listen === '::';
-    const proxyHost = wildcard ? req.hostname.replace(/^\[|\]$/g, '') : config.listen;
+    const viaGateway = gatewayClient(req.raw) !== undefined;
+    const proxyHost = !wildcard ? config.listen : viaGateway ? plainIp(req.raw.socket.localAddress) : req.hostname.replace(/^\[|\]$/g, '');
     reply.type('application/x-ns-proxy-autoconfig').header('cache-control', 'max-age=300');
     return pacFile(proxyHost, config.proxyPort, adminHost);
   });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { adminBaseUrl, cliOptions, flagsUsage, loadConfig, parseCidr, parseCli } from '../../core/config';
+import { adminBaseUrl, checkPagesHost, cliOptions, flagsUsage, loadConfig, parseCidr, parseCli } from '../../core/config';
 import { isSchoolgateError } from '../../core/errors';
 
 const tmp = () => mkdtempSync(path.join(tmpdir(), 'sg-config-'));
@@ -198,6 +198,37 @@ describe('config', () => {
   it('builds the console URL the block page links to', () => {
     expect(adminBaseUrl(loadConfig({ listen: '0.0.0.0', 'admin-port': '9000' }, {}))).toBe('http://127.0.0.1:9000');
     expect(adminBaseUrl(loadConfig({ 'public-url': 'https://filter.school.example/' }, {}))).toBe('https://filter.school.example');
+  });
+});
+
+describe('pagesHost: the name only the gateway answers (issue 14, point 2)', () => {
+  const withFile = (data: unknown) => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'sg-cfg-'));
+    writeFileSync(path.join(dir, 'schoolgate.json'), JSON.stringify(data));
+    return (env: NodeJS.ProcessEnv = {}, values = {}) => loadConfig({ 'data-dir': dir, ...values }, env);
+  };
+  it('defaults to a name under .invalid, which never resolves; the file and then the environment change it, lower-cased', () => {
+    expect(loadConfig({}, {}).pagesHost).toBe('schoolgate.invalid');
+    const load = withFile({ pagesHost: 'Filter.School.Example.' });
+    expect(load().pagesHost).toBe('filter.school.example');
+    expect(load({ SCHOOLGATE_PAGES_HOST: 'pages.school.internal' }).pagesHost).toBe('pages.school.internal');
+  });
+  it('refuses names a browser would not send to the proxy, or that are addresses, naming the setting', () => {
+    const bad: Array<[unknown, RegExp]> = [
+      ['schoolgate', /must contain a dot/], ['localhost', /must contain a dot|localhost/], ['pages.localhost', /localhost/],
+      ['10.0.0.1', /not an IP address/], ['[::1]', /not an IP address/], ['1.2.3', /not an IP address/],
+      ['bad_name.example', /DNS name/], ['-x.example', /DNS name/], ['a..b', /DNS name/], ['', /DNS name|dot/], [42, /host name/],
+    ];
+    for (const [v, why] of bad) {
+      expect(() => checkPagesHost(v), String(v)).toThrowError(expect.objectContaining({ code: 'SG_ERR_CONFIG', message: expect.stringMatching(why) }));
+    }
+    expect(() => loadConfig({}, { SCHOOLGATE_PAGES_HOST: 'nodot' })).toThrowError(/SCHOOLGATE_PAGES_HOST must contain a dot/);
+    expect(() => withFile({ pagesHost: '192.168.1.1' })()).toThrowError(/pagesHost must be a name, not an IP address/);
+    expect(() => withFile({ pagesHost: ['a.b'] })()).toThrowError(/pagesHost must be a string/);
+  });
+  it('refuses the console\'s own name: the gateway would answer it', () => {
+    expect(() => loadConfig({ 'public-url': 'https://filter.school.example' }, { SCHOOLGATE_PAGES_HOST: 'filter.school.example' })).toThrowError(/also the console's address/);
+    expect(loadConfig({ 'public-url': 'https://filter.school.example' }, {}).pagesHost).toBe('schoolgate.invalid');
   });
 });
 

@@ -65,6 +65,7 @@ export function bareGatewayDeps(opts: {
     referenceSecret: Buffer.alloc(32),
     friendlyName: () => null,
     adminBaseUrl: 'http://127.0.0.1:1',
+    pagesHost: 'schoolgate.invalid',
     safeSearch: false,
     flagCategories: [],
     logger: silentLogger,

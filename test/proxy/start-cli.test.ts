@@ -101,6 +101,16 @@ describe.skipIf(skip)('schoolgate start (CLI)', () => {
     expect(pac.status).toBe(200);
     expect(pac.body).toContain(`${proxy}`);
 
+    // The gateway's own name (issue 14): the CA through the proxy, plain and over TLS, never looked up (curl -x sends the name to the proxy).
+    expect(banner).toContain('own pages:      http://schoolgate.invalid/ through the proxy');
+    const own = curlGet(['-x', `http://127.0.0.1:${proxy}`, 'http://schoolgate.invalid/ca.crt']);
+    expect(own.status).toBe(200);
+    expect(own.body.trim()).toBe(exported.stdout.trim());
+    const ownTls = curlGet(['--cacert', caFile, '-x', `http://127.0.0.1:${proxy}`, 'https://schoolgate.invalid/ca.crt']);
+    expect(ownTls.stderr).toBe('');
+    expect(ownTls.body.trim()).toBe(exported.stdout.trim());
+    expect(curlGet(['-x', `http://127.0.0.1:${proxy}`, 'http://schoolgate.invalid/api/session']).status).toBe(404);
+
     expect(await sg.stop()).toBe(0);
     expect(sg.stderr()).not.toMatch(/"level":50/); // no errors logged
   });
