@@ -422,7 +422,7 @@ function lanAddresses(): string[] {
 export function consoleUnreachableHint(c: Config, lan: string[] = lanAddresses()): string | null {
   if (c.publicUrl || (c.listen !== '0.0.0.0' && c.listen !== '::')) return null;
   const example = lan[0] ? `http://${lan[0]}:${c.adminPort}` : `http://<this machine's address>:${c.adminPort}`;
-  return `SG_ERR_CONSOLE_UNREACHABLE: listening on every address, but console links say 127.0.0.1, which other devices cannot reach. Restart with --public-url ${example} (or the machine's DNS name)`;
+  return `SG_ERR_CONSOLE_UNREACHABLE: listening on every address, but the console's address is printed (and e-mailed in alerts) as 127.0.0.1, which the DSL's and staff's devices cannot reach; block pages are unaffected (they use ${c.pagesHost}). Restart with --public-url ${example} (or the machine's DNS name)`;
 }
 
 export function banner(h: SchoolgateHandle, lan: string[] = lanAddresses()): string {
