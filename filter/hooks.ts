@@ -40,6 +40,8 @@ export interface FilterDeps {
   phrases?: PhraseBook;
   /** The school's severity per category and group (default: the shipped tiers). */
   severity?: SeverityConfig;
+  /** The school's time zone, for the block page's time (default Europe/London). */
+  timeZone?: string;
 }
 
 /**
@@ -239,7 +241,7 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
         const { key, token, at } = recordBlock(url, identity, decision, tierFor(category, identity.group, deps.severity), terms);
         const html = renderBlockPage({
           url: url.href, host: url.host, categoryName: category ? deps.friendlyName(category) ?? category : null,
-          at, reference: key, token, reportAction,
+          at, timeZone: deps.timeZone, reference: key, token, reportAction,
         });
         return { pass: false, status: 403, code: 'blocked', html, category, blocked: true };
       }
