@@ -61,6 +61,12 @@ export function localDateTime(at: Date | string | number, zone: string): string 
   return `${p.day}/${p.month}/${p.year} ${p.hour}:${p.minute}:${p.second}`;
 }
 
+/** The school's day at an instant, `YYYY-MM-DD` (for file names and the charts' day keys). */
+export function localDay(at: Date | string | number, zone: string): string {
+  const p = partsOf(new Date(at), zone, 'datetime');
+  return `${p.year}-${p.month}-${p.day}`;
+}
+
 /**
  * `Sunday 29/03/2026 02:30:00 BST`: for people reading it (block page, alert emails). The zone's
  * abbreviation tells the two 01:30s of the October change apart.

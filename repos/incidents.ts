@@ -251,6 +251,19 @@ export interface Stats {
  */
 const knownZones = new Set<string>(['UTC']);
 
+/**
+ * Whether the database's zone files know `zone` (AT TIME ZONE needs them to): Intl and PostgreSQL
+ * carry their own copies of the tz database, and an older server may lack a newer zone.
+ */
+export async function databaseKnowsZone(db: Queryable, zone: string): Promise<boolean> {
+  if (knownZones.has(zone)) return true;
+  // pg_timezone_names reads the zone files: slow enough to ask once per zone, not per request.
+  const known = await db.query('SELECT 1 FROM pg_timezone_names WHERE name = $1', [zone]);
+  if (known.rowCount === 0) return false;
+  knownZones.add(zone);
+  return true;
+}
+
 export async function incidentStats(
   db: Queryable,
   range: { from: Date; to: Date; timeZone?: string },
@@ -264,12 +277,7 @@ export async function incidentStats(
   }
   const zone = range.timeZone ?? 'UTC';
   if (!/^[A-Za-z][A-Za-z0-9_+\-/]{0,63}$/.test(zone)) throw new SchoolgateError('SG_ERR_VALIDATION', `not a time zone: ${JSON.stringify(zone.slice(0, 70))}`);
-  if (!knownZones.has(zone)) {
-    // pg_timezone_names reads the zone files: slow enough to ask once per zone, not per request.
-    const known = await db.query('SELECT 1 FROM pg_timezone_names WHERE name = $1', [zone]);
-    if (known.rowCount === 0) throw new SchoolgateError('SG_ERR_VALIDATION', `unknown time zone ${zone}`);
-    knownZones.add(zone);
-  }
+  if (!(await databaseKnowsZone(db, zone))) throw new SchoolgateError('SG_ERR_VALIDATION', `unknown time zone ${zone}`);
   const dayParams = [...params, zone];
   const [perDay, perStatus, perCategory] = await Promise.all([
     db.query<{ day: string; category: string | null; count: number | string; attempts: number | string }>(

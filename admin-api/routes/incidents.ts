@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { SchoolgateError } from '../../core/errors';
+import { localDay } from '../../core/local-time';
 import { INCIDENT_STATUSES as STATUSES, type IncidentStatus } from '../../incidents/types';
 import { csvLines, updateIncident } from '../../incidents/queries';
 import { writeAudit } from '../../repos/audit';
@@ -73,7 +74,7 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
       target: 'incidents',
       details: { filter: { ...filter, from: filter.from?.toISOString(), to: filter.to?.toISOString() }, rows: lines.length - 1 },
     });
-    const stamp = new Date().toISOString().slice(0, 10);
+    const stamp = localDay(new Date(), config.timeZone);
     reply
       .type('text/csv; charset=utf-8')
       .header('content-disposition', `attachment; filename="schoolgate-incidents-${stamp}.csv"`);

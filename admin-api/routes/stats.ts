@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { SchoolgateError } from '../../core/errors';
 import { timeZoneProblem } from '../../core/local-time';
-import { incidentStats } from '../../repos/incidents';
+import { databaseKnowsZone, incidentStats } from '../../repos/incidents';
 import type { AdminContext } from '../deps';
 import { categoryName } from '../present';
 import { filterProps, parseDate } from './incident-query';
@@ -9,6 +9,13 @@ import { filterProps, parseDate } from './incident-query';
 /** The charts: counts only, so the network manager may read them too. */
 export const statsRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => {
   const { db, lists, config } = ctx;
+  // Said once at start: a zone Intl knows but the database does not would fail every chart.
+  await databaseKnowsZone(db, config.timeZone).then(
+    (known) => {
+      if (!known) ctx.logger.warn({ timeZone: config.timeZone }, 'timeZone is not in the database\'s zone files: charts will be refused until PostgreSQL\'s tzdata is updated or another zone is set');
+    },
+    (err) => ctx.logger.debug({ err: (err as Error).message }, 'timeZone not checked against the database'),
+  );
 
   app.get<{ Querystring: { from?: string; to?: string; tz?: string } }>('/api/stats', {
     config: { access: ['safeguarding_lead', 'network_manager'] },

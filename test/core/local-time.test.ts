@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../core/config';
-import { checkTimeZone, localDateTime, localDateTimeLong, startOfLocalDay } from '../../core/local-time';
+import { checkTimeZone, localDateTime, localDateTimeLong, localDay, startOfLocalDay } from '../../core/local-time';
 
 const tmp = () => mkdtempSync(path.join(tmpdir(), 'sg-tz-'));
 
@@ -44,6 +44,7 @@ describe('local time formats', () => {
     expect(localDateTime(new Date('2026-03-29T01:30:00Z'), 'Europe/London')).toBe('29/03/2026 02:30:00');
     expect(localDateTimeLong(new Date('2026-10-25T00:30:00Z'), 'Europe/London')).toBe('Sunday 25/10/2026 01:30:00 BST');
     expect(localDateTimeLong(new Date('2026-10-25T01:30:00Z'), 'Europe/London')).toBe('Sunday 25/10/2026 01:30:00 GMT');
+    expect(localDay(new Date('2026-07-14T23:30:00Z'), 'Europe/London')).toBe('2026-07-15');
   });
 
   it("starts each day at 00:00 on the school's clock", () => {
