@@ -1,5 +1,6 @@
 import nodemailer from 'nodemailer';
 import { adminBaseUrl } from '../core/config';
+import { DEFAULT_TIME_ZONE, localDateTimeLong } from '../core/local-time';
 import { activeEmailsWithRole } from '../repos/accounts';
 import { writeAudit } from '../repos/audit';
 import type { IncidentRow } from '../repos/incidents';
@@ -10,7 +11,8 @@ import { toIncidentJson, type IncidentJson } from './present';
 /** One email per person (or device) and category in this window: a pupil retrying a page is one alert, not fifty. */
 export const ALERT_QUIET_MS = 10 * 60_000;
 
-export function alertText(i: IncidentJson, consoleUrl: string): { subject: string; text: string } {
+/** The email's text; its time is the school's wall-clock time (`timeZone`), as the DSL's classroom clock shows it. */
+export function alertText(i: IncidentJson, consoleUrl: string, timeZone = DEFAULT_TIME_ZONE): { subject: string; text: string } {
   const who = i.user ?? (i.clientIp ? `device at ${i.clientIp}` : 'unknown user');
   const what = i.kind === 'self_report' ? 'Self-report' : i.kind === 'flagged_search' ? 'Flagged search' : 'Blocked access';
   const subject = `[schoolgate] ${what}: ${i.categoryName ?? i.category ?? 'uncategorised'} (${who})`;
@@ -19,7 +21,7 @@ export function alertText(i: IncidentJson, consoleUrl: string): { subject: strin
     '',
     `Category: ${i.categoryName ?? i.category ?? '-'}${i.category && i.categoryName !== i.category ? ` (${i.category})` : ''}`,
     `User:     ${who}${i.device ? ` on ${i.device}` : ''}`,
-    `Time:     ${i.occurredAt}`,
+    `Time:     ${localDateTimeLong(i.occurredAt, timeZone)}`,
     // Content illegal to view (IWF/CTIRU lists): the address itself is never put in an email that may be forwarded or cached.
     `Site:     ${i.illegal ? '(withheld: open the console)' : (i.host ?? '-')}`,
   ];
@@ -53,7 +55,7 @@ export function startAlerts(ctx: AdminContext): () => Promise<void> {
       logger.warn({ incident: i.id }, 'alert-severity incident but no safeguarding lead to email');
       return;
     }
-    const { subject, text } = alertText(i, adminBaseUrl(config));
+    const { subject, text } = alertText(i, adminBaseUrl(config), config.timeZone);
     await mailer.sendMail({ from: config.smtp?.from ?? 'schoolgate@localhost', to, subject, text });
     await writeAudit(db, { actor: { id: null, email: 'schoolgate' }, action: 'alert_email', target: `incident:${i.id}`, details: { to } });
   }

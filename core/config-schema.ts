@@ -1,4 +1,5 @@
 import { SchoolgateError } from './errors';
+import { timeZoneProblem } from './local-time';
 import { severityProblems } from './severity';
 
 /**
@@ -74,6 +75,7 @@ export const configFileKeys = {
   browsingLogFlushMs: numeric,
   browsingLogRetentionDays: numeric,
   browsingLogMaxPending: numeric,
+  timeZone: { t: 'custom', check: (v, at, problems) => { const p = timeZoneProblem(v, at); if (p) problems.push(p); } },
 } satisfies Record<string, Shape>;
 
 const configFileSchema = object(configFileKeys);

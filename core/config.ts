@@ -7,6 +7,7 @@ import { SchoolgateError } from './errors';
 import { bracketHost } from './host';
 import { ILLEGAL_CATEGORIES, validateSeverityConfig, type SeverityConfig } from './severity';
 import { checkDestinationRules, DEFAULT_CONNECTION_LIMITS, DEFAULT_DESTINATION_RULES } from './network-rules';
+import { checkTimeZone, DEFAULT_TIME_ZONE } from './local-time';
 
 /**
  * The one place where flags, environment variables and the config file are read.
@@ -104,6 +105,9 @@ export interface Config {
   browsingLogRetentionDays: number;
   /** Browsing-log rows held in memory while the database is away; requests beyond are dropped and counted. */
   browsingLogMaxPending: number;
+  // local time (issue 14 point 3)
+  /** IANA zone every shown time is in (block page, console, charts' days, CSV, alert emails). */
+  timeZone: string;
 }
 
 // A setting added to Config without a schema entry would be refused in the file, and a schema
@@ -204,6 +208,7 @@ function defaults(cwd: string): Config {
     browsingLogFlushMs: 5000,
     browsingLogRetentionDays: 30,
     browsingLogMaxPending: 200_000,
+    timeZone: DEFAULT_TIME_ZONE,
   };
 }
 
@@ -438,6 +443,7 @@ export function loadConfig(values: Partial<CliValues> = {}, env: NodeJS.ProcessE
   c.idleTimeoutMs = wholeNumber('idleTimeoutMs', env.SCHOOLGATE_IDLE_TIMEOUT_MS ?? c.idleTimeoutMs, 100);
   c.handshakeTimeoutMs = wholeNumber('handshakeTimeoutMs', env.SCHOOLGATE_HANDSHAKE_TIMEOUT_MS ?? c.handshakeTimeoutMs, 100);
   c.maxConnectionsPerClient = wholeNumber('maxConnectionsPerClient', env.SCHOOLGATE_MAX_CONNECTIONS_PER_CLIENT ?? c.maxConnectionsPerClient, 1);
+  c.timeZone = env.SCHOOLGATE_TIME_ZONE !== undefined ? checkTimeZone(env.SCHOOLGATE_TIME_ZONE, 'SCHOOLGATE_TIME_ZONE') : checkTimeZone(c.timeZone);
   return c;
 }
 

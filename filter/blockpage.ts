@@ -9,6 +9,7 @@
  * what the report answers either.
  */
 
+import { DEFAULT_TIME_ZONE, localDateTimeLong } from '../core/local-time';
 import { escapeHtml, page, renderErrorPage } from '../proxy/error-page';
 import type { ReportKind } from '../incidents/types';
 import { renderSupportBanner } from './safeguarding';
@@ -22,6 +23,8 @@ export interface BlockPageInput {
   /** The category's friendly name ("Gambling/Casino games"), else its folder name. */
   categoryName: string | null;
   at: Date;
+  /** The school's time zone (config `timeZone`): the time is shown as the classroom clock shows it. */
+  timeZone?: string;
   /** The incident reference staff quote to the safeguarding lead. */
   reference: string;
   /** The sealed (opaque) reference the report forms carry. */
@@ -41,14 +44,9 @@ function reportForm(p: BlockPageInput, type: ReportKind, id: string, label: stri
 </form>`;
 }
 
-/**
- * Made once: `Date.prototype.toLocaleString` builds a new formatter (locale data and all) on every
- * call, which made the block page cost more CPU than forwarding a request.
- */
-const WHEN = new Intl.DateTimeFormat('en-GB', { dateStyle: 'full', timeStyle: 'medium', timeZone: 'UTC' });
-
 export function renderBlockPage(p: BlockPageInput): string {
-  const when = `${WHEN.format(p.at)} UTC`;
+  // The formatter is made once per zone (core/local-time.ts): building one per page cost more CPU than forwarding a request.
+  const when = localDateTimeLong(p.at, p.timeZone ?? DEFAULT_TIME_ZONE);
   const category = p.categoryName ?? 'a blocked category';
   return page('This page is blocked', `
 <h1>This page is blocked</h1>

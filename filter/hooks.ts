@@ -45,6 +45,8 @@ export interface FilterDeps {
   phrases?: PhraseBook;
   /** The school's severity per category and group (default: the shipped tiers). */
   severity?: SeverityConfig;
+  /** The school's time zone, for the block page's time (default Europe/London). */
+  timeZone?: string;
 }
 
 /**
@@ -247,7 +249,7 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
         const { key, token, at } = recordBlock(url, identity, decision, tierFor(category, identity.group, deps.severity), terms);
         const html = renderBlockPage({
           url: url.href, host: url.host, categoryName: category ? deps.friendlyName(category) ?? category : null,
-          at, reference: key, token, reportAction: url.scheme === 'https' ? reportAction.https : reportAction.http,
+          at, timeZone: deps.timeZone, reference: key, token, reportAction: url.scheme === 'https' ? reportAction.https : reportAction.http,
         });
         return { pass: false, status: 403, code: 'blocked', html, category, blocked: true };
       }

@@ -3,11 +3,14 @@
  * which, what closing needs) and the CSV export's format. The SQL they run is in repos/incidents.ts.
  */
 import { SchoolgateError } from '../core/errors';
+import { localDateTime } from '../core/local-time';
 import type { IncidentStatus } from '../core/vocabulary';
 import type { Queryable } from '../db/types';
 import { activeUserEmail } from '../repos/accounts';
 import type { Actor } from '../repos/audit';
-import { addIncidentEvent, getIncident, setIncidentTriage, type IncidentRow } from '../repos/incidents';
+import {
+  addIncidentEvent, exportDetails, exportRows, getIncident, setIncidentTriage, type ExportDetails, type IncidentFilter, type IncidentRow,
+} from '../repos/incidents';
 
 // ---------------------------------------------------------------------------------------------
 // Triage
@@ -95,10 +98,17 @@ export async function applyIncidentChange(
 // ---------------------------------------------------------------------------------------------
 // CSV export
 
-export const CSV_COLUMNS = [
-  'id', 'occurred_at', 'last_seen', 'count', 'kind', 'status', 'category', 'user', 'device', 'client_ip',
-  'policy_group', 'host', 'url', 'search_terms', 'note',
-] as const;
+/**
+ * The export's columns. Times are the school's wall clock (`timeZone`), dd/mm/yyyy HH:MM:SS as a UK
+ * spreadsheet reads them; the header names the zone. `outcome` is the note the incident was closed
+ * with; `dsl_notes` every triage note, one a line, each dated and signed.
+ */
+export function csvColumns(timeZone: string): string[] {
+  return [
+    'id', `occurred_at (${timeZone})`, `last_seen (${timeZone})`, 'count', 'kind', 'status', 'outcome', 'assignee', 'category', 'category_name',
+    'user', 'device', 'client_ip', 'policy_group', 'host', 'url', 'search_terms', 'reporter_note', 'dsl_notes',
+  ];
+}
 
 /**
  * Quotes every field; a leading = + - @ (or tab/CR) gets an apostrophe so a spreadsheet opening
@@ -110,9 +120,39 @@ export function csvField(v: unknown): string {
   return `"${s.replace(/"/g, '""')}"`;
 }
 
-export function csvLine(row: IncidentRow): string {
+export interface CsvOptions {
+  timeZone: string;
+  /** The category's friendly English name (the app's own naming, e.g. UT1 `NAME EN`), or null. */
+  categoryName: (category: string | null) => string | null;
+}
+
+export function csvLine(row: IncidentRow, details: ExportDetails, o: CsvOptions): string {
+  const notes = details.notes.get(row.id) ?? [];
+  const closing = CLOSING.has(row.status) ? notes.filter((n) => n.action === 'status' && n.to_status === row.status).at(-1) : undefined;
+  const dslNotes = notes
+    .filter((n) => n.action !== 'assign') // the assignee has its own column
+    .map((n) => `${localDateTime(n.at, o.timeZone)} ${n.actor}: ${n.note}`)
+    .join('\n');
   return [
-    row.id, row.occurred_at, row.last_seen, row.count, row.kind, row.status, row.category, row.user_name, row.device,
-    row.client_ip, row.policy_group, row.host, row.url, row.search_terms, row.note,
+    row.id, localDateTime(row.occurred_at, o.timeZone), localDateTime(row.last_seen ?? row.occurred_at, o.timeZone), row.count, row.kind, row.status,
+    closing?.note ?? '', details.assignees.get(row.id) ?? '', row.category, o.categoryName(row.category), row.user_name, row.device,
+    row.client_ip, row.policy_group, row.host, row.url, row.search_terms, row.note, dslNotes,
   ].map(csvField).join(',');
+}
+
+/** The export's lines, header first: at most `max` incidents, fetched and detailed a page at a time. */
+export async function* csvLines(db: Queryable, filter: IncidentFilter, o: CsvOptions, max?: number): AsyncGenerator<string> {
+  // Zone names are letters, digits and _+-/ (core/local-time.ts): the header needs no quoting.
+  yield csvColumns(o.timeZone).join(',');
+  let batch: IncidentRow[] = [];
+  const flush = async function* () {
+    const details = await exportDetails(db, batch.map((r) => r.id));
+    for (const r of batch) yield csvLine(r, details, o);
+    batch = [];
+  };
+  for await (const row of exportRows(db, filter, max)) {
+    batch.push(row);
+    if (batch.length >= 500) yield* flush();
+  }
+  if (batch.length) yield* flush();
 }

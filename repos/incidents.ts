@@ -239,16 +239,30 @@ export async function setIncidentTriage(tx: Queryable, id: number, status: Incid
 // Stats
 
 export interface Stats {
-  perDay: Array<{ day: string; category: string | null; count: number }>;
+  perDay: Array<{ day: string; category: string | null; count: number; attempts: number }>;
   perStatus: Array<{ status: string; count: number }>;
-  perCategory: Array<{ category: string | null; count: number }>;
+  perCategory: Array<{ category: string | null; count: number; attempts: number }>;
 }
 
 /**
- * Activity (perDay, perCategory) counts every request, repeats folded into a row included;
- * perStatus counts incidents, since that is the size of the triage queue.
+ * `count` is incidents as the queue lists them (a row, however many repeats were folded into it),
+ * each on the day it first happened, so a chart of `count` and the queue filtered to that day agree;
+ * `attempts` adds the folded repeats (sum of count), for charts that say "attempts".
  */
 const knownZones = new Set<string>(['UTC']);
+
+/**
+ * Whether the database's zone files know `zone` (AT TIME ZONE needs them to): Intl and PostgreSQL
+ * carry their own copies of the tz database, and an older server may lack a newer zone.
+ */
+export async function databaseKnowsZone(db: Queryable, zone: string): Promise<boolean> {
+  if (knownZones.has(zone)) return true;
+  // pg_timezone_names reads the zone files: slow enough to ask once per zone, not per request.
+  const known = await db.query('SELECT 1 FROM pg_timezone_names WHERE name = $1', [zone]);
+  if (known.rowCount === 0) return false;
+  knownZones.add(zone);
+  return true;
+}
 
 export async function incidentStats(
   db: Queryable,
@@ -263,17 +277,12 @@ export async function incidentStats(
   }
   const zone = range.timeZone ?? 'UTC';
   if (!/^[A-Za-z][A-Za-z0-9_+\-/]{0,63}$/.test(zone)) throw new SchoolgateError('SG_ERR_VALIDATION', `not a time zone: ${JSON.stringify(zone.slice(0, 70))}`);
-  if (!knownZones.has(zone)) {
-    // pg_timezone_names reads the zone files: slow enough to ask once per zone, not per request.
-    const known = await db.query('SELECT 1 FROM pg_timezone_names WHERE name = $1', [zone]);
-    if (known.rowCount === 0) throw new SchoolgateError('SG_ERR_VALIDATION', `unknown time zone ${zone}`);
-    knownZones.add(zone);
-  }
+  if (!(await databaseKnowsZone(db, zone))) throw new SchoolgateError('SG_ERR_VALIDATION', `unknown time zone ${zone}`);
   const dayParams = [...params, zone];
   const [perDay, perStatus, perCategory] = await Promise.all([
-    db.query<{ day: string; category: string | null; count: number | string }>(
+    db.query<{ day: string; category: string | null; count: number | string; attempts: number | string }>(
       // Days as the school counts them: a block at 00:30 BST belongs to that morning, not the day before.
-      `SELECT to_char(occurred_at AT TIME ZONE $${dayParams.length}, 'YYYY-MM-DD') AS day, category, sum(count) AS count
+      `SELECT to_char(occurred_at AT TIME ZONE $${dayParams.length}, 'YYYY-MM-DD') AS day, category, count(*) AS count, sum(count) AS attempts
          FROM incidents WHERE ${where} GROUP BY 1, 2 ORDER BY 1, 2`,
       dayParams,
     ),
@@ -281,15 +290,15 @@ export async function incidentStats(
       `SELECT status, count(*) AS count FROM incidents WHERE ${where} GROUP BY 1 ORDER BY 1`,
       params,
     ),
-    db.query<{ category: string | null; count: number | string }>(
-      `SELECT category, sum(count) AS count FROM incidents WHERE ${where} GROUP BY 1 ORDER BY 2 DESC, 1`,
+    db.query<{ category: string | null; count: number | string; attempts: number | string }>(
+      `SELECT category, count(*) AS count, sum(count) AS attempts FROM incidents WHERE ${where} GROUP BY 1 ORDER BY 2 DESC, 3 DESC, 1`,
       params,
     ),
   ]);
   return {
-    perDay: perDay.rows.map((r) => ({ day: r.day, category: r.category, count: Number(r.count) })),
+    perDay: perDay.rows.map((r) => ({ day: r.day, category: r.category, count: Number(r.count), attempts: Number(r.attempts) })),
     perStatus: perStatus.rows.map((r) => ({ status: r.status, count: Number(r.count) })),
-    perCategory: perCategory.rows.map((r) => ({ category: r.category, count: Number(r.count) })),
+    perCategory: perCategory.rows.map((r) => ({ category: r.category, count: Number(r.count), attempts: Number(r.attempts) })),
   };
 }
 
@@ -303,6 +312,35 @@ export async function* exportRows(db: Queryable, f: IncidentFilter, max = 100_00
     sent += page.rows.length;
     cursor = page.nextCursor;
   } while (cursor && sent < max);
+}
+
+/** What the CSV export adds to a page of incidents: who each is assigned to, and the DSL's notes on it. */
+export interface ExportDetails {
+  assignees: Map<number, string>;
+  /** Each incident's history lines that carry a note, oldest first. */
+  notes: Map<number, Array<{ at: Date; actor: string; action: string; to_status: string | null; note: string }>>;
+}
+
+export async function exportDetails(db: Queryable, ids: number[]): Promise<ExportDetails> {
+  const assignees = new Map<number, string>();
+  const notes: ExportDetails['notes'] = new Map();
+  if (ids.length === 0) return { assignees, notes };
+  const [a, e] = await Promise.all([
+    db.query<{ id: number; email: string }>('SELECT i.id, u.email FROM incidents i JOIN users u ON u.id = i.assignee_id WHERE i.id = ANY($1::bigint[])', [ids]),
+    db.query<{ incident_id: number; at: Date; actor: string; action: string; to_status: string | null; note: string }>(
+      `SELECT incident_id, at, actor, action, to_status, note FROM incident_events
+        WHERE incident_id = ANY($1::bigint[]) AND note IS NOT NULL ORDER BY incident_id, at, id`,
+      [ids],
+    ),
+  ]);
+  for (const r of a.rows) assignees.set(Number(r.id), r.email);
+  for (const r of e.rows) {
+    const id = Number(r.incident_id);
+    let list = notes.get(id);
+    if (!list) notes.set(id, (list = []));
+    list.push({ at: new Date(r.at), actor: r.actor, action: r.action, to_status: r.to_status, note: r.note });
+  }
+  return { assignees, notes };
 }
 
 // ---------------------------------------------------------------------------------------------

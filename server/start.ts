@@ -253,6 +253,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       // What highSeverityCategories did for search flagging, it still does; alerts follow `severity`.
       flagCategories: config.highSeverityCategories.length ? config.highSeverityCategories : DEFAULT_FLAG_CATEGORIES,
       severity: config.severity,
+      timeZone: config.timeZone,
       keywords,
       phrases: phraseSync.book,
       logger,

@@ -1,5 +1,5 @@
 // The console shell: session, role-aware navigation, hash routing and live updates.
-import { h, api, mount, errorBox, describeError, setUnauthenticatedHandler, ROLE_LABELS, KIND_LABELS, formatTime } from './dom.js';
+import { h, api, mount, errorBox, describeError, setUnauthenticatedHandler, setTimeZone, ROLE_LABELS, KIND_LABELS, formatTime } from './dom.js';
 import { incidentsPage, incidentPage } from './incidents.js';
 import { timelinePage } from './timeline.js';
 import { listsPage } from './lists.js';
@@ -175,6 +175,7 @@ async function loginPage(ctx) {
     try {
       const data = await api('/api/login', { method: 'POST', body: { email: email.value.trim(), password: password.value } });
       password.value = '';
+      setTimeZone(data?.timeZone);
       await signedIn(data?.user);
       const next = ctx.query.get('next');
       if (next && next.startsWith('/') && !next.startsWith('/login')) location.hash = `#${next}`;
@@ -195,7 +196,12 @@ async function loginPage(ctx) {
 }
 
 async function signedIn(user) {
-  state.me = user ?? (await api('/api/me')).user;
+  if (!user) {
+    const me = await api('/api/me');
+    setTimeZone(me?.timeZone);
+    user = me?.user;
+  }
+  state.me = user;
   startEvents();
   renderHeader();
 }
@@ -281,6 +287,7 @@ async function boot() {
   });
   try {
     const data = await api('/api/me');
+    setTimeZone(data?.timeZone);
     state.me = data?.user ?? null;
     if (state.me) startEvents();
   } catch (err) {

@@ -1,6 +1,6 @@
 // Incidents per day by category: stacked bars in inline SVG, a legend, and the same figures as a
 // table for screen readers and for anyone who wants the numbers. No chart library: this is small.
-import { h, svg } from './dom.js';
+import { h, svg, addDays, formatDay } from './dom.js';
 
 // Okabe–Ito: distinguishable with the common colour-vision deficiencies, and dark enough on white.
 const PALETTE = ['#0072B2', '#D55E00', '#009E73', '#CC79A7', '#E69F00', '#56B4E9', '#6B4C9A', '#8C6D1F', '#333333'];
@@ -9,16 +9,10 @@ const MAX_SERIES = 8;
 
 const dayOf = (value) => String(value).slice(0, 10);
 
-function addDays(day, n) {
-  const d = new Date(`${day}T00:00:00Z`);
-  d.setUTCDate(d.getUTCDate() + n);
-  return d.toISOString().slice(0, 10);
-}
-
-function dayLabel(day, withMonth) {
-  const d = new Date(`${day}T00:00:00Z`);
-  return d.toLocaleDateString(undefined, withMonth ? { day: 'numeric', month: 'short', timeZone: 'UTC' } : { day: 'numeric', timeZone: 'UTC' });
-}
+// Days are the school's days (the API groups by its time zone), written dd/mm/yyyy; the axis has
+// room for dd/mm only, and dd between month starts.
+const dayLabel = (day) => formatDay(day);
+const axisLabel = (day, withMonth) => (withMonth ? formatDay(day).slice(0, 5) : day.slice(8, 10));
 
 function niceMax(n) {
   if (n <= 5) return Math.max(n, 1);
@@ -28,11 +22,17 @@ function niceMax(n) {
 }
 
 /**
- * perDay: [{day, category, count}]; names: Map category → friendly name; from/to: 'YYYY-MM-DD'
- * (inclusive; empty days are drawn as gaps so a quiet week looks quiet).
+ * perDay: [{day, category, count, attempts}]; names: Map category → friendly name; from/to:
+ * 'YYYY-MM-DD' (inclusive; empty days are drawn as gaps so a quiet week looks quiet).
+ * measure 'count' charts incidents as the queue lists them (a repeat folded into an incident is
+ * not another one), so a day's bar and the queue filtered to that day give the same number;
+ * 'attempts' charts every blocked attempt, and the chart says so. dayHref(day), when given, makes
+ * each day in the table a link (to the queue for that day).
  */
-export function incidentsChart({ perDay, names = new Map(), from, to, caption = 'Incidents per day by category' }) {
-  const rows = (perDay ?? []).map((r) => ({ day: dayOf(r.day), category: r.category ?? 'uncategorised', count: Number(r.count) || 0 }));
+export function incidentsChart({ perDay, names = new Map(), from, to, caption = 'Incidents per day by category', measure = 'count', dayHref = null }) {
+  const unit = measure === 'attempts' ? ['attempt', 'attempts'] : ['incident', 'incidents'];
+  const rows = (perDay ?? []).map((r) => ({ day: dayOf(r.day), category: r.category ?? 'uncategorised', count: Number(measure === 'attempts' ? r.attempts ?? r.count : r.count) || 0 }));
+  const attempts = measure === 'count' ? (perDay ?? []).reduce((a, r) => a + (Number(r.attempts) || 0), 0) : 0;
   const first = from ?? rows.map((r) => r.day).sort()[0];
   const last = to ?? rows.map((r) => r.day).sort().at(-1);
   const days = [];
@@ -66,9 +66,12 @@ export function incidentsChart({ perDay, names = new Map(), from, to, caption = 
 
   const uid = `chart-${Math.random().toString(36).slice(2, 8)}`;
   const busiest = ranked[0];
+  const many = (n) => `${n} ${unit[n === 1 ? 0 : 1]}`;
+  // Folded repeats are not more incidents, but how often someone went back says something too.
+  const repeats = attempts > total ? ` (${attempts} attempts, repeats included)` : '';
   const summary = total === 0
-    ? `No incidents between ${first ? dayLabel(first, true) : '…'} and ${last ? dayLabel(last, true) : '…'}.`
-    : `${total} incident${total === 1 ? '' : 's'} from ${dayLabel(first, true)} to ${dayLabel(last, true)}. Most frequent category: ${label(busiest)} (${totals.get(busiest)}).`;
+    ? `No ${unit[1]} between ${first ? dayLabel(first) : '…'} and ${last ? dayLabel(last) : '…'}.`
+    : `${many(total)}${repeats} from ${dayLabel(first)} to ${dayLabel(last)}. Most frequent category: ${label(busiest)} (${totals.get(busiest)}).`;
 
   const chart = svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-labelledby': `${uid}-t ${uid}-d`, class: 'chart', preserveAspectRatio: 'xMidYMid meet' },
     svg('title', { id: `${uid}-t` }, caption),
@@ -89,12 +92,12 @@ export function incidentsChart({ perDay, names = new Map(), from, to, caption = 
       const v = grid.get(d).get(s) ?? 0;
       if (!v) continue;
       bar.append(svg('rect', { x, y: y(acc + v), width: barW, height: Math.max(1, y(acc) - y(acc + v)), fill: colour(s), 'data-category': s },
-        svg('title', {}, `${dayLabel(d, true)}: ${label(s)} ${v}`)));
+        svg('title', {}, `${dayLabel(d)}: ${label(s)} ${many(v)}`)));
       acc += v;
     }
     chart.append(bar);
     if (i % labelEvery === 0) {
-      chart.append(svg('text', { x: x + barW / 2, y: H - bottom + 16, 'text-anchor': 'middle', class: 'axis' }, dayLabel(d, i === 0 || d.endsWith('-01'))));
+      chart.append(svg('text', { x: x + barW / 2, y: H - bottom + 16, 'text-anchor': 'middle', class: 'axis' }, axisLabel(d, i === 0 || d.endsWith('-01'))));
     }
   });
   chart.append(svg('line', { x1: left, x2: W - right, y1: y(0), y2: y(0), class: 'baseline' }));
@@ -109,8 +112,8 @@ export function incidentsChart({ perDay, names = new Map(), from, to, caption = 
   const table = h('table', { class: 'data compact' },
     h('caption', {}, `${caption}, as a table`),
     h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Day'), series.map((s) => h('th', { scope: 'col' }, label(s))), h('th', { scope: 'col' }, 'Total'))),
-    h('tbody', {}, days.filter((d) => dayTotal(d) > 0).map((d) => h('tr', {},
-      h('th', { scope: 'row' }, dayLabel(d, true)),
+    h('tbody', {}, days.filter((d) => dayTotal(d) > 0).map((d) => h('tr', { 'data-day': d },
+      h('th', { scope: 'row' }, dayHref ? h('a', { href: dayHref(d) }, dayLabel(d)) : dayLabel(d)),
       series.map((s) => h('td', { class: 'num' }, grid.get(d).get(s) ?? 0)),
       h('td', { class: 'num' }, dayTotal(d))))));
 

@@ -112,17 +112,81 @@ export function errorBox(err) {
   return h('div', { class: 'error', role: 'alert' }, describeError(err));
 }
 
-const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+// Every time the console shows is on the school's clock (config timeZone, served with /api/me and
+// the login answer), written as UK schools write dates: dd/mm/yyyy, 24-hour. The browser's own
+// zone is never used: a DSL reading the queue on a laptop set to UTC sees the classroom's times.
+let schoolZone = 'Europe/London';
+let zoneParts = null;
 
+export function setTimeZone(zone) {
+  if (!zone || zone === schoolZone) return;
+  try {
+    new Intl.DateTimeFormat('en-GB', { timeZone: zone });
+  } catch {
+    return; // an unknown zone keeps the default rather than breaking every page
+  }
+  schoolZone = zone;
+  zoneParts = null;
+}
+
+export function timeZone() {
+  return schoolZone;
+}
+
+function partsOf(date) {
+  zoneParts ??= new Intl.DateTimeFormat('en-GB', {
+    timeZone: schoolZone, day: '2-digit', month: '2-digit', year: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23',
+  });
+  const p = {};
+  for (const part of zoneParts.formatToParts(date)) p[part.type] = part.value;
+  return p;
+}
+
+/** "29/03/2026 02:30" on the school's clock. */
 export function formatTime(iso) {
   if (!iso) return '';
   const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? String(iso) : dateTime.format(d);
+  if (Number.isNaN(d.getTime())) return String(iso);
+  const p = partsOf(d);
+  return `${p.day}/${p.month}/${p.year} ${p.hour}:${p.minute}`;
+}
+
+/** "29/03/2026" for a day written YYYY-MM-DD (as the API's charts and the date inputs write days). */
+export function formatDay(day) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})/.exec(String(day));
+  return m ? `${m[3]}/${m[2]}/${m[1]}` : String(day);
+}
+
+/** The school's day (YYYY-MM-DD) at an instant, by default now. */
+export function localDay(at = new Date()) {
+  const p = partsOf(at);
+  return `${p.year}-${p.month}-${p.day}`;
+}
+
+export function addDays(day, n) {
+  const d = new Date(`${day}T12:00:00Z`);
+  d.setUTCDate(d.getUTCDate() + n);
+  return d.toISOString().slice(0, 10);
+}
+
+/** The instant (ISO) a wall-clock time on the school's clock happens: "2026-03-29T00:00" → "2026-03-29T00:00:00.000Z". */
+export function schoolInstant(wall) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}))?/.exec(String(wall));
+  if (!m) return null;
+  const asUtc = Date.UTC(+m[1], +m[2] - 1, +m[3], +(m[4] ?? 0), +(m[5] ?? 0));
+  const offset = (t) => {
+    const p = partsOf(new Date(t));
+    return Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute, +p.second) - Math.floor(t / 1000) * 1000;
+  };
+  // Twice: the first guess may sit on the other side of a clock change from the answer.
+  let t = asUtc - offset(asUtc);
+  t = asUtc - offset(t);
+  return new Date(t).toISOString();
 }
 
 export function timeEl(iso) {
   if (!iso) return h('span', { class: 'muted' }, '—');
-  return h('time', { datetime: iso }, formatTime(iso));
+  return h('time', { datetime: iso, title: `${schoolZone} time` }, formatTime(iso));
 }
 
 export const STATUS_LABELS = {
@@ -206,11 +270,10 @@ export function select(name, options, value, attrs = {}) {
     options.map(([v, label]) => h('option', { value: v, selected: v === value }, label)));
 }
 
-/** Value for a datetime-local input, now, in local time. */
+/** Value for a datetime-local input: now, on the school's clock (read back with schoolInstant). */
 export function localNow() {
-  const d = new Date();
-  d.setSeconds(0, 0);
-  return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+  const p = partsOf(new Date());
+  return `${p.year}-${p.month}-${p.day}T${p.hour}:${p.minute}`;
 }
 
 /** The items of a list answer whether the API wraps them (`{items}`) or not. */

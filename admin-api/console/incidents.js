@@ -1,7 +1,7 @@
 // The incident queue (filters, live updates, chart, CSV export) and one incident's detail and triage.
 import {
   h, api, mount, errorBox, field, select, timeEl, urlView, statusBadge, severityBadge, itemsOf,
-  STATUS_LABELS, KIND_LABELS, SEVERITY_LABELS, ILLEGAL_WARNING, ApiError,
+  STATUS_LABELS, KIND_LABELS, SEVERITY_LABELS, ILLEGAL_WARNING, ApiError, addDays, localDay, schoolInstant,
 } from './dom.js';
 import { incidentsChart } from './chart.js';
 import { KINDS, STATUSES, TIERS, NEXT_STATUSES, CLOSING } from './vocab.js';
@@ -16,30 +16,24 @@ const CHART_DAYS = 14;
 // "Back to the queue" returns to the queue as it was filtered, not to a fresh one.
 let lastQueueHash = '#/incidents';
 
-// Dates in the URL are days; the API gets instants, so "to" includes the whole of its day.
+// Dates in the URL are the school's days; the API gets instants, so "to" includes the whole of its day.
 function startOfDay(day) {
-  const d = new Date(`${day}T00:00:00`);
-  return Number.isNaN(d.getTime()) ? null : d.toISOString();
+  return /^\d{4}-\d{2}-\d{2}$/.test(day) ? schoolInstant(day) : null;
 }
 function endOfDay(day) {
-  const d = new Date(`${day}T00:00:00`);
-  if (Number.isNaN(d.getTime())) return null;
-  d.setDate(d.getDate() + 1);
-  return d.toISOString();
+  return /^\d{4}-\d{2}-\d{2}$/.test(day) ? schoolInstant(addDays(day, 1)) : null;
 }
 
-// The chart's days are UTC days, as the API groups them.
-function utcDay(offset = 0) {
-  const d = new Date();
-  d.setUTCDate(d.getUTCDate() + offset);
-  return d.toISOString().slice(0, 10);
-}
+// The chart's days are the school's days, as the API groups them (its time zone), ending today.
 function chartRange(days = CHART_DAYS) {
-  const from = utcDay(-(days - 1));
-  const to = utcDay(0);
-  const end = new Date(`${to}T00:00:00Z`);
-  end.setUTCDate(end.getUTCDate() + 1);
-  return { from, to, query: new URLSearchParams({ from: `${from}T00:00:00.000Z`, to: end.toISOString() }) };
+  const to = localDay();
+  const from = addDays(to, -(days - 1));
+  return { from, to, query: new URLSearchParams({ from: startOfDay(from), to: endOfDay(to) }) };
+}
+
+/** The queue over a chart's days: its counts are the chart's (stats count incidents as the queue lists them). */
+function queueHash(from, to, extra = {}) {
+  return `#/incidents?${new URLSearchParams({ ...extra, from, to })}`;
 }
 
 function apiQuery(filters, extra = {}) {
@@ -214,8 +208,8 @@ export async function incidentsPage(ctx) {
       // Open work first, each a link to the queue filtered on it.
       const glance = h('p', { class: 'glance' }, 'In this period: ',
         STATUSES.map((st, i) => [i ? ' · ' : '',
-          h('a', { href: `#/incidents?${new URLSearchParams({ status: st })}` }, `${counts.get(st) ?? 0} ${(STATUS_LABELS[st] ?? st).toLowerCase()}`)]));
-      mount(chartBody, glance, incidentsChart({ perDay: stats?.perDay ?? [], names: nameMap, from: r.from, to: r.to }));
+          h('a', { href: queueHash(r.from, r.to, { status: st }) }, `${counts.get(st) ?? 0} ${(STATUS_LABELS[st] ?? st).toLowerCase()}`)]));
+      mount(chartBody, glance, incidentsChart({ perDay: stats?.perDay ?? [], names: nameMap, from: r.from, to: r.to, dayHref: (d) => queueHash(d, d) }));
     };
     if (statsRes.status === 'fulfilled') showStats(statsRes.value, range);
     else mount(chartBody, errorBox(statsRes.reason));

@@ -1,7 +1,7 @@
 // List management for the network manager (the safeguarding lead sees it read-only): categories,
 // sources, the school's own overrides, policy groups, reloads and unblock requests. Nothing here
 // shows who did what: the network manager has no need to know.
-import { h, api, mount, errorBox, field, select, timeEl, urlView, statusBadge, itemsOf, ApiError } from './dom.js';
+import { h, api, mount, errorBox, field, select, timeEl, urlView, statusBadge, itemsOf, ApiError, addDays, localDay, schoolInstant } from './dom.js';
 import { incidentsChart } from './chart.js';
 import { CLOSING } from './vocab.js';
 
@@ -225,16 +225,14 @@ export async function listsPage(ctx) {
       : h('p', { class: 'muted' }, 'No unblock requests.'));
   });
 
-  const chartSection = section('lists-chart', 'Blocks per day (last 14 days)', async (body) => {
-    const to = new Date().toISOString().slice(0, 10);
-    const fromDate = new Date(`${to}T00:00:00Z`);
-    fromDate.setUTCDate(fromDate.getUTCDate() - 13);
-    const from = fromDate.toISOString().slice(0, 10);
-    const end = new Date(`${to}T00:00:00Z`);
-    end.setUTCDate(end.getUTCDate() + 1);
-    const stats = await api(`/api/stats?${new URLSearchParams({ from: `${from}T00:00:00.000Z`, to: end.toISOString() })}`);
+  const chartSection = section('lists-chart', 'Blocked attempts per day (last 14 days)', async (body) => {
+    // The school's days, ending today on its clock, as the API groups them.
+    const to = localDay();
+    const from = addDays(to, -13);
+    const stats = await api(`/api/stats?${new URLSearchParams({ from: schoolInstant(from), to: schoolInstant(addDays(to, 1)) })}`);
     for (const c of stats?.perCategory ?? []) if (c.categoryName && !categoryNames.has(c.category)) categoryNames.set(c.category, c.categoryName);
-    mount(body, incidentsChart({ perDay: stats?.perDay ?? [], names: categoryNames, from, to, caption: 'Blocks and reports per day by category' }));
+    // The network manager has no queue to compare with: every blocked attempt counts, and the chart says "attempts".
+    mount(body, incidentsChart({ perDay: stats?.perDay ?? [], names: categoryNames, from, to, measure: 'attempts', caption: 'Blocked attempts and reports per day by category' }));
   });
 
   const all = [summary, chartSection, categoriesSection, sourcesSection, overridesSection, groupsSection, unblockSection].filter(Boolean);

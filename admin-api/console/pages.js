@@ -1,5 +1,5 @@
 // The staff self-report form and the audit log.
-import { h, api, mount, errorBox, field, timeEl, localNow, itemsOf } from './dom.js';
+import { h, api, mount, errorBox, field, timeEl, localNow, schoolInstant, itemsOf } from './dom.js';
 
 const DSL = 'safeguarding_lead';
 
@@ -31,8 +31,9 @@ export async function reportPage(ctx) {
     }
     const body = { url: url.value.trim(), description: what.value.trim() };
     if (when.value) {
-      const d = new Date(when.value);
-      if (!Number.isNaN(d.getTime())) body.occurredAt = d.toISOString();
+      // The time typed is on the school's clock, as every time the console shows.
+      const at = schoolInstant(when.value);
+      if (at) body.occurredAt = at;
     }
     send.disabled = true;
     mount(status, h('p', { class: 'muted' }, 'Sending…'));

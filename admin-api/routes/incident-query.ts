@@ -1,4 +1,5 @@
 import { SchoolgateError } from '../../core/errors';
+import { DEFAULT_TIME_ZONE, startOfLocalDay } from '../../core/local-time';
 import { INCIDENT_KINDS as KINDS, INCIDENT_STATUSES as STATUSES, TIERS } from '../../incidents/types';
 import type { IncidentFilter } from '../../repos/incidents';
 import type { AuthUser } from '../auth';
@@ -32,12 +33,18 @@ export const filterProps = {
 
 const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/;
 
-export function parseDate(name: string, s: string | undefined, end: boolean): Date | undefined {
+/** A bare day is the school's day (`timeZone`), 00:00 to 00:00 on its clock; a date-time is taken as given. */
+export function parseDate(name: string, s: string | undefined, end: boolean, timeZone = DEFAULT_TIME_ZONE): Date | undefined {
   if (s === undefined || s === '') return undefined;
-  const d = new Date(DATE_ONLY.test(s) ? `${s}T00:00:00Z` : s);
+  if (DATE_ONLY.test(s)) {
+    const noon = new Date(`${s}T12:00:00Z`);
+    if (Number.isNaN(noon.getTime())) throw new SchoolgateError('SG_ERR_VALIDATION', `${name} is not a date: ${JSON.stringify(s)}`);
+    // A bare day as the upper bound means "up to the end of that day": the start of the next.
+    if (end) noon.setUTCDate(noon.getUTCDate() + 1);
+    return startOfLocalDay(noon.toISOString().slice(0, 10), timeZone);
+  }
+  const d = new Date(s);
   if (Number.isNaN(d.getTime())) throw new SchoolgateError('SG_ERR_VALIDATION', `${name} is not a date: ${JSON.stringify(s.slice(0, 40))}`);
-  // A bare day as the upper bound means "up to the end of that day".
-  if (end && DATE_ONLY.test(s)) d.setUTCDate(d.getUTCDate() + 1);
   return d;
 }
 
@@ -51,15 +58,15 @@ export function oneOf<T extends string>(name: string, values: string[] | undefin
 }
 
 /** The filter a caller may use: staff are pinned to their own incidents whatever they ask for. */
-export function filterFor(user: AuthUser, q: FilterQuery): IncidentFilter {
+export function filterFor(user: AuthUser, q: FilterQuery, timeZone = DEFAULT_TIME_ZONE): IncidentFilter {
   const f: IncidentFilter = {
     status: oneOf('status', q.status, STATUSES),
     kind: oneOf('kind', q.kind, KINDS),
     category: q.category?.flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean),
     severity: oneOf('severity', q.severity, TIERS),
     user: q.user || undefined,
-    from: parseDate('from', q.from, false),
-    to: parseDate('to', q.to, true),
+    from: parseDate('from', q.from, false, timeZone),
+    to: parseDate('to', q.to, true, timeZone),
     q: q.q?.trim() || undefined,
   };
   if (!f.category?.length) delete f.category;

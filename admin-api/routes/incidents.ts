@@ -1,15 +1,16 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { SchoolgateError } from '../../core/errors';
+import { localDay } from '../../core/local-time';
 import { INCIDENT_STATUSES as STATUSES, type IncidentStatus } from '../../incidents/types';
-import { CSV_COLUMNS, csvLine, updateIncident } from '../../incidents/queries';
+import { csvLines, updateIncident } from '../../incidents/queries';
 import { writeAudit } from '../../repos/audit';
 import {
-  exportRows, getIncident, incidentAttempts, incidentEvents, listIncidents, relatedIncidents, searchIndexed,
+  getIncident, incidentAttempts, incidentEvents, listIncidents, relatedIncidents, searchIndexed,
   type IncidentSort,
 } from '../../repos/incidents';
 import { caller } from '../auth';
 import type { AdminContext } from '../deps';
-import { errorSchema, eventSchema, incidentSchema, toEventJson, toIncidentJson } from '../present';
+import { categoryName, errorSchema, eventSchema, incidentSchema, toEventJson, toIncidentJson } from '../present';
 import { filterFor, filterProps, type FilterQuery } from './incident-query';
 import { pagedResponse } from './paging';
 
@@ -50,7 +51,7 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
     },
   }, async (req) => {
     const user = caller(req);
-    const page = await listIncidents(db, filterFor(user, req.query), { cursor: req.query.cursor, limit: req.query.limit ?? 50, sort: req.query.sort });
+    const page = await listIncidents(db, filterFor(user, req.query, config.timeZone), { cursor: req.query.cursor, limit: req.query.limit ?? 50, sort: req.query.sort });
     return { items: page.rows.map(json), nextCursor: page.nextCursor };
   });
 
@@ -64,16 +65,16 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
     },
   }, async (req, reply) => {
     const user = caller(req);
-    const filter = filterFor(user, req.query);
-    const lines: string[] = [CSV_COLUMNS.join(',')];
-    for await (const row of exportRows(db, filter)) lines.push(csvLine(row));
+    const filter = filterFor(user, req.query, config.timeZone);
+    const lines: string[] = [];
+    for await (const line of csvLines(db, filter, { timeZone: config.timeZone, categoryName: (c) => categoryName(lists, c) })) lines.push(line);
     await writeAudit(db, {
       actor: user,
       action: 'incident_export',
       target: 'incidents',
       details: { filter: { ...filter, from: filter.from?.toISOString(), to: filter.to?.toISOString() }, rows: lines.length - 1 },
     });
-    const stamp = new Date().toISOString().slice(0, 10);
+    const stamp = localDay(new Date(), config.timeZone);
     reply
       .type('text/csv; charset=utf-8')
       .header('content-disposition', `attachment; filename="schoolgate-incidents-${stamp}.csv"`);

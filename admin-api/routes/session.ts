@@ -8,6 +8,9 @@ import {
 import type { AdminContext } from '../deps';
 import { errorSchema, userSchema } from '../present';
 
+// The console shows every time on the school's clock (config timeZone), whatever the browser's zone.
+const timeZone = { type: 'string', description: "the school's IANA time zone (config timeZone)" } as const;
+
 export const sessionRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => {
   const { db, config } = ctx;
 
@@ -41,7 +44,7 @@ export const sessionRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) 
         required: ['email', 'password'],
         properties: { email: { type: 'string', minLength: 3, maxLength: 254 }, password: { type: 'string', minLength: 1, maxLength: 1024 } },
       },
-      response: { 200: { type: 'object', properties: { user: userSchema } }, 401: errorSchema, 429: errorSchema },
+      response: { 200: { type: 'object', properties: { user: userSchema, timeZone } }, 401: errorSchema, 429: errorSchema },
     },
   }, async (req, reply) => {
     const user = await checkLogin(db, req.body.email, req.body.password);
@@ -53,7 +56,7 @@ export const sessionRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) 
     if (old) await deleteSession(db, old); // a fresh id on every login: no session fixation
     setSessionCookie(config, req, reply, await createSession(db, user.id));
     await writeAudit(db, { actor: { id: user.id, email: user.email }, action: 'login', details: { ip: req.ip } });
-    return { user };
+    return { user, timeZone: config.timeZone };
   });
 
   app.post('/api/logout', {
@@ -68,8 +71,8 @@ export const sessionRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) 
 
   app.get('/api/me', {
     config: { access: 'any' },
-    schema: { tags: ['session'], summary: 'The logged-in user', response: { 200: { type: 'object', properties: { user: userSchema } } } },
-  }, async (req) => ({ user: caller(req) }));
+    schema: { tags: ['session'], summary: "The logged-in user, and the school's time zone the console shows times in", response: { 200: { type: 'object', properties: { user: userSchema, timeZone } } } },
+  }, async (req) => ({ user: caller(req), timeZone: config.timeZone }));
 
   app.post<{ Body: { currentPassword: string; newPassword: string } }>('/api/me/password', {
     config: {

@@ -197,7 +197,7 @@ describe('export and stats', () => {
     expect(res.headers['content-type']).toContain('text/csv');
     expect(res.headers['content-disposition']).toMatch(/attachment; filename="schoolgate-incidents-\d{4}-\d{2}-\d{2}\.csv"/);
     const lines = res.body.trim().split('\r\n');
-    expect(lines[0]).toBe('id,occurred_at,last_seen,count,kind,status,category,user,device,client_ip,policy_group,host,url,search_terms,note');
+    expect(lines[0]).toBe('id,occurred_at (Europe/London),last_seen (Europe/London),count,kind,status,outcome,assignee,category,category_name,user,device,client_ip,policy_group,host,url,search_terms,reporter_note,dsl_notes');
     expect(lines).toHaveLength(1 + 7);
     expect(res.body).toContain('"how to =cmd"'); // an = inside a field is harmless and left alone
     const audit = await h.db.query<{ details: { rows: number; filter: { category: string[] } } }>("SELECT details FROM audit_log WHERE action = 'incident_export'");
@@ -220,16 +220,16 @@ describe('export and stats', () => {
     expect(res.statusCode).toBe(200);
     const s = res.json();
     expect(s.perDay).toEqual(expect.arrayContaining([
-      { day: '2026-03-02', category: 'adult', count: 7 },
-      { day: '2026-03-02', category: 'gambling', count: 3 },
-      { day: '2026-03-03', category: 'games', count: 2 },
+      { day: '2026-03-02', category: 'adult', count: 7, attempts: 7 },
+      { day: '2026-03-02', category: 'gambling', count: 3, attempts: 3 },
+      { day: '2026-03-03', category: 'games', count: 2, attempts: 2 },
     ]));
     const status = Object.fromEntries(s.perStatus.map((x: { status: string; count: number }) => [x.status, x.count]));
     expect(status).toMatchObject({ closed: 1, false_positive: 1 });
-    expect(s.perCategory[0]).toEqual({ category: 'adult', categoryName: 'adult', count: 7 });
+    expect(s.perCategory[0]).toEqual({ category: 'adult', categoryName: 'adult', count: 7, attempts: 7 });
     // 09:00 UTC on 2 March is 23:00 on 1 March in Honolulu: days follow the school's time zone when asked.
     const hnl = (await call(h, 'safeguarding_lead', 'GET', `/api/stats${q}&tz=Pacific/Honolulu`)).json();
-    expect(hnl.perDay).toEqual(expect.arrayContaining([{ day: '2026-03-01', category: 'adult', count: 7 }, { day: '2026-03-02', category: 'games', count: 2 }]));
+    expect(hnl.perDay).toEqual(expect.arrayContaining([{ day: '2026-03-01', category: 'adult', count: 7, attempts: 7 }, { day: '2026-03-02', category: 'games', count: 2, attempts: 2 }]));
     const tz = await call(h, 'safeguarding_lead', 'GET', `/api/stats${q}&tz=Mars/Olympus`);
     expect(tz.statusCode).toBe(400);
     const nm = await call(h, 'network_manager', 'GET', `/api/stats${q}`);
