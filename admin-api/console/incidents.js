@@ -564,7 +564,10 @@ function reopenForm(ctx, inc) {
     field('Note (required)', note, 'Why it is reopened (or what you want to add).'),
     result,
     h('div', { class: 'actions' }, reopen, noteOnly));
-  note.addEventListener('input', () => note.removeAttribute('aria-invalid'));
+  note.addEventListener('input', () => {
+    note.removeAttribute('aria-invalid');
+    if (result.querySelector('.error')) mount(result);
+  });
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     const text = note.value.trim();
