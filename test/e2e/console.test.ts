@@ -146,7 +146,7 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
     await page.getByRole('button', { name: 'Apply filters' }).click();
     await page.waitForURL(/category=gambling/);
     await expect.poll(() => page.locator('table.incidents tbody tr').count()).toBe(2);
-    const cells = await page.locator('table.incidents tbody tr td:nth-child(5)').allTextContents();
+    const cells = await page.locator('table.incidents tbody tr td[data-label="Category"]').allTextContents();
     expect(cells).toEqual(['Gambling', 'Gambling']);
     await hasText(page.locator('#results-count'), '2 incidents matching 1 filter');
     // The CSV export carries the same filter.
