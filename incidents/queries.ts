@@ -181,7 +181,8 @@ export function bulkIncidentChange(
     if (failures.length > 0) {
       throw new SchoolgateError(
         'SG_ERR_TRANSITION',
-        `nothing was changed: ${failures.length} of ${sorted.length} selected incidents cannot take this change (${failures.map((f) => `#${f.id}`).join(', ')})`,
+        `nothing was changed: ${failures.length} of ${sorted.length} selected incidents cannot take this change ` +
+          `(${failures.slice(0, 10).map((f) => `#${f.id}`).join(', ')}${failures.length > 10 ? ', …' : ''}; each in details.failures)`,
         { failures },
       );
     }

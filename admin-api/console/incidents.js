@@ -469,7 +469,10 @@ function linkedSection(inc, related, isDsl) {
   const title = isReport ? 'The block this report is about' : 'Reports about this block';
   let body;
   if (related.length) body = h('ul', { class: 'linked' }, related.map(item));
-  else if (isReport) {
+  else if (isReport && !isDsl) {
+    // Staff see only incidents in their own name: a block on a device nobody was signed in to is not one.
+    body = h('p', {}, 'Your report names the block with the reference ', h('code', {}, inc.relatedKey), '.');
+  } else if (isReport) {
     body = h('p', { class: 'muted' }, 'The block it names (reference ', h('code', {}, inc.relatedKey),
       ') is not among the incidents: its category may only be logged, or retention has deleted it.');
   } else body = h('p', { class: 'muted' }, 'Nobody has reported this block yet.');
