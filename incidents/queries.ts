@@ -2,12 +2,12 @@
  * What the console does to incidents beyond storing them: the triage rules (which status may follow
  * which, what closing needs) and the CSV export's format. The SQL they run is in repos/incidents.ts.
  */
-import { SchoolgateError } from '../core/errors';
+import { SchoolgateError, type ErrorCode } from '../core/errors';
 import { localDateTime } from '../core/local-time';
-import type { IncidentStatus } from '../core/vocabulary';
+import type { IncidentKind, IncidentStatus } from '../core/vocabulary';
 import type { Queryable } from '../db/types';
 import { activeUserEmail } from '../repos/accounts';
-import type { Actor } from '../repos/audit';
+import { writeAudit, type Actor } from '../repos/audit';
 import {
   addIncidentEvent, exportDetails, exportRows, getIncident, setIncidentTriage, type ExportDetails, type IncidentFilter, type IncidentRow,
 } from '../repos/incidents';
@@ -15,16 +15,34 @@ import {
 // ---------------------------------------------------------------------------------------------
 // Triage
 
-/** Allowed status changes; closing (closed / false_positive) also needs a note. */
+/** Where a reopened incident goes: open again, and in someone's hands rather than back among the new. */
+export const REOPENED: IncidentStatus = 'in_review';
+
+/**
+ * Allowed status changes, the one table the API, the bulk route and the console (vocab.js) follow.
+ * The DSL may close straight from new (most blocks are an advert or a mistyped address: looking
+ * first and closing second was two saves for nothing); a closed incident can be reopened.
+ * Closing and reopening both need a note (needsNote).
+ */
 export const TRANSITIONS: Record<IncidentStatus, IncidentStatus[]> = {
-  new: ['in_review'],
+  new: ['in_review', 'closed', 'false_positive'],
   in_review: ['escalated', 'closed', 'false_positive'],
   escalated: ['in_review', 'closed', 'false_positive'],
-  closed: [],
-  false_positive: [],
+  closed: [REOPENED],
+  false_positive: [REOPENED],
 };
 
 export const CLOSING: ReadonlySet<IncidentStatus> = new Set(['closed', 'false_positive']);
+
+/** A change into or out of a closed status is a decision someone must be able to read the reason for. */
+export function needsNote(from: IncidentStatus, to: IncidentStatus): boolean {
+  return CLOSING.has(to) || CLOSING.has(from);
+}
+
+/** A change that takes a closed (or false-positive) incident back into the queue. */
+export function isReopen(from: IncidentStatus, to: IncidentStatus): boolean {
+  return CLOSING.has(from) && !CLOSING.has(to);
+}
 
 export interface IncidentChange {
   status?: IncidentStatus;
@@ -71,8 +89,8 @@ export async function applyIncidentChange(
     if (!allowed.includes(change.status) && !direct) {
       throw new SchoolgateError('SG_ERR_TRANSITION', `${row.status} → ${change.status} (allowed: ${allowed.join(', ') || 'none'})`);
     }
-    if (CLOSING.has(change.status) && !note) {
-      throw new SchoolgateError('SG_ERR_TRANSITION', `${change.status} needs a note saying why`);
+    if (needsNote(row.status, change.status) && !note) {
+      throw new SchoolgateError('SG_ERR_TRANSITION', `${row.status} → ${change.status} needs a note saying why`);
     }
     status = change.status;
   }
@@ -93,6 +111,86 @@ export async function applyIncidentChange(
   else if (note) await event('note', null, null, note);
 
   return setIncidentTriage(tx, id, status, assignee);
+}
+
+/** The kinds a self-report may name as what it is about (the block the person was shown). */
+export const LINKABLE_KINDS: readonly IncidentKind[] = ['blocked'];
+
+/**
+ * A triage change and its audit row in the caller's transaction, so no change is on record without
+ * who made it. Reopening is audited as its own action (`incident_reopen`): it undoes a decision.
+ * The note itself stays in the incident's history, which only the DSL reads; the audit log (the
+ * auditor's) says a note was given, not what it said.
+ */
+export async function auditedIncidentChange(
+  tx: Queryable,
+  id: number,
+  change: IncidentChange,
+  actor: Actor,
+  extra: Record<string, unknown> = {},
+): Promise<IncidentRow> {
+  const before = await getIncident(tx, id, { forUpdate: true });
+  const row = await applyIncidentChange(tx, id, change, actor);
+  const from = before?.status ?? row.status;
+  await writeAudit(tx, {
+    actor,
+    action: isReopen(from, row.status) ? 'incident_reopen' : 'incident_update',
+    target: `incident:${row.id}`,
+    details: { from, status: change.status, assigneeId: change.assigneeId, note: change.note !== undefined && change.note.trim() !== '', ...extra },
+  });
+  return row;
+}
+
+/** At most this many incidents in one bulk change (ten pages of the queue). */
+export const BULK_MAX = 500;
+
+/** Why one incident of a bulk change could not take it. */
+export interface BulkFailure {
+  id: number;
+  code: ErrorCode;
+  message: string;
+}
+
+/** What a single incident can refuse; anything else (the database) fails the request as itself. */
+const PER_INCIDENT: ReadonlySet<ErrorCode> = new Set(['SG_ERR_TRANSITION', 'SG_ERR_NOT_FOUND', 'SG_ERR_VALIDATION']);
+
+/**
+ * The same change to several incidents, all or nothing: one transaction, each incident changed and
+ * audited as if changed alone (its audit row says `bulk`). If any incident cannot take the change
+ * nothing is changed and the SG_ERR_TRANSITION thrown lists every refusal (details.failures), so
+ * the DSL can deselect those and apply again, rather than untangle which half went through.
+ * Rows are locked in id order, so two bulk changes never deadlock each other.
+ */
+export function bulkIncidentChange(
+  db: { transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> },
+  ids: readonly number[],
+  change: IncidentChange,
+  actor: Actor,
+): Promise<IncidentRow[]> {
+  const sorted = [...new Set(ids)].sort((a, b) => a - b);
+  if (sorted.length === 0) throw new SchoolgateError('SG_ERR_VALIDATION', 'no incidents selected');
+  if (sorted.length > BULK_MAX) throw new SchoolgateError('SG_ERR_VALIDATION', `at most ${BULK_MAX} incidents at once (${sorted.length} selected)`);
+  return db.transaction(async (tx) => {
+    const changed: IncidentRow[] = [];
+    const failures: BulkFailure[] = [];
+    for (const id of sorted) {
+      try {
+        changed.push(await auditedIncidentChange(tx, id, change, actor, { bulk: sorted.length }));
+      } catch (err) {
+        if (!(err instanceof SchoolgateError) || !PER_INCIDENT.has(err.code)) throw err;
+        failures.push({ id, code: err.code, message: err.message });
+      }
+    }
+    if (failures.length > 0) {
+      throw new SchoolgateError(
+        'SG_ERR_TRANSITION',
+        `nothing was changed: ${failures.length} of ${sorted.length} selected incidents cannot take this change ` +
+          `(${failures.slice(0, 10).map((f) => `#${f.id}`).join(', ')}${failures.length > 10 ? ', …' : ''}; each in details.failures)`,
+        { failures },
+      );
+    }
+    return changed;
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -198,10 +198,26 @@ export async function incidentAttempts(db: Queryable, row: IncidentRow, max = 50
   return [{ at: new Date(row.occurred_at), url: row.url }, ...folds].sort((a, b) => a.at.getTime() - b.at.getTime());
 }
 
-/** The block a report refers to, and the reports that refer to this block (incidents_related index). */
+/**
+ * The block a report refers to, and the reports that refer to this block. A report names the block
+ * by the key its page was sealed with, which may be a repeat folded into an earlier incident (the
+ * second page of a site within the fold window): both ways go through incident_folds, so the link
+ * holds whichever attempt's page the report came from. Index look-ups only (incidents_related,
+ * the folds' primary key and incident_folds_incident).
+ */
 export async function relatedIncidents(db: Queryable, row: IncidentRow): Promise<IncidentRow[]> {
   const r = await db.query<IncidentRow>(
-    `SELECT ${COLUMNS} FROM incidents WHERE (related_key = $1 OR idempotency_key = $2) AND id <> $3 ORDER BY occurred_at, id LIMIT 100`,
+    // One index look-up per branch; a single WHERE with these ORs would scan the table.
+    `SELECT * FROM (
+       SELECT ${COLUMNS} FROM incidents WHERE related_key = $1
+       UNION
+       SELECT ${COLUMNS} FROM incidents WHERE related_key IN (SELECT f.idempotency_key FROM incident_folds f WHERE f.incident_id = $3)
+       UNION
+       SELECT ${COLUMNS} FROM incidents WHERE idempotency_key = $2
+       UNION
+       SELECT ${COLUMNS} FROM incidents WHERE id = (SELECT f.incident_id FROM incident_folds f WHERE f.idempotency_key = $2)
+     ) linked
+     WHERE id <> $3 ORDER BY occurred_at, id LIMIT 100`,
     [row.idempotency_key, row.related_key ?? '', row.id],
   );
   return r.rows.map(numeric);

@@ -1,16 +1,23 @@
 // The incident queue (filters, live updates, chart, CSV export) and one incident's detail and triage.
 import {
-  h, api, mount, errorBox, field, select, timeEl, urlView, statusBadge, severityBadge, itemsOf,
+  h, api, mount, errorBox, describeError, field, select, timeEl, urlView, statusBadge, severityBadge, itemsOf,
   STATUS_LABELS, KIND_LABELS, SEVERITY_LABELS, ILLEGAL_WARNING, ApiError, addDays, localDay, schoolInstant,
 } from './dom.js';
 import { incidentsChart } from './chart.js';
-import { KINDS, STATUSES, TIERS, NEXT_STATUSES, CLOSING } from './vocab.js';
+import { KINDS, STATUSES, TIERS, NEXT_STATUSES, CLOSING, REOPENED, LINKABLE_KINDS } from './vocab.js';
 
 const DSL = 'safeguarding_lead';
 const FILTERS = ['status', 'severity', 'kind', 'category', 'user', 'q', 'from', 'to', 'sort'];
 // Most urgent first in the select, as the DSL reads it.
 const SEVERITY_OPTIONS = [...TIERS].reverse();
 const CHART_DAYS = 14;
+// What a bulk change can set: every status some status may move to (nothing moves back to new).
+const BULK_TARGETS = STATUSES.filter((st) => Object.values(NEXT_STATUSES).some((next) => next.includes(st)));
+// The API's rule (incidents/queries.ts needsNote): closing and reopening are decisions with a reason.
+const needsNote = (from, to) => Boolean(to) && from !== to && (CLOSING.has(to) || CLOSING.has(from));
+// Server messages name statuses as stored; people read their labels.
+const STATUS_WORDS = new RegExp(`\\b(${STATUSES.join('|')})\\b`, 'g');
+const withLabels = (text) => String(text).replace(STATUS_WORDS, (st) => STATUS_LABELS[st] ?? st);
 
 
 // "Back to the queue" returns to the queue as it was filtered, not to a fresh one.
@@ -78,10 +85,12 @@ function whoCell(item) {
   return [h('span', {}, main), extra.length ? h('span', { class: 'muted small' }, ` ${extra.join(' · ')}`) : null];
 }
 
-function incidentRow(item, names) {
+function incidentRow(item, names, selectable = false) {
   const categoryLabel = item.categoryName || names.get(item.category) || item.category;
   // data-label lets narrow screens show each row as a card with its own headings.
   return h('tr', { class: item.illegal ? 'row-illegal' : null, 'data-id': item.id },
+    selectable ? h('td', { class: 'pick-cell', 'data-label': 'Select' },
+      h('input', { type: 'checkbox', class: 'pick', value: String(item.id), 'aria-label': `Select incident ${item.id}` })) : null,
     h('td', { 'data-label': 'Incident' }, h('a', { href: `#/incidents/${item.id}`, 'aria-label': `Open incident ${item.id}` }, `#${item.id}`)),
     h('td', { 'data-label': 'When' }, timeEl(item.occurredAt)),
     h('td', { 'data-label': 'Severity' }, severityBadge(item.severity)),
@@ -93,7 +102,7 @@ function incidentRow(item, names) {
     h('td', { class: 'num', 'data-label': 'Seen' }, item.count ?? 1));
 }
 
-export async function incidentsPage(ctx) {
+export async function incidentsPage(ctx, flash) {
   const isDsl = ctx.me.role === DSL;
   const filters = Object.fromEntries(FILTERS.map((k) => [k, ctx.query.get(k) ?? '']));
   lastQueueHash = location.hash || '#/incidents';
@@ -109,10 +118,11 @@ export async function incidentsPage(ctx) {
   const tbody = h('tbody');
   const moreSlot = h('div', { class: 'actions' });
   const range = chartRange();
-  const [listRes, names, statsRes] = await Promise.allSettled([
+  const [listRes, names, statsRes, usersRes] = await Promise.allSettled([
     api(`/api/incidents?${apiQuery(filters, { limit: 50 })}`),
     categoryNames(ctx.me.role),
     isDsl ? api(`/api/stats?${range.query}`) : Promise.resolve(null),
+    isDsl ? loadUsers() : Promise.resolve([]),
   ]);
   if (!ctx.isCurrent()) return;
   const nameMap = names.status === 'fulfilled' ? names.value : new Map();
@@ -149,10 +159,16 @@ export async function incidentsPage(ctx) {
     ctx.navigate('/incidents', q);
   });
 
+  const selectAll = isDsl ? h('input', { type: 'checkbox', id: 'select-all', 'aria-label': 'Select every incident on this page' }) : null;
   const table = h('table', { class: 'data incidents', 'aria-describedby': 'results-count' },
     h('caption', { class: 'visually-hidden' }, title),
-    h('thead', {}, h('tr', {}, ['Incident', 'When', 'Severity', 'Kind', 'Category', 'Who', 'Address', 'Status', 'Seen'].map((c) => h('th', { scope: 'col' }, c)))),
+    h('thead', {}, h('tr', {},
+      isDsl ? h('th', { scope: 'col', class: 'pick-cell' }, selectAll) : null,
+      ['Incident', 'When', 'Severity', 'Kind', 'Category', 'Who', 'Address', 'Status', 'Seen'].map((c) => h('th', { scope: 'col' }, c)))),
     tbody);
+  // Every incident shown, by id: the bulk form checks notes against each one's status.
+  const shownById = new Map();
+  const bulk = isDsl ? bulkForm(ctx, { tbody, selectAll, shownById, users: usersRes.status === 'fulfilled' ? usersRes.value : [] }) : null;
 
   let shown = 0;
   const setCount = (more) => {
@@ -163,7 +179,9 @@ export async function incidentsPage(ctx) {
   };
   const addPage = (data) => {
     const items = itemsOf(data);
-    tbody.append(...items.map((i) => incidentRow(i, nameMap)));
+    for (const i of items) shownById.set(String(i.id), i);
+    tbody.append(...items.map((i) => incidentRow(i, nameMap, isDsl)));
+    bulk?.sync();
     shown += items.length;
     setCount(Boolean(data?.nextCursor));
     mount(moreSlot, data?.nextCursor
@@ -193,11 +211,13 @@ export async function incidentsPage(ctx) {
     h('div', { class: 'page-head' },
       h('h1', {}, title),
       isDsl ? null : h('a', { class: 'button primary', href: '#/report' }, 'Report accidental access')),
+    flash ?? null,
     isDsl ? chartSlot : null,
     form,
     h('section', { 'aria-labelledby': 'queue-title' },
       h('div', { class: 'page-head' }, h('h2', { id: 'queue-title' }, isDsl ? 'Queue' : 'Your incidents'), exportLink),
       resultsStatus,
+      listRes.status === 'fulfilled' ? bulk?.form ?? null : null,
       listRes.status === 'fulfilled' ? h('div', { class: 'table-wrap' }, table) : errorBox(listRes.reason),
       moreSlot));
 
@@ -229,17 +249,113 @@ export async function incidentsPage(ctx) {
   ctx.onIncident((incident) => {
     // A repeat folded into an incident already shown updates that row (its count) in place.
     const existing = tbody.querySelector(`tr[data-id="${CSS.escape(String(incident.id))}"]`);
+    shownById.set(String(incident.id), incident);
     if (existing) {
-      existing.replaceWith(incidentRow(incident, nameMap));
+      const fresh = incidentRow(incident, nameMap, isDsl);
+      // A row the DSL ticked stays ticked when its count changes under them.
+      const ticked = existing.querySelector('input.pick')?.checked;
+      if (ticked) fresh.querySelector('input.pick').checked = true;
+      existing.replaceWith(fresh);
       return;
     }
     if (!matchesFilters(incident, filters)) return;
-    const row = incidentRow(incident, nameMap);
+    const row = incidentRow(incident, nameMap, isDsl);
     row.classList.add('fresh');
     tbody.prepend(row);
+    bulk?.sync();
     shown += 1;
     setCount(false);
   });
+}
+
+/**
+ * The queue's bulk triage: tick incidents (or every one on the page), then one status, assignee
+ * and note for all of them in one request. The API applies it to all or to none; a refusal lists
+ * each incident that cannot take the change, and those rows are marked so they can be unticked.
+ */
+function bulkForm(ctx, { tbody, selectAll, shownById, users }) {
+  const status = select('status', [['', 'No change'], ...BULK_TARGETS.map((st) => [st, STATUS_LABELS[st] ?? st])], '', { id: 'bulk-status' });
+  const assignable = users.filter((u) => !u.disabled && u.role === DSL);
+  const assignee = select('assigneeId', [['', 'No change'], ['nobody', 'Nobody'], ...assignable.map((u) => [String(u.id), u.displayName || u.email])], '', { id: 'bulk-assignee' });
+  const note = h('textarea', { name: 'note', id: 'bulk-note', rows: 2 });
+  const count = h('p', { class: 'bulk-count', id: 'bulk-count' }, 'No incidents selected.');
+  const result = h('div', { class: 'form-status', id: 'bulk-result' });
+  const apply = h('button', { type: 'submit', class: 'primary', disabled: true }, 'Apply to selected');
+  const picks = () => [...tbody.querySelectorAll('input.pick')];
+  const picked = () => picks().filter((c) => c.checked).map((c) => c.value);
+
+  const sync = () => {
+    const all = picks();
+    const n = all.filter((c) => c.checked).length;
+    count.textContent = n ? `${n} incident${n === 1 ? '' : 's'} selected.` : 'No incidents selected.';
+    selectAll.checked = n > 0 && n === all.length;
+    selectAll.indeterminate = n > 0 && n < all.length;
+    apply.disabled = n === 0;
+  };
+  selectAll.addEventListener('change', () => {
+    for (const c of picks()) c.checked = selectAll.checked;
+    sync();
+  });
+  tbody.addEventListener('change', (event) => {
+    if (event.target?.classList?.contains('pick')) sync();
+  });
+
+  const form = h('form', { class: 'card bulk', 'aria-label': 'Change the selected incidents', novalidate: true },
+    h('h3', {}, 'Change the selected incidents'),
+    count,
+    h('div', { class: 'filter-grid' },
+      field('Set status', status),
+      field('Assign to', assignee),
+      field('Note for each', note, 'Required when closing or reopening.')),
+    result,
+    h('div', { class: 'actions' }, apply));
+
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    for (const tr of tbody.querySelectorAll('tr.row-refused')) tr.classList.remove('row-refused');
+    const ids = picked();
+    const body = { ids: ids.map(Number) };
+    if (status.value) body.status = status.value;
+    if (assignee.value) body.assigneeId = assignee.value === 'nobody' ? null : Number(assignee.value);
+    const text = note.value.trim();
+    if (text) body.note = text;
+    if (!ids.length) {
+      mount(result, h('div', { class: 'error', role: 'alert' }, 'Select at least one incident first.'));
+      return;
+    }
+    if (body.status === undefined && body.assigneeId === undefined && body.note === undefined) {
+      mount(result, h('div', { class: 'error', role: 'alert' }, 'Nothing to apply: choose a status, an assignee or write a note.'));
+      return;
+    }
+    if (!text && ids.some((id) => needsNote(shownById.get(id)?.status, body.status))) {
+      mount(result, h('div', { class: 'error', role: 'alert' }, 'Write a note saying why: closing or reopening an incident needs one.'));
+      note.setAttribute('aria-invalid', 'true');
+      note.focus();
+      return;
+    }
+    note.removeAttribute('aria-invalid');
+    apply.disabled = true;
+    mount(result, h('p', { class: 'muted' }, 'Applying…'));
+    try {
+      const res = await api('/api/incidents/bulk', { method: 'POST', body });
+      const n = res?.incidents?.length ?? ids.length;
+      const message = `${n} incident${n === 1 ? '' : 's'} changed${body.status ? ` to ${STATUS_LABELS[body.status] ?? body.status}` : ''}.`;
+      ctx.announce(message);
+      const flash = h('div', { class: 'success', role: 'status', tabindex: '-1' }, message);
+      await incidentsPage(ctx, flash);
+      flash.focus();
+    } catch (err) {
+      apply.disabled = false;
+      const failures = err instanceof ApiError ? err.body?.error?.details?.failures ?? [] : [];
+      for (const f of failures) tbody.querySelector(`tr[data-id="${CSS.escape(String(f.id))}"]`)?.classList.add('row-refused');
+      mount(result, h('div', { class: 'error', role: 'alert' },
+        failures.length
+          ? [h('p', {}, `Nothing was changed: ${failures.length} of ${ids.length} selected incident${ids.length === 1 ? '' : 's'} cannot take this change. Untick ${failures.length === 1 ? 'it' : 'them'}, or choose another change.`),
+            h('ul', { class: 'bulk-failures' }, failures.map((f) => h('li', {}, h('a', { href: `#/incidents/${f.id}` }, `Incident #${f.id}`), `: ${withLabels(f.message)}`)))]
+          : describeError(err)));
+    }
+  });
+  return { form, sync };
 }
 
 function describeEvent(ev) {
@@ -275,7 +391,7 @@ export async function incidentPage(ctx, flash) {
     if (!(detail instanceof ApiError)) throw detail;
     return;
   }
-  const { incident: inc, events = [], attempts = [] } = detail;
+  const { incident: inc, events = [], attempts = [], related = [] } = detail;
   ctx.setTitle(`Incident #${inc.id}`);
   const usersById = new Map(users.map((u) => [String(u.id), u]));
   const userLabel = (u) => u.displayName || u.display_name || u.email;
@@ -326,11 +442,43 @@ export async function incidentPage(ctx, flash) {
         h('h2', { id: 'details-title' }, 'Details'),
         h('dl', { class: 'details' }, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]))),
       isDsl ? triageForm(ctx, inc, users, userLabel) : null),
+    linkedSection(inc, related, isDsl),
     attemptList,
     h('section', { class: 'card', 'aria-labelledby': 'history-title' }, h('h2', { id: 'history-title' }, 'History'), history));
 }
 
+/**
+ * A report and the block it is about, seen from either end: a report names its block (relatedKey,
+ * the reference the block page showed), a block lists the reports that name it. Staff see their
+ * own block with a way to report it, linked, if they have not yet.
+ */
+function linkedSection(inc, related, isDsl) {
+  const isReport = Boolean(inc.relatedKey);
+  const linkable = LINKABLE_KINDS.includes(inc.kind);
+  if (!isReport && !linkable) return null;
+  const item = (r) => h('li', {},
+    h('a', { href: `#/incidents/${r.id}` }, `Incident #${r.id}: ${KIND_LABELS[r.kind] ?? r.kind}`),
+    ' — ', timeEl(r.occurredAt), r.user ? ` — ${r.user}` : '', ' ', statusBadge(r.status),
+    r.note ? h('blockquote', { class: 'note' }, r.note) : null);
+  const title = isReport ? 'The block this report is about' : 'Reports about this block';
+  let body;
+  if (related.length) body = h('ul', { class: 'linked' }, related.map(item));
+  else if (isReport && !isDsl) {
+    // Staff see only incidents in their own name: a block on a device nobody was signed in to is not one.
+    body = h('p', {}, 'Your report names the block with the reference ', h('code', {}, inc.relatedKey), '.');
+  } else if (isReport) {
+    body = h('p', { class: 'muted' }, 'The block it names (reference ', h('code', {}, inc.relatedKey),
+      ') is not among the incidents: its category may only be logged, or retention has deleted it.');
+  } else body = h('p', { class: 'muted' }, 'Nobody has reported this block yet.');
+  // Staff open only their own incidents: a block of theirs can be reported from here, linked.
+  const report = !isDsl && linkable && !related.length
+    ? h('p', {}, h('a', { class: 'button primary', href: `#/report?${new URLSearchParams({ ref: inc.key })}` }, 'Report this block as accidental access'))
+    : null;
+  return h('section', { class: 'card', 'aria-labelledby': 'linked-title', id: 'linked' }, h('h2', { id: 'linked-title' }, title), body, report);
+}
+
 function triageForm(ctx, inc, users, userLabel) {
+  if (CLOSING.has(inc.status)) return reopenForm(ctx, inc);
   const next = NEXT_STATUSES[inc.status] ?? [];
   const status = select('status',
     [['', `No change (${STATUS_LABELS[inc.status] ?? inc.status})`], ...next.map((s) => [s, STATUS_LABELS[s] ?? s])], '', { id: 'triage-status' });
@@ -345,7 +493,7 @@ function triageForm(ctx, inc, users, userLabel) {
   const save = h('button', { type: 'submit', class: 'primary' }, 'Save');
 
   const syncRequired = () => {
-    const closing = CLOSING.has(status.value);
+    const closing = needsNote(inc.status, status.value);
     note.required = closing;
     note.setAttribute('aria-required', closing ? 'true' : 'false');
     noteLabel.textContent = closing ? 'Note (required)' : 'Note';
@@ -369,7 +517,7 @@ function triageForm(ctx, inc, users, userLabel) {
     if (assignee.value !== currentAssignee) body.assigneeId = assignee.value ? Number(assignee.value) : null;
     const text = note.value.trim();
     if (text) body.note = text;
-    if (CLOSING.has(newStatus) && !text) {
+    if (needsNote(inc.status, newStatus) && !text) {
       mount(status_, h('div', { class: 'error', role: 'alert' }, 'Write a note saying why before closing this incident.'));
       note.setAttribute('aria-invalid', 'true');
       note.focus();
@@ -393,6 +541,56 @@ function triageForm(ctx, inc, users, userLabel) {
     } catch (err) {
       save.disabled = false;
       mount(status_, errorBox(err));
+    }
+  });
+  return form;
+}
+
+/**
+ * A closed (or false-positive) incident: reopen it, back to the queue, with a note saying why (the
+ * API refuses a reopen without one; it is audited as incident_reopen), or add a note and leave it closed.
+ */
+function reopenForm(ctx, inc) {
+  const note = h('textarea', { name: 'note', id: 'reopen-note', rows: 4, required: true, 'aria-required': 'true' });
+  const result = h('div', { class: 'form-status' });
+  const reopen = h('button', { type: 'submit', class: 'primary', value: 'reopen' }, 'Reopen incident');
+  const noteOnly = h('button', { type: 'submit', value: 'note' }, 'Add the note only');
+  const form = h('form', { class: 'card triage', 'aria-labelledby': 'triage-title', novalidate: true },
+    h('h2', { id: 'triage-title' }, 'Reopen'),
+    h('p', {}, `This incident is ${STATUS_LABELS[inc.status] ?? inc.status}. Reopening puts it back in the queue as ${STATUS_LABELS[REOPENED] ?? REOPENED}; it is recorded in the audit log.`),
+    field('Note (required)', note, 'Why it is reopened (or what you want to add).'),
+    result,
+    h('div', { class: 'actions' }, reopen, noteOnly));
+  note.addEventListener('input', () => {
+    note.removeAttribute('aria-invalid');
+    if (result.querySelector('.error')) mount(result);
+  });
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const text = note.value.trim();
+    const reopening = event.submitter !== noteOnly;
+    if (!text) {
+      mount(result, h('div', { class: 'error', role: 'alert' }, reopening ? 'Write a note saying why before reopening this incident.' : 'Write the note first.'));
+      note.setAttribute('aria-invalid', 'true');
+      note.focus();
+      return;
+    }
+    reopen.disabled = true;
+    noteOnly.disabled = true;
+    mount(result, h('p', { class: 'muted' }, 'Saving…'));
+    try {
+      const body = reopening ? { status: REOPENED, note: text } : { note: text };
+      const res = await api(`/api/incidents/${encodeURIComponent(inc.id)}`, { method: 'PATCH', body });
+      const now = res?.incident?.status ?? inc.status;
+      const message = reopening ? `Reopened. The incident is now ${STATUS_LABELS[now] ?? now}.` : 'Saved.';
+      ctx.announce(message);
+      const flash = h('div', { class: 'success', role: 'status', tabindex: '-1' }, message);
+      await incidentPage(ctx, flash);
+      flash.focus();
+    } catch (err) {
+      reopen.disabled = false;
+      noteOnly.disabled = false;
+      mount(result, errorBox(err));
     }
   });
   return form;

@@ -7,6 +7,9 @@ export async function reportPage(ctx) {
   // Staff must be able to do this in under a minute: three fields, sensible defaults, one button.
   // The block page (or anyone) may link here with ?url= so the address is already filled in.
   const url = h('input', { type: 'text', name: 'url', id: 'report-url', inputmode: 'url', autocomplete: 'off', spellcheck: 'false', required: true, value: ctx.query.get('url') ?? '' });
+  // The block it is about, by the reference its block page showed (My reports links here with ?ref=):
+  // the safeguarding lead then sees the report and the block together, and the address is the block's.
+  const ref = h('input', { type: 'text', name: 'blockReference', id: 'report-ref', autocomplete: 'off', spellcheck: 'false', value: ctx.query.get('ref') ?? '' });
   const when = h('input', { type: 'datetime-local', name: 'occurredAt', id: 'report-when', value: localNow(), max: localNow() });
   const what = h('textarea', { name: 'description', id: 'report-what', rows: 5, required: true });
   const status = h('div', { class: 'form-status' });
@@ -15,13 +18,14 @@ export async function reportPage(ctx) {
     field('Web address', url, 'Copy it from the address bar. If you do not have it, type the site name.'),
     field('When did it happen?', when),
     field('What happened?', what, 'For example: "A pupil clicked a search result and an adult page opened before I closed it."'),
+    field('Block page reference (if there was one)', ref, 'The reference the block page showed. With it, the web address may be left empty.'),
     status,
     h('div', { class: 'actions' }, send));
 
   for (const el of [url, what]) el.addEventListener('input', () => el.removeAttribute('aria-invalid'));
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
-    const missing = [[url, 'the web address'], [what, 'what happened']].filter(([el]) => !el.value.trim());
+    const missing = [[url, 'the web address'], [what, 'what happened']].filter(([el]) => !el.value.trim() && !(el === url && ref.value.trim()));
     for (const el of [url, what]) el.removeAttribute('aria-invalid');
     if (missing.length) {
       for (const [el] of missing) el.setAttribute('aria-invalid', 'true');
@@ -29,7 +33,9 @@ export async function reportPage(ctx) {
       missing[0][0].focus();
       return;
     }
-    const body = { url: url.value.trim(), description: what.value.trim() };
+    const body = { description: what.value.trim() };
+    if (url.value.trim()) body.url = url.value.trim();
+    if (ref.value.trim()) body.blockReference = ref.value.trim();
     if (when.value) {
       // The time typed is on the school's clock, as every time the console shows.
       const at = schoolInstant(when.value);
@@ -39,11 +45,13 @@ export async function reportPage(ctx) {
     mount(status, h('p', { class: 'muted' }, 'Sending…'));
     try {
       const res = await api('/api/self-reports', { method: 'POST', body });
-      const ref = res?.id ?? res?.key;
+      const reference = res?.id ?? res?.key;
       const done = h('div', { class: 'success', role: 'status', tabindex: '-1' },
         h('h2', {}, 'Thank you — your report has been sent'),
         h('p', {}, 'The safeguarding lead will see it in their queue. You do not need to do anything else.'),
-        ref !== undefined ? h('p', {}, 'Reference: ', h('strong', { class: 'reference' }, String(ref))) : null,
+        reference !== undefined ? h('p', {}, 'Reference: ', h('strong', { class: 'reference' }, String(reference))) : null,
+        res?.blockId ? h('p', { id: 'report-linked' }, 'Linked to the block it is about: ',
+          h('a', { href: `#/incidents/${res.blockId}` }, `incident #${res.blockId}`), '.') : null,
         h('div', { class: 'actions' },
           h('button', { type: 'button', onclick: () => ctx.navigate('/report') }, 'Report something else'),
           ctx.me.role === 'staff' || ctx.me.role === DSL ? h('a', { class: 'button', href: '#/incidents' }, ctx.me.role === DSL ? 'Go to the queue' : 'See my reports') : null));

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { SchoolgateError } from '../../core/errors';
 import { localDay } from '../../core/local-time';
 import { INCIDENT_STATUSES as STATUSES, type IncidentStatus } from '../../incidents/types';
-import { csvLines, updateIncident } from '../../incidents/queries';
+import { auditedIncidentChange, BULK_MAX, bulkIncidentChange, csvLines, TRANSITIONS, type IncidentChange } from '../../incidents/queries';
 import { writeAudit } from '../../repos/audit';
 import {
   getIncident, incidentAttempts, incidentEvents, listIncidents, relatedIncidents, searchIndexed,
@@ -118,32 +118,51 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
     };
   });
 
-  app.patch<{ Params: { id: number }; Body: { status?: IncidentStatus; assigneeId?: number | null; note?: string } }>('/api/incidents/:id', {
+  const triageBody = {
+    status: { type: 'string', enum: [...STATUSES] },
+    assigneeId: { type: ['integer', 'null'] },
+    note: { type: 'string', maxLength: 10_000 },
+  } as const;
+
+  app.patch<{ Params: { id: number }; Body: IncidentChange }>('/api/incidents/:id', {
     config: { access: DSL },
     schema: {
       tags: ['incidents'],
-      summary: 'Triage: change status (new → in_review → escalated | closed | false_positive; closing needs a note), assign, or add a note',
+      summary: `Triage: change status (${Object.entries(TRANSITIONS).map(([from, to]) => `${from} → ${to.join(' | ')}`).join('; ')}; closing and reopening need a note), assign, or add a note; recorded in the audit log (incident_update, or incident_reopen)`,
       params: { type: 'object', required: ['id'], properties: { id: { type: 'integer', minimum: 1 } } },
-      body: {
-        type: 'object',
-        properties: {
-          status: { type: 'string', enum: [...STATUSES] },
-          assigneeId: { type: ['integer', 'null'] },
-          note: { type: 'string', maxLength: 10_000 },
-        },
-      },
+      body: { type: 'object', properties: triageBody },
       response: { 200: { type: 'object', properties: { incident: incidentSchema } }, 404: errorSchema, 409: errorSchema },
     },
   }, async (req) => {
     const user = caller(req);
-    const row = await updateIncident(db, req.params.id, req.body, user);
-    await writeAudit(db, {
-      actor: user,
-      action: 'incident_update',
-      target: `incident:${row.id}`,
-      details: { status: req.body.status, assigneeId: req.body.assigneeId, note: req.body.note !== undefined },
-    });
+    const row = await db.transaction((tx) => auditedIncidentChange(tx, req.params.id, req.body, user));
     return { incident: json(row) };
+  });
+
+  app.post<{ Body: IncidentChange & { ids: number[] } }>('/api/incidents/bulk', {
+    config: { access: DSL },
+    schema: {
+      tags: ['incidents'],
+      summary: `The same triage change (status, assignee, note) to several incidents, all or nothing: if any cannot take it, nothing changes and the 409 lists each refusal in error.details.failures (id, code, message). Each incident changed is audited as a PATCH would be. At most ${BULK_MAX}.`,
+      body: {
+        type: 'object',
+        required: ['ids'],
+        properties: {
+          ids: { type: 'array', minItems: 1, maxItems: BULK_MAX, uniqueItems: true, items: { type: 'integer', minimum: 1 } },
+          ...triageBody,
+        },
+      },
+      response: {
+        200: { type: 'object', properties: { incidents: { type: 'array', items: incidentSchema } } },
+        400: errorSchema,
+        409: errorSchema,
+      },
+    },
+  }, async (req) => {
+    const user = caller(req);
+    const { ids, ...change } = req.body;
+    const rows = await bulkIncidentChange(db, ids, change, user);
+    return { incidents: rows.map(json) };
   });
 };
 

@@ -7,7 +7,7 @@ import type { AdminContext } from '../deps';
 import { consoleDir } from '../console-dir';
 import { bracketHost, plainIp } from '../../core/host';
 import { gatewayClient } from '../gateway-pages';
-import { CLOSING, TRANSITIONS } from '../../incidents/queries';
+import { CLOSING, LINKABLE_KINDS, REOPENED, TRANSITIONS } from '../../incidents/queries';
 import { INCIDENT_KINDS, INCIDENT_STATUSES, TIERS } from '../../incidents/types';
 import { ROLES } from '../auth';
 
@@ -55,9 +55,13 @@ export const STATUSES = ${JSON.stringify(INCIDENT_STATUSES)};
 /** Severity tiers, least urgent first. */
 export const TIERS = ${JSON.stringify(TIERS)};
 export const ROLES = ${JSON.stringify(ROLES)};
-/** The status changes the API accepts from each status; closing ones need a note. */
+/** The status changes the API accepts from each status; a change into or out of CLOSING needs a note. */
 export const NEXT_STATUSES = ${JSON.stringify(TRANSITIONS)};
 export const CLOSING = new Set(${JSON.stringify([...CLOSING])});
+/** Where reopening a closed incident takes it. */
+export const REOPENED = ${JSON.stringify(REOPENED)};
+/** The kinds a self-report may name as the block it is about. */
+export const LINKABLE_KINDS = ${JSON.stringify(LINKABLE_KINDS)};
 `;
 
 export const publicRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => {

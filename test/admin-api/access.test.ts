@@ -57,6 +57,8 @@ const CASES: Record<string, Case> = {
   // The pupil timeline: the safeguarding lead's alone (need to know), every opening audited (timeline.test.ts).
   'GET /api/incidents/:id/timeline': { allowed: [DSL], status: 200, req: async (h) => ({ url: `/api/incidents/${await firstId(h, 'SELECT min(id) AS id FROM incidents')}/timeline` }) },
   'GET /api/people/:person/timeline': { allowed: [DSL], status: 200, req: () => ({ url: '/api/people/pupil%40school.example/timeline' }) },
+  // Bulk triage: the DSL's alone, all or nothing (dsl-week.test.ts); each caller adds a note to the first incident.
+  'POST /api/incidents/bulk': { allowed: [DSL], status: 200, req: async (h) => ({ body: { ids: [await firstId(h, 'SELECT min(id) AS id FROM incidents')], note: 'looked at them together' } }) },
   'PATCH /api/incidents/:id': { allowed: [DSL], status: 200, req: async (h) => ({ url: `/api/incidents/${await firstId(h, 'SELECT min(id) AS id FROM incidents')}`, body: { note: 'looked at it' } }) },
   'GET /api/stats': { allowed: [DSL, NM], status: 200 },
   'POST /api/self-reports': { allowed: [DSL, NM, 'staff'], status: 200, req: () => ({ body: { url: 'http://games.example/', description: 'opened by accident' } }) },

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROLES } from '../../admin-api/auth';
 import { consoleDir } from '../../admin-api/console-dir';
-import { CLOSING, TRANSITIONS } from '../../incidents/queries';
+import { CLOSING, LINKABLE_KINDS, REOPENED, TRANSITIONS } from '../../incidents/queries';
 import { INCIDENT_KINDS, INCIDENT_STATUSES } from '../../incidents/types';
 import { harness, type Harness } from './helpers';
 
@@ -30,6 +30,8 @@ describe('/console/vocab.js', () => {
     expect(mod.ROLES).toEqual([...ROLES]);
     expect(mod.NEXT_STATUSES).toEqual(TRANSITIONS);
     expect([...mod.CLOSING]).toEqual([...CLOSING]);
+    expect(mod.REOPENED).toBe(REOPENED);
+    expect(mod.LINKABLE_KINDS).toEqual([...LINKABLE_KINDS]);
   });
 });
 
