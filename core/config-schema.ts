@@ -1,4 +1,5 @@
 import { SchoolgateError } from './errors';
+import { oidcProblems } from './oidc-config';
 import { severityProblems } from './severity';
 
 /**
@@ -73,6 +74,7 @@ export const configFileKeys = {
   browsingLogFlushMs: numeric,
   browsingLogRetentionDays: numeric,
   browsingLogMaxPending: numeric,
+  oidc: { t: 'custom', check: (v, at, problems) => oidcProblems(v, at, problems) },
 } satisfies Record<string, Shape>;
 
 const configFileSchema = object(configFileKeys);

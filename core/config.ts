@@ -7,6 +7,9 @@ import { SchoolgateError } from './errors';
 import { bracketHost } from './host';
 import { ILLEGAL_CATEGORIES, validateSeverityConfig, type SeverityConfig } from './severity';
 import { checkDestinationRules, DEFAULT_CONNECTION_LIMITS, DEFAULT_DESTINATION_RULES } from './network-rules';
+import { validateOidcConfig, type OidcConfig } from './oidc-config';
+
+export type { OidcConfig } from './oidc-config';
 
 /**
  * The one place where flags, environment variables and the config file are read.
@@ -99,6 +102,9 @@ export interface Config {
   browsingLogRetentionDays: number;
   /** Browsing-log rows held in memory while the database is away; requests beyond are dropped and counted. */
   browsingLogMaxPending: number;
+  // issue 15 point 3
+  /** Console sign-in with the school's identity provider (OpenID Connect); null: passwords only. */
+  oidc: OidcConfig | null;
 }
 
 // A setting added to Config without a schema entry would be refused in the file, and a schema
@@ -169,6 +175,7 @@ function defaults(cwd: string): Config {
     browsingLogFlushMs: 5000,
     browsingLogRetentionDays: 30,
     browsingLogMaxPending: 200_000,
+    oidc: null,
   };
 }
 
@@ -398,6 +405,9 @@ export function loadConfig(values: Partial<CliValues> = {}, env: NodeJS.ProcessE
   c.idleTimeoutMs = wholeNumber('idleTimeoutMs', env.SCHOOLGATE_IDLE_TIMEOUT_MS ?? c.idleTimeoutMs, 100);
   c.handshakeTimeoutMs = wholeNumber('handshakeTimeoutMs', env.SCHOOLGATE_HANDSHAKE_TIMEOUT_MS ?? c.handshakeTimeoutMs, 100);
   c.maxConnectionsPerClient = wholeNumber('maxConnectionsPerClient', env.SCHOOLGATE_MAX_CONNECTIONS_PER_CLIENT ?? c.maxConnectionsPerClient, 1);
+  c.oidc = validateOidcConfig(c.oidc ?? null);
+  // Relative to where the command runs, as list folders are.
+  if (c.oidc) c.oidc = { ...c.oidc, clientSecretFile: path.resolve(cwd, c.oidc.clientSecretFile) };
   return c;
 }
 
