@@ -150,7 +150,7 @@ describe.skipIf(skipReason !== null)('console sign-in with an OpenID Connect pro
     expect(await apiStatus(p, '/api/me')).toBe(200);
     expect(await apiStatus(p, '/api/stats')).toBe(403);
     expect(await apiStatus(p, '/api/people/pupil.a%40school.test/timeline')).toBe(403);
-    const mine = await p.evaluate(async () => (await (await fetch('/api/incidents')).json()).items.length);
+    const mine = await p.evaluate(async () => ((await (await fetch('/api/incidents')).json()) as { items: unknown[] }).items.length);
     expect(mine).toBe(0); // the seeded incidents are pupils', none theirs
   });
 
