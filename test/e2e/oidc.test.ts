@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { chromiumMissing, chromiumPath, need } from '../helpers/parts';
@@ -9,6 +10,7 @@ import { consoleUsers, startConsoleApp, type ConsoleApp } from './helpers/consol
 import { startIdp, type TestIdp } from './helpers/oidc-provider';
 import { OIDC_COOKIE, transactionSigner } from '../../admin-api/oidc';
 import { SESSION_COOKIE } from '../../admin-api/auth';
+import { createLogger } from '../../core/log';
 
 /**
  * Console sign-in with the school's identity provider (issue 15 point 3), against a real OpenID
@@ -40,6 +42,7 @@ describe.skipIf(skipReason !== null)('console sign-in with an OpenID Connect pro
   const secret = randomBytes(32);
   const contexts: BrowserContext[] = [];
   const pageErrors: string[] = [];
+  let log = '';
 
   beforeAll(async () => {
     const port = await freePort();
@@ -62,6 +65,8 @@ describe.skipIf(skipReason !== null)('console sign-in with an OpenID Connect pro
     });
     env = await startConsoleApp({
       port,
+      // Everything the console logs, down to debug, is checked for secrets at the end.
+      logger: createLogger({ level: 'debug', destination: new Writable({ write: (c, _e, cb) => { log += c; cb(); } }) }),
       referenceSecret: secret,
       configFile: (dataDir) => {
         const secretFile = path.join(dataDir, 'oidc-client-secret');
@@ -302,7 +307,9 @@ describe.skipIf(skipReason !== null)('console sign-in with an OpenID Connect pro
     });
   });
 
-  it('raised no error in the console pages', () => {
+  it('raised no error in the console pages, and logged neither the client secret nor who signed in', () => {
     expect(pageErrors).toEqual([]);
+    expect(log).not.toContain(idp.clientSecret);
+    for (const person of Object.values(idp.people)) expect(log).not.toContain(person.email);
   });
 });

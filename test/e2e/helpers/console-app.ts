@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { loadConfig, type Config } from '../../../core/config';
-import { silentLogger } from '../../../core/log';
+import { silentLogger, type Logger } from '../../../core/log';
 import { openDb } from '../../../db/db';
 import { migrate } from '../../../db/migrate';
 import { IncidentWriter } from '../../../incidents/writer';
@@ -94,6 +94,7 @@ export async function startConsoleApp(
     /** Written as the data folder's schoolgate.json before the config is loaded (a function gets the data folder). */
     configFile?: Record<string, unknown> | ((dataDir: string) => Record<string, unknown>);
     referenceSecret?: Buffer;
+    logger?: Logger;
   } = {},
 ): Promise<ConsoleApp> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'sg-console-'));
@@ -109,7 +110,7 @@ export async function startConsoleApp(
   const writer = new IncidentWriter({ db, dataDir, flushMs: 1 });
   writer.start();
   const lists = await ListStore.open({ sources: [listsDir] });
-  const app = await buildAdminApp({ config, db, incidents: writer, lists, logger: silentLogger, referenceSecret: opts.referenceSecret ?? randomBytes(32) });
+  const app = await buildAdminApp({ config, db, incidents: writer, lists, logger: opts.logger ?? silentLogger, referenceSecret: opts.referenceSecret ?? randomBytes(32) });
   await app.listen({ host: '127.0.0.1', port: opts.port ?? 0 });
   const { port } = app.server.address() as AddressInfo;
   for (const u of Object.values(consoleUsers)) await createUser(db, u);
