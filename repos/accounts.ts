@@ -18,6 +18,8 @@ export interface UserRow {
 export interface AccountRow extends UserRow {
   disabled: boolean;
   created_at: Date;
+  /** Signed in by the school's identity provider (no password); listUsers only. */
+  external?: boolean;
 }
 
 const toUserRow = <T extends UserRow>(r: T): T => ({ ...r, id: Number(r.id) });
@@ -63,7 +65,7 @@ export async function setPasswordHashByEmail(db: Queryable, email: string, passw
 
 /** Every account, in email order. */
 export async function listUsers(db: Queryable): Promise<AccountRow[]> {
-  const r = await db.query<AccountRow>('SELECT id, email, role, display_name, disabled, created_at FROM users ORDER BY lower(email)');
+  const r = await db.query<AccountRow>('SELECT id, email, role, display_name, disabled, created_at, oidc_subject IS NOT NULL AS external FROM users ORDER BY lower(email)');
   return r.rows.map(toUserRow);
 }
 

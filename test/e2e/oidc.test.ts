@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { chromiumMissing, chromiumPath, need } from '../helpers/parts';
+import { chromiumMissing, chromiumPath, need, projectRoot } from '../helpers/parts';
 import { consoleUsers, startConsoleApp, type ConsoleApp } from './helpers/console-app';
 import { startIdp, type TestIdp } from './helpers/oidc-provider';
 import { OIDC_COOKIE, transactionSigner } from '../../admin-api/oidc';
@@ -145,6 +145,12 @@ describe.skipIf(skipReason !== null)('console sign-in with an OpenID Connect pro
     // The account has no password: nobody can password-login to it, whatever they try.
     const tried = await env.app.inject({ method: 'POST', url: '/api/login', payload: { email: 'dana.lead@school.test', password: '!oidc' } });
     expect(tried.statusCode).toBe(401);
+    // The accounts page says which accounts the provider signs in.
+    await p.getByRole('link', { name: 'Accounts' }).click();
+    const danaRow = p.locator('tr', { has: p.getByRole('rowheader', { name: 'dana.lead@school.test' }) });
+    await expect.poll(async () => danaRow.textContent()).toContain('Identity provider');
+    const localRow = p.locator('tr', { has: p.getByRole('rowheader', { name: consoleUsers.dsl.email }) });
+    expect(await localRow.textContent()).toContain('Password');
   });
 
   it('gives a staff-mapped person only their own pages', async () => {
@@ -227,6 +233,10 @@ describe.skipIf(skipReason !== null)('console sign-in with an OpenID Connect pro
     await p.goto(`${env.base}/`);
     await p.waitForURL(/\/console\/#\/login/);
     await p.getByRole('link', { name: 'Sign in with Test Entra' }).waitFor();
+    // WCAG 2.1 A/AA on the login page with both ways in (axe-core, evaluated through DevTools past the CSP).
+    await p.evaluate(readFileSync(path.join(projectRoot, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8'));
+    const violations = await p.evaluate(async () => (await (globalThis as any).axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })).violations.map((v: { id: string }) => v.id)); // eslint-disable-line @typescript-eslint/no-explicit-any
+    expect(violations).toEqual([]);
     await p.getByLabel('Email').fill(consoleUsers.dsl.email);
     await p.getByLabel('Password').fill(consoleUsers.dsl.password);
     await p.getByRole('button', { name: 'Sign in' }).click();
