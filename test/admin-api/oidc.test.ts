@@ -7,8 +7,12 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig, type Config } from '../../core/config';
 import { isSchoolgateError } from '../../core/errors';
 import { createLogger, silentLogger } from '../../core/log';
-import { NO_PASSWORD, verifyPassword } from '../../admin-api/auth';
-import { createOidcClient, roleFor } from '../../admin-api/oidc';
+import { createSession, createUser, NO_PASSWORD, userForSession, verifyPassword } from '../../admin-api/auth';
+import { openDb } from '../../db/db';
+import { migrate } from '../../db/migrate';
+import { createTestDatabase, postgresMissing } from '../../harness/pg';
+import { need } from '../helpers/parts';
+import { createOidcClient, OidcRefused, roleFor } from '../../admin-api/oidc';
 import { harness } from './helpers';
 
 /**
@@ -17,6 +21,7 @@ import { harness } from './helpers';
  * provider, and accounts without a password. The sign-in itself: test/e2e/oidc.test.ts.
  */
 const tmp = () => mkdtempSync(path.join(tmpdir(), 'sg-oidc-'));
+const pgSkip = need('PostgreSQL', await postgresMissing());
 
 const good = {
   issuer: 'https://login.microsoftonline.com/0f1e2d3c-aaaa-bbbb-cccc-123456789abc/v2.0',
@@ -140,4 +145,60 @@ describe('an account the provider signs in', () => {
     await verifyPassword('a guess', NO_PASSWORD);
     expect(performance.now() - t0).toBeGreaterThan(5);
   });
+});
+
+describe.skipIf(pgSkip !== null)('the account a person maps to, on PostgreSQL', () => {
+  it('is made at the first sign-in, kept by subject, refused when disabled, unmapped, or on a password account\'s email', async () => {
+    const database = await createTestDatabase('sg_oidc');
+    const db = await openDb({ databaseUrl: database.url, dataDir: tmp() });
+    try {
+      await migrate(db);
+      const dir = tmp();
+      writeFileSync(path.join(dir, 'secret'), 'a-secret\n');
+      const config = { ...loadConfig({ 'data-dir': dir }, {}, dir), oidc: { ...(good as NonNullable<Config['oidc']>), clientSecretFile: path.join(dir, 'secret') } };
+      const client = createOidcClient(config, Buffer.alloc(32), silentLogger)!;
+      const claims = (over: Partial<Parameters<typeof client.account>[1]> = {}) =>
+        ({ subject: 'entra-oid-1', email: 'Teacher@School.example', emailVerified: undefined, name: 'A Teacher', groups: ['c0ffee00-dsl'], groupsOverage: false, ...over });
+      const refused = async (c: ReturnType<typeof claims>) => {
+        try {
+          await client.account(db, c);
+        } catch (err) {
+          if (err instanceof OidcRefused) return err.reason;
+          throw err;
+        }
+        return 'signed in';
+      };
+
+      const first = await client.account(db, claims());
+      expect(first).toMatchObject({ email: 'Teacher@School.example', role: 'safeguarding_lead', displayName: 'A Teacher' });
+      // Renamed at the provider, moved to the email list: the same account, its email and role following.
+      const again = await client.account(db, claims({ email: 'head@school.example', name: null, groups: [] }));
+      expect(again).toMatchObject({ id: first.id, email: 'head@school.example', role: 'auditor', displayName: 'A Teacher' });
+      expect(await verifyPassword('anything', (await db.query<{ password_hash: string }>('SELECT password_hash FROM users WHERE id = $1', [first.id])).rows[0].password_hash)).toBe(false);
+
+      // No role any more: refused, and what the account held ends.
+      const session = await createSession(db, first.id);
+      expect(await userForSession(db, session)).not.toBeNull();
+      expect(await refused(claims({ groups: ['pupils'] }))).toBe('no_role');
+      expect(await userForSession(db, session)).toBeNull();
+
+      // Disabled in the console: refused whatever the provider says.
+      await db.query('UPDATE users SET disabled = true WHERE id = $1', [first.id]);
+      expect(await refused(claims())).toBe('disabled');
+
+      // A password account's email, or an unverified one, or none: refused, nothing made or changed.
+      await createUser(db, { email: 'dsl@school.example', role: 'safeguarding_lead', password: 'a long passphrase' });
+      expect(await refused(claims({ subject: 'entra-oid-2', email: 'DSL@school.example' }))).toBe('email_in_use');
+      expect(await refused(claims({ subject: 'entra-oid-3', email: 'x@school.example', emailVerified: false }))).toBe('email_unverified');
+      expect(await refused(claims({ subject: 'entra-oid-4', email: null }))).toBe('no_email');
+      const rows = (await db.query<{ email: string; oidc_subject: string | null; role: string }>('SELECT email, oidc_subject, role FROM users ORDER BY id')).rows;
+      expect(rows).toEqual([
+        { email: 'head@school.example', oidc_subject: 'entra-oid-1', role: 'auditor' },
+        { email: 'dsl@school.example', oidc_subject: null, role: 'safeguarding_lead' },
+      ]);
+    } finally {
+      await db.close();
+      await database.drop();
+    }
+  }, 120_000);
 });
