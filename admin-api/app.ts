@@ -11,6 +11,7 @@ import { installAuth, type Access } from './auth';
 import { startAlerts } from './alerts';
 import type { AdminContext, AdminDeps } from './deps';
 import { sessionRoutes } from './routes/session';
+import { oidcRoutes } from './routes/oidc';
 import { tokenRoutes } from './routes/tokens';
 import { incidentRoutes } from './routes/incidents';
 import { statsRoutes } from './routes/stats';
@@ -60,6 +61,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   SG_ERR_EXISTS: 409,
   SG_ERR_LIST_REJECTED: 422,
   SG_ERR_RATE_LIMITED: 429,
+  SG_ERR_OIDC: 400,
   SG_ERR_DB_UNAVAILABLE: 503,
 };
 
@@ -202,6 +204,7 @@ async function adminApiScope(app: FastifyInstance, deps: AdminApiOptions): Promi
   installAuth(app, { db: deps.db, config: deps.config });
 
   await app.register(sessionRoutes, ctx);
+  await app.register(oidcRoutes, ctx);
   await app.register(tokenRoutes, ctx);
   await app.register(incidentRoutes, ctx);
   await app.register(statsRoutes, ctx);

@@ -75,8 +75,16 @@ export async function hashPassword(pw: string): Promise<string> {
   return `scrypt$${N}$${r}$${p}$${salt.toString('base64')}$${key.toString('base64')}`;
 }
 
+/**
+ * The password hash of an account the school's identity provider signs in (admin-api/oidc.ts): not
+ * a hash, so no password matches it, neither at the console's login nor at the proxy.
+ */
+export const NO_PASSWORD = '!oidc';
+
 export async function verifyPassword(pw: string, stored: string): Promise<boolean> {
   if (typeof pw !== 'string' || typeof stored !== 'string') return false;
+  // As long as a real check, so a guess does not learn which accounts sign in at the provider.
+  if (stored === NO_PASSWORD) return (await verifyPassword(pw, await getDummyHash())) && false;
   const parts = stored.split('$');
   if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
   const [N, r, p] = parts.slice(1, 4).map(Number);

@@ -1,5 +1,6 @@
 import { SchoolgateError } from './errors';
 import { timeZoneProblem } from './local-time';
+import { oidcProblems } from './oidc-config';
 import { severityProblems } from './severity';
 
 /**
@@ -76,6 +77,7 @@ export const configFileKeys = {
   browsingLogRetentionDays: numeric,
   browsingLogMaxPending: numeric,
   timeZone: { t: 'custom', check: (v, at, problems) => { const p = timeZoneProblem(v, at); if (p) problems.push(p); } },
+  oidc: { t: 'custom', check: (v, at, problems) => oidcProblems(v, at, problems) },
 } satisfies Record<string, Shape>;
 
 const configFileSchema = object(configFileKeys);

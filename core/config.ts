@@ -8,6 +8,9 @@ import { bracketHost } from './host';
 import { ILLEGAL_CATEGORIES, validateSeverityConfig, type SeverityConfig } from './severity';
 import { checkDestinationRules, DEFAULT_CONNECTION_LIMITS, DEFAULT_DESTINATION_RULES } from './network-rules';
 import { checkTimeZone, DEFAULT_TIME_ZONE } from './local-time';
+import { validateOidcConfig, type OidcConfig } from './oidc-config';
+
+export type { OidcConfig } from './oidc-config';
 
 /**
  * The one place where flags, environment variables and the config file are read.
@@ -108,6 +111,9 @@ export interface Config {
   // local time (issue 14 point 3)
   /** IANA zone every shown time is in (block page, console, charts' days, CSV, alert emails). */
   timeZone: string;
+  // issue 15 point 3
+  /** Console sign-in with the school's identity provider (OpenID Connect); null: passwords only. */
+  oidc: OidcConfig | null;
 }
 
 // A setting added to Config without a schema entry would be refused in the file, and a schema
@@ -209,6 +215,7 @@ function defaults(cwd: string): Config {
     browsingLogRetentionDays: 30,
     browsingLogMaxPending: 200_000,
     timeZone: DEFAULT_TIME_ZONE,
+    oidc: null,
   };
 }
 
@@ -444,6 +451,9 @@ export function loadConfig(values: Partial<CliValues> = {}, env: NodeJS.ProcessE
   c.handshakeTimeoutMs = wholeNumber('handshakeTimeoutMs', env.SCHOOLGATE_HANDSHAKE_TIMEOUT_MS ?? c.handshakeTimeoutMs, 100);
   c.maxConnectionsPerClient = wholeNumber('maxConnectionsPerClient', env.SCHOOLGATE_MAX_CONNECTIONS_PER_CLIENT ?? c.maxConnectionsPerClient, 1);
   c.timeZone = env.SCHOOLGATE_TIME_ZONE !== undefined ? checkTimeZone(env.SCHOOLGATE_TIME_ZONE, 'SCHOOLGATE_TIME_ZONE') : checkTimeZone(c.timeZone);
+  c.oidc = validateOidcConfig(c.oidc ?? null);
+  // Relative to where the command runs, as list folders are.
+  if (c.oidc) c.oidc = { ...c.oidc, clientSecretFile: path.resolve(cwd, c.oidc.clientSecretFile) };
   return c;
 }
 

@@ -64,6 +64,8 @@ export const codes = {
   SG_ERR_DATA_DIR: 'data folder permissions cannot be made owner-only',
   // browsing log (issue 13, point 3)
   SG_ERR_BROWSING_LOG: 'browsing log not written: the database is unavailable; rows kept in memory up to browsingLogMaxPending, dropped and counted beyond',
+  // console sign-in with the school's identity provider (issue 15 point 3)
+  SG_ERR_OIDC: 'sign-in with the identity provider failed',
   SG_ERR_INTERNAL: 'internal error',
 } as const;
 

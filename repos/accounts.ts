@@ -18,6 +18,8 @@ export interface UserRow {
 export interface AccountRow extends UserRow {
   disabled: boolean;
   created_at: Date;
+  /** Signed in by the school's identity provider (no password); listUsers only. */
+  external?: boolean;
 }
 
 const toUserRow = <T extends UserRow>(r: T): T => ({ ...r, id: Number(r.id) });
@@ -63,7 +65,7 @@ export async function setPasswordHashByEmail(db: Queryable, email: string, passw
 
 /** Every account, in email order. */
 export async function listUsers(db: Queryable): Promise<AccountRow[]> {
-  const r = await db.query<AccountRow>('SELECT id, email, role, display_name, disabled, created_at FROM users ORDER BY lower(email)');
+  const r = await db.query<AccountRow>('SELECT id, email, role, display_name, disabled, created_at, oidc_subject IS NOT NULL AS external FROM users ORDER BY lower(email)');
   return r.rows.map(toUserRow);
 }
 
@@ -96,6 +98,45 @@ export async function activeEmailsWithRole(db: Queryable, role: Role): Promise<s
 
 export async function countActiveUsers(db: Queryable): Promise<number> {
   return Number((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM users WHERE NOT disabled')).rows[0].n);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accounts the school's identity provider signs in (OpenID Connect): found by issuer and subject.
+
+/** An account the provider signed in before, with what the callback checks. */
+export interface OidcUserRow extends UserRow {
+  disabled: boolean;
+}
+
+export async function findUserByOidcSubject(db: Queryable, issuer: string, subject: string): Promise<OidcUserRow | null> {
+  const r = await db.query<OidcUserRow>(
+    'SELECT id, email, role, display_name, disabled FROM users WHERE oidc_issuer = $1 AND oidc_subject = $2',
+    [issuer, subject],
+  );
+  return r.rows[0] ? toUserRow(r.rows[0]) : null;
+}
+
+/** Throws the database's unique violation (23505) when the email (or the subject) was taken meanwhile. */
+export async function insertOidcUser(
+  db: Queryable,
+  u: { email: string; role: Role; displayName: string | null; issuer: string; subject: string; passwordHash: string },
+): Promise<UserRow> {
+  const r = await db.query<UserRow>(
+    `INSERT INTO users (email, role, password_hash, display_name, oidc_issuer, oidc_subject) VALUES ($1, $2, $3, $4, $5, $6)
+     RETURNING id, email, role, display_name`,
+    [u.email, u.role, u.passwordHash, u.displayName, u.issuer, u.subject],
+  );
+  return toUserRow(r.rows[0]);
+}
+
+/** What the provider says now: email, role and name. Throws 23505 when the new email belongs to another account. */
+export async function updateOidcUser(db: Queryable, id: number, u: { email: string; role: Role; displayName: string | null }): Promise<UserRow> {
+  const r = await db.query<UserRow>(
+    `UPDATE users SET email = $2, role = $3, display_name = coalesce($4, display_name) WHERE id = $1
+     RETURNING id, email, role, display_name`,
+    [id, u.email, u.role, u.displayName],
+  );
+  return toUserRow(r.rows[0]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -40,11 +40,13 @@ export async function accountsPage(ctx) {
     const users = itemsOf(data);
     mount(listSlot, h('div', { class: 'table-wrap' }, h('table', { class: 'data compact' },
       h('caption', { class: 'visually-hidden' }, 'Accounts'),
-      h('thead', {}, h('tr', {}, ['Email', 'Name', 'Role', 'Active', 'Added'].map((c) => h('th', { scope: 'col' }, c)))),
+      h('thead', {}, h('tr', {}, ['Email', 'Name', 'Role', 'Signs in with', 'Active', 'Added'].map((c) => h('th', { scope: 'col' }, c)))),
       h('tbody', {}, users.map((u) => h('tr', {},
         h('th', { scope: 'row' }, u.email),
         h('td', {}, u.displayName ?? ''),
         h('td', {}, ROLE_LABELS[u.role] ?? u.role),
+        // A provider account's role comes from the provider at each sign-in; disabling it here still holds.
+        h('td', {}, u.signIn === 'oidc' ? 'Identity provider' : 'Password'),
         h('td', {}, u.disabled ? 'No (disabled)' : 'Yes'),
         h('td', {}, timeEl(u.createdAt))))))));
   };

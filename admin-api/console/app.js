@@ -188,11 +188,25 @@ async function loginPage(ctx) {
       button.disabled = false;
     }
   });
+  // Sign-in at the school's identity provider, where configured; passwords stay for the first account and break-glass.
+  let provider = null;
+  try {
+    const sso = await api('/api/auth/oidc');
+    if (sso?.enabled && sso.startUrl) provider = sso;
+  } catch {
+    // Passwords still work; the page says nothing about a provider it could not ask about.
+  }
+  if (!ctx.isCurrent()) return;
   mount(ctx.view,
     h('h1', { id: 'login-title' }, 'Sign in to schoolgate'),
     h('p', { class: 'muted' }, 'For the safeguarding lead, staff, the network manager and auditors.'),
+    provider
+      ? h('div', { class: 'card narrow sso' },
+        h('p', {}, h('a', { class: 'button primary', href: provider.startUrl, id: 'sso-start' }, `Sign in with ${provider.label}`)),
+        h('p', { class: 'muted' }, 'Or sign in with a console password below.'))
+      : null,
     form);
-  email.focus();
+  if (!provider) email.focus();
 }
 
 async function signedIn(user) {

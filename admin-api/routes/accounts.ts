@@ -23,7 +23,7 @@ export const accountRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) 
 
   const accountSchema = {
     type: 'object',
-    properties: { ...userSchema.properties, disabled: { type: 'boolean' }, createdAt: { type: 'string' } },
+    properties: { ...userSchema.properties, disabled: { type: 'boolean' }, createdAt: { type: 'string' }, signIn: { type: 'string', enum: ['password', 'oidc'] } },
   } as const;
 
   app.get('/api/users', {
@@ -33,6 +33,7 @@ export const accountRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) 
     return {
       items: (await listUsers(db)).map((u) => ({
         id: Number(u.id), email: u.email, role: u.role, displayName: u.display_name, disabled: u.disabled, createdAt: new Date(u.created_at).toISOString(),
+        signIn: u.external ? 'oidc' : 'password',
       })),
     };
   });

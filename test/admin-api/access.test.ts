@@ -41,6 +41,11 @@ const firstId = async (h: Harness, sql: string, params: unknown[] = []) => Numbe
 const CASES: Record<string, Case> = {
   'POST /api/login': { allowed: 'public', status: 200, req: (h, who) => ({ body: { email: h.users[who ?? DSL].email, password: PASSWORD } }) },
   'GET /api/me': { allowed: 'any', status: 200 },
+  // Sign-in with the school's identity provider: public (nobody is signed in yet). This harness
+  // configures none, so start and callback answer 404; with a real provider: test/e2e/oidc.test.ts.
+  'GET /api/auth/oidc': { allowed: 'public', status: 200 },
+  'GET /api/auth/oidc/start': { allowed: 'public', status: 404 },
+  'GET /api/auth/oidc/callback': { allowed: 'public', status: 404, req: () => ({ url: '/api/auth/oidc/callback?code=x&state=y' }) },
   'POST /api/tokens': { allowed: [DSL, NM], status: 200, req: () => ({ body: { name: 'automation' } }) },
   'GET /api/tokens': { allowed: [DSL, NM], status: 200 },
   'DELETE /api/tokens/:id': {

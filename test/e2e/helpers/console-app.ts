@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { loadConfig, type Config } from '../../../core/config';
-import { silentLogger } from '../../../core/log';
+import { silentLogger, type Logger } from '../../../core/log';
 import { openDb } from '../../../db/db';
 import { migrate } from '../../../db/migrate';
 import { IncidentWriter } from '../../../incidents/writer';
@@ -87,9 +87,23 @@ export interface ConsoleApp {
   close(): Promise<void>;
 }
 
-export async function startConsoleApp(opts: { seed?: boolean; port?: number; config?: Partial<Config> } = {}): Promise<ConsoleApp> {
+export async function startConsoleApp(
+  opts: {
+    seed?: boolean;
+    port?: number;
+    /** Written as the data folder's schoolgate.json before the config is loaded (a function gets the data folder). */
+    configFile?: Record<string, unknown> | ((dataDir: string) => Record<string, unknown>);
+    referenceSecret?: Buffer;
+    logger?: Logger;
+    config?: Partial<Config>;
+  } = {},
+): Promise<ConsoleApp> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'sg-console-'));
   const listsDir = makeLists(path.join(dataDir, 'ut1'));
+  if (opts.configFile) {
+    const file = typeof opts.configFile === 'function' ? opts.configFile(dataDir) : opts.configFile;
+    writeFileSync(path.join(dataDir, 'schoolgate.json'), JSON.stringify(file, null, 2));
+  }
   // An empty environment: the test must not pick up the developer's SCHOOLGATE_* settings.
   const config = { ...loadConfig({ 'data-dir': dataDir, lists: [listsDir] }, {}, dataDir), ...opts.config };
   const db = await openDb({ databaseUrl: null, dataDir });
@@ -97,7 +111,7 @@ export async function startConsoleApp(opts: { seed?: boolean; port?: number; con
   const writer = new IncidentWriter({ db, dataDir, flushMs: 1 });
   writer.start();
   const lists = await ListStore.open({ sources: [listsDir] });
-  const app = await buildAdminApp({ config, db, incidents: writer, lists, logger: silentLogger, referenceSecret: randomBytes(32) });
+  const app = await buildAdminApp({ config, db, incidents: writer, lists, logger: opts.logger ?? silentLogger, referenceSecret: opts.referenceSecret ?? randomBytes(32) });
   await app.listen({ host: '127.0.0.1', port: opts.port ?? 0 });
   const { port } = app.server.address() as AddressInfo;
   for (const u of Object.values(consoleUsers)) await createUser(db, u);

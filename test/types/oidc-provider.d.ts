@@ -1,0 +1,2 @@
+// oidc-provider (a devDependency: the tests' local OpenID Connect provider) ships no types.
+declare module 'oidc-provider';
