@@ -87,11 +87,11 @@ export interface ConsoleApp {
   close(): Promise<void>;
 }
 
-export async function startConsoleApp(opts: { seed?: boolean; port?: number } = {}): Promise<ConsoleApp> {
+export async function startConsoleApp(opts: { seed?: boolean; port?: number; config?: Partial<Config> } = {}): Promise<ConsoleApp> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'sg-console-'));
   const listsDir = makeLists(path.join(dataDir, 'ut1'));
   // An empty environment: the test must not pick up the developer's SCHOOLGATE_* settings.
-  const config = loadConfig({ 'data-dir': dataDir, lists: [listsDir] }, {}, dataDir);
+  const config: Config = { ...loadConfig({ 'data-dir': dataDir, lists: [listsDir] }, {}, dataDir), ...opts.config };
   const db = await openDb({ databaseUrl: null, dataDir });
   await migrate(db);
   const writer = new IncidentWriter({ db, dataDir, flushMs: 1 });
