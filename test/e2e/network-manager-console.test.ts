@@ -95,7 +95,7 @@ describe.skipIf(skipReason !== null)('the network manager’s week in Chromium',
     await browser?.close();
     await env?.close();
     await smtp?.close();
-  });
+  }, 120_000);
 
   it('approves one request for the staff group and declines the other: the entry appears at once, the requester is emailed and sees both in My reports', async () => {
     const nm = await newPage();
@@ -145,7 +145,7 @@ describe.skipIf(skipReason !== null)('the network manager’s week in Chromium',
     await rows.filter({ hasText: 'games.example' }).getByRole('link').click();
     await hasText(staff.locator('dl.details'), 'Approved fine for maths lessons');
     expect(await axeViolations(staff)).toEqual([]);
-  });
+  }, 120_000);
 
   it('adds an allow entry for pupils that expires: it applies to pupils only, then stops and is shown as expired', async () => {
     const nm = await newPage();
@@ -155,8 +155,9 @@ describe.skipIf(skipReason !== null)('the network manager’s week in Chromium',
     await form.getByLabel('Action').selectOption('allow');
     await form.getByLabel('Entry', { exact: true }).fill('casino.example');
     await form.getByLabel('Applies to').selectOption('pupils');
-    // The browser's clock is UTC (the context's zone): four seconds from now, to the second.
-    const until = new Date(Date.now() + 4000).toISOString().slice(0, 19);
+    // The browser's clock is UTC (the context's zone): fifteen seconds from now, to the second
+    // (room for a slow, shared machine to fill the form before then).
+    const until = new Date(Date.now() + 15_000).toISOString().slice(0, 19);
     await form.getByLabel('Until').fill(until);
     await form.getByLabel('Reason').fill('one lesson on probability');
     await form.getByRole('button', { name: 'Add entry' }).click();
@@ -167,12 +168,12 @@ describe.skipIf(skipReason !== null)('the network manager’s week in Chromium',
     expect(verdict('http://casino.example/', 'staff').action).toBe('block');
 
     // No request, no restart: list sync's timer takes it out at its time.
-    await expect.poll(() => verdict('http://casino.example/', 'pupils').action, { timeout: 10_000 }).toBe('block');
+    await expect.poll(() => verdict('http://casino.example/', 'pupils').action, { timeout: 30_000 }).toBe('block');
     await nm.reload();
     await hasText(nm.locator('#lists-overrides tr[data-entry="casino.example"]'), 'Expired');
     expect(await nm.locator('#lists-overrides tr[data-entry="casino.example"]').getAttribute('class')).toBe('override-expired');
     await nm.screenshot({ path: path.join(outDir, 'console-override-expired.png'), fullPage: true });
-  });
+  }, 120_000);
 
   it('disables, re-enables and resets an account: the person is signed out at once, and signs in with the new password', async () => {
     const person = { email: 'supply.teacher@school.test', password: 'supply-password-1', role: 'staff' as const, displayName: 'Sol Supply' };
@@ -208,7 +209,7 @@ describe.skipIf(skipReason !== null)('the network manager’s week in Chromium',
     await hasText(fresh.locator('#whoami'), 'Sol Supply');
     const audit = await env.db.query<{ action: string }>("SELECT action FROM audit_log WHERE target = (SELECT 'user:' || id FROM users WHERE email = $1) ORDER BY id", [person.email]);
     expect(audit.rows.map((r) => r.action)).toEqual(['user_update', 'user_update', 'user_password_reset']);
-  });
+  }, 120_000);
 
   it('lets anyone change their own password from My account', async () => {
     const auditor = await newPage();
@@ -239,5 +240,5 @@ describe.skipIf(skipReason !== null)('the network manager’s week in Chromium',
     const other = await newPage();
     await login(other, { email: users.auditor.email, password: 'a brand new passphrase' });
     expect(pageErrors).toEqual([]);
-  });
+  }, 120_000);
 });

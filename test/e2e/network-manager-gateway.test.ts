@@ -144,12 +144,12 @@ describe('overrides for one group, through the gateway', () => {
     expect((await getFrom(PUPIL, 'arcade.test', '/probability')).status).toBe(403);
     const res = await api('/api/overrides', nmCookie, {
       method: 'POST',
-      body: { action: 'allow', entry: 'arcade.test', reason: 'one lesson', group: 'pupils', expiresAt: new Date(Date.now() + 2500).toISOString() },
+      body: { action: 'allow', entry: 'arcade.test', reason: 'one lesson', group: 'pupils', expiresAt: new Date(Date.now() + 5000).toISOString() },
     });
     expect(res.status, res.text).toBe(200);
     expect((await getFrom(PUPIL, 'arcade.test', '/probability')).status).toBe(200);
     expect((await getFrom(TEACHER, 'arcade.test', '/probability')).status).toBe(403);
-    await waitFor(async () => (await getFrom(PUPIL, 'arcade.test', '/probability')).status === 403, 'the expired entry to stop applying', 10_000, 250);
+    await waitFor(async () => (await getFrom(PUPIL, 'arcade.test', '/probability')).status === 403, 'the expired entry to stop applying', 20_000, 250);
     const listed = (await api('/api/overrides', nmCookie)).json.items.find((o: { entry: string }) => o.entry === 'arcade.test');
     expect(listed).toMatchObject({ expired: true, group: 'pupils' });
   });
