@@ -302,7 +302,8 @@ export async function incidentPage(ctx, flash) {
     ['Search terms', inc.searchTerms],
     ['Phrase that fired', inc.matchedPhrase],
     ['Note from the reporter', inc.note],
-    ['Network manager\'s decision', inc.kind === 'unblock_request' ? (inc.decision ? [decisionView(inc.decision), ' ', timeEl(inc.decision.decidedAt)] : 'Not decided yet') : null],
+    // The API gives an unblock request its decision (null while undecided); other kinds have none.
+    ['Network manager\'s decision', inc.decision !== undefined ? (inc.decision ? [decisionView(inc.decision), ' ', timeEl(inc.decision.decidedAt)] : 'Not decided yet') : null],
     ['Times seen', inc.count],
     ['First seen', timeEl(inc.occurredAt)],
     ['Last seen', timeEl(inc.lastSeen)],
