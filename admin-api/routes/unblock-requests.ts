@@ -10,7 +10,7 @@ import type { UnblockOutcome } from '../../core/vocabulary';
 import { emailDecision } from '../alerts';
 import { caller } from '../auth';
 import type { AdminContext } from '../deps';
-import { errorSchema, incidentSchema, toIncidentJson, unblockDecisionSchema, withDecisions } from '../present';
+import { errorSchema, incidentSchema, toDecisionJson, toIncidentJson, unblockDecisionSchema, withDecisions } from '../present';
 import { filterProps, oneOf } from './incident-query';
 import { NM } from './lists';
 import { pagedResponse } from './paging';
@@ -92,7 +92,7 @@ export const unblockRequestRoutes: FastifyPluginAsync<AdminContext> = async (app
     const scope = allow ? await checkScope(db, config, req.body) : { group: null, expiresAt: null };
     // The override, the decision and the closed request stand or fall together: a request decided
     // meanwhile by someone else (SG_ERR_TRANSITION) leaves no override behind.
-    const { override, updated } = await db.transaction(async (tx) => {
+    const { override, updated, decision } = await db.transaction(async (tx) => {
       const o = entry === null
         ? null
         : await insertOverride(
@@ -107,13 +107,14 @@ export const unblockRequestRoutes: FastifyPluginAsync<AdminContext> = async (app
         user,
         { allowDirectClose: true },
       );
+      let decision;
       try {
-        await insertUnblockDecision(tx, { incidentId: row.id, outcome, reason, overrideId: o?.id ?? null });
+        decision = await insertUnblockDecision(tx, { incidentId: row.id, outcome, reason, overrideId: o?.id ?? null });
       } catch (err) {
         if ((err as { code?: string }).code === '23505') throw new SchoolgateError('SG_ERR_TRANSITION', `unblock request ${row.id} was already decided`);
         throw err;
       }
-      return { override: o ? toOverride(o) : null, updated };
+      return { override: o ? toOverride(o) : null, updated, decision };
     });
     if (override) {
       await listSync.applyOverrides();
@@ -126,6 +127,6 @@ export const unblockRequestRoutes: FastifyPluginAsync<AdminContext> = async (app
     const { user: requester, clientIp: _c, device: _d, ...incident } = toIncidentJson(updated, lists, config);
     // Not awaited: a slow mail server must not hold the decision; the outcome is in My reports meanwhile.
     void emailDecision(ctx, requester, { incidentId: row.id, host: row.host, illegal: incident.illegal, outcome, reason });
-    return { incident: { ...incident, decision: { outcome, reason, decidedAt: new Date().toISOString() } }, override };
+    return { incident: { ...incident, decision: toDecisionJson(decision) }, override };
   });
 };
