@@ -7,6 +7,64 @@ import type { IncidentRow } from '../repos/incidents';
 import type { AdminContext } from './deps';
 import type { Mailer } from './deps';
 import { toIncidentJson, type IncidentJson } from './present';
+import type { UnblockOutcome } from '../core/vocabulary';
+
+/**
+ * The app's SMTP transport: the one the caller gave (tests), else one made from config.smtp, else
+ * none (no email; the console still shows everything). `close` releases one this made.
+ */
+export function openMailer(deps: { mailer?: Mailer; config: AdminContext['config'] }): { mailer: Mailer | null; close(): void } {
+  if (deps.mailer) return { mailer: deps.mailer, close: () => {} };
+  if (!deps.config.smtp) return { mailer: null, close: () => {} };
+  const owned = nodemailer.createTransport(deps.config.smtp.url);
+  return { mailer: owned as unknown as Mailer, close: () => owned.close() };
+}
+
+/** What the person who asked for a page to be unblocked is told by email (the console shows the same). */
+export function decisionText(
+  d: { incidentId: number; host: string | null; illegal: boolean; outcome: UnblockOutcome; reason: string },
+  consoleUrl: string,
+): { subject: string; text: string } {
+  const site = d.illegal ? 'the page you asked about' : (d.host ?? 'the page you asked about');
+  const subject = `[schoolgate] Unblock request ${d.outcome}: ${site}`;
+  const text = [
+    d.outcome === 'approved'
+      ? `Your request to unblock ${site} was approved: it is no longer blocked.`
+      : `Your request to unblock ${site} was declined: it stays blocked.`,
+    '',
+    `Reason: ${d.reason}`,
+    '',
+    `See it in My reports: ${consoleUrl}/console/#/incidents/${d.incidentId}`,
+    '',
+    'This message was sent by the school web filter.',
+  ].join('\n');
+  return { subject, text };
+}
+
+/**
+ * Emails the outcome of an unblock request to the person who asked, when email is set up and the
+ * request carries an address. Resolves once sent, or failed and logged (without the address: the
+ * service log is read by the network manager, who does not learn who asked).
+ */
+export async function emailDecision(
+  ctx: Pick<AdminContext, 'config' | 'db' | 'logger' | 'mailer'>,
+  to: string | null,
+  d: Parameters<typeof decisionText>[0],
+): Promise<boolean> {
+  if (!ctx.mailer || !to || !EMAIL.test(to)) return false;
+  const { subject, text } = decisionText(d, adminBaseUrl(ctx.config));
+  try {
+    await ctx.mailer.sendMail({ from: ctx.config.smtp?.from ?? 'schoolgate@localhost', to: [to], subject, text });
+  } catch (err) {
+    ctx.logger.error({ err: (err as Error).message, incident: d.incidentId }, 'unblock decision email not sent');
+    return false;
+  }
+  await writeAudit(ctx.db, { actor: { id: null, email: 'schoolgate' }, action: 'unblock_decision_email', target: `incident:${d.incidentId}`, details: { outcome: d.outcome } });
+  return true;
+}
+
+/** Roughly an address: the user names people are known by may be logins without a domain. */
+const EMAIL = /^[^\s@<>,;"]+@[^\s@<>,;"]+\.[^\s@<>,;"]+$/;
 
 /** One email per person (or device) and category in this window: a pupil retrying a page is one alert, not fifty. */
 export const ALERT_QUIET_MS = 10 * 60_000;

@@ -8,7 +8,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import { isSchoolgateError, SchoolgateError, type ErrorCode } from '../core/errors';
 import { isDbUnreachable } from '../db/errors';
 import { installAuth, type Access } from './auth';
-import { startAlerts } from './alerts';
+import { openMailer, startAlerts } from './alerts';
 import type { AdminContext, AdminDeps } from './deps';
 import { sessionRoutes } from './routes/session';
 import { oidcRoutes } from './routes/oidc';
@@ -120,7 +120,9 @@ export const adminApi: FastifyPluginAsync<AdminApiOptions> = fp(adminApiScope, {
 async function adminApiScope(app: FastifyInstance, deps: AdminApiOptions): Promise<void> {
   const listSync = deps.listSync ?? new ListSync({ db: deps.db, store: deps.lists, policies: new PolicyGroups(deps.config, deps.lists), config: deps.config, logger: deps.logger });
   const phraseSync = deps.phraseSync ?? new PhraseSync({ db: deps.db, book: new PhraseBook(), logger: deps.logger });
-  const ctx: AdminContext = { ...deps, listSync, phraseSync, hub: new EventEmitter() };
+  // One transport for alerts and decision emails, made here so both use it and it is closed once.
+  const mail = openMailer(deps);
+  const ctx: AdminContext = { ...deps, mailer: mail.mailer ?? undefined, listSync, phraseSync, hub: new EventEmitter() };
   // Every route says who may call it: an API route without `access` is refused at registration
   // (not left to a default), and the table lets the access test walk what is really registered.
   const table: RouteEntry[] = [];
@@ -232,6 +234,9 @@ async function adminApiScope(app: FastifyInstance, deps: AdminApiOptions): Promi
   });
   app.addHook('onClose', async () => {
     await stopAlerts();
+    mail.close();
+    // Its own list sync's expiry timer (a shared one is stopped by its owner, server/start.ts).
+    if (!deps.listSync) listSync.stopExpiry();
   });
 }
 

@@ -11,7 +11,7 @@ import { ACCEPT_MARK, defaultListsDir } from '../blocklists/update';
 import { isConfined, listRoots } from '../blocklists/location';
 import type { Db, Queryable } from '../db/types';
 import {
-  countEnabledSources, listFingerprint, listPolicyGroups, overrideEntries, recordSourceLoad, sourceLocations, type ListTable,
+  activeOverrides, countEnabledSources, listFingerprint, listPolicyGroups, recordSourceLoad, sourceLocations, type ListTable,
 } from '../repos/lists';
 
 /**
@@ -227,10 +227,43 @@ export class ListSync {
     return report;
   }
 
+  /**
+   * Loads the overrides not yet expired into the store, and sets a timer for the next expiry: an
+   * expired entry stops applying on every gateway at its time, each process re-reading the table
+   * itself (no NOTIFY is sent when a clock passes a time). The periodic check catches a timer that
+   * did not run.
+   */
   async applyOverrides(): Promise<number> {
-    const entries = await overrideEntries(this.db);
+    const { entries, nextExpiryMs } = await activeOverrides(this.db);
     this.store.setOverrides(entries);
+    this.scheduleExpiry(nextExpiryMs);
     return entries.length;
+  }
+
+  private expiryTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
+
+  private scheduleExpiry(ms: number | null): void {
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = null;
+    if (ms === null || this.stopped) return;
+    // A little after the database says it expires (its clock decides), and never a busy loop.
+    const delay = Math.min(Math.max(ms + 20, 50), 2 ** 31 - 1);
+    this.expiryTimer = setTimeout(() => {
+      this.expiryTimer = null;
+      this.applyOverrides().then(
+        (n) => this.logger.info({ overrides: n }, 'list overrides applied after an expiry'),
+        (err) => this.logger.error({ err: (err as Error).message }, 'expired overrides not removed yet; the periodic check retries'),
+      );
+    }, delay);
+    this.expiryTimer.unref();
+  }
+
+  /** Stops the expiry timer (the process is stopping). */
+  stopExpiry(): void {
+    this.stopped = true;
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = null;
   }
 
   async applyPolicies(): Promise<void> {
@@ -342,6 +375,7 @@ export class ListSync {
 
     return async () => {
       clearInterval(timer);
+      this.stopExpiry();
       await unlisten();
     };
   }

@@ -1,6 +1,8 @@
 import type { Config } from '../core/config';
 import type { SeverityConfig } from '../core/severity';
-import { TIERS, type ReportKind, type Tier } from '../core/vocabulary';
+import { TIERS, UNBLOCK_OUTCOMES, type ReportKind, type Tier } from '../core/vocabulary';
+import type { Queryable } from '../db/types';
+import { unblockDecisionsFor, type UnblockDecisionRow } from '../repos/unblock';
 import { tierFor } from '../filter/safeguarding/tiers';
 import type { IncidentEventRow, IncidentRow } from '../repos/incidents';
 import type { ListStoreLike } from './deps';
@@ -84,6 +86,26 @@ export function toEventJson(e: IncidentEventRow) {
 // JSON schemas shared by the routes (OpenAPI documents them; fastify serialises with them).
 const nullableString = { type: ['string', 'null'] } as const;
 
+/** The network manager's decision on an unblock request: what, why and when; never who asked. */
+export const unblockDecisionSchema = {
+  type: 'object',
+  properties: {
+    outcome: { type: 'string', enum: [...UNBLOCK_OUTCOMES] },
+    reason: { type: 'string' },
+    decidedAt: { type: 'string', format: 'date-time' },
+  },
+} as const;
+
+export const toDecisionJson = (d: UnblockDecisionRow) => ({ outcome: d.outcome, reason: d.reason, decidedAt: new Date(d.decided_at).toISOString() });
+
+/** Adds each unblock request's decision (null while undecided) to incidents shown in a list. */
+export async function withDecisions<T extends { id: number; kind: string }>(db: Queryable, items: T[]): Promise<Array<T & { decision?: ReturnType<typeof toDecisionJson> | null }>> {
+  const ids = items.filter((i) => i.kind === 'unblock_request').map((i) => i.id);
+  if (ids.length === 0) return items;
+  const decisions = await unblockDecisionsFor(db, ids);
+  return items.map((i) => (i.kind === 'unblock_request' ? { ...i, decision: decisions.has(i.id) ? toDecisionJson(decisions.get(i.id)!) : null } : i));
+}
+
 export const incidentSchema = {
   type: 'object',
   properties: {
@@ -109,6 +131,8 @@ export const incidentSchema = {
     relatedKey: nullableString,
     matchedPhrase: nullableString,
     illegal: { type: 'boolean' },
+    // An unblock request's outcome, for the person who asked (absent on other kinds).
+    decision: { anyOf: [unblockDecisionSchema, { type: 'null' }] },
   },
 } as const;
 

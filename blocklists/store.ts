@@ -11,6 +11,15 @@ export interface OverrideEntry {
   kind: 'domain' | 'url' | 'expression';
   entry: string;
   category?: string | null;
+  /** Only for people in this policy group; null or absent: everyone. */
+  group?: string | null;
+}
+
+/** One compiled override set: everyone's, or one policy group's. */
+interface OverrideSet {
+  lists: CompiledLists;
+  /** The block categories its entries are filed under, in name order. */
+  block: string[];
 }
 
 /** Category that allow overrides are reported under. */
@@ -139,8 +148,10 @@ export async function compileSources(
  */
 export class ListStore extends EventEmitter {
   private set: CompiledLists;
-  private overrides: CompiledLists | null = null;
-  private overrideBlock: string[] = [];
+  private overrides: OverrideSet | null = null;
+  /** Overrides scoped to a policy group, by group: checked before everyone's (the narrower rule wins). */
+  private groupOverrides: ReadonlyMap<string, OverrideSet> = new Map();
+  private overrideBlock: readonly string[] = [];
   private lastReport: LoadReport;
   private sources: string[];
   private readonly cacheDir?: string;
@@ -238,8 +249,28 @@ export class ListStore extends EventEmitter {
     this.log.info({ entries: report.entries, categories: report.categories.length, millis: report.millis, fromCache: report.fromCache }, 'blocklists loaded');
   }
 
-  /** The school's own entries; an entry that cannot be parsed is logged and left out. */
+  /**
+   * The school's own entries (already without expired ones: list sync drops those and re-applies
+   * at the next expiry); an entry that cannot be parsed is logged and left out.
+   */
   setOverrides(entries: OverrideEntry[]): void {
+    const byGroup = new Map<string, OverrideEntry[]>();
+    for (const e of entries) {
+      const g = e.group ?? '';
+      const list = byGroup.get(g);
+      if (list) list.push(e);
+      else byGroup.set(g, [e]);
+    }
+    const everyone = byGroup.get('');
+    byGroup.delete('');
+    this.overrides = everyone ? this.compileOverrides(everyone) : null;
+    this.groupOverrides = new Map([...byGroup].map(([g, list]) => [g, this.compileOverrides(list)]));
+    const names = new Set<string>(this.overrides?.block ?? []);
+    for (const o of this.groupOverrides.values()) for (const c of o.block) names.add(c);
+    this.overrideBlock = [...names].sort();
+  }
+
+  private compileOverrides(entries: OverrideEntry[]): OverrideSet {
     const b = new ListBuilder();
     const allowCat = b.category(LOCAL_ALLOW, { usage: ['white'] });
     const blockNames = new Set<string>();
@@ -251,19 +282,29 @@ export class ListStore extends EventEmitter {
       const r = parseLine(b, cat, format, String(e.entry ?? ''));
       if (r !== null && typeof r === 'object') this.log.warn({ entry: e.entry, kind: e.kind, reason: r.reason }, 'override skipped');
     }
-    this.overrideBlock = [...blockNames].sort();
-    this.overrides = entries.length ? b.build() : null;
+    return { lists: b.build(), block: [...blockNames].sort() };
   }
 
-  /** Categories the school's own block overrides file entries under. */
+  /** Categories the school's own block overrides file entries under (every group's). */
   overrideCategories(): readonly string[] {
     return this.overrideBlock;
   }
 
-  classify(url: NormalizedUrl, blockCategories: readonly string[], allowCategories: readonly string[]): Verdict {
+  /**
+   * The school's overrides first (a group's own, then everyone's: within a set a block entry wins
+   * over an allow), then the lists.
+   */
+  classify(url: NormalizedUrl, blockCategories: readonly string[], allowCategories: readonly string[], group?: string): Verdict {
+    if (group !== undefined && this.groupOverrides.size > 0) {
+      const scoped = this.groupOverrides.get(group);
+      if (scoped !== undefined) {
+        const v = scoped.lists.classify(url, scoped.block, LOCAL_ALLOW_LIST);
+        if (v.action === 'block' || v.allowed) return v;
+      }
+    }
     const ov = this.overrides;
     if (ov !== null) {
-      const v = ov.classify(url, this.overrideBlock, LOCAL_ALLOW_LIST);
+      const v = ov.lists.classify(url, ov.block, LOCAL_ALLOW_LIST);
       if (v.action === 'block' || v.allowed) return v;
     }
     return this.set.classify(url, blockCategories, allowCategories);

@@ -69,9 +69,10 @@ export interface ListSet {
   readonly categories: ReadonlyMap<string, CategoryInfo>;
   /**
    * First match over `blockCategories` in the given order; an allow category in `allowCategories`
-   * that matches wins over every block.
+   * that matches wins over every block. `group`, the person's policy group, picks the school's
+   * overrides scoped to it (a set without overrides ignores it).
    */
-  classify(url: NormalizedUrl, blockCategories: readonly string[], allowCategories?: readonly string[]): Verdict;
+  classify(url: NormalizedUrl, blockCategories: readonly string[], allowCategories?: readonly string[], group?: string): Verdict;
   /** Every category that lists this URL, for "why is this blocked?" */
   matches(url: NormalizedUrl): Match[];
 }

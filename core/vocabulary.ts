@@ -26,3 +26,7 @@ export const TIER_RANK: Readonly<Record<Tier, number>> = { log: 0, incident: 1, 
 
 export const ROLES = ['safeguarding_lead', 'network_manager', 'staff', 'auditor'] as const;
 export type Role = (typeof ROLES)[number];
+
+/** What the network manager decided on an unblock request; kept for the person who asked. */
+export const UNBLOCK_OUTCOMES = ['approved', 'declined'] as const;
+export type UnblockOutcome = (typeof UNBLOCK_OUTCOMES)[number];

@@ -42,7 +42,7 @@ export function decideConnect(host: string, group: string, policy: Policy): Deci
   const lists = policy.lists();
   if (!lists) return { action: 'intercept' };
   const url: NormalizedUrl = { scheme: 'https', host, port: null, path: '/', href: `https://${host}/` };
-  const v = lists.classify(url, policy.categoriesFor(group), policy.allowCategories);
+  const v = lists.classify(url, policy.categoriesFor(group), policy.allowCategories, group);
   return v.action === 'block' ? { action: 'intercept' } : { action: 'tunnel' };
 }
 
@@ -62,7 +62,7 @@ export function decideRequest(facts: RequestFacts, policy: Policy): Decision {
   }
   const lists = policy.lists();
   if (!lists) return { action: 'block', reason: 'no_lists' };
-  const verdict = lists.classify(facts.url, policy.categoriesFor(facts.group), policy.allowCategories);
+  const verdict = lists.classify(facts.url, policy.categoriesFor(facts.group), policy.allowCategories, facts.group);
   if (verdict.action === 'block') return { action: 'block', reason: 'category', category: verdict.category, verdict };
   return { action: 'pass', verdict };
 }

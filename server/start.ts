@@ -203,7 +203,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       get categories() {
         return lists.current.categories;
       },
-      classify: (url, block, allow) => lists.classify(url, block, allow ?? []),
+      classify: (url, block, allow, group) => lists.classify(url, block, allow ?? [], group),
       matches: (url) => lists.current.matches(url),
     };
     const policy: Policy = {

@@ -4,7 +4,7 @@ import { incidentsPage, incidentPage } from './incidents.js';
 import { timelinePage } from './timeline.js';
 import { listsPage } from './lists.js';
 import { reportPage, auditPage } from './pages.js';
-import { accountsPage } from './accounts.js';
+import { accountsPage, accountPage } from './accounts.js';
 import { phrasesPage } from './phrases.js';
 
 const DSL = 'safeguarding_lead';
@@ -29,6 +29,7 @@ const ROUTES = [
   { pattern: /^\/lists$/, page: listsPage, title: 'Lists', roles: ['network_manager', DSL] },
   { pattern: /^\/audit$/, page: auditPage, title: 'Audit log', roles: ['auditor', DSL] },
   { pattern: /^\/accounts$/, page: accountsPage, title: 'Accounts', roles: [DSL, 'network_manager'] },
+  { pattern: /^\/account$/, page: accountPage, title: 'My account', roles: [DSL, 'network_manager', 'staff', 'auditor'] },
 ];
 
 const state = {
@@ -81,6 +82,7 @@ function renderHeader() {
   mount(who,
     liveStatus,
     h('span', {}, state.me.displayName || state.me.email, ' ', h('span', { class: 'role' }, `(${ROLE_LABELS[state.me.role] ?? state.me.role})`)),
+    h('a', { href: '#/account', id: 'my-account', 'aria-current': path === '/account' ? 'page' : null }, 'My account'),
     h('button', { type: 'button', class: 'link-button', onclick: logout }, 'Sign out'));
 }
 

@@ -282,3 +282,13 @@ export function itemsOf(data, key = 'items') {
   if (data && Array.isArray(data[key])) return data[key];
   return [];
 }
+
+export const OUTCOME_LABELS = { approved: 'Approved', declined: 'Declined' };
+
+/** An unblock request's outcome and the network manager's reason, as the person who asked reads it. */
+export function decisionView(decision) {
+  if (!decision) return null;
+  return h('span', { class: 'decision' },
+    h('span', { class: `badge decision-${decision.outcome}` }, OUTCOME_LABELS[decision.outcome] ?? decision.outcome),
+    ' ', h('span', { class: 'decision-reason' }, decision.reason));
+}

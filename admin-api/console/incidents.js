@@ -1,6 +1,6 @@
 // The incident queue (filters, live updates, chart, CSV export) and one incident's detail and triage.
 import {
-  h, api, mount, errorBox, describeError, field, select, timeEl, urlView, statusBadge, severityBadge, itemsOf,
+  h, api, mount, errorBox, describeError, field, select, timeEl, urlView, statusBadge, severityBadge, itemsOf, decisionView,
   STATUS_LABELS, KIND_LABELS, SEVERITY_LABELS, ILLEGAL_WARNING, ApiError, addDays, localDay, schoolInstant,
 } from './dom.js';
 import { incidentsChart } from './chart.js';
@@ -98,7 +98,7 @@ function incidentRow(item, names, selectable = false) {
     h('td', { 'data-label': 'Category' }, categoryLabel ? categoryLabel : h('span', { class: 'muted' }, '—')),
     h('td', { 'data-label': 'Who' }, h('span', {}, whoCell(item))),
     h('td', { class: 'url-cell', 'data-label': 'Address' }, urlView(item)),
-    h('td', { 'data-label': 'Status' }, statusBadge(item.status)),
+    h('td', { 'data-label': 'Status' }, statusBadge(item.status), item.decision ? [h('br'), decisionView(item.decision)] : null),
     h('td', { class: 'num', 'data-label': 'Seen' }, item.count ?? 1));
 }
 
@@ -412,6 +412,8 @@ export async function incidentPage(ctx, flash) {
     ['Search terms', inc.searchTerms],
     ['Phrase that fired', inc.matchedPhrase],
     ['Note from the reporter', inc.note],
+    // The API gives an unblock request its decision (null while undecided); other kinds have none.
+    ['Network manager\'s decision', inc.decision !== undefined ? (inc.decision ? [decisionView(inc.decision), ' ', timeEl(inc.decision.decidedAt)] : 'Not decided yet') : null],
     ['Times seen', inc.count],
     ['First seen', timeEl(inc.occurredAt)],
     ['Last seen', timeEl(inc.lastSeen)],

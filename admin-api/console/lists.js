@@ -1,7 +1,7 @@
 // List management for the network manager (the safeguarding lead sees it read-only): categories,
 // sources, the school's own overrides, policy groups, reloads and unblock requests. Nothing here
 // shows who did what: the network manager has no need to know.
-import { h, api, mount, errorBox, field, select, timeEl, urlView, statusBadge, itemsOf, ApiError, addDays, localDay, schoolInstant } from './dom.js';
+import { h, api, mount, errorBox, field, select, timeEl, urlView, statusBadge, itemsOf, decisionView, ApiError, addDays, localDay, schoolInstant } from './dom.js';
 import { incidentsChart } from './chart.js';
 import { CLOSING } from './vocab.js';
 
@@ -157,24 +157,39 @@ export async function listsPage(ctx) {
     mount(body, table, canEdit ? [addSourceForm(ctx, refresh), uploadForm(ctx, refresh)] : null);
   });
 
+  // Policy group names for scoping an entry; the groups section shows what each blocks.
+  let groupNames = [];
+  const loadGroupNames = async () => {
+    try {
+      groupNames = firstList(await api('/api/policy-groups'), 'groups', 'policyGroups').map((g) => g.name);
+    } catch {
+      groupNames = [];
+    }
+    return groupNames;
+  };
+
   const overridesSection = section('lists-overrides', "The school's own entries", async (body, refresh) => {
-    const data = await api('/api/overrides');
+    const [data] = await Promise.all([api('/api/overrides'), canEdit ? loadGroupNames() : null]);
     const items = firstList(data, 'overrides');
     const table = items.length
       ? h('div', { class: 'table-wrap' }, h('table', { class: 'data compact' },
         h('caption', { class: 'visually-hidden' }, 'Overrides'),
-        h('thead', {}, h('tr', {}, ['Action', 'Type', 'Entry', 'Category', 'Reason', 'Added', canEdit ? 'Actions' : null].filter(Boolean).map((c) => h('th', { scope: 'col' }, c)))),
-        h('tbody', {}, items.map((o) => h('tr', {},
+        h('thead', {}, h('tr', {}, ['Action', 'Type', 'Entry', 'Applies to', 'Until', 'Category', 'Reason', 'Added', canEdit ? 'Actions' : null].filter(Boolean).map((c) => h('th', { scope: 'col' }, c)))),
+        h('tbody', {}, items.map((o) => h('tr', { class: o.expired ? 'override-expired' : null, 'data-entry': o.entry },
           h('td', {}, h('span', { class: `badge override-${o.action}` }, o.action === 'allow' ? 'Allow' : 'Block')),
           h('td', {}, o.kind ?? 'domain'),
           h('td', { class: 'url-cell' }, h('code', {}, o.entry)),
+          h('td', {}, o.group ? `${o.group} group only` : 'Everyone'),
+          h('td', {}, o.expiresAt
+            ? [o.expired ? h('strong', {}, 'Expired ') : null, timeEl(o.expiresAt)]
+            : h('span', { class: 'muted' }, 'No expiry')),
           h('td', {}, o.category ? categoryNames.get(o.category) ?? o.category : h('span', { class: 'muted' }, '—')),
           h('td', {}, o.reason ?? ''),
           h('td', {}, timeEl(o.createdAt ?? o.created_at)),
           canEdit ? h('td', {}, h('button', {
             type: 'button',
             class: 'danger small',
-            'aria-label': `Delete ${o.action} entry ${o.entry}`,
+            'aria-label': `Delete ${o.action} entry ${o.entry}${o.group ? ` for ${o.group}` : ''}`,
             onclick: async () => {
               if (!window.confirm(`Delete the ${o.action} entry "${o.entry}"?`)) return;
               try {
@@ -188,9 +203,9 @@ export async function listsPage(ctx) {
           }, 'Delete')) : null)))))
       : h('p', { class: 'muted' }, 'No entries of your own yet.');
     mount(body,
-      h('p', { class: 'hint' }, 'Allow entries win over every category; block entries add to them. Changes reach every gateway within two seconds.'),
+      h('p', { class: 'hint' }, 'Allow entries win over every category; block entries add to them. An entry for one policy group applies only to people in it, and wins over an entry for everyone. An entry with an expiry stops applying at that time on every gateway, and stays here marked expired until deleted. Changes reach every gateway within two seconds.'),
       table,
-      canEdit ? overrideForm(ctx, refresh, () => categoryNames) : null);
+      canEdit ? overrideForm(ctx, refresh, () => categoryNames, () => groupNames) : null);
   });
 
   const groupsSection = section('lists-groups', 'Policy groups', async (body, refresh) => {
@@ -208,20 +223,23 @@ export async function listsPage(ctx) {
   });
 
   const unblockSection = section('lists-unblock', 'Unblock requests', async (body, refresh) => {
-    const data = await api('/api/unblock-requests');
+    const [data] = await Promise.all([api('/api/unblock-requests'), canEdit ? loadGroupNames() : null]);
     const items = firstList(data, 'requests');
     const open = (r) => !CLOSING.has(r.status);
     mount(body, items.length
       ? h('div', { class: 'table-wrap' }, h('table', { class: 'data compact' },
         h('caption', { class: 'visually-hidden' }, 'Unblock requests'),
-        h('thead', {}, h('tr', {}, ['When', 'Address', 'Category', 'Reason given', 'Status', canEdit ? 'Decision' : null].filter(Boolean).map((c) => h('th', { scope: 'col' }, c)))),
+        h('thead', {}, h('tr', {}, ['When', 'Address', 'Category', 'Reason given', 'Status', 'Decision'].map((c) => h('th', { scope: 'col' }, c)))),
         h('tbody', {}, items.map((r) => h('tr', {},
           h('td', {}, timeEl(r.occurredAt)),
           h('td', { class: 'url-cell' }, urlView(r)),
           h('td', {}, r.categoryName || categoryNames.get(r.category) || r.category || '—'),
           h('td', {}, r.note ?? ''),
           h('td', {}, r.status ? statusBadge(r.status) : ''),
-          canEdit ? h('td', {}, open(r) ? decisionForm(ctx, r, refresh) : h('span', { class: 'muted' }, 'Decided')) : null)))))
+          canEdit ? h('td', {}, open(r) ? decisionForm(ctx, r, async () => {
+            // Approving adds an entry: both tables change at once.
+            await Promise.all([refresh(), overridesSection.refresh()]);
+          }, () => groupNames) : (r.decision ? decisionView(r.decision) : h('span', { class: 'muted' }, 'Decided'))) : h('td', {}, r.decision ? decisionView(r.decision) : ''))))))
       : h('p', { class: 'muted' }, 'No unblock requests.'));
   });
 
@@ -325,12 +343,31 @@ function uploadForm(ctx, refresh) {
   return form;
 }
 
-function overrideForm(ctx, refresh, names) {
+/** "Everyone" or one policy group, and an optional end: the scope of an allow or block entry. */
+function scopeFields(groups, idPrefix) {
+  const group = select('group', [['', 'Everyone'], ...groups().map((g) => [g, `${g} group only`])], '', { id: `${idPrefix}-group` });
+  const until = h('input', { type: 'datetime-local', name: 'expiresAt', id: `${idPrefix}-until` });
+  const read = () => {
+    const out = {};
+    if (group.value) out.group = group.value;
+    if (until.value) {
+      const d = new Date(until.value);
+      if (Number.isNaN(d.getTime())) throw new Error('The end date is not a date.');
+      if (d.getTime() <= Date.now()) throw new Error('The end date is in the past.');
+      out.expiresAt = d.toISOString();
+    }
+    return out;
+  };
+  return { group, until, read };
+}
+
+function overrideForm(ctx, refresh, names, groups) {
   const action = select('action', [['block', 'Block'], ['allow', 'Allow']], 'block');
   const kind = select('kind', KINDS, 'domain');
   const entry = h('input', { type: 'text', name: 'entry', required: true, autocomplete: 'off', spellcheck: 'false' });
   const category = select('category', [['', 'None'], ...[...names().entries()].sort((a, b) => a[1].localeCompare(b[1])).map(([k, v]) => [k, v])], '');
   const reason = h('input', { type: 'text', name: 'reason', required: true, autocomplete: 'off' });
+  const scope = scopeFields(groups, 'override');
   const status = formStatus();
   const form = h('form', { class: 'inline-form', 'aria-label': 'Add an entry', novalidate: true },
     h('h3', {}, 'Add an entry'),
@@ -338,6 +375,8 @@ function overrideForm(ctx, refresh, names) {
       field('Action', action),
       field('Type', kind),
       field('Entry', entry, 'e.g. example.org, example.org/games, or an expression'),
+      field('Applies to', scope.group, 'Everyone, or only the people in one policy group'),
+      field('Until', scope.until, 'Leave empty to keep it until deleted'),
       field('Category', category, 'Shown on the block page (optional)'),
       field('Reason', reason, 'Why: kept with the entry for the next person')),
     status,
@@ -350,7 +389,15 @@ function overrideForm(ctx, refresh, names) {
       missing[0][0].focus();
       return;
     }
-    const body = { action: action.value, kind: kind.value, entry: entry.value.trim(), reason: reason.value.trim() };
+    let scoped;
+    try {
+      scoped = scope.read();
+    } catch (err) {
+      mount(status, h('div', { class: 'error', role: 'alert' }, err.message));
+      scope.until.focus();
+      return;
+    }
+    const body = { action: action.value, kind: kind.value, entry: entry.value.trim(), reason: reason.value.trim(), ...scoped };
     if (category.value) body.category = category.value;
     try {
       await api('/api/overrides', { method: 'POST', body });
@@ -399,8 +446,12 @@ function groupForm(ctx, refresh, group, names) {
   return form;
 }
 
-function decisionForm(ctx, request, refresh) {
-  const reason = h('input', { type: 'text', name: 'reason', autocomplete: 'off', 'aria-label': `Reason for the decision on ${request.host ?? request.url ?? 'this request'}` });
+function decisionForm(ctx, request, refresh, groups) {
+  const label = request.host ?? request.url ?? 'this request';
+  const reason = h('input', { type: 'text', name: 'reason', autocomplete: 'off', 'aria-label': `Reason for the decision on ${label}` });
+  const scope = scopeFields(groups, `decision-${request.id}`);
+  scope.group.setAttribute('aria-label', `Allow ${label} for`);
+  scope.until.setAttribute('aria-label', `Allow ${label} until (optional)`);
   const status = formStatus();
   const decide = (decision) => async () => {
     if (!reason.value.trim()) {
@@ -408,9 +459,19 @@ function decisionForm(ctx, request, refresh) {
       reason.focus();
       return;
     }
+    let scoped = {};
+    if (decision === 'allow') {
+      try {
+        scoped = scope.read();
+      } catch (err) {
+        mount(status, h('div', { class: 'error', role: 'alert' }, err.message));
+        scope.until.focus();
+        return;
+      }
+    }
     try {
-      await api(`/api/unblock-requests/${encodeURIComponent(request.id)}/decision`, { method: 'POST', body: { decision, reason: reason.value.trim() } });
-      ctx.announce(decision === 'allow' ? `${request.host ?? 'The site'} is now allowed.` : 'The request was declined.');
+      await api(`/api/unblock-requests/${encodeURIComponent(request.id)}/decision`, { method: 'POST', body: { decision, reason: reason.value.trim(), ...scoped } });
+      ctx.announce(decision === 'allow' ? `${request.host ?? 'The site'} is now allowed${scoped.group ? ` for the ${scoped.group} group` : ''}. The person who asked has been told.` : 'The request was declined. The person who asked has been told.');
       await refresh();
     } catch (err) {
       mount(status, errorBox(err));
@@ -419,6 +480,9 @@ function decisionForm(ctx, request, refresh) {
   return h('details', { class: 'decision' },
     h('summary', {}, 'Decide'),
     h('div', { class: 'field' }, reason),
+    h('div', { class: 'field' }, scope.group),
+    h('div', { class: 'field' }, scope.until),
+    h('p', { class: 'hint' }, 'Who asked is not shown to you; they see your decision and reason in My reports, and by email when email is set up.'),
     status,
     h('div', { class: 'actions' },
       h('button', { type: 'button', class: 'small', onclick: decide('allow') }, request.host ? `Allow ${request.host}` : 'Allow'),

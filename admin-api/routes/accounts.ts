@@ -3,7 +3,7 @@ import { SchoolgateError } from '../../core/errors';
 import { writeAudit } from '../../repos/audit';
 import { getUser, listUsers, updateUser } from '../../repos/accounts';
 import { announceCredentialsChanged } from '../../core/credentials';
-import { caller, createUser, generatePassword, revokeCredentials, ROLES, type Role } from '../auth';
+import { caller, createUser, generatePassword, revokeCredentials, ROLES, setPassword, type Role } from '../auth';
 import type { AdminContext } from '../deps';
 import { errorSchema, userSchema } from '../present';
 
@@ -101,5 +101,29 @@ export const accountRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) 
     else if (newRole !== target.role) await announceCredentialsChanged(db, target.email);
     await writeAudit(db, { actor: me, action: 'user_update', target: `user:${target.id}`, details: { email: target.email, ...req.body } });
     return { user: { id: Number(x.id), email: x.email, role: x.role, displayName: x.display_name, disabled: x.disabled, createdAt: new Date(x.created_at).toISOString() } };
+  });
+
+  app.post<{ Params: { id: number }; Body: { password?: string } }>('/api/users/:id/password', {
+    config: { access: ['safeguarding_lead', 'network_manager'] },
+    schema: {
+      tags: ['accounts'],
+      summary: "Reset someone's password: set the one given, or generate one and return it once; ends every session and API token of theirs at once",
+      params: { type: 'object', required: ['id'], properties: { id: { type: 'integer', minimum: 1 } } },
+      body: { type: 'object', properties: { password: { type: 'string', minLength: 8, maxLength: 1024 } } },
+      response: { 200: { type: 'object', properties: { user: accountSchema, password: { type: 'string' } } }, 400: errorSchema, 403: errorSchema, 404: errorSchema },
+    },
+  }, async (req) => {
+    const me = caller(req);
+    const target = await getUser(db, req.params.id);
+    if (!target) throw new SchoolgateError('SG_ERR_NOT_FOUND', `user ${req.params.id}`);
+    if (!MAY_CREATE[me.role].includes(target.role)) throw new SchoolgateError('SG_ERR_FORBIDDEN', `a ${me.role} cannot manage ${target.role} accounts`);
+    // Your own needs your current password (POST /api/me/password): a session left open must not change it.
+    if (Number(target.id) === Number(me.id)) throw new SchoolgateError('SG_ERR_VALIDATION', 'change your own password with your current one (My account)');
+    const generated = req.body?.password === undefined ? generatePassword() : undefined;
+    await setPassword(db, Number(target.id), req.body?.password ?? generated!);
+    await revokeCredentials(db, { id: Number(target.id), email: target.email });
+    await writeAudit(db, { actor: me, action: 'user_password_reset', target: `user:${target.id}`, details: { email: target.email, generated: generated !== undefined } });
+    const user = { id: Number(target.id), email: target.email, role: target.role };
+    return generated ? { user, password: generated } : { user };
   });
 };

@@ -10,7 +10,7 @@ import {
 } from '../../repos/incidents';
 import { caller } from '../auth';
 import type { AdminContext } from '../deps';
-import { categoryName, errorSchema, eventSchema, incidentSchema, toEventJson, toIncidentJson } from '../present';
+import { categoryName, errorSchema, eventSchema, incidentSchema, toEventJson, toIncidentJson, withDecisions } from '../present';
 import { filterFor, filterProps, type FilterQuery } from './incident-query';
 import { pagedResponse } from './paging';
 
@@ -52,7 +52,7 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
   }, async (req) => {
     const user = caller(req);
     const page = await listIncidents(db, filterFor(user, req.query, config.timeZone), { cursor: req.query.cursor, limit: req.query.limit ?? 50, sort: req.query.sort });
-    return { items: page.rows.map(json), nextCursor: page.nextCursor };
+    return { items: await withDecisions(db, page.rows.map(json)), nextCursor: page.nextCursor };
   });
 
   app.get<{ Querystring: FilterQuery }>('/api/incidents/export.csv', {
@@ -113,7 +113,7 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
     const related = (await relatedIncidents(db, row)).filter((r) => user.role !== 'staff' || samePerson(r.user_name, user.email));
     await writeAudit(db, { actor: user, action: 'incident_view', target: `incident:${row.id}` });
     return {
-      incident: json(row), events: events.map(toEventJson), related: related.map(json),
+      incident: (await withDecisions(db, [json(row)]))[0], events: events.map(toEventJson), related: related.map(json),
       attempts: attempts.map((a) => ({ at: a.at.toISOString(), url: a.url })),
     };
   });

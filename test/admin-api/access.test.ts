@@ -116,6 +116,14 @@ const CASES: Record<string, Case> = {
   'GET /api/users': { allowed: [DSL, NM], status: 200 },
   'POST /api/users': { allowed: [DSL, NM], status: 200, req: (_h, who) => ({ body: { email: `new-by-${who ?? 'anon'}@school.example`, role: 'staff' } }) },
   'PATCH /api/users/:id': { allowed: [DSL, NM], status: 200, req: (h) => ({ url: `/api/users/${h.users.staff.id}`, body: { displayName: 'A. Teacher' } }) },
+  // A throwaway staff account each time: resetting a walker's own would end its session mid-walk.
+  'POST /api/users/:id/password': {
+    allowed: [DSL, NM], status: 200,
+    req: async (h, who) => {
+      const made = await call(h, DSL, 'POST', '/api/users', { email: `reset-for-${who ?? 'anon'}-${Date.now()}@school.example`, role: 'staff' });
+      return { url: `/api/users/${made.json().user.id}/password`, body: {} };
+    },
+  },
   'GET /': { allowed: 'public', status: 302 },
   'GET /proxy.pac': { allowed: 'public', status: 200 },
   'GET /ca.crt': { allowed: 'public', status: 200 },

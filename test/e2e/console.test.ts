@@ -368,7 +368,8 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
       await hasText(request.locator('.error'), 'Give a reason');
       await request.getByLabel(/Reason for the decision/).fill('Curriculum site, checked by the head of maths');
       await request.getByRole('button', { name: 'Allow games.example' }).click();
-      await hasText(nm.locator('#lists-unblock tbody tr'), 'Decided');
+      // The decision replaces the form: outcome and reason, as the person who asked sees them.
+      await hasText(nm.locator('#lists-unblock tbody tr'), 'Approved Curriculum site, checked by the head of maths');
       const allowed = await env.db.query<{ action: string; entry: string }>('SELECT action, entry FROM list_overrides');
       expect(allowed.rows).toEqual([{ action: 'allow', entry: 'games.example' }]);
       const decided = await env.db.query<{ status: string }>("SELECT status FROM incidents WHERE kind = 'unblock_request'");

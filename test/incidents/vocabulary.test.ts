@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROLES } from '../../admin-api/auth';
 import { INCIDENT_KINDS, INCIDENT_STATUSES, TIERS } from '../../incidents/types';
+import { UNBLOCK_OUTCOMES } from '../../core/vocabulary';
 import { openFresh, type Opened } from './helpers';
 
 /** The values of the CHECK (column IN (...)) constraint on table.column. */
@@ -41,5 +42,8 @@ describe('the database allows exactly the kinds, statuses, severity tiers and ro
   });
   it('users.role', async () => {
     expect(await checkValues(o, 'users', 'role')).toEqual([...ROLES].sort());
+  });
+  it('unblock_decisions.outcome', async () => {
+    expect(await checkValues(o, 'unblock_decisions', 'outcome')).toEqual([...UNBLOCK_OUTCOMES].sort());
   });
 });

@@ -105,7 +105,7 @@ export async function startConsoleApp(
     writeFileSync(path.join(dataDir, 'schoolgate.json'), JSON.stringify(file, null, 2));
   }
   // An empty environment: the test must not pick up the developer's SCHOOLGATE_* settings.
-  const config = { ...loadConfig({ 'data-dir': dataDir, lists: [listsDir] }, {}, dataDir), ...opts.config };
+  const config: Config = { ...loadConfig({ 'data-dir': dataDir, lists: [listsDir] }, {}, dataDir), ...opts.config };
   const db = await openDb({ databaseUrl: null, dataDir });
   await migrate(db);
   const writer = new IncidentWriter({ db, dataDir, flushMs: 1 });
