@@ -5,6 +5,7 @@ import type { ListSet, LoadReport, NormalizedUrl, SourceReport, Verdict } from '
 import { CompiledLists, ListBuilder } from './compiled';
 import { loadSources, parseLine, type FileFormat } from './parse';
 import { cacheFile, cacheKey, readCache, writeCache } from './cache';
+import { SCHOOL_SERVICES, SCHOOL_SERVICES_NAME } from './profiles';
 
 export interface OverrideEntry {
   action: 'allow' | 'block';
@@ -17,6 +18,9 @@ export interface OverrideEntry {
 export const LOCAL_ALLOW = 'local-allow';
 /** The override set's allow list, made once: classify runs per request. */
 const LOCAL_ALLOW_LIST: readonly string[] = [LOCAL_ALLOW];
+/** The school-services allow category (blocklists/profiles/school-services.json), made once likewise. */
+const SCHOOL_SERVICES_LIST: readonly string[] = [SCHOOL_SERVICES];
+const NO_BLOCK: readonly string[] = [];
 
 const emptyReport = (): LoadReport => ({ sources: [], categories: [], entries: 0, millis: 0 });
 
@@ -141,6 +145,7 @@ export class ListStore extends EventEmitter {
   private set: CompiledLists;
   private overrides: CompiledLists | null = null;
   private overrideBlock: string[] = [];
+  private services: CompiledLists | null = null;
   private lastReport: LoadReport;
   private sources: string[];
   private readonly cacheDir?: string;
@@ -255,6 +260,25 @@ export class ListStore extends EventEmitter {
     this.overrides = entries.length ? b.build() : null;
   }
 
+  /**
+   * The shipped school-services allow list (null: the school turned it off): domains that pass for
+   * every group whatever the lists say, checked after the school's own overrides (so a school's
+   * block entry still wins) and before every list.
+   */
+  setSchoolServices(domains: readonly string[] | null): void {
+    if (!domains || domains.length === 0) {
+      this.services = null;
+      return;
+    }
+    const b = new ListBuilder();
+    const cat = b.category(SCHOOL_SERVICES, { friendlyName: SCHOOL_SERVICES_NAME, usage: ['white'] });
+    for (const d of domains) {
+      const r = parseLine(b, cat, 'domains', d);
+      if (r !== null && typeof r === 'object') this.log.warn({ entry: d, reason: r.reason }, 'school service skipped');
+    }
+    this.services = b.build();
+  }
+
   /** Categories the school's own block overrides file entries under. */
   overrideCategories(): readonly string[] {
     return this.overrideBlock;
@@ -265,6 +289,11 @@ export class ListStore extends EventEmitter {
     if (ov !== null) {
       const v = ov.classify(url, this.overrideBlock, LOCAL_ALLOW_LIST);
       if (v.action === 'block' || v.allowed) return v;
+    }
+    const ss = this.services;
+    if (ss !== null) {
+      const v = ss.classify(url, NO_BLOCK, SCHOOL_SERVICES_LIST);
+      if (v.allowed) return v;
     }
     return this.set.classify(url, blockCategories, allowCategories);
   }

@@ -210,7 +210,13 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
     },
 
     decideConnect(host, identity) {
-      return decideConnect(host, identity.group, policy).action === 'tunnel' ? 'tunnel' : 'intercept';
+      const d = decideConnect(host, identity.group, policy);
+      if (d.action !== 'block') return d.action === 'tunnel' ? 'tunnel' : 'intercept';
+      // A bypassed host is never decrypted, so no page can be shown: the CONNECT is refused.
+      const category = d.category ?? null;
+      if (browsing) browsing.blocked(identity, host, category, null);
+      log.info({ host, category, reason: d.reason }, 'blocked: bypassed host refused');
+      return 'refuse';
     },
 
     onRequest(url, path, identity, connectHost, method, headers): Pass | Respond {

@@ -639,7 +639,13 @@ export function createProxy(deps: ProxyDeps): Gateway {
       socket.end(rawResponse(407, 'Proxy Authentication Required', identity.refused, `${authMessage(identity)}\n`, 'Proxy-Authenticate: Basic realm="schoolgate"\r\n'));
       return;
     }
-    if (hooks.decideConnect(host, identity) === 'tunnel') return tunnel(socket, host, hp.port, head, identity);
+    const how = hooks.decideConnect(host, identity);
+    if (how === 'tunnel') return tunnel(socket, host, hp.port, head, identity);
+    if (how === 'refuse') {
+      stats.blocked++;
+      socket.end(rawResponse(403, 'Forbidden', 'blocked', 'Blocked by the school web filter.\n'));
+      return;
+    }
     stats.intercepts++;
     const info: ConnInfo = { identity, connectHost: host, connectPort: hp.port };
     let context: Promise<tls.SecureContext> | null = null;
