@@ -22,8 +22,10 @@ export interface FilterDeps {
   identifier: ClientIdentifier;
   incidents: IncidentSink;
   referenceSecret: Buffer;
-  /** The category's friendly name for the block page (UT1 `NAME EN:`), or null. */
+  /** The category's friendly name for the block page (the shipped profile's, else UT1 `NAME EN:`), or null. */
   friendlyName: (category: string) => string | null;
+  /** Lists of content illegal to view (IWF, CTIRU): only their block page says so (default: none). */
+  illegalCategories?: readonly string[];
   /** Admin base URL: the block page's forms post to `<base>/block/report`. */
   adminBaseUrl: string;
   safeSearch: boolean;
@@ -245,7 +247,7 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
         const { key, token, at } = recordBlock(url, identity, decision, tierFor(category, identity.group, deps.severity), terms);
         const html = renderBlockPage({
           url: url.href, host: url.host, categoryName: category ? deps.friendlyName(category) ?? category : null,
-          at, reference: key, token, reportAction,
+          at, reference: key, token, reportAction, illegal: category !== null && (deps.illegalCategories?.includes(category) ?? false),
         });
         return { pass: false, status: 403, code: 'blocked', html, category, blocked: true };
       }

@@ -248,6 +248,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       incidents,
       referenceSecret,
       friendlyName: (c) => friendlyCategoryName(c, lists.current.categories),
+      illegalCategories: config.illegalCategories,
       adminBaseUrl: adminBaseUrl(effective),
       safeSearch: config.safeSearch,
       // What highSeverityCategories did for search flagging, it still does; alerts follow `severity`.

@@ -6,6 +6,7 @@ import tls from 'node:tls';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../core/config';
+import { makeLists } from '../../harness/lists';
 import { silentLogger } from '../../core/log';
 import { startSchoolgate, type SchoolgateHandle } from '../../server/start';
 import { need, sharedLists, sharedListsMissing, ut1 } from '../helpers/parts';
@@ -53,7 +54,9 @@ describe.skipIf(skip)('the UK school profile through the gateway, on the real li
     origin = await startOrigin();
     const dataDir = tmpDir('sg-uk-profile-');
     dirs.push(dataDir);
-    const lists = [ut1, ...readdirSync(blp).filter((f) => f.endsWith('.txt')).map((f) => path.join(blp, f))];
+    // Beside the real lists, an IWF-type list (illegal to view; never shipped, so made here).
+    const iwf = makeLists({ iwf: { name: 'IWF list', domains: ['csam.test'] } }, path.join(dataDir, 'iwf-lists'));
+    const lists = [ut1, ...readdirSync(blp).filter((f) => f.endsWith('.txt')).map((f) => path.join(blp, f)), iwf];
     // As a school installs it: no --categories, no policy groups, the default bypass list.
     const config = loadConfig({ 'data-dir': dataDir, lists, 'proxy-port': '0', 'admin-port': '0', 'log-level': 'silent' }, {});
     config.clients = [{ cidr: `${STAFF_IP}/32`, group: 'staff' }];
@@ -117,6 +120,16 @@ describe.skipIf(skip)('the UK school profile through the gateway, on the real li
       expect(r.status, url).toBe(403);
       expect(r.body, url).toContain(name);
       expect(r.body, url).not.toMatch(/illegal|IWF|Internet Watch Foundation/i);
+    }
+  });
+
+  it('blocks an illegal-content list for everyone, and only its page says illegal and names the IWF', async () => {
+    for (const agent of [undefined, new http.Agent({ localAddress: STAFF_IP } as http.AgentOptions)]) {
+      const r = await viaProxy(P, 'http://csam.test/', { headers: NAVIGATE, agent });
+      expect(r.status).toBe(403);
+      expect(r.headers['x-schoolgate-category']).toBe('iwf');
+      expect(r.body).toContain('illegal to view in the UK');
+      expect(r.body).toContain('Internet Watch Foundation');
     }
   });
 
