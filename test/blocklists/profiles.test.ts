@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -83,6 +83,21 @@ describe('the shipped profile and school-services files', () => {
     expect(bad).toThrow(/categories\[5\] \(z\)\.reason is required/);
     expect(() => validateSchoolServices({ entries: [{ domain: 'https://bbc.co.uk/', reason: 'x' }] })).toThrow(/entries\[0\]\.domain must be a lower-case domain/);
     expect(() => validateSchoolServices({ entries: [{ domain: 'bbc.co.uk' }] })).toThrow(/entries\[0\] \(bbc\.co\.uk\)\.reason is required/);
+  });
+
+  it('takes schoolServices from the config file as true or false only', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sg-profiles-conf-'));
+    try {
+      const file = path.join(dir, 'schoolgate.json');
+      writeFileSync(file, JSON.stringify({ schoolServices: false }));
+      expect(loadConfig({ 'data-dir': dir }, {}, dir).schoolServices).toBe(false);
+      writeFileSync(file, JSON.stringify({ schoolServices: 'no' }));
+      expect(() => loadConfig({ 'data-dir': dir }, {}, dir)).toThrow(/schoolServices/);
+      writeFileSync(file, JSON.stringify({ schoolservices: false }));
+      expect(() => loadConfig({ 'data-dir': dir }, {}, dir)).toThrow(/did you mean schoolServices/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('puts loaded categories it does not know in pupils\' and guests\' lists when black, and illegal lists in everyone\'s', () => {
