@@ -1,4 +1,5 @@
 import type { Config } from '../core/config';
+import { friendlyCategoryName } from '../blocklists/profiles';
 import type { SeverityConfig } from '../core/severity';
 import { TIERS, UNBLOCK_OUTCOMES, type ReportKind, type Tier } from '../core/vocabulary';
 import type { Queryable } from '../db/types';
@@ -39,7 +40,7 @@ const iso = (d: Date | string | null | undefined) => (d === null || d === undefi
 
 export function categoryName(lists: ListStoreLike, category: string | null): string | null {
   if (!category) return null;
-  return lists.current.categories.get(category)?.friendlyName ?? category;
+  return friendlyCategoryName(category, lists.current.categories);
 }
 
 export function toIncidentJson(row: IncidentRow, lists: ListStoreLike, config: Config): IncidentJson {

@@ -6,6 +6,8 @@ import { SchoolgateError } from '../core/errors';
 import { createLogger } from '../core/log';
 import type { ListSet } from './types';
 import { normalizeUrl } from './normalize';
+import { PolicyGroups } from './policy-groups';
+import { schoolServices } from './profiles';
 import { compileSources, describeProblems, judgeReload, ListStore } from './store';
 import { ACCEPT_MARK, defaultListsDir, progressBar, updateLists } from './update';
 
@@ -26,14 +28,16 @@ export async function checkCommand(_args: string[], values: CliValues): Promise<
   const { sources, dataDir } = listSources(values);
   const logger = createLogger({ level: config.logLevel === 'info' ? 'error' : config.logLevel });
   const store = await ListStore.open({ sources, cacheDir: path.join(dataDir, 'cache'), logger });
+  // As the gateway answers an unidentified client: the default group's categories, the school-services list first.
+  store.setSchoolServices(config.schoolServices ? schoolServices().map((s) => s.domain) : null);
   const known = store.current.categories;
-  const block = config.categories ?? store.blackCategories();
+  const block = new PolicyGroups(config, store).categoriesFor(config.defaultGroup);
   const unknown = block.filter((c) => !known.has(c));
   if (unknown.length) {
     throw new SchoolgateError('SG_ERR_USAGE', `unknown categories: ${unknown.join(', ')} (loaded: ${[...known.keys()].sort().join(', ')})`);
   }
   const allow = config.allowCategories.filter((c) => known.has(c) && !block.includes(c));
-  const invalid = await classifyStream(store.current, block, allow);
+  const invalid = await classifyStream({ categories: known, classify: (u, b, a) => store.classify(u, b, a ?? []), matches: (u) => store.current.matches(u) }, block, allow);
   if (invalid > 0) process.stderr.write(`schoolgate: ${invalid} line(s) held no parsable URL (SG_ERR_URL_INVALID); answered pass\n`);
   return 0;
 }

@@ -5,6 +5,7 @@ import type { ListSet, LoadReport, NormalizedUrl, SourceReport, Verdict } from '
 import { CompiledLists, ListBuilder } from './compiled';
 import { loadSources, parseLine, type FileFormat } from './parse';
 import { cacheFile, cacheKey, readCache, writeCache } from './cache';
+import { SCHOOL_SERVICES, SCHOOL_SERVICES_NAME } from './profiles';
 
 export interface OverrideEntry {
   action: 'allow' | 'block';
@@ -26,6 +27,9 @@ interface OverrideSet {
 export const LOCAL_ALLOW = 'local-allow';
 /** The override set's allow list, made once: classify runs per request. */
 const LOCAL_ALLOW_LIST: readonly string[] = [LOCAL_ALLOW];
+/** The school-services allow category (blocklists/profiles/school-services.json), made once likewise. */
+const SCHOOL_SERVICES_LIST: readonly string[] = [SCHOOL_SERVICES];
+const NO_BLOCK: readonly string[] = [];
 
 const emptyReport = (): LoadReport => ({ sources: [], categories: [], entries: 0, millis: 0 });
 
@@ -152,6 +156,7 @@ export class ListStore extends EventEmitter {
   /** Overrides scoped to a policy group, by group: checked before everyone's (the narrower rule wins). */
   private groupOverrides: ReadonlyMap<string, OverrideSet> = new Map();
   private overrideBlock: readonly string[] = [];
+  private services: CompiledLists | null = null;
   private lastReport: LoadReport;
   private sources: string[];
   private readonly cacheDir?: string;
@@ -285,6 +290,25 @@ export class ListStore extends EventEmitter {
     return { lists: b.build(), block: [...blockNames].sort() };
   }
 
+  /**
+   * The shipped school-services allow list (null: the school turned it off): domains that pass for
+   * every group whatever the lists say, checked after the school's own overrides (so a school's
+   * block entry still wins) and before every list.
+   */
+  setSchoolServices(domains: readonly string[] | null): void {
+    if (!domains || domains.length === 0) {
+      this.services = null;
+      return;
+    }
+    const b = new ListBuilder();
+    const cat = b.category(SCHOOL_SERVICES, { friendlyName: SCHOOL_SERVICES_NAME, usage: ['white'] });
+    for (const d of domains) {
+      const r = parseLine(b, cat, 'domains', d);
+      if (r !== null && typeof r === 'object') this.log.warn({ entry: d, reason: r.reason }, 'school service skipped');
+    }
+    this.services = b.build();
+  }
+
   /** Categories the school's own block overrides file entries under (every group's). */
   overrideCategories(): readonly string[] {
     return this.overrideBlock;
@@ -306,6 +330,11 @@ export class ListStore extends EventEmitter {
     if (ov !== null) {
       const v = ov.lists.classify(url, ov.block, LOCAL_ALLOW_LIST);
       if (v.action === 'block' || v.allowed) return v;
+    }
+    const ss = this.services;
+    if (ss !== null) {
+      const v = ss.classify(url, NO_BLOCK, SCHOOL_SERVICES_LIST);
+      if (v.allowed) return v;
     }
     return this.set.classify(url, blockCategories, allowCategories);
   }

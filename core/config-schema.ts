@@ -41,6 +41,7 @@ export const configFileKeys = {
   lists: strings('folders or files'),
   categories: nullable(strings('category names')),
   allowCategories: strings('category names'),
+  schoolServices: boolean,
   databaseUrl: nullable(string),
   allowedClients: strings('addresses or CIDRs'),
   bypassHosts: strings('host names'),

@@ -29,10 +29,15 @@ export interface Config {
   adminPort: number;
   /** UT1 folders, hosts files, AdGuard lists, plain domain lists. */
   lists: string[];
-  /** Categories blocked by default, checked in this order; null: every `black` category, by name. */
+  /**
+   * Categories blocked for every group the console and `policyGroups` do not set, in this order
+   * (squidGuard's way); null: the shipped UK school profile (blocklists/profiles/uk-schools.json).
+   */
   categories: string[] | null;
   /** Allow-list categories (UT1 `liste_blanche` and the like) that win over every block. */
   allowCategories: string[];
+  /** The shipped school-services allow list (blocklists/profiles/school-services.json), winning over list false positives. */
+  schoolServices: boolean;
   databaseUrl: string | null;
   /** CIDRs whose clients may use the gateway; everyone else is refused. */
   allowedClients: string[];
@@ -184,12 +189,13 @@ function defaults(cwd: string): Config {
     lists: [],
     categories: null,
     allowCategories: ['liste_blanche'],
+    schoolServices: true,
     databaseUrl: null,
     allowedClients: DEFAULT_ALLOWED_CLIENTS,
     bypassHosts: DEFAULT_BYPASS_HOSTS,
     proxyAuth: false,
     policyGroups: {},
-    defaultGroup: 'default',
+    defaultGroup: 'pupils',
     clients: [],
     safeSearch: true,
     retentionDays: 365,
@@ -258,7 +264,7 @@ export const flagHelp: Record<keyof typeof cliOptions, [arg: string, help: strin
   'proxy-port': ['PORT', 'proxy port (default 3128)'],
   'admin-port': ['PORT', 'console and API port (default 8081)'],
   lists: ['DIR', 'a UT1-style lists folder; repeat for more (default <data-dir>/lists)'],
-  categories: ['a,b', 'categories to block, in check order (default: every "black" category)'],
+  categories: ['a,b', 'categories to block for everyone, in check order (default: the UK school profile per group)'],
   'allow-categories': ['a,b', 'categories that always pass (e.g. liste_blanche)'],
   'allowed-clients': ['CIDRS', 'client addresses that may use the proxy (default private ranges)'],
   'bypass-hosts': ['HOSTS', 'hosts tunnelled without decryption (banks, pinned apps)'],
@@ -437,6 +443,7 @@ export function loadConfig(values: Partial<CliValues> = {}, env: NodeJS.ProcessE
   c.listExtractMaxBytes = wholeNumber('listExtractMaxBytes', env.SCHOOLGATE_LIST_EXTRACT_MAX_BYTES ?? c.listExtractMaxBytes, 1024);
   checkCidrs(c);
   if (env.SCHOOLGATE_BROWSING_LOG !== undefined) c.browsingLog = env.SCHOOLGATE_BROWSING_LOG !== '0';
+  if (typeof c.schoolServices !== 'boolean') throw new SchoolgateError('SG_ERR_CONFIG', `schoolServices must be true or false, got ${JSON.stringify(c.schoolServices)}`);
   if (typeof c.browsingLog !== 'boolean') throw new SchoolgateError('SG_ERR_CONFIG', `browsingLog must be true or false, got ${JSON.stringify(c.browsingLog)}`);
   c.browsingLogFlushMs = wholeNumber('browsingLogFlushMs', env.SCHOOLGATE_BROWSING_LOG_FLUSH_MS ?? c.browsingLogFlushMs, 100);
   c.browsingLogRetentionDays = wholeNumber('browsingLogRetentionDays', env.SCHOOLGATE_BROWSING_LOG_RETENTION_DAYS ?? c.browsingLogRetentionDays, 1);

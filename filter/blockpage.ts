@@ -31,6 +31,11 @@ export interface BlockPageInput {
   token: string;
   /** Where the forms post: `<scheme>://<pagesHost>/block/report`, answered by the gateway itself. */
   reportAction: string;
+  /**
+   * The category is a list of content illegal to view (config illegalCategories: IWF, CTIRU). Only
+   * then does the page say "illegal" and name the IWF: adult content is legal, however blocked.
+   */
+  illegal?: boolean;
 }
 
 /** One of the block page's two report forms: the same sealed reference, a different report type. */
@@ -44,6 +49,11 @@ function reportForm(p: BlockPageInput, type: ReportKind, id: string, label: stri
 </form>`;
 }
 
+const ILLEGAL_NOTE = `<p><strong>This address is on a list of content that is illegal to view in the UK.</strong>
+Do not try to reach it another way. If you came across it by accident you have done nothing wrong: tell the safeguarding lead
+with the button below. You can also report it, anonymously, to the Internet Watch Foundation (IWF) at report.iwf.org.uk.</p>
+`;
+
 export function renderBlockPage(p: BlockPageInput): string {
   // The formatter is made once per zone (core/local-time.ts): building one per page cost more CPU than forwarding a request.
   const when = localDateTimeLong(p.at, p.timeZone ?? DEFAULT_TIME_ZONE);
@@ -52,7 +62,7 @@ export function renderBlockPage(p: BlockPageInput): string {
 <h1>This page is blocked</h1>
 <p>The school's web filter stopped this page because it is in the category <strong>${escapeHtml(category)}</strong>.
 A record has been kept, as the school's acceptable use policy explains.</p>
-<dl>
+${p.illegal ? ILLEGAL_NOTE : ''}<dl>
 <dt>Website</dt><dd>${escapeHtml(p.host)}</dd>
 <dt>Address</dt><dd>${escapeHtml(p.url.length > 300 ? `${p.url.slice(0, 300)}…` : p.url)}</dd>
 <dt>Category</dt><dd>${escapeHtml(category)}</dd>

@@ -33,17 +33,18 @@ export function hostMatches(host: string, suffixes: readonly string[]): boolean 
 }
 
 /**
- * CONNECT, decided from the target alone before any TLS: bypassed hosts are tunnelled unread,
- * everything else is intercepted. A bypassed host that the lists block is intercepted all the
- * same, so its block page can be shown; with no lists loaded nothing is tunnelled (fail closed).
+ * CONNECT, decided from the target alone before any TLS: bypassed hosts (banks, health, pinned
+ * services) are never decrypted. One the lists allow for this group is tunnelled unread; one they
+ * block, or any while no lists are loaded (fail closed), is refused outright (a 403 to the CONNECT,
+ * no block page: showing one would mean decrypting it). Everything else is intercepted.
  */
 export function decideConnect(host: string, group: string, policy: Policy): Decision {
   if (!hostMatches(host, policy.bypassHosts)) return { action: 'intercept' };
   const lists = policy.lists();
-  if (!lists) return { action: 'intercept' };
+  if (!lists) return { action: 'block', reason: 'no_lists' };
   const url: NormalizedUrl = { scheme: 'https', host, port: null, path: '/', href: `https://${host}/` };
   const v = lists.classify(url, policy.categoriesFor(group), policy.allowCategories, group);
-  return v.action === 'block' ? { action: 'intercept' } : { action: 'tunnel' };
+  return v.action === 'block' ? { action: 'block', reason: 'category', category: v.category, verdict: v } : { action: 'tunnel' };
 }
 
 export interface RequestFacts {

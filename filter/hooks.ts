@@ -22,8 +22,10 @@ export interface FilterDeps {
   identifier: ClientIdentifier;
   incidents: IncidentSink;
   referenceSecret: Buffer;
-  /** The category's friendly name for the block page (UT1 `NAME EN:`), or null. */
+  /** The category's friendly name for the block page (the shipped profile's, else UT1 `NAME EN:`), or null. */
   friendlyName: (category: string) => string | null;
+  /** Lists of content illegal to view (IWF, CTIRU): only their block page says so (default: none). */
+  illegalCategories?: readonly string[];
   /** The console's address, for the network manager on the "not ready" page. */
   adminBaseUrl: string;
   /**
@@ -220,7 +222,13 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
     },
 
     decideConnect(host, identity) {
-      return decideConnect(host, identity.group, policy).action === 'tunnel' ? 'tunnel' : 'intercept';
+      const d = decideConnect(host, identity.group, policy);
+      if (d.action !== 'block') return d.action === 'tunnel' ? 'tunnel' : 'intercept';
+      // A bypassed host is never decrypted, so no page can be shown: the CONNECT is refused.
+      const category = d.category ?? null;
+      if (browsing) browsing.blocked(identity, host, category, null);
+      log.info({ host, category, reason: d.reason }, 'blocked: bypassed host refused');
+      return 'refuse';
     },
 
     onRequest(url, path, identity, connectHost, method, headers): Pass | Respond {
@@ -250,6 +258,7 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
         const html = renderBlockPage({
           url: url.href, host: url.host, categoryName: category ? deps.friendlyName(category) ?? category : null,
           at, timeZone: deps.timeZone, reference: key, token, reportAction: url.scheme === 'https' ? reportAction.https : reportAction.http,
+          illegal: category !== null && (deps.illegalCategories?.includes(category) ?? false),
         });
         return { pass: false, status: 403, code: 'blocked', html, category, blocked: true };
       }

@@ -184,7 +184,7 @@ export class ClientIdentifier {
   private lastBusyLog = 0;
 
   constructor(
-    private readonly config: Pick<Config, 'allowedClients' | 'clients' | 'defaultGroup' | 'proxyAuth' | 'policyGroups'>,
+    private readonly config: Pick<Config, 'allowedClients' | 'clients' | 'defaultGroup' | 'proxyAuth' | 'policyGroups'> & Partial<Pick<Config, 'categories'>>,
     private readonly auth: ProxyAuthDeps | null,
   ) {
     this.allowed = blockListOf(config.allowedClients);
@@ -244,11 +244,14 @@ export class ClientIdentifier {
     for (const k of stale) this.authCache.delete(k);
   }
 
-  /** A staff login picks the group named after its role when one exists, else `staff`, else the device's. */
+  /**
+   * A staff login picks the group named after its role when one exists, else `staff` (configured,
+   * or the shipped profile's when `categories` does not replace it), else the device's.
+   */
   private groupForRole(role: string, fallback: string): string {
     const groups = this.config.policyGroups;
     if (groups[role]) return role;
-    if (role !== 'auditor' && groups.staff) return 'staff';
+    if (role !== 'auditor' && (groups.staff || !this.config.categories)) return 'staff';
     return fallback;
   }
 

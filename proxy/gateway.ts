@@ -675,7 +675,13 @@ export function createProxy(deps: ProxyDeps): Gateway {
       return;
     }
     // The gateway's own name is always intercepted: tunnelling it would send it to DNS and on.
-    if (host !== pagesHost && hooks.decideConnect(host, identity) === 'tunnel') return tunnel(socket, host, hp.port, head, identity);
+    const how = host === pagesHost ? 'intercept' : hooks.decideConnect(host, identity);
+    if (how === 'tunnel') return tunnel(socket, host, hp.port, head, identity);
+    if (how === 'refuse') {
+      stats.blocked++;
+      socket.end(rawResponse(403, 'Forbidden', 'blocked', 'Blocked by the school web filter.\n'));
+      return;
+    }
     stats.intercepts++;
     const info: ConnInfo = { identity, connectHost: host, connectPort: hp.port };
     let context: Promise<tls.SecureContext> | null = null;

@@ -60,8 +60,11 @@ export interface GatewayHooks {
    * await), a promise when credentials are; a refusal answers 407.
    */
   identify(connection: Identity, req: IncomingMessage): Identity | Promise<Identity | AuthRefusal>;
-  /** CONNECT, before any TLS: tunnel unread, or intercept. */
-  decideConnect(host: string, identity: Identity): 'tunnel' | 'intercept';
+  /**
+   * CONNECT, before any TLS: tunnel unread, intercept, or refuse (403, nothing connected) a host
+   * that may not be decrypted but may not be reached either.
+   */
+  decideConnect(host: string, identity: Identity): 'tunnel' | 'intercept' | 'refuse';
   /**
    * One HTTP request, as it will be fetched: `url` is what is classified, `path` what is sent
    * upstream, `connectHost` the tunnel's CONNECT target when inside one. `method` and `headers`

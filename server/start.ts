@@ -10,6 +10,7 @@ import { checkConfiguredCategories, ListSync } from '../admin-api/list-sync';
 import { PhraseSync } from '../admin-api/phrase-sync';
 import { PhraseBook } from '../filter/phrase-book';
 import { PolicyGroups } from '../blocklists/policy-groups';
+import { friendlyCategoryName, schoolServices } from '../blocklists/profiles';
 import { ListStore } from '../blocklists/store';
 import type { ListSet } from '../blocklists/types';
 import { defaultListsDir, progressBar, updateLists } from '../blocklists/update';
@@ -153,9 +154,11 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
     cleanups.push(() => incidents.close());
 
     const lists = await ListStore.open({ sources, cacheDir: path.join(config.dataDir, 'cache'), logger });
+    // Always on unless the school says otherwise: UT1 files Teams under chat and Sparx under games.
+    lists.setSchoolServices(config.schoolServices ? schoolServices().map((s) => s.domain) : null);
     // One of each per process: the filter reads the policy groups, list sync writes them, and the
     // admin API's changes and the sync share what this process already applied.
-    const policies = new PolicyGroups(config, lists);
+    const policies = new PolicyGroups(config, lists, logger);
     const listSync = new ListSync({ db, store: lists, policies, config, logger });
     // The safeguarding phrases: one matcher for the gateway and the console's changes to it.
     const phraseSync = new PhraseSync({ db, book: new PhraseBook(), logger });
@@ -183,6 +186,8 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       );
     }
     checkConfiguredCategories(config, lists);
+    // Works the shipped profile out now, so categories it does not know are named at start.
+    if (!config.categories) policies.profileFor(config.defaultGroup);
     if (config.highSeverityCategories.length) {
       // Kept working (loadConfig mapped it), said once at start so the school moves it.
       logger.warn(
@@ -243,7 +248,8 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       identifier,
       incidents,
       referenceSecret,
-      friendlyName: (c) => lists.current.categories.get(c)?.friendlyName ?? null,
+      friendlyName: (c) => friendlyCategoryName(c, lists.current.categories),
+      illegalCategories: config.illegalCategories,
       adminBaseUrl: adminBaseUrl(effective),
       pagesHost: config.pagesHost,
       // The block page's buttons, the CA and the PAC file under a name only this gateway answers:

@@ -10,7 +10,7 @@ const FORMATS = [['ut1', 'UT1 folder or tarball'], ['hosts', 'Hosts file'], ['ad
 const FORMAT_LABEL = Object.fromEntries(FORMATS);
 const KINDS = [['domain', 'Domain (and its subdomains)'], ['url', 'Address prefix (host/path)'], ['expression', 'Expression (regular expression)']];
 
-const GROUP_SOURCE = { default: 'the default for everyone not in another group', config: 'from the configuration file', console: 'set in this console' };
+const GROUP_SOURCE = { default: 'the default for everyone not in another group', config: 'from the configuration file', console: 'set in this console', profile: 'the shipped UK school profile' };
 
 const num = (n) => (n === null || n === undefined ? '—' : Number(n).toLocaleString());
 
@@ -215,9 +215,12 @@ export async function listsPage(ctx) {
       h('p', { class: 'hint' }, 'Which categories each group of users has blocked, in the order they are checked.'),
       groups.length ? h('ul', { class: 'groups' }, groups.map((g) => h('li', {},
         h('h3', {}, g.name, g.source ? h('span', { class: 'muted small' }, ` — ${GROUP_SOURCE[g.source] ?? g.source}`) : null),
-        h('p', {}, (g.categories ?? []).length
-          ? (g.categories ?? []).map((c, i) => [i ? ', ' : '', h('span', { title: c }, categoryNames.get(c) ?? c)])
-          : h('span', { class: 'muted' }, 'Nothing blocked')),
+        g.description ? h('p', { class: 'hint' }, g.description) : null,
+        (g.categories ?? []).length
+          ? h('ul', { class: 'group-categories', 'aria-label': `Blocked for ${g.name}` }, (g.details ?? (g.categories ?? []).map((c) => ({ name: c }))).map((c) => h('li', { title: c.name },
+            c.friendlyName || categoryNames.get(c.name) || c.name,
+            c.harm && c.harm !== 'none' ? h('span', { class: 'muted small' }, ` — ${c.harm}`) : null)))
+          : h('p', {}, h('span', { class: 'muted' }, 'Nothing blocked')),
         canEdit ? h('details', {}, h('summary', {}, `Change the ${g.name} group`), groupForm(ctx, refresh, g, () => categoryNames)) : null))) : h('p', { class: 'muted' }, 'No policy groups defined: every user gets the default categories.'),
       canEdit ? h('details', { class: 'add-group' }, h('summary', {}, 'Add a policy group'), groupForm(ctx, refresh, null, () => categoryNames)) : null);
   });

@@ -1,4 +1,5 @@
 import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { friendlyCategoryName } from '../../blocklists/profiles';
 import path from 'node:path';
 import type { FastifyPluginAsync } from 'fastify';
 import { SchoolgateError } from '../../core/errors';
@@ -129,7 +130,7 @@ export const listRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) => 
     const rows = await listSources(db);
     return {
       loaded: lists.loaded,
-      categories: [...lists.current.categories.values()].sort((a, b) => a.name.localeCompare(b.name)),
+      categories: [...lists.current.categories.values()].map((c) => ({ ...c, friendlyName: friendlyCategoryName(c.name, lists.current.categories) })).sort((a, b) => a.name.localeCompare(b.name)),
       configured: config.lists,
       sources: rows.map((s) => ({
         id: s.id, name: s.name, format: s.format, location: s.location, enabled: s.enabled,

@@ -42,7 +42,7 @@ describe('GET /api/incidents', () => {
     expect(times).toEqual([...times].sort((a, b) => b - a));
     const first = items.find((i) => i.device === 'LAB-01')!;
     expect(first).toMatchObject({
-      kind: 'blocked', status: 'new', category: 'adult', categoryName: 'adult', url: 'http://porn.example/a', host: 'porn.example',
+      kind: 'blocked', status: 'new', category: 'adult', categoryName: 'Pornography', url: 'http://porn.example/a', host: 'porn.example',
       // Adult content is never labelled illegal (issue 13): only IWF/CTIRU-type lists are.
       clientIp: '10.0.0.1', user: 'amy@school.example', policyGroup: 'pupils', count: 1, illegal: false, assigneeId: null, severity: 'incident',
     });
@@ -228,7 +228,7 @@ describe('export and stats', () => {
     ]));
     const status = Object.fromEntries(s.perStatus.map((x: { status: string; count: number }) => [x.status, x.count]));
     expect(status).toMatchObject({ closed: 1, false_positive: 1 });
-    expect(s.perCategory[0]).toEqual({ category: 'adult', categoryName: 'adult', count: 7, attempts: 7 });
+    expect(s.perCategory[0]).toEqual({ category: 'adult', categoryName: 'Pornography', count: 7, attempts: 7 });
     // 09:00 UTC on 2 March is 23:00 on 1 March in Honolulu: days follow the school's time zone when asked.
     const hnl = (await call(h, 'safeguarding_lead', 'GET', `/api/stats${q}&tz=Pacific/Honolulu`)).json();
     expect(hnl.perDay).toEqual(expect.arrayContaining([{ day: '2026-03-01', category: 'adult', count: 7, attempts: 7 }, { day: '2026-03-02', category: 'games', count: 2, attempts: 2 }]));

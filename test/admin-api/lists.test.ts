@@ -95,14 +95,21 @@ describe('lists API', () => {
   });
 
   it('policy groups: set from the console, validated, and picked up by every gateway', async () => {
-    expect(secondPolicies.categoriesFor('pupils')).toEqual(['adult', 'gambling', 'games']); // default: every black category
+    expect(secondPolicies.categoriesFor('pupils')).toEqual(['adult', 'gambling', 'games']); // default: the shipped UK school profile
     const put = await call(h, 'network_manager', 'PUT', '/api/policy-groups/pupils', { categories: ['adult', 'gambling'] });
     expect(put.statusCode, put.body).toBe(200);
     expect(h.listSync.policies.categoriesFor('pupils')).toEqual(['adult', 'gambling']);
     await eventually(() => secondPolicies.categoriesFor('pupils').length === 2);
-    expect(secondPolicies.categoriesFor('staff')).toEqual(['adult', 'gambling', 'games']);
+    expect(secondPolicies.categoriesFor('staff')).toEqual(['adult', 'gambling']); // the profile's staff: games stay open
     const got = await call(h, 'safeguarding_lead', 'GET', '/api/policy-groups');
-    expect(got.json().items).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'pupils', categories: ['adult', 'gambling'], source: 'console' })]));
+    expect(got.json().items).toEqual(expect.arrayContaining([
+      expect.objectContaining({
+        name: 'pupils', categories: ['adult', 'gambling'], source: 'console',
+        details: [{ name: 'adult', friendlyName: 'Pornography', harm: 'pornography' }, { name: 'gambling', friendlyName: 'Gambling/Casino games', harm: 'gambling' }],
+      }),
+      expect.objectContaining({ name: 'staff', categories: ['adult', 'gambling'], source: 'profile', description: expect.stringMatching(/Adults at work/) }),
+      expect.objectContaining({ name: 'guests', source: 'profile' }),
+    ]));
     const unknown = await call(h, 'network_manager', 'PUT', '/api/policy-groups/pupils', { categories: ['adult', 'nosuch'] });
     expect(unknown.statusCode).toBe(400);
     expect(unknown.json().error.code).toBe('SG_ERR_VALIDATION');

@@ -142,12 +142,12 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
   it('filters the queue by category and by status, and keeps the filters in the address', async () => {
     await page.getByRole('link', { name: 'Incidents', exact: true }).click();
     await page.getByRole('heading', { name: 'Incidents', level: 1 }).waitFor();
-    await page.getByLabel('Category', { exact: true }).selectOption({ label: 'Gambling (gambling)' });
+    await page.getByLabel('Category', { exact: true }).selectOption({ label: 'Gambling/Casino games (gambling)' });
     await page.getByRole('button', { name: 'Apply filters' }).click();
     await page.waitForURL(/category=gambling/);
     await expect.poll(() => page.locator('table.incidents tbody tr').count()).toBe(2);
     const cells = await page.locator('table.incidents tbody tr td[data-label="Category"]').allTextContents();
-    expect(cells).toEqual(['Gambling', 'Gambling']);
+    expect(cells).toEqual(['Gambling/Casino games', 'Gambling/Casino games']);
     await hasText(page.locator('#results-count'), '2 incidents matching 1 filter');
     // The CSV export carries the same filter.
     expect(await page.getByRole('link', { name: /Export these incidents/ }).getAttribute('href')).toContain('category=gambling');
@@ -176,7 +176,7 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
     const id = Number(rows[0].id);
     await page.goto(`${env.base}/console/#/incidents?category=gambling`);
     await page.getByRole('link', { name: `Open incident ${id}` }).click();
-    await page.getByRole('heading', { level: 1, name: `Incident #${id}: Blocked — Gambling` }).waitFor();
+    await page.getByRole('heading', { level: 1, name: `Incident #${id}: Blocked — Gambling/Casino games` }).waitFor();
     // Back goes to the queue as it was filtered.
     expect(await page.getByRole('link', { name: '← Back to the queue' }).getAttribute('href')).toBe('#/incidents?category=gambling');
     // Only the next statuses the API accepts from "new" are offered (closing straight from new among them).
@@ -242,6 +242,15 @@ describe.skipIf(skipReason !== null)('console in Chromium', () => {
     await page.getByRole('link', { name: 'Lists' }).click();
     await page.getByRole('heading', { name: 'Lists', level: 1 }).waitFor();
     await hasText(page.locator('#lists-categories'), 'Gambling');
+    // The shipped profile's groups, each category by its English name and the DfE harm it falls
+    // under (issue 14): never a raw folder name such as agressif.
+    const groups = page.locator('#lists-groups');
+    await hasText(groups, 'the shipped UK school profile');
+    const blocked = (group: string) => groups.getByRole('list', { name: `Blocked for ${group}` }).locator('li').allInnerTexts();
+    expect(await blocked('pupils')).toEqual(['IWF list', 'Hate and violence — violence/hate', 'Gambling/Casino games — gambling', 'Games']);
+    expect(await blocked('staff')).toEqual(['IWF list', 'Hate and violence — violence/hate', 'Gambling/Casino games — gambling']);
+    expect(await blocked('guests')).toEqual(['IWF list', 'Hate and violence — violence/hate', 'Gambling/Casino games — gambling']);
+    expect(await groups.innerText()).not.toMatch(/agressif/);
     // Read-only for the DSL: no forms to change anything.
     expect(await page.getByRole('button', { name: 'Reload now' }).count()).toBe(0);
     expect(await page.getByRole('button', { name: 'Add entry' }).count()).toBe(0);

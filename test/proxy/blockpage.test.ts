@@ -37,4 +37,15 @@ describe('block page', () => {
     // every form control has a label
     for (const id of page.matchAll(/<textarea id="([^"]+)"/g)) expect(page).toContain(`<label for="${id[1]}">`);
   });
+
+  it('calls only the illegal-content lists illegal and points only them to the IWF; adult content is legal', () => {
+    const base = { url: 'http://x.test/', host: 'x.test', at: new Date(), reference: 'r', token: 't', reportAction: 'http://127.0.0.1:8081/block/report' };
+    for (const categoryName of ['Pornography', 'Lingerie and swimwear', 'Gambling/Casino games']) {
+      expect(renderBlockPage({ ...base, categoryName }), categoryName).not.toMatch(/illegal|IWF|Internet Watch Foundation/i);
+      expect(renderBlockPage({ ...base, categoryName, illegal: false }), categoryName).not.toMatch(/illegal|IWF/i);
+    }
+    const iwf = renderBlockPage({ ...base, categoryName: 'IWF list', illegal: true });
+    expect(iwf).toContain('illegal to view in the UK');
+    expect(iwf).toContain('Internet Watch Foundation (IWF)');
+  });
 });

@@ -70,7 +70,7 @@ describe.skipIf(skip)('gateway, end to end in one process', () => {
     expect(key).toBeTruthy();
     const rows = await incidents('idempotency_key = $1', [key]);
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ kind: 'blocked', host: GAMBLING_HOST, category: 'gambling', client_ip: '127.0.0.1', url: `http://${GAMBLING_HOST}/casino?game=1`, policy_group: 'default' });
+    expect(rows[0]).toMatchObject({ kind: 'blocked', host: GAMBLING_HOST, category: 'gambling', client_ip: '127.0.0.1', url: `http://${GAMBLING_HOST}/casino?game=1`, policy_group: 'pupils' });
   });
 
   it('intercepts allowed HTTPS with a certificate from the school CA and fetches the origin over verified TLS', async () => {

@@ -52,13 +52,14 @@ describe('policy decisions', () => {
     expect(hostMatches('nhs.uk.evil.test', ['nhs.uk'])).toBe(false);
   });
 
-  it('tunnels bypassed hosts, intercepts the rest, and intercepts a bypassed host the lists block', () => {
+  it('tunnels bypassed hosts, intercepts the rest, and never decrypts a bypassed host: one the lists block is refused', () => {
     expect(decideConnect('www.nhs.uk', 'pupils', policy)).toEqual({ action: 'tunnel' });
     expect(decideConnect('example.test', 'pupils', policy)).toEqual({ action: 'intercept' });
-    expect(decideConnect('games.test', 'pupils', policy)).toEqual({ action: 'intercept' });
-    expect(decideConnect('bank.test', 'pupils', policy)).toEqual({ action: 'intercept' }); // blocked: its page must show
+    expect(decideConnect('games.test', 'pupils', policy)).toEqual({ action: 'intercept' }); // not bypassed: its block page shows over TLS
+    // Bypassed and blocked for this group: refused at CONNECT (no page, which would mean decrypting it).
+    expect(decideConnect('bank.test', 'pupils', policy)).toMatchObject({ action: 'block', reason: 'category', category: 'games' });
     expect(decideConnect('bank.test', 'staff', policy)).toEqual({ action: 'tunnel' });
-    expect(decideConnect('pinned.test', 'pupils', { ...policy, lists: () => null })).toEqual({ action: 'intercept' }); // fail closed
+    expect(decideConnect('pinned.test', 'pupils', { ...policy, lists: () => null })).toEqual({ action: 'block', reason: 'no_lists' }); // fail closed, still unread
   });
 
   it('blocks by the group’s categories, lets allow-lists win, and fails closed without lists', () => {
