@@ -53,10 +53,12 @@ async function login(email: string): Promise<string> {
   return res.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
 }
 
+/** A block page's form posted as the browser does: through the proxy (the action names the gateway's own name). */
 function postFrom(from: string, action: string, form: Record<string, string>): Promise<number> {
   const body = new URLSearchParams(form).toString();
   return new Promise((resolve, reject) => {
-    const req = http.request(action, { method: 'POST', localAddress: from, headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) } }, (res) => {
+    const headers = { host: new URL(action).host, 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) };
+    const req = http.request({ host: '127.0.0.1', port: gw.proxyPort, path: action, method: 'POST', localAddress: from, headers }, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode ?? 0));
     });

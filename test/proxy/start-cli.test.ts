@@ -124,7 +124,7 @@ describe.skipIf(skip)('schoolgate start (CLI)', () => {
     });
     const { proxy, admin, banner } = await sg.ready;
     expect(banner).toContain('NO LISTS LOADED');
-    expect(banner).toContain('schoolgate lists update --from DIR|URL');
+    expect(banner).toContain(`npx schoolgate lists update --from http://127.0.0.1:`);
     const closed = curlGet(['-x', `http://127.0.0.1:${proxy}`, 'http://any.example.test/']);
     expect(closed.status).toBe(403);
     expect(closed.body).toContain('not ready');
