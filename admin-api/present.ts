@@ -1,6 +1,6 @@
 import type { Config } from '../core/config';
 import type { SeverityConfig } from '../core/severity';
-import { TIERS, type ReportKind, type Tier } from '../core/vocabulary';
+import { IDENTITY_SOURCES, TIERS, type IdentitySource, type ReportKind, type Tier } from '../core/vocabulary';
 import { tierFor } from '../filter/safeguarding/tiers';
 import type { IncidentEventRow, IncidentRow } from '../repos/incidents';
 import type { ListStoreLike } from './deps';
@@ -30,6 +30,8 @@ export interface IncidentJson {
   relatedKey: string | null;
   /** The safeguarding phrase that flagged a search; null for every other incident. */
   matchedPhrase: string | null;
+  /** Which source named the person (README "Identity"); null on older incidents and console reports. */
+  identitySource: IdentitySource | null;
   illegal: boolean;
 }
 
@@ -63,6 +65,7 @@ export function toIncidentJson(row: IncidentRow, lists: ListStoreLike, config: C
     assigneeId: row.assignee_id === null || row.assignee_id === undefined ? null : Number(row.assignee_id),
     relatedKey: row.related_key ?? null,
     matchedPhrase: row.matched_phrase ?? null,
+    identitySource: row.identity_source ?? null,
     illegal: row.category !== null && config.illegalCategories.includes(row.category),
   };
 }
@@ -108,6 +111,7 @@ export const incidentSchema = {
     assigneeId: { type: ['integer', 'null'] },
     relatedKey: nullableString,
     matchedPhrase: nullableString,
+    identitySource: { type: ['string', 'null'], enum: [...IDENTITY_SOURCES, null] },
     illegal: { type: 'boolean' },
   },
 } as const;

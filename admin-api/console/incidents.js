@@ -11,6 +11,14 @@ const FILTERS = ['status', 'severity', 'kind', 'category', 'user', 'q', 'from', 
 // Most urgent first in the select, as the DSL reads it.
 const SEVERITY_OPTIONS = [...TIERS].reverse();
 const CHART_DAYS = 14;
+/** Which source named the person (core/vocabulary.ts IDENTITY_SOURCES): how sure the name is. */
+const IDENTITY_SOURCE_LABELS = {
+  radius: 'Wi-Fi / network sign-in (RADIUS)',
+  proxy_auth: 'Proxy sign-in (console account)',
+  directory: 'Proxy sign-in (school directory)',
+  clients: 'Address map (clients setting)',
+  unknown: 'Nobody (address only)',
+};
 
 
 // "Back to the queue" returns to the queue as it was filtered, not to a fresh one.
@@ -298,6 +306,7 @@ export async function incidentPage(ctx, flash) {
     ['Timeline', isDsl && (inc.user || inc.clientIp) ? h('a', { href: `#/incidents/${inc.id}/timeline`, id: 'timeline-link' }, 'Open their timeline (incidents and browsing around each; recorded in the audit log)') : null],
     ['Device', inc.device],
     ['Client IP', inc.clientIp],
+    ['Named by', inc.identitySource ? IDENTITY_SOURCE_LABELS[inc.identitySource] ?? inc.identitySource : null],
     ['Policy group', inc.policyGroup],
     ['Search terms', inc.searchTerms],
     ['Phrase that fired', inc.matchedPhrase],
