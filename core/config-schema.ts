@@ -73,6 +73,7 @@ export const configFileKeys = {
   browsingLogFlushMs: numeric,
   browsingLogRetentionDays: numeric,
   browsingLogMaxPending: numeric,
+  radiusAccounting: nullable(object({ port: numeric, secretFile: string, listen: string, expiryMinutes: numeric }, ['port', 'secretFile'])),
 } satisfies Record<string, Shape>;
 
 const configFileSchema = object(configFileKeys);
