@@ -9,10 +9,12 @@
  * authentication (no 407, even with a valid Proxy-Authorization for someone else).
  */
 import { execFile } from 'node:child_process';
+import dgram from 'node:dgram';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { promisify } from 'node:util';
+import radius from 'radius';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createUser } from '../../admin-api/auth';
 import { toIncidentJson } from '../../admin-api/present';
@@ -63,6 +65,23 @@ async function acct(gw: Gw, attrs: Record<string, string>, secret = SECRET): Pro
   const body = Object.entries(attrs).map(([k, v]) => `${k} = ${k === 'Acct-Status-Type' || k === 'Framed-IP-Address' ? v : JSON.stringify(v)}`).join('\n');
   const r = await runCommand('radclient', ['-r', '1', '-t', '2', `127.0.0.1:${gw.handle.radius!.port}`, 'acct', secret], { stdin: `${body}\n` });
   return r.code === 0 && /Received Accounting-Response/.test(r.stdout);
+}
+
+/** Whether the listener answers this packet within 1.5 s. */
+async function answered(gw: Gw, packet: Buffer): Promise<boolean> {
+  const socket = dgram.createSocket('udp4');
+  try {
+    return await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 1500);
+      socket.once('message', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+      socket.send(packet, gw.handle.radius!.port, '127.0.0.1');
+    });
+  } finally {
+    socket.close();
+  }
 }
 
 /** A blocked page opened from `from` (curl bound there); returns the status and the incident it made. */
@@ -120,8 +139,14 @@ describe.skipIf(skip !== null)('RADIUS accounting (radclient) through the gatewa
   it('ignores a packet signed with the wrong secret: no answer, nobody named', async () => {
     const bad = gw.handle.radius!.listener.stats().badSecret;
     expect(await acct(gw, { 'Acct-Status-Type': 'Start', 'User-Name': 'mallory@school.example', 'Framed-IP-Address': '127.0.0.24' }, 'not the secret')).toBe(false);
-    expect(gw.handle.radius!.listener.stats().badSecret).toBeGreaterThan(bad);
     expect((await blockedFrom(gw, '127.0.0.24', 'casino.test')).incident).toMatchObject({ user_name: null, identity_source: 'unknown' });
+    expect(gw.handle.radius!.listener.stats().badSecret).toBeGreaterThan(bad);
+    // radclient cannot tell "no answer" from "an answer it cannot verify": a socket of our own can.
+    const packet = radius.encode({ code: 'Accounting-Request', secret: 'not the secret', attributes: [['Acct-Status-Type', 'Start'], ['User-Name', 'mallory@school.example'], ['Framed-IP-Address', '127.0.0.24']] });
+    expect(await answered(gw, packet)).toBe(false);
+    // The same packet with the right secret is answered (so the silence above is the secret's doing).
+    const good = radius.encode({ code: 'Accounting-Request', secret: SECRET, attributes: [['Acct-Status-Type', 'Interim-Update'], ['User-Name', 'lee@school.example'], ['Framed-IP-Address', '127.0.0.26']] });
+    expect(await answered(gw, good)).toBe(true);
   });
 
   it('an Interim-Update maps an address whose Start it never saw (a restart in between)', async () => {
