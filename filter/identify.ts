@@ -87,7 +87,7 @@ export interface ProxyAuthDeps {
  * so it answers from memory in O(1), never awaiting.
  */
 export interface AddressSessions {
-  /** The live session for this plain address, or undefined (ended and expired ones are none). */
+  /** The live session for this plain address, or undefined (ended ones at once, expired ones within seconds). */
   at(ip: string): AddressSession | undefined;
 }
 

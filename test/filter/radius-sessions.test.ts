@@ -16,16 +16,19 @@ import { RadiusSessions, readRadiusSecret } from '../../filter/radius';
 const MIN = 60_000;
 
 describe('RadiusSessions', () => {
-  it('holds an address until its expiry; an Interim-Update moves the expiry on', () => {
+  it('holds an address until its expiry (the sweep drops it); an Interim-Update moves the expiry on', () => {
     const clock = { t: 1_000_000 };
     const s = new RadiusSessions(10 * MIN, () => clock.t);
     s.hold('10.0.0.5', 'sam@school.example', 'a', '192.0.2.1');
     clock.t += 9 * MIN;
+    s.sweep();
     expect(s.at('10.0.0.5')?.user).toBe('sam@school.example');
     s.hold('10.0.0.5', 'sam@school.example', 'a', '192.0.2.1'); // interim
     clock.t += 9 * MIN;
+    s.sweep();
     expect(s.at('10.0.0.5')?.user).toBe('sam@school.example');
     clock.t += 1 * MIN + 1;
+    s.sweep();
     expect(s.at('10.0.0.5')).toBeUndefined();
     expect(s.size).toBe(0);
   });
