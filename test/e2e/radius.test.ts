@@ -23,12 +23,12 @@ import { createLogger } from '../../core/log';
 import { makeLists } from '../../harness/lists';
 import type { IncidentRow } from '../../repos/incidents';
 import { startSchoolgate, type SchoolgateHandle } from '../../server/start';
-import { commandMissing, need } from '../helpers/parts';
+import { commandMissing, need, radclientMissing } from '../helpers/parts';
 import { runCommand } from '../helpers/process';
 import { loopbackLookup, tempDir } from './fixtures';
 
 const run = promisify(execFile);
-const skip = need('radclient', commandMissing('radclient', 'freeradius-utils')) ?? need('curl', commandMissing('curl', 'curl'));
+const skip = need('radclient', radclientMissing()) ?? need('curl', commandMissing('curl', 'curl'));
 
 const SECRET = 'a shared secret 7f3a';
 const BLOCKED = ['casino.test', 'casino2.test', 'casino3.test', 'casino4.test', 'casino5.test', 'casino6.test', 'casino7.test'];
