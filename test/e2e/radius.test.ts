@@ -85,15 +85,16 @@ async function answered(gw: Gw, packet: Buffer): Promise<boolean> {
 }
 
 /** A blocked page opened from `from` (curl bound there); returns the status and the incident it made. */
-async function blockedFrom(gw: Gw, from: string, host: string, headers: string[] = []): Promise<{ status: number; incident: IncidentRow | null }> {
+async function blockedFrom(gw: Gw, from: string, host: string, headers: string[] = []): Promise<{ status: number; incident: IncidentRow | null; page: string }> {
   const url = `http://${host}/page-${Math.random().toString(36).slice(2)}`;
   const { stdout } = await run('curl', [
-    '-sS', '--max-time', '15', '--interface', from, '-x', `http://127.0.0.1:${gw.handle.proxyPort}`, '-o', '/dev/null', '-w', '%{http_code}',
+    '-sS', '--max-time', '15', '--interface', from, '-x', `http://127.0.0.1:${gw.handle.proxyPort}`, '-w', '\n%{http_code}',
     '-H', 'Sec-Fetch-Dest: document', '-H', 'Sec-Fetch-Mode: navigate', ...headers.flatMap((h) => ['-H', h]), url,
   ]);
   await gw.handle.incidents.flush();
   const rows = await gw.handle.db.query<IncidentRow>('SELECT * FROM incidents WHERE url = $1 AND client_ip = $2', [url, from]);
-  return { status: Number(stdout), incident: rows.rows[0] ?? null };
+  const i = stdout.lastIndexOf('\n');
+  return { status: Number(stdout.slice(i + 1)), incident: rows.rows[0] ?? null, page: stdout.slice(0, i) };
 }
 
 describe.skipIf(skip !== null)('RADIUS accounting (radclient) through the gateway', () => {
@@ -124,6 +125,13 @@ describe.skipIf(skip !== null)('RADIUS accounting (radclient) through the gatewa
     expect(named.incident).toMatchObject({ user_name: 'sam.jones@school.example', identity_source: 'radius', policy_group: 'default' });
     // As the DSL's incident detail shows it.
     expect(toIncidentJson(named.incident!, gw.handle.lists, gw.handle.config)).toMatchObject({ user: 'sam.jones@school.example', identitySource: 'radius' });
+    // A self-report from that block page is the same person's, named by the same source.
+    const ref = /name="ref" value="([^"]+)"/.exec(named.page)?.[1];
+    expect(ref).toBeTruthy();
+    const report = await run('curl', ['-sS', '--max-time', '15', '--interface', '127.0.0.21', '-H', 'Accept: application/json', '--data-urlencode', `ref=${ref}`, '-d', 'type=self_report', `http://127.0.0.1:${gw.handle.adminPort}/block/report`]);
+    const filed = JSON.parse(report.stdout) as { key: string };
+    await gw.handle.incidents.flush();
+    expect((await gw.handle.db.query<IncidentRow>('SELECT * FROM incidents WHERE idempotency_key = $1', [filed.key])).rows[0]).toMatchObject({ kind: 'self_report', user_name: 'sam.jones@school.example', identity_source: 'radius' });
     // Only that address: its neighbour is nobody.
     expect((await blockedFrom(gw, '127.0.0.23', 'casino2.test')).incident).toMatchObject({ user_name: null, identity_source: 'unknown' });
 
