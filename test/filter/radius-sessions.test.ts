@@ -5,13 +5,16 @@
  * addresses held, and the radiusAccounting config checks. radclient against the running gateway
  * is test/e2e/radius.test.ts.
  */
+import dgram from 'node:dgram';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import radius from 'radius';
 import { afterAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../core/log';
 import { loadConfig } from '../../core/config';
 import { ClientIdentifier } from '../../filter/identify';
-import { RadiusSessions, readRadiusSecret } from '../../filter/radius';
+import { RadiusListener, RadiusSessions, readRadiusSecret } from '../../filter/radius';
 
 const MIN = 60_000;
 
@@ -131,5 +134,45 @@ describe('radiusAccounting config', () => {
     writeFileSync(f, '\n');
     expect(() => readRadiusSecret(f)).toThrow(/SG_ERR_CONFIG|empty/);
     expect(() => readRadiusSecret(path.join(dir, 'absent'))).toThrow(/cannot be read: ENOENT/);
+  });
+});
+
+describe('RadiusListener, packets made with the radius package', () => {
+  const SECRET = 'listener test secret';
+  /** Sends one packet and waits for the Accounting-Response (true) or 1 s of silence (false). */
+  async function send(port: number, attributes: Array<[string | number, unknown]>): Promise<boolean> {
+    const socket = dgram.createSocket('udp4');
+    try {
+      return await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), 1000);
+        socket.once('message', (m) => {
+          clearTimeout(timer);
+          resolve(radius.decode({ packet: m, secret: SECRET }).code === 'Accounting-Response');
+        });
+        socket.send(radius.encode({ code: 'Accounting-Request', secret: SECRET, attributes }), port, '127.0.0.1');
+      });
+    } finally {
+      socket.close();
+    }
+  }
+
+  it('maps Framed-IPv6-Address, answers a request naming nobody without mapping it, and ends a controller\'s sessions on Accounting-On', async () => {
+    const sessions = new RadiusSessions(10 * MIN);
+    const listener = new RadiusListener({ port: 0, listen: '127.0.0.1', secret: SECRET, sessions, logger: silentLogger });
+    const port = await listener.listen();
+    try {
+      // RFC 6911 attribute 168 is not in the package's dictionaries: sent raw, as a controller would.
+      const v6 = Buffer.from('fd000000000000000000000000000005', 'hex');
+      expect(await send(port, [['Acct-Status-Type', 'Start'], ['User-Name', 'v6@school.example'], [168, v6]])).toBe(true);
+      expect(sessions.at('fd00::5')?.user).toBe('v6@school.example');
+      expect(await send(port, [['Acct-Status-Type', 'Start'], ['Framed-IP-Address', '10.9.9.9']])).toBe(true);
+      expect(await send(port, [['Acct-Status-Type', 'Start'], ['User-Name', 'bad\u0001name'], ['Framed-IP-Address', '10.9.9.8']])).toBe(true);
+      expect([sessions.at('10.9.9.9'), sessions.at('10.9.9.8')]).toEqual([undefined, undefined]);
+      expect(await send(port, [['Acct-Status-Type', 'Accounting-On']])).toBe(true);
+      expect(sessions.size).toBe(0);
+      expect(listener.stats()).toMatchObject({ accepted: 4, starts: 3, badSecret: 0, sessions: 0 });
+    } finally {
+      await listener.close();
+    }
   });
 });
