@@ -1,7 +1,7 @@
 import type { Config } from '../core/config';
 import { friendlyCategoryName } from '../blocklists/profiles';
 import type { SeverityConfig } from '../core/severity';
-import { TIERS, UNBLOCK_OUTCOMES, type ReportKind, type Tier } from '../core/vocabulary';
+import { IDENTITY_SOURCES, TIERS, UNBLOCK_OUTCOMES, type IdentitySource, type ReportKind, type Tier } from '../core/vocabulary';
 import type { Queryable } from '../db/types';
 import { unblockDecisionsFor, type UnblockDecisionRow } from '../repos/unblock';
 import { tierFor } from '../filter/safeguarding/tiers';
@@ -33,6 +33,8 @@ export interface IncidentJson {
   relatedKey: string | null;
   /** The safeguarding phrase that flagged a search; null for every other incident. */
   matchedPhrase: string | null;
+  /** Which source named the person (README "Identity"); null on older incidents and console reports. */
+  identitySource: IdentitySource | null;
   illegal: boolean;
 }
 
@@ -66,6 +68,7 @@ export function toIncidentJson(row: IncidentRow, lists: ListStoreLike, config: C
     assigneeId: row.assignee_id === null || row.assignee_id === undefined ? null : Number(row.assignee_id),
     relatedKey: row.related_key ?? null,
     matchedPhrase: row.matched_phrase ?? null,
+    identitySource: row.identity_source ?? null,
     illegal: row.category !== null && config.illegalCategories.includes(row.category),
   };
 }
@@ -131,6 +134,7 @@ export const incidentSchema = {
     assigneeId: { type: ['integer', 'null'] },
     relatedKey: nullableString,
     matchedPhrase: nullableString,
+    identitySource: { type: ['string', 'null'], enum: [...IDENTITY_SOURCES, null] },
     illegal: { type: 'boolean' },
     // An unblock request's outcome, for the person who asked (absent on other kinds).
     decision: { anyOf: [unblockDecisionSchema, { type: 'null' }] },

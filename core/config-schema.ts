@@ -79,6 +79,7 @@ export const configFileKeys = {
   browsingLogMaxPending: numeric,
   timeZone: { t: 'custom', check: (v, at, problems) => { const p = timeZoneProblem(v, at); if (p) problems.push(p); } },
   oidc: { t: 'custom', check: (v, at, problems) => oidcProblems(v, at, problems) },
+  radiusAccounting: nullable(object({ port: numeric, secretFile: string, listen: string, expiryMinutes: numeric }, ['port', 'secretFile'])),
 } satisfies Record<string, Shape>;
 
 const configFileSchema = object(configFileKeys);

@@ -119,7 +119,27 @@ export interface Config {
   // issue 15 point 3
   /** Console sign-in with the school's identity provider (OpenID Connect); null: passwords only. */
   oidc: OidcConfig | null;
+  // identity (issue 15, point 2)
+  /**
+   * RADIUS accounting from the school's Wi-Fi controller or NAC (filter/radius.ts): who holds each
+   * address, named on every request from it without a proxy password. Null: not listened for.
+   */
+  radiusAccounting: RadiusAccountingConfig | null;
 }
+
+export interface RadiusAccountingConfig {
+  /** UDP port for Accounting-Request (1813 is the standard one). */
+  port: number;
+  /** File holding the shared secret (its first line); read at start, never logged. */
+  secretFile: string;
+  /** Address to listen on; default the gateway's `listen`. */
+  listen?: string;
+  /** A mapping with no Interim-Update or Stop for this long is forgotten (default 600: a school day). */
+  expiryMinutes?: number;
+}
+
+/** Default of radiusAccounting.expiryMinutes: a school day, for controllers that send no interim updates. */
+export const DEFAULT_RADIUS_EXPIRY_MINUTES = 600;
 
 // A setting added to Config without a schema entry would be refused in the file, and a schema
 // entry with no setting would be accepted and ignored: both fail to compile instead.
@@ -222,6 +242,7 @@ function defaults(cwd: string): Config {
     browsingLogMaxPending: 200_000,
     timeZone: DEFAULT_TIME_ZONE,
     oidc: null,
+    radiusAccounting: null,
   };
 }
 
@@ -370,6 +391,18 @@ function checkCidrs(c: Config): void {
   c.clients.forEach((v, i) => check(`clients[${i}].cidr`, (v as { cidr?: unknown } | null)?.cidr));
 }
 
+/** The file's shape is checked already (config-schema.ts); here the values, each error naming its key. */
+function checkRadius(r: RadiusAccountingConfig, listen: string, cwd: string): RadiusAccountingConfig {
+  const at = (k: string) => `radiusAccounting.${k}`;
+  const p = port(at('port'), r.port);
+  if (p === undefined) throw new SchoolgateError('SG_ERR_CONFIG', `${at('port')} must be a port number, got ${JSON.stringify(r.port)}`);
+  if (typeof r.secretFile !== 'string' || r.secretFile.trim() === '') throw new SchoolgateError('SG_ERR_CONFIG', `${at('secretFile')} must name the file holding the shared secret`);
+  const addr = r.listen ?? listen;
+  if (net.isIP(addr) === 0) throw new SchoolgateError('SG_ERR_CONFIG', `${at('listen')} must be an IP address, got ${JSON.stringify(addr)}`);
+  const expiryMinutes = wholeNumber(at('expiryMinutes'), r.expiryMinutes ?? DEFAULT_RADIUS_EXPIRY_MINUTES, 1);
+  return { port: p, secretFile: path.resolve(cwd, r.secretFile), listen: addr, expiryMinutes };
+}
+
 /**
  * `highSeverityCategories` named the categories that alert, before severity tiers. A school's list
  * keeps alerting: each category becomes `alert` unless `severity.categories` already decides it
@@ -461,6 +494,7 @@ export function loadConfig(values: Partial<CliValues> = {}, env: NodeJS.ProcessE
   c.oidc = validateOidcConfig(c.oidc ?? null);
   // Relative to where the command runs, as list folders are.
   if (c.oidc) c.oidc = { ...c.oidc, clientSecretFile: path.resolve(cwd, c.oidc.clientSecretFile) };
+  if (c.radiusAccounting) c.radiusAccounting = checkRadius(c.radiusAccounting, c.listen, cwd);
   return c;
 }
 

@@ -66,6 +66,8 @@ export const codes = {
   SG_ERR_BROWSING_LOG: 'browsing log not written: the database is unavailable; rows kept in memory up to browsingLogMaxPending, dropped and counted beyond',
   // console sign-in with the school's identity provider (issue 15 point 3)
   SG_ERR_OIDC: 'sign-in with the identity provider failed',
+  // identity (issue 15, point 2)
+  SG_ERR_RADIUS: 'RADIUS accounting packets not used: wrong shared secret, or too many addresses held',
   SG_ERR_INTERNAL: 'internal error',
 } as const;
 

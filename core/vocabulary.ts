@@ -30,3 +30,12 @@ export type Role = (typeof ROLES)[number];
 /** What the network manager decided on an unblock request; kept for the person who asked. */
 export const UNBLOCK_OUTCOMES = ['approved', 'declined'] as const;
 export type UnblockOutcome = (typeof UNBLOCK_OUTCOMES)[number];
+/**
+ * Which source named the person behind a request (issue 15, point 5), in the order the gateway
+ * asks them (filter/identify.ts, README "Identity"): the school's RADIUS accounting (Wi-Fi
+ * controller or NAC), proxy sign-in (console accounts: `proxy_auth`; the school's directory:
+ * `directory`), the config's `clients` map, or nobody (`unknown`). Stored with each incident
+ * (`incidents.identity_source`, migration 019) so the DSL can weigh how sure the name is.
+ */
+export const IDENTITY_SOURCES = ['radius', 'proxy_auth', 'directory', 'clients', 'unknown'] as const;
+export type IdentitySource = (typeof IDENTITY_SOURCES)[number];

@@ -147,7 +147,7 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
         deps.incidents.record({
           kind: 'flagged_search', user: identity.user, device: identity.device, clientIp: identity.clientIp, gateway: deps.gatewayName ?? null,
           url: url.href, host: url.host, category: top.category, policyGroup: identity.group, searchTerms: search.terms,
-          severity: tier, matchedPhrase: top.phrase,
+          severity: tier, matchedPhrase: top.phrase, identitySource: identity.source,
         });
         // Which list fired is for the network manager's log; who searched, and what, is for the DSL's console.
         log.info({ host: url.host, category: top.category, severity: tier }, 'search flagged');
@@ -166,6 +166,7 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
       deps.incidents.record({
         kind: 'flagged_search', user: identity.user, device: identity.device, clientIp: identity.clientIp, gateway: deps.gatewayName ?? null,
         url: url.href, host: url.host, category: flagged, policyGroup: identity.group, searchTerms: search.terms, severity: tierFor(flagged, identity.group, severity),
+        identitySource: identity.source,
       });
     }
     return { path: forward };
@@ -189,7 +190,7 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
       deps.incidents.record({
         idempotencyKey: key, occurredAt: at, kind: 'blocked', user: identity.user, device: identity.device, clientIp: identity.clientIp,
         gateway: deps.gatewayName ?? null, url: url.href, host: url.host, category, policyGroup: identity.group, searchTerms: terms ?? null, note: note ?? null,
-        severity,
+        severity, identitySource: identity.source,
       });
     }
     const reason = decision.action === 'block' ? decision.reason : undefined;
@@ -197,11 +198,12 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
     log.info({ host: url.host, category, reason, severity }, 'blocked');
     if (debug) log.debug({ clientIp: identity.clientIp, user: identity.user, device: identity.device, key }, 'blocked: who');
     // Everything the sealed reference says, so a reused one never says anything else.
-    const same = `${identity.clientIp ?? ''}\u0000${identity.user ?? ''}\u0000${identity.group ?? ''}\u0000${category ?? ''}\u0000${url.href}`;
+    const same = `${identity.clientIp ?? ''}\u0000${identity.user ?? ''}\u0000${identity.group ?? ''}\u0000${identity.source}\u0000${category ?? ''}\u0000${url.href}`;
     const before = note === undefined ? shown.get(same) : undefined;
     if (before) return { key: before.key, token: before.token, at };
     const token = sealReference(deps.referenceSecret, {
       k: key, url: url.href, host: url.host, category, clientIp: identity.clientIp, user: identity.user, group: identity.group, t: at.getTime(),
+      src: identity.source,
     });
     if (note === undefined) shown.set(same, { key, token });
     return { key, token, at };
@@ -213,12 +215,10 @@ export function createFilterHooks(deps: FilterDeps): GatewayHooks {
     },
 
     identify(connection: Identity, req: IncomingMessage) {
-      // With proxy authentication off, the address decides and Proxy-Authorization is never read.
-      if (!identifier.requiresAuth) return connection;
-      const header = req.headers['proxy-authorization'];
-      return identifier.identify(connection.clientIp, Array.isArray(header) ? header[0] : header).then((r) =>
-        r.ok ? r.identity : { refused: r.code === 'SG_ERR_PROXY_AUTH_LOCKED' ? r.code : 'SG_ERR_PROXY_AUTH' },
-      );
+      // The precedence (RADIUS, proxy sign-in, clients map, nobody) is identify.ts's `who`; with
+      // proxy authentication off, Proxy-Authorization is not even read.
+      const header = identifier.requiresAuth ? req.headers['proxy-authorization'] : undefined;
+      return identifier.who(connection, Array.isArray(header) ? header[0] : header);
     },
 
     decideConnect(host, identity) {

@@ -4,12 +4,13 @@ import { LRUCache } from 'lru-cache';
 import { parseCidr, type Config } from '../core/config';
 import { plainIp } from '../core/host';
 import type { Logger } from '../core/log';
+import type { IdentitySource } from '../core/vocabulary';
 import type { Queryable } from '../db/types';
 import { findUserByEmail } from '../repos/accounts';
 
 // Defined where the protocol carries it from a connection to its requests (proxy/hooks.ts).
 export type { Identity } from '../proxy/hooks';
-import type { Identity } from '../proxy/hooks';
+import type { AuthRefusal, Identity } from '../proxy/hooks';
 
 export type RefusalCode = 'SG_ERR_CLIENT_DENIED' | 'SG_ERR_PROXY_AUTH' | 'SG_ERR_PROXY_AUTH_LOCKED';
 export type IdentifyResult = { ok: true; identity: Identity } | { ok: false; code: RefusalCode };
@@ -78,6 +79,34 @@ export interface ProxyAuthDeps {
   logger?: Logger;
   /** Milliseconds; tests move it on instead of waiting for a lock to end. */
   now?: () => number;
+}
+
+/**
+ * Who holds an address by the school network's own record (RADIUS accounting from the Wi-Fi
+ * controller or NAC: filter/radius.ts's RadiusSessions). Asked on every request outside a tunnel,
+ * so it answers from memory in O(1), never awaiting.
+ */
+export interface AddressSessions {
+  /** The live session for this plain address, or undefined (ended ones at once, expired ones within seconds). */
+  at(ip: string): AddressSession | undefined;
+}
+
+export interface AddressSession {
+  readonly user: string;
+  /** The identity made for this session, kept on it so later requests allocate nothing; a new session starts without. */
+  memo?: Identity;
+}
+
+/**
+ * A network-named person's policy group, for a source that knows it (the seam for the directory
+ * connector's group map). Null: the group of the address's `clients` entry, else the default group.
+ */
+export type GroupOf = (user: string, ip: string) => string | null;
+
+export interface IdentifySources {
+  /** RADIUS accounting's address → person mappings; absent when `radiusAccounting` is not configured. */
+  sessions?: AddressSessions | null;
+  groupOf?: GroupOf | null;
 }
 
 // The protocol reads client addresses too (and may not import the filter): plainIp lives in core.
@@ -162,8 +191,10 @@ class Pending {
 
 /**
  * Decides who may use the gateway and who they are: the CIDR allow-list first (everyone else is
- * refused), then Proxy-Authorization Basic against the users table when proxy authentication is
- * on (and only then), then the IP→user/device/group map for shared devices.
+ * refused), then who sent each request in one order of precedence (`who`, README "Identity"):
+ * RADIUS accounting's mapping of the address, Proxy-Authorization Basic against the users table
+ * when proxy authentication is on (and only then), the IP→user/device/group map for shared
+ * devices, else nobody.
  */
 export class ClientIdentifier {
   private readonly allowed: net.BlockList;
@@ -183,10 +214,16 @@ export class ClientIdentifier {
   private epoch = 0;
   private lastBusyLog = 0;
 
+  private readonly sessions: AddressSessions | null;
+  private readonly groupOf: GroupOf | null;
+
   constructor(
     private readonly config: Pick<Config, 'allowedClients' | 'clients' | 'defaultGroup' | 'proxyAuth' | 'policyGroups'> & Partial<Pick<Config, 'categories'>>,
     private readonly auth: ProxyAuthDeps | null,
+    sources: IdentifySources = {},
   ) {
+    this.sessions = sources.sessions ?? null;
+    this.groupOf = sources.groupOf ?? null;
     this.allowed = blockListOf(config.allowedClients);
     this.map = config.clients.map((c) => ({ list: blockListOf([c.cidr]), user: c.user, device: c.device, group: c.group }));
     const l = (this.limits = { ...DEFAULT_PROXY_AUTH_LIMITS, ...auth?.limits });
@@ -206,25 +243,72 @@ export class ClientIdentifier {
     return net.isIP(a) !== 0 && this.allowed.check(a, typeOf(a));
   }
 
-  /** The static part of an identity: from the IP map, without credentials. */
+  /** A connection's identity from its address alone, without credentials: RADIUS's person, else the `clients` map's. */
   byAddress(ip: string): Identity {
     const a = plainIp(ip);
-    const hit = this.map.find((m) => m.list.check(a, typeOf(a)));
-    return { clientIp: a, user: hit?.user ?? null, device: hit?.device ?? null, group: hit?.group ?? this.config.defaultGroup };
+    return this.byRadius(a) ?? this.byMap(a);
   }
 
   /**
-   * With proxy authentication off, Proxy-Authorization is never read: checking it anyway gave
-   * anyone on the network an unlimited, unaudited password oracle against console accounts.
+   * Who sent a request, in the one order of precedence (README "Identity"):
+   *  1. RADIUS accounting: the person the Wi-Fi controller or NAC says holds the address. Never
+   *     asked for a proxy password, even with proxy authentication on: the network has already
+   *     signed them in, and a prompt on every school device is what transparent naming avoids.
+   *  2. proxy authentication, when on (and only then): Proxy-Authorization checked; refused without.
+   *     With it off, Proxy-Authorization is never read: checking it anyway gave anyone on the
+   *     network an unlimited, unaudited password oracle against console accounts.
+   *  3. the `clients` map's user for the address;
+   *  4. nobody: the address alone, in the default group.
+   * `connection` is what `byAddress` said when the connection was admitted (the gateway holds it);
+   * it is returned as it is when nothing changed, so a request allocates nothing and awaits only
+   * when a password must be checked.
    */
+  who(connection: Identity, proxyAuthorization: string | undefined): Identity | Promise<Identity | AuthRefusal> {
+    const ip = connection.clientIp;
+    const named = this.byRadius(ip);
+    if (named) return named;
+    if (this.config.proxyAuth) return this.signIn(ip, proxyAuthorization);
+    // Admitted while RADIUS named its address, and that session has ended since.
+    return connection.source === 'radius' ? this.byMap(ip) : connection;
+  }
+
+  /** `who` for an address not yet admitted (the allow-list checked first), as a result. */
   async identify(ip: string, proxyAuthorization: string | undefined): Promise<IdentifyResult> {
     if (!this.isAllowed(ip)) return { ok: false, code: 'SG_ERR_CLIENT_DENIED' };
-    const base = this.byAddress(ip);
-    if (!this.config.proxyAuth) return { ok: true, identity: base };
-    if (!proxyAuthorization) return { ok: false, code: 'SG_ERR_PROXY_AUTH' };
-    const who = await this.checkBasic(base.clientIp, proxyAuthorization);
-    if (!('user' in who)) return { ok: false, code: who.refused };
-    return { ok: true, identity: { ...base, user: who.user, group: this.groupForRole(who.role, base.group) } };
+    const r = await this.who(this.byAddress(ip), proxyAuthorization);
+    return 'refused' in r ? { ok: false, code: r.refused } : { ok: true, identity: r };
+  }
+
+  /** Step 1: the session's identity, made once per session (its device and group from the `clients` map unless `groupOf` knows better). */
+  private byRadius(ip: string): Identity | null {
+    const s = this.sessions?.at(ip);
+    if (s === undefined) return null;
+    if (s.memo !== undefined) return s.memo;
+    const hit = this.mapHit(ip);
+    // The seam for a directory's group map: what it says wins over the address range's group.
+    const group = this.groupOf?.(s.user, ip) ?? hit?.group ?? this.config.defaultGroup;
+    return (s.memo = { clientIp: ip, user: s.user, device: hit?.device ?? null, group, source: 'radius' });
+  }
+
+  /** Steps 3 and 4: the `clients` map's entry for the address, if it names anyone. */
+  private byMap(ip: string): Identity {
+    const hit = this.mapHit(ip);
+    const user = hit?.user ?? null;
+    const source: IdentitySource = user !== null ? 'clients' : 'unknown';
+    return { clientIp: ip, user, device: hit?.device ?? null, group: hit?.group ?? this.config.defaultGroup, source };
+  }
+
+  private mapHit(ip: string) {
+    return this.map.find((m) => m.list.check(ip, typeOf(ip)));
+  }
+
+  /** Step 2. */
+  private async signIn(ip: string, proxyAuthorization: string | undefined): Promise<Identity | AuthRefusal> {
+    if (!proxyAuthorization) return { refused: 'SG_ERR_PROXY_AUTH' };
+    const who = await this.checkBasic(ip, proxyAuthorization);
+    if (!('user' in who)) return { refused: who.refused === 'SG_ERR_PROXY_AUTH_LOCKED' ? who.refused : 'SG_ERR_PROXY_AUTH' };
+    const base = this.byMap(ip);
+    return { ...base, user: who.user, group: this.groupForRole(who.role, base.group), source: 'proxy_auth' };
   }
 
   /**

@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, randomFillSync } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
+import type { IdentitySource } from '../core/vocabulary';
 
 /**
  * A block reference is what the block page carries so staff can report the block in one click.
@@ -22,6 +23,8 @@ export interface BlockReference {
   group: string | null;
   /** Time of the block, ms since the epoch. */
   t: number;
+  /** Which source named the person; absent in references sealed before it was recorded. */
+  src?: IdentitySource;
 }
 
 /** Reads (or creates, 0600) the secret shared by every gateway and admin API on this data folder. */

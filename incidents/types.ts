@@ -4,8 +4,9 @@
 // the writer's callers, who read the rest of the incident contract from this file.
 export { INCIDENT_KINDS, INCIDENT_STATUSES, REPORT_KINDS } from '../core/vocabulary';
 export { TIERS } from '../core/vocabulary';
-export type { IncidentKind, IncidentStatus, ReportKind, Tier } from '../core/vocabulary';
-import type { IncidentKind, Tier } from '../core/vocabulary';
+export { IDENTITY_SOURCES } from '../core/vocabulary';
+export type { IdentitySource, IncidentKind, IncidentStatus, ReportKind, Tier } from '../core/vocabulary';
+import type { IdentitySource, IncidentKind, Tier } from '../core/vocabulary';
 
 /**
  * Repeats within this window (of the incident's latest attempt) fold into its row, which counts
@@ -35,6 +36,8 @@ export interface IncidentInput {
   severity?: Tier;
   /** The safeguarding phrase that flagged a search, as written in its list: what the DSL reads first. */
   matchedPhrase?: string | null;
+  /** Which source named the person (filter/identify.ts's precedence); absent or null: not recorded. */
+  identitySource?: IdentitySource | null;
 }
 
 /** What the request path holds: never blocks, awaits or throws. */

@@ -9,7 +9,7 @@ import { Journal } from './journal';
 import { Spool, type SpoolSegment } from './spool';
 import type { Db } from '../db/types';
 import { ConcurrentKeyError, foldKeyOf, writeBatch, type IncidentRecord } from '../repos/incidents';
-import { INCIDENT_KINDS, REPEAT_WINDOW_MS, TIERS, type IncidentInput, type IncidentKind, type IncidentRow, type IncidentSink, type Tier, type WriterStats } from './types';
+import { IDENTITY_SOURCES, INCIDENT_KINDS, REPEAT_WINDOW_MS, TIERS, type IncidentInput, type IncidentKind, type IncidentRow, type IncidentSink, type Tier, type WriterStats } from './types';
 
 /**
  * The incident writer: what the gateway and the admin API hand incidents to.
@@ -91,6 +91,7 @@ export type Rec = IncidentRecord;
 
 const KINDS = new Set<IncidentKind>(INCIDENT_KINDS);
 const SEVERITIES = new Set<string>(TIERS);
+const SOURCES = new Set<string>(IDENTITY_SOURCES);
 
 /** Limits keep one absurd URL from breaking an index row (btree rows max out near 2.7 kB). */
 const LIMITS = { url: 2000, search: 1000, note: 8000, short: 255 };
@@ -310,6 +311,8 @@ export class IncidentWriter extends EventEmitter implements IncidentSink {
       // Only when there is one: journal and spool lines stay as short as before for every block.
       const phrase = clean(input.matchedPhrase, LIMITS.short);
       if (phrase) rec.ph = phrase;
+      // A value outside the vocabulary is left out rather than refused by the column's CHECK with its incident.
+      if (typeof input.identitySource === 'string' && SOURCES.has(input.identitySource)) rec.src = input.identitySource;
       if (this.closed) {
         this.spool.appendSync([JSON.stringify(rec)]);
         return key;

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { NormalizedUrl } from '../blocklists/types';
+import type { IdentitySource } from '../core/vocabulary';
 
 /**
  * What the protocol asks of whoever decides (mitmproxy's lesson: layers yield hooks, addons
@@ -17,6 +18,8 @@ export interface Identity {
   user: string | null;
   device: string | null;
   group: string;
+  /** Which source named the person (filter/identify.ts's precedence); recorded with each incident. */
+  source: IdentitySource;
 }
 
 /** Why a request was refused a sign-in: the code the 407 carries. */

@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { SchoolgateError } from '../core/errors';
-import type { IncidentKind, IncidentStatus, Tier } from '../core/vocabulary';
+import type { IdentitySource, IncidentKind, IncidentStatus, Tier } from '../core/vocabulary';
 import type { Db, Queryable } from '../db/types';
 import { decodeCursor, encodeCursor, numeric } from './rows';
 
@@ -40,6 +40,8 @@ export interface IncidentRow {
   updated_at: Date;
   /** The safeguarding phrase that flagged a search (migration 014). */
   matched_phrase: string | null;
+  /** Which source named the person (migration 019); null before it and on console reports. */
+  identity_source: IdentitySource | null;
 }
 
 export interface IncidentEventRow {
@@ -69,7 +71,7 @@ export interface IncidentFilter {
 }
 
 const COLUMNS = `id, idempotency_key, occurred_at, last_seen, count, kind, status, severity, user_name, device, client_ip,
-  gateway, url, host, category, policy_group, search_terms, note, related_key, assignee_id, updated_at, matched_phrase`;
+  gateway, url, host, category, policy_group, search_terms, note, related_key, assignee_id, updated_at, matched_phrase, identity_source`;
 
 const likeEscape = (s: string) => s.replace(/[\\%_]/g, (c) => '\\' + c);
 
@@ -395,6 +397,11 @@ export interface IncidentRecord {
    */
   ph?: string | null;
   /**
+   * Which source named the person (core/vocabulary.ts IDENTITY_SOURCES). Optional: lines spooled
+   * or journalled before migration 019 have none, and are stored with identity_source null.
+   */
+  src?: IdentitySource | null;
+  /**
    * Set while the record was sent in a write whose outcome is unknown (the connection died before
    * the COMMIT reply). If a later write finds its key already stored, that lost write stored it and
    * nobody has announced it yet: it is announced then. Kept in the spool so a restart knows too.
@@ -463,10 +470,10 @@ RETURNING i.*`;
 
 const INSERT_SQL = `
 INSERT INTO incidents (idempotency_key, occurred_at, last_seen, count, kind, user_name, device, client_ip, gateway,
-                       url, host, category, policy_group, search_terms, note, related_key, severity, fold_key, matched_phrase)
+                       url, host, category, policy_group, search_terms, note, related_key, severity, fold_key, matched_phrase, identity_source)
 SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[],
                      $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
-                     $17::text[], $18::text[], $19::text[])
+                     $17::text[], $18::text[], $19::text[], $20::text[])
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id, idempotency_key`;
 
@@ -613,6 +620,7 @@ export async function writeBatch(
         col((g) => g.first.sev ?? 'incident'),
         col((g) => g.foldKey),
         col((g) => g.first.ph ?? null),
+        col((g) => g.first.src ?? null),
       ]);
       // Another writer stored one of these keys since SEEN_SQL ran: start over and let it be skipped.
       if (res.rows.length !== toInsert.length) throw new ConcurrentKeyError('idempotency key stored concurrently');
@@ -662,6 +670,7 @@ function rowOf(id: number, g: Group, now: Date): IncidentRow {
     assignee_id: null,
     updated_at: now,
     matched_phrase: r.ph ?? null,
+    identity_source: r.src ?? null,
   };
 }
 

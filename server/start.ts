@@ -16,7 +16,7 @@ import type { ListSet } from '../blocklists/types';
 import { defaultListsDir, progressBar, updateLists } from '../blocklists/update';
 import { caCertPath, ensureCa } from '../certs/ca';
 import { LeafCertificates } from '../certs/leaf';
-import { adminBaseUrl, DEFAULT_FLAG_CATEGORIES, loadConfig, type CliValues, type Config } from '../core/config';
+import { adminBaseUrl, DEFAULT_FLAG_CATEGORIES, DEFAULT_RADIUS_EXPIRY_MINUTES, loadConfig, type CliValues, type Config } from '../core/config';
 import { SchoolgateError } from '../core/errors';
 import { watchCredentialChanges } from '../core/credentials';
 import { createLogger, type Logger } from '../core/log';
@@ -32,6 +32,7 @@ import { IncidentWriter } from '../incidents/writer';
 import { BrowsingLog } from '../incidents/browsing-log';
 import { createGateway, type Gateway } from '../filter/gateway';
 import { ClientIdentifier, usersTableLookup, type ProxyAuthDeps } from '../filter/identify';
+import { RadiusListener, RadiusSessions, readRadiusSecret } from '../filter/radius';
 import type { Policy } from '../filter/decide';
 import { SearchKeywords } from '../filter/keywords';
 import { bracketHost } from '../core/host';
@@ -78,6 +79,8 @@ export interface SchoolgateHandle {
   listSync: ListSync;
   gateway: Gateway;
   admin: FastifyInstance;
+  /** The RADIUS accounting listener and the UDP port it is bound to; null when `radiusAccounting` is not set. */
+  radius: { listener: RadiusListener; port: number } | null;
   close(): Promise<void>;
 }
 
@@ -97,6 +100,8 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       `lists: ${missing.map((m) => JSON.stringify(m)).join(', ')} not found, so nothing was created. Check the path given with --lists (or the config file's "lists"), or leave it out to use the data folder's lists (schoolgate lists update --from DIR|URL)`,
     );
   }
+  // A secret file that is missing or empty stops the start here too, before anything is created.
+  const radiusSecret = input.radiusAccounting ? readRadiusSecret(input.radiusAccounting.secretFile) : null;
   // Before anything is created in it: the database, spool and keys are for this user alone.
   const { tightened } = secureDataDir(input.dataDir);
   if (tightened.length) logger.warn({ files: tightened.length, first: tightened.slice(0, 5) }, 'data folder permissions tightened to owner-only');
@@ -238,7 +243,18 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
     const adminPort = (admin.server.address() as { port: number }).port;
     effective.adminPort = adminPort;
 
-    const identifier = new ClientIdentifier(config, proxyAuthDeps(db, logger));
+    // Who holds each address by the school's RADIUS accounting: first in identify.ts's precedence.
+    let radius: SchoolgateHandle['radius'] = null;
+    const ra = config.radiusAccounting;
+    const sessions = ra && radiusSecret !== null ? new RadiusSessions((ra.expiryMinutes ?? DEFAULT_RADIUS_EXPIRY_MINUTES) * 60_000) : null;
+    if (ra && sessions && radiusSecret !== null) {
+      const listener = new RadiusListener({ port: ra.port, listen: ra.listen ?? config.listen, secret: radiusSecret, sessions, logger });
+      const port = await listenOn('RADIUS accounting', ra.port, ra.listen ?? config.listen, 'radiusAccounting.port', () => listener.listen());
+      cleanups.push(() => listener.close());
+      radius = { listener, port };
+      logger.info({ port, expiryMinutes: ra.expiryMinutes }, 'RADIUS accounting listener started');
+    }
+    const identifier = new ClientIdentifier(config, proxyAuthDeps(db, logger), { sessions });
     cleanups.push(await watchCredentialChanges(db, (email) => identifier.forget(email), logger));
     const destinations = new Destinations({ ...config, allowLoopbackForTests: opts.allowLoopbackDestinationsForTests });
     destinations.addOwnPort(adminPort);
@@ -290,6 +306,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       listSync,
       gateway,
       admin,
+      radius,
       accounts: database.ready ? await countAccounts(db) : null,
       get database() {
         return { ...database };

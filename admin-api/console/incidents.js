@@ -18,6 +18,14 @@ const needsNote = (from, to) => Boolean(to) && from !== to && (CLOSING.has(to) |
 // Server messages name statuses as stored; people read their labels.
 const STATUS_WORDS = new RegExp(`\\b(${STATUSES.join('|')})\\b`, 'g');
 const withLabels = (text) => String(text).replace(STATUS_WORDS, (st) => STATUS_LABELS[st] ?? st);
+/** Which source named the person (core/vocabulary.ts IDENTITY_SOURCES): how sure the name is. */
+const IDENTITY_SOURCE_LABELS = {
+  radius: 'Wi-Fi / network sign-in (RADIUS)',
+  proxy_auth: 'Proxy sign-in (console account)',
+  directory: 'Proxy sign-in (school directory)',
+  clients: 'Address map (clients setting)',
+  unknown: 'Nobody (address only)',
+};
 
 
 // "Back to the queue" returns to the queue as it was filtered, not to a fresh one.
@@ -408,6 +416,7 @@ export async function incidentPage(ctx, flash) {
     ['Timeline', isDsl && (inc.user || inc.clientIp) ? h('a', { href: `#/incidents/${inc.id}/timeline`, id: 'timeline-link' }, 'Open their timeline (incidents and browsing around each; recorded in the audit log)') : null],
     ['Device', inc.device],
     ['Client IP', inc.clientIp],
+    ['Named by', inc.identitySource ? IDENTITY_SOURCE_LABELS[inc.identitySource] ?? inc.identitySource : null],
     ['Policy group', inc.policyGroup],
     ['Search terms', inc.searchTerms],
     ['Phrase that fired', inc.matchedPhrase],

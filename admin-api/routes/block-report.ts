@@ -133,6 +133,8 @@ export const blockReportRoutes: FastifyPluginAsync<BlockReportOptions> = async (
       user: block.user,
       clientIp: block.clientIp,
       policyGroup: block.group,
+      // The report is about the block: the person is whoever the block's source named.
+      identitySource: block.src ?? null,
       note: trimmed,
       severity: reportSeverity(type as ReportType, block.category, block.group, opts.severity),
     });

@@ -4,6 +4,7 @@
 // fails here rather than as a refused INSERT in a school.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROLES } from '../../admin-api/auth';
+import { IDENTITY_SOURCES } from '../../core/vocabulary';
 import { INCIDENT_KINDS, INCIDENT_STATUSES, TIERS } from '../../incidents/types';
 import { UNBLOCK_OUTCOMES } from '../../core/vocabulary';
 import { openFresh, type Opened } from './helpers';
@@ -39,6 +40,9 @@ describe('the database allows exactly the kinds, statuses, severity tiers and ro
   });
   it('incidents.severity', async () => {
     expect(await checkValues(o, 'incidents', 'severity')).toEqual([...TIERS].sort());
+  });
+  it('incidents.identity_source', async () => {
+    expect(await checkValues(o, 'incidents', 'identity_source')).toEqual([...IDENTITY_SOURCES].sort());
   });
   it('users.role', async () => {
     expect(await checkValues(o, 'users', 'role')).toEqual([...ROLES].sort());

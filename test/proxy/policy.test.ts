@@ -142,8 +142,8 @@ describe('who may use the gateway', () => {
       { ...base, allowedClients: ['127.0.0.0/8'], clients: [{ cidr: '127.0.0.5/32', device: 'library-pc-5', group: 'guests' }, { cidr: '127.0.0.0/24', user: 'lab', group: 'pupils' }] },
       null,
     );
-    expect(id.byAddress('127.0.0.5')).toEqual({ clientIp: '127.0.0.5', user: null, device: 'library-pc-5', group: 'guests' });
-    expect(id.byAddress('127.0.0.9')).toMatchObject({ user: 'lab', group: 'pupils' });
+    expect(id.byAddress('127.0.0.5')).toEqual({ clientIp: '127.0.0.5', user: null, device: 'library-pc-5', group: 'guests', source: 'unknown' });
+    expect(id.byAddress('127.0.0.9')).toMatchObject({ user: 'lab', group: 'pupils', source: 'clients' });
     expect(id.byAddress('127.1.0.9')).toMatchObject({ user: null, group: 'pupils' });
   });
 
@@ -154,7 +154,7 @@ describe('who may use the gateway', () => {
     expect(await id.identify('127.0.0.1', basic('gone@school.test', 'correct horse battery'))).toEqual({ ok: false, code: 'SG_ERR_PROXY_AUTH' });
     expect(await id.identify('127.0.0.1', 'Bearer abc')).toEqual({ ok: false, code: 'SG_ERR_PROXY_AUTH' });
     const ok = await id.identify('127.0.0.1', basic('Teacher@School.test', 'correct horse battery'));
-    expect(ok).toEqual({ ok: true, identity: { clientIp: '127.0.0.1', user: 'teacher@school.test', device: null, group: 'staff' } });
+    expect(ok).toEqual({ ok: true, identity: { clientIp: '127.0.0.1', user: 'teacher@school.test', device: null, group: 'staff', source: 'proxy_auth' } });
     expect(await id.identify('10.0.0.1', basic('teacher@school.test', 'correct horse battery'))).toEqual({ ok: false, code: 'SG_ERR_CLIENT_DENIED' });
   });
 

@@ -90,7 +90,7 @@ describe('Proxy-Authorization: limits, audit, timing', () => {
   it('never reads the header when proxy authentication is off: no lookup, no hash, no audit, no user', async () => {
     const { id, count } = identifier({ proxyAuth: false });
     const ok = await id.identify('127.0.0.9', basic('teacher@school.test', PW));
-    expect(ok).toEqual({ ok: true, identity: { clientIp: '127.0.0.9', user: null, device: null, group: 'pupils' } });
+    expect(ok).toEqual({ ok: true, identity: { clientIp: '127.0.0.9', user: null, device: null, group: 'pupils', source: 'unknown' } });
     for (let i = 0; i < 30; i++) expect((await id.identify('127.0.0.9', basic('teacher@school.test', `guess-${i}`))).ok).toBe(true);
     expect(count).toEqual({ lookups: 0, hashes: 0 });
     expect(await auditRows('127.0.0.9')).toEqual([]);
