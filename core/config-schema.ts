@@ -73,6 +73,17 @@ export const configFileKeys = {
   browsingLogFlushMs: numeric,
   browsingLogRetentionDays: numeric,
   browsingLogMaxPending: numeric,
+  directory: nullable(
+    object(
+      {
+        url: string, baseDn: string, bindDn: string, bindPasswordFile: string,
+        groupMap: { t: 'record', of: string },
+        startTls: boolean, caFile: string, userFilter: string, loginAttributes: strings('attribute names'), groupBaseDn: string,
+        formAttribute: string, yearGroupAttribute: string, syncIntervalMinutes: numeric, cacheSeconds: numeric, timeoutMs: numeric,
+      },
+      ['url', 'baseDn', 'bindDn', 'bindPasswordFile', 'groupMap'],
+    ),
+  ),
 } satisfies Record<string, Shape>;
 
 const configFileSchema = object(configFileKeys);

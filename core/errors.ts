@@ -63,6 +63,9 @@ export const codes = {
   SG_ERR_DATA_DIR: 'data folder permissions cannot be made owner-only',
   // browsing log (issue 13, point 3)
   SG_ERR_BROWSING_LOG: 'browsing log not written: the database is unavailable; rows kept in memory up to browsingLogMaxPending, dropped and counted beyond',
+  // identity from the school's directory and MIS imports (issue 15, points 1 and 4)
+  SG_ERR_DIRECTORY: 'school directory (LDAP) unreachable, too slow, or refused the service account; directory sign-ins not verified',
+  SG_ERR_IMPORT: 'import file refused: lines that cannot be used (each named with its line number)',
   SG_ERR_INTERNAL: 'internal error',
 } as const;
 
