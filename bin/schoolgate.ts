@@ -12,6 +12,8 @@ Usage:
   schoolgate users add EMAIL --role ROLE                 password on stdin (or generated and printed once)
   schoolgate lists update --from DIR|URL                 load category lists into the data folder
   schoolgate migrate                                     apply database migrations
+  schoolgate people import FILE.csv                      people from the school MIS (email, name, year group, form, group)
+  schoolgate devices import FILE.csv                     devices (mac and/or ip → the person's email)
 
 Options:
 ${flagsUsage()}
@@ -29,6 +31,8 @@ const commands: Record<string, () => Promise<Command>> = {
   ca: async () => (await import('../certs/cli')).caCommand,
   users: async () => (await import('../admin-api/cli')).usersCommand,
   migrate: async () => (await import('../db/cli')).migrateCommand,
+  people: async () => (await import('../directory/cli')).peopleCommand,
+  devices: async () => (await import('../directory/cli')).devicesCommand,
 };
 
 async function main(argv: string[]): Promise<number> {
