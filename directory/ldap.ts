@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { AndFilter, Client, EqualityFilter, FilterParser, InvalidCredentialsError, OrFilter, PresenceFilter, type Entry, type Filter } from 'ldapts';
 import type { DirectoryConfig } from '../core/config';
 import { SchoolgateError } from '../core/errors';
@@ -94,6 +95,11 @@ export class LdapDirectory {
   }
   private get timeoutMs() {
     return this.config.timeoutMs ?? 3000;
+  }
+
+  private serverName(): { host: string; servername?: string } {
+    const host = new URL(this.config.url).hostname.replace(/^\[|\]$/g, '');
+    return isIP(host) ? { host } : { host, servername: host };
   }
 
   /** Checks in progress: the identifier refuses new sign-ins past its limit rather than queue them. */
@@ -213,14 +219,17 @@ export class LdapDirectory {
     if (this.now() < this.downUntil) throw new SchoolgateError('SG_ERR_DIRECTORY', 'the directory did not answer a moment ago; not asked again yet');
     const ca = this.config.caFile ? [readFileSync(this.config.caFile, 'utf8')] : undefined;
     const tlsOptions = ca ? { ca } : undefined;
-    const client = new Client({ url: this.config.url, timeout: deadlineMs, connectTimeout: deadlineMs, tlsOptions, strictDN: false });
+    // tlsOptions given to the constructor for an ldap:// URL break ldapts's StartTLS upgrade: they go to startTLS alone.
+    const ldaps = this.config.url.toLowerCase().startsWith('ldaps:');
+    const client = new Client({ url: this.config.url, timeout: deadlineMs, connectTimeout: deadlineMs, tlsOptions: ldaps ? tlsOptions : undefined, strictDN: false });
     this.active++;
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new SchoolgateError('SG_ERR_DIRECTORY', `no answer within ${deadlineMs} ms`)), deadlineMs);
     });
     const exchange = (async () => {
-      if (this.config.startTls) await client.startTLS(tlsOptions ?? {});
+      // The certificate must name the server in the URL: without `host`, Node checks it against "localhost".
+      if (this.config.startTls) await client.startTLS({ ...tlsOptions, ...this.serverName() });
       try {
         await client.bind(this.config.bindDn, this.bindPassword);
       } catch (err) {

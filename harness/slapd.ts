@@ -40,6 +40,8 @@ export interface LdapPerson {
 export interface Slapd {
   url: string;
   port: number;
+  /** ldaps://127.0.0.1:PORT when started with `tls` (StartTLS is then offered on `url` too). */
+  ldapsUrl: string | null;
   baseDn: string;
   bindDn: string;
   bindPassword: string;
@@ -146,11 +148,12 @@ export async function startSlapd(people: LdapPerson[], opts: { tls?: { cert: str
   if (add.status !== 0) throw new Error(`slapadd failed: ${add.stderr}`);
   const port = await freePort();
   const url = `ldap://127.0.0.1:${port}`;
+  const ldapsUrl = tls ? `ldaps://127.0.0.1:${await freePort()}` : null;
   let child: ChildProcess | null = null;
 
   const start = async () => {
     // -d keeps it in the foreground (a child we can stop); level 0 prints nothing.
-    const c = spawn(SLAPD, ['-f', confFile, '-h', `${url}/`, '-d', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const c = spawn(SLAPD, ['-f', confFile, '-h', [`${url}/`, ...(ldapsUrl ? [`${ldapsUrl}/`] : [])].join(' '), '-d', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     c.stderr!.on('data', (d) => (err += d));
     child = c;
@@ -178,7 +181,7 @@ export async function startSlapd(people: LdapPerson[], opts: { tls?: { cert: str
   };
   await start();
   return {
-    url, port, baseDn: BASE, bindDn, bindPassword, dir,
+    url, port, ldapsUrl, baseDn: BASE, bindDn, bindPassword, dir,
     start, stop,
     freeze: () => void child?.kill('SIGSTOP'),
     thaw: () => void child?.kill('SIGCONT'),
