@@ -49,7 +49,7 @@ export const unblockRequestRoutes: FastifyPluginAsync<AdminContext> = async (app
       { cursor: req.query.cursor, limit: req.query.limit ?? 100 },
     );
     // The response schema drops user, clientIp and device even if a field is added to the JSON later.
-    return { items: page.rows.map(json).map(({ user: _u, clientIp: _c, device: _d, ...rest }) => rest), nextCursor: page.nextCursor };
+    return { items: page.rows.map(json).map(({ user: _u, personName: _p, clientIp: _c, device: _d, ...rest }) => rest), nextCursor: page.nextCursor };
   });
 
   app.post<{ Params: { id: number }; Body: { decision: 'allow' | 'deny'; reason: string } }>('/api/unblock-requests/:id/decision', {
@@ -96,7 +96,7 @@ export const unblockRequestRoutes: FastifyPluginAsync<AdminContext> = async (app
       await listSync.notify('overrides');
     }
     await writeAudit(db, { actor: user, action: 'unblock_decision', target: `incident:${row.id}`, details: { decision: req.body.decision, host: row.host } });
-    const { user: _u, clientIp: _c, device: _d, ...incident } = toIncidentJson(updated, lists, config);
+    const { user: _u, personName: _p, clientIp: _c, device: _d, ...incident } = toIncidentJson(updated, lists, config);
     return { incident, override };
   });
 };
