@@ -16,7 +16,9 @@ import { loadConfig } from '../core/config';
 import { silentLogger } from '../core/log';
 import { loopbackLookup } from '../harness/loopback';
 import { slapdMissing, startSlapd } from '../harness/slapd';
-import { startSchoolgate, type SchoolgateHandle } from '../server/start';
+import { proxyAuthDeps, startSchoolgate, type SchoolgateHandle } from '../server/start';
+import { LdapDirectory } from '../directory/ldap';
+import { ClientIdentifier } from '../filter/identify';
 
 const arg = (name: string, d: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -97,7 +99,23 @@ try {
   console.log(row('no proxy sign-in', all.off));
   console.log(row('directory sign-in, cached', all.on));
   const added = pct(all.on, 99) - pct(all.off, 99);
-  console.log(`added at p99: ${added.toFixed(3)} ms (target <= 1 ms: ${added <= 1 ? 'met' : 'NOT met'})`);
+  console.log(`added at p99: ${added.toFixed(3)} ms (target <= 1 ms: ${added <= 1 ? 'met' : 'NOT met'}); at p50: ${(pct(all.on, 50) - pct(all.off, 50)).toFixed(3)} ms`);
+
+  // The added work alone, free of the scheduling noise a shared machine puts into whole requests:
+  // the identify step with a cached directory sign-in, as the gateway calls it for each request.
+  const directory = new LdapDirectory({ url: slapd.url, baseDn: slapd.baseDn, bindDn: slapd.bindDn, bindPasswordFile: path.join(tmp[0], 'bind.secret'), groupMap: { 'Year 7': 'pupils' } });
+  const identifier = new ClientIdentifier(
+    { allowedClients: ['127.0.0.0/8'], clients: [], defaultGroup: 'default', proxyAuth: true, policyGroups: { pupils: { categories: [] } } },
+    { ...proxyAuthDeps(signed.db, silentLogger, undefined, directory) },
+  );
+  if (!(await identifier.identify('127.0.0.1', auth)).ok) throw new Error('sign-in failed');
+  const ids: number[] = [];
+  for (let i = 0; i < 200_000; i++) {
+    const t0 = process.hrtime.bigint();
+    await identifier.identify('127.0.0.1', auth);
+    ids.push(Number(process.hrtime.bigint() - t0) / 1e3);
+  }
+  console.log(`identify(), cached directory sign-in: p50 ${pct(ids, 50).toFixed(2)} µs  p99 ${pct(ids, 99).toFixed(2)} µs  p99.9 ${pct(ids, 99.9).toFixed(2)} µs`);
 } finally {
   await signed.close();
   await plain.close();
