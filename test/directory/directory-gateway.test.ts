@@ -101,6 +101,16 @@ describe.skipIf(skip)('proxy sign-in against the school directory (a real OpenLD
     expect(await audit('sam.jones')).toEqual(['proxy_auth_failed']);
   });
 
+  it('limits wrong directory passwords as console sign-ins are: after 5 from one address the right one is refused there too, and the lock is audited', async () => {
+    const from = async (addr: string, pw: string) =>
+      Number((await run('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--noproxy', '', '--interface', addr, '-x', `http://127.0.0.1:${sg.proxyPort}`, '--proxy-user', `jo.smith:${pw}`, `http://www.example.test:${origin.httpPort}/`])).stdout);
+    for (let i = 0; i < 5; i++) expect(await from('127.0.0.9', `guess ${i}`)).toBe(407);
+    expect(await from('127.0.0.9', 'staff pass one')).toBe(407);
+    expect(await from('127.0.0.10', 'staff pass one')).toBe(200);
+    const rows = await waitFor(() => audit('jo.smith'), (a) => a.includes('proxy_auth_locked'), 'the lock in the audit log');
+    expect(rows.filter((a) => a === 'proxy_auth_failed')).toHaveLength(5);
+  });
+
   it('maps directory groups to policy groups: a pupil (Year 7) is blocked on games, staff (Staff) are not', async () => {
     expect((await get('games.test', 'sam.jones', 'pupil pass one')).status).toBe(403);
     expect((await get('games.test', 'jo.smith', 'staff pass one')).status).toBe(200);
