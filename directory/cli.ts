@@ -5,6 +5,7 @@ import { createLogger } from '../core/log';
 import { openDbFromConfig } from '../db/db';
 import { migrate } from '../db/migrate';
 import type { Db } from '../db/types';
+import { writeAudit } from '../repos/audit';
 import { replaceDevices, replacePeople } from '../repos/people';
 import { parseDevicesCsv, parsePeopleCsv, type Problem } from './csv';
 
@@ -56,7 +57,12 @@ export async function peopleCommand(args: string[], values: CliValues, out: Node
   }
   const { people, problems } = parsePeopleCsv(readFile(file));
   if (problems.length) refuse(file, problems, err);
-  const r = await withDb(values, (db) => replacePeople(db, 'csv', people));
+  // Who was imported is in the people table; the audit log says when, from which file, how many.
+  const r = await withDb(values, async (db) => {
+    const done = await replacePeople(db, 'csv', people);
+    await writeAudit(db, { actor: { id: null, email: 'cli' }, action: 'people_import', target: 'people', details: { file, people: people.length, removed: done.removed } });
+    return done;
+  });
   out.write(`imported ${people.length} people from ${file}${r.removed ? `; ${r.removed} no longer listed removed` : ''}\n`);
   return 0;
 }
@@ -70,7 +76,11 @@ export async function devicesCommand(args: string[], values: CliValues, out: Nod
   }
   const { devices, problems } = parseDevicesCsv(readFile(file));
   if (problems.length) refuse(file, problems, err);
-  const n = await withDb(values, (db) => replaceDevices(db, devices));
+  const n = await withDb(values, async (db) => {
+    const done = await replaceDevices(db, devices);
+    await writeAudit(db, { actor: { id: null, email: 'cli' }, action: 'devices_import', target: 'devices', details: { file, devices: done } });
+    return done;
+  });
   out.write(`imported ${n} devices from ${file} (a running gateway names their people within a minute)\n`);
   return 0;
 }

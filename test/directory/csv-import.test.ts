@@ -118,6 +118,11 @@ describe.skipIf(noCurl)('schoolgate people import / devices import, then the gat
     });
     try {
       await sg.refreshDevices();
+      const audit = (await sg.db.query<{ action: string; details: Record<string, unknown> }>(`SELECT action, details FROM audit_log WHERE action LIKE '%_import' ORDER BY id`)).rows;
+      expect(audit).toEqual([
+        { action: 'people_import', details: { file: people, people: 2, removed: 0 } },
+        { action: 'devices_import', details: { file: devicesCsv, devices: 1 } },
+      ]);
       const via = async (from: string) =>
         Number((await run('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--noproxy', '', '--interface', from, '-x', `http://127.0.0.1:${sg.proxyPort}`, '-H', 'Sec-Fetch-Dest: document', `http://blocked.test:${origin.httpPort}/`])).stdout);
       // The device's person is a pupil (policy group from the people import): blocked, and named.
