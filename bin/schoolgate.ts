@@ -31,8 +31,8 @@ const commands: Record<string, () => Promise<Command>> = {
   ca: async () => (await import('../certs/cli')).caCommand,
   users: async () => (await import('../admin-api/cli')).usersCommand,
   migrate: async () => (await import('../db/cli')).migrateCommand,
-  people: async () => (await import('../directory/cli')).peopleCommand,
-  devices: async () => (await import('../directory/cli')).devicesCommand,
+  people: async () => (await import('../admin-api/import-cli')).peopleCommand,
+  devices: async () => (await import('../admin-api/import-cli')).devicesCommand,
 };
 
 async function main(argv: string[]): Promise<number> {
