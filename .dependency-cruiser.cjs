@@ -3,7 +3,7 @@
  * `npm run deps`, which prints the same with the CLI).
  * The folders are the layers; dependencies point one way (README, "How it works"):
  *
- *   bin, server  ->  admin-api, filter  ->  proxy, incidents, certs, blocklists (engine)  ->  repos (all SQL queries)  ->  db  ->  core
+ *   bin, server  ->  admin-api, filter  ->  proxy, incidents, certs, blocklists (engine), directory  ->  repos (all SQL queries)  ->  db  ->  core
  *
  * proxy/ is protocol only: it calls the hooks the filter gives it (proxy/hooks.ts) and holds no
  * policy, no storage and no console, so a new rule is written once, in filter/, and the protocol
@@ -45,7 +45,7 @@ module.exports = {
       name: 'no-composition-root-below',
       comment: 'server/ wires the layers and bin/ dispatches commands: nothing they wire may reach back up to them.',
       severity: 'error',
-      from: { path: '^(core|db|repos|blocklists|certs|proxy|filter|incidents|admin-api)/' },
+      from: { path: '^(core|db|repos|blocklists|certs|proxy|filter|incidents|admin-api|directory)/' },
       to: { path: '^(server|bin)/' },
     },
     {
@@ -53,7 +53,7 @@ module.exports = {
       comment: 'core/ (config, errors, log) is beneath every layer; it imports none of them.',
       severity: 'error',
       from: { path: '^core/' },
-      to: { path: '^(bin|server|filter|admin-api|incidents|db|repos|proxy|certs|blocklists)/' },
+      to: { path: '^(bin|server|filter|admin-api|incidents|db|repos|proxy|certs|blocklists|directory)/' },
     },
     {
       name: 'db-imports-only-core',
@@ -62,7 +62,7 @@ module.exports = {
         'itself, so the database can be opened, migrated and tested without any incident or console code.',
       severity: 'error',
       from: { path: '^db/' },
-      to: { path: '^(bin|server|filter|admin-api|incidents|repos|proxy|certs|blocklists|bench|test)/' },
+      to: { path: '^(bin|server|filter|admin-api|incidents|repos|proxy|certs|blocklists|directory|bench|test)/' },
     },
     {
       name: 'repos-import-only-db-and-core',
@@ -72,6 +72,16 @@ module.exports = {
         'What to do with the rows (triage rules, list compiling, the HTTP shape) stays in the layers above, so a query can be read, tested and changed alone.',
       severity: 'error',
       from: { path: '^repos/' },
+      to: { path: '^(bin|server|filter|admin-api|incidents|proxy|certs|blocklists|directory|migrations|bench|test)/' },
+    },
+    {
+      name: 'directory-below-the-filter',
+      comment:
+        'directory/ (the LDAP connector, the people sync, MIS imports) reads the school\'s records and stores them through repos/: ' +
+        'it imports only core/, db/ (the Db interface), repos/ and itself. The gateway reaches it through the interface filter/identify.ts ' +
+        'declares (DirectoryAuth), wired by server/start.ts, so the filter holds no LDAP code and the connector no policy.',
+      severity: 'error',
+      from: { path: '^directory/' },
       to: { path: '^(bin|server|filter|admin-api|incidents|proxy|certs|blocklists|migrations|bench|test)/' },
     },
     {

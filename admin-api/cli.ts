@@ -85,13 +85,14 @@ async function run(sub: Sub, email: string | undefined, role: string | null, ops
 }
 
 /** The pid holding the embedded database's lock, when that is why it did not open. */
-function lockHolder(err: unknown): number | null {
+export function lockHolder(err: unknown): number | null {
   if (!isSchoolgateError(err, 'SG_ERR_DB_UNAVAILABLE')) return null;
   const pid = err.details?.lockedBy;
   return typeof pid === 'number' ? pid : null;
 }
 
-function serverOps(config: Config, holder: number): UserOps {
+/** Calls the running server's control routes (see routes/control.ts) on behalf of a CLI command. */
+export function controlCaller(config: Config, holder: number): <T>(method: 'GET' | 'POST', route: string, body?: unknown) => Promise<T> {
   const inUse = (why: string) =>
     new SchoolgateError(
       'SG_ERR_DB_LOCKED',
@@ -128,7 +129,11 @@ function serverOps(config: Config, holder: number): UserOps {
     if (code && code in codes) throw remoteError(code as ErrorCode, json?.error?.message ?? '');
     throw inUse(`its control socket answered HTTP ${status}`);
   };
+  return call;
+}
 
+function serverOps(config: Config, holder: number): UserOps {
+  const call = controlCaller(config, holder);
   return {
     list: async () => (await call<{ items: CliUserRow[] }>('GET', '/api/control/users')).items,
     add: async (u) => (await call<{ user: { email: string; role: string } }>('POST', '/api/control/users', u)).user,

@@ -6,6 +6,7 @@ import type { Queryable } from '../db/types';
 import { unblockDecisionsFor, type UnblockDecisionRow } from '../repos/unblock';
 import { tierFor } from '../filter/safeguarding/tiers';
 import type { IncidentEventRow, IncidentRow } from '../repos/incidents';
+import { peopleByEmail } from '../repos/people';
 import type { ListStoreLike } from './deps';
 import { INCIDENT_KINDS, INCIDENT_STATUSES } from '../incidents/types';
 
@@ -22,6 +23,8 @@ export interface IncidentJson {
   host: string | null;
   clientIp: string | null;
   user: string | null;
+  /** The person as the school's records name them ("Sam Jones, 9B": directory sync or MIS import); null when unknown. */
+  personName: string | null;
   device: string | null;
   policyGroup: string | null;
   searchTerms: string | null;
@@ -38,6 +41,18 @@ export interface IncidentJson {
   illegal: boolean;
 }
 
+/** A person as the console shows them beside an incident: "Sam Jones, 9B" (their form, else their year group). */
+export function personLabel(p: { name: string; form: string | null; year_group: string | null }): string {
+  const where = p.form ?? p.year_group;
+  return where ? `${p.name}, ${where}` : p.name;
+}
+
+/** Labels for the people among `users` known to the directory sync or an MIS import, by lower-cased email. */
+export async function peopleLabels(db: Queryable, users: Array<string | null>): Promise<Map<string, string>> {
+  const rows = await peopleByEmail(db, users.filter((u): u is string => !!u));
+  return new Map(rows.map((p) => [p.email, personLabel(p)]));
+}
+
 const iso = (d: Date | string | null | undefined) => (d === null || d === undefined ? null : new Date(d).toISOString());
 
 export function categoryName(lists: ListStoreLike, category: string | null): string | null {
@@ -45,7 +60,8 @@ export function categoryName(lists: ListStoreLike, category: string | null): str
   return friendlyCategoryName(category, lists.current.categories);
 }
 
-export function toIncidentJson(row: IncidentRow, lists: ListStoreLike, config: Config): IncidentJson {
+/** `people`: label by lower-cased email, for the rows' people (peopleLabels); without it personName is null. */
+export function toIncidentJson(row: IncidentRow, lists: ListStoreLike, config: Config, people?: Map<string, string>): IncidentJson {
   return {
     id: Number(row.id),
     key: row.idempotency_key,
@@ -58,6 +74,7 @@ export function toIncidentJson(row: IncidentRow, lists: ListStoreLike, config: C
     host: row.host,
     clientIp: row.client_ip,
     user: row.user_name,
+    personName: (row.user_name && people?.get(row.user_name.toLowerCase())) ?? null,
     device: row.device,
     policyGroup: row.policy_group,
     searchTerms: row.search_terms,
@@ -124,6 +141,7 @@ export const incidentSchema = {
     host: nullableString,
     clientIp: nullableString,
     user: nullableString,
+    personName: nullableString,
     device: nullableString,
     policyGroup: nullableString,
     searchTerms: nullableString,

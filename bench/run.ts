@@ -12,7 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const ORDER = ['lookup', 'ingest', 'tls', 'proxy', 'browsing-log', 'radius', 'school-day', 'soak'];
+const ORDER = ['lookup', 'ingest', 'tls', 'proxy', 'browsing-log', 'radius', 'school-day', 'soak', 'directory-auth'];
 const LIMIT_MS = 10 * 60_000;
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

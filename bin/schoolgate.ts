@@ -25,6 +25,8 @@ const commandHelp: Record<keyof typeof commands, Array<[usage: string, help: str
     ['users list', 'console accounts with their roles'],
   ],
   migrate: [['migrate', 'apply database migrations (start does it too)']],
+  people: [['people import FILE.csv', 'people from the school MIS (email, name, year group, form, group)']],
+  devices: [['devices import FILE.csv', 'devices (mac and/or ip -> the person\'s email)']],
 };
 
 function usage(): string {
@@ -53,6 +55,8 @@ const commands: Record<string, () => Promise<Command>> = {
   ca: async () => (await import('../certs/cli')).caCommand,
   users: async () => (await import('../admin-api/cli')).usersCommand,
   migrate: async () => (await import('../db/cli')).migrateCommand,
+  people: async () => (await import('../admin-api/import-cli')).peopleCommand,
+  devices: async () => (await import('../admin-api/import-cli')).devicesCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

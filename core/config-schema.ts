@@ -80,6 +80,17 @@ export const configFileKeys = {
   timeZone: { t: 'custom', check: (v, at, problems) => { const p = timeZoneProblem(v, at); if (p) problems.push(p); } },
   oidc: { t: 'custom', check: (v, at, problems) => oidcProblems(v, at, problems) },
   radiusAccounting: nullable(object({ port: numeric, secretFile: string, listen: string, expiryMinutes: numeric }, ['port', 'secretFile'])),
+  directory: nullable(
+    object(
+      {
+        url: string, baseDn: string, bindDn: string, bindPasswordFile: string,
+        groupMap: { t: 'record', of: string },
+        startTls: boolean, caFile: string, userFilter: string, loginAttributes: strings('attribute names'), groupBaseDn: string,
+        formAttribute: string, yearGroupAttribute: string, syncIntervalMinutes: numeric, cacheSeconds: numeric, timeoutMs: numeric,
+      },
+      ['url', 'baseDn', 'bindDn', 'bindPasswordFile', 'groupMap'],
+    ),
+  ),
 } satisfies Record<string, Shape>;
 
 const configFileSchema = object(configFileKeys);

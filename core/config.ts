@@ -125,6 +125,40 @@ export interface Config {
    * address, named on every request from it without a proxy password. Null: not listened for.
    */
   radiusAccounting: RadiusAccountingConfig | null;
+  // identity from the school's directory (issue 15, point 1)
+  /** An LDAP or Active Directory server proxy sign-ins are checked against, and people synced from; null: console accounts sign in to the proxy. */
+  directory: DirectoryConfig | null;
+}
+
+export interface DirectoryConfig {
+  /** ldap://host:port or ldaps://host:port */
+  url: string;
+  baseDn: string;
+  /** The service account that searches for people (never a person's own account). */
+  bindDn: string;
+  /** A file holding the service account's password (first line); it is never logged. */
+  bindPasswordFile: string;
+  /** Directory group common name → policy group; the first entry, in this order, that a person belongs to wins. */
+  groupMap: Record<string, string>;
+  /** Upgrade ldap:// with StartTLS before any password is sent. */
+  startTls?: boolean;
+  /** PEM file of the CA that signed the directory's certificate (LDAPS or StartTLS); default: the system's. */
+  caFile?: string;
+  /** An LDAP filter every person must also match; default (objectClass=person). */
+  userFilter?: string;
+  /** Attributes a person may sign in with; default uid and mail (Active Directory: sAMAccountName, userPrincipalName, mail). */
+  loginAttributes?: string[];
+  /** Where groups are searched (groupOfNames member, groupOfUniqueNames uniqueMember) when entries carry no memberOf; default baseDn. */
+  groupBaseDn?: string;
+  /** Attributes read for the console's "Sam Jones, 9B": the form (default departmentNumber) and the year group (default businessCategory). */
+  formAttribute?: string;
+  yearGroupAttribute?: string;
+  /** Minutes between imports of people into the console; 0 turns the sync off. Default 60. */
+  syncIntervalMinutes?: number;
+  /** Seconds a verified sign-in is trusted without asking the directory again. Default 300. */
+  cacheSeconds?: number;
+  /** Milliseconds a directory check may take before the sign-in is refused (fail closed). Default 3000. */
+  timeoutMs?: number;
 }
 
 export interface RadiusAccountingConfig {
@@ -243,6 +277,7 @@ function defaults(cwd: string): Config {
     timeZone: DEFAULT_TIME_ZONE,
     oidc: null,
     radiusAccounting: null,
+    directory: null,
   };
 }
 
@@ -486,6 +521,7 @@ export function loadConfig(values: Partial<CliValues> = {}, env: NodeJS.ProcessE
   c.allowedDestinations = list(env.SCHOOLGATE_ALLOWED_DESTINATIONS) ?? c.allowedDestinations;
   c.connectPorts = list(env.SCHOOLGATE_CONNECT_PORTS) ?? c.connectPorts;
   checkDestinationRules(c);
+  if (c.directory) c.directory = checkDirectory(c.directory, path.dirname(file), cwd);
   c.headersTimeoutMs = wholeNumber('headersTimeoutMs', env.SCHOOLGATE_HEADERS_TIMEOUT_MS ?? c.headersTimeoutMs, 100);
   c.idleTimeoutMs = wholeNumber('idleTimeoutMs', env.SCHOOLGATE_IDLE_TIMEOUT_MS ?? c.idleTimeoutMs, 100);
   c.handshakeTimeoutMs = wholeNumber('handshakeTimeoutMs', env.SCHOOLGATE_HANDSHAKE_TIMEOUT_MS ?? c.handshakeTimeoutMs, 100);
@@ -504,6 +540,37 @@ function urlHost(u: string): string | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * The directory's settings with defaults filled in and paths resolved against the config file's
+ * folder; a wrong one stops the load naming its key (the shape was checked by config-schema.ts).
+ */
+function checkDirectory(d: DirectoryConfig, fileDir: string, cwd: string): DirectoryConfig {
+  const bad = (key: string, why: string) => new SchoolgateError('SG_ERR_CONFIG', `directory.${key} ${why}`);
+  let url: URL;
+  try {
+    url = new URL(d.url);
+  } catch {
+    throw bad('url', `must be an ldap:// or ldaps:// URL, got ${JSON.stringify(d.url)}`);
+  }
+  if (url.protocol !== 'ldap:' && url.protocol !== 'ldaps:') throw bad('url', `must be an ldap:// or ldaps:// URL, got ${JSON.stringify(d.url)}`);
+  if (url.username || url.password) throw bad('url', 'must not hold credentials: put the password in bindPasswordFile');
+  if (d.startTls && url.protocol === 'ldaps:') throw bad('startTls', 'is for ldap:// URLs (ldaps:// is TLS from the first byte)');
+  for (const k of ['baseDn', 'bindDn', 'bindPasswordFile'] as const) if (!d[k]?.trim()) throw bad(k, 'is required');
+  for (const [group, policy] of Object.entries(d.groupMap)) if (!policy.trim()) throw bad(`groupMap.${group}`, 'must name a policy group');
+  const attrs = d.loginAttributes ?? ['uid', 'mail'];
+  if (attrs.length === 0 || attrs.some((a) => !/^[A-Za-z][A-Za-z0-9-]*$/.test(a))) throw bad('loginAttributes', `must be attribute names, got ${JSON.stringify(attrs)}`);
+  const resolve = (p: string) => path.resolve(fileDir || cwd, p);
+  return {
+    ...d,
+    bindPasswordFile: resolve(d.bindPasswordFile),
+    caFile: d.caFile === undefined ? undefined : resolve(d.caFile),
+    loginAttributes: attrs,
+    syncIntervalMinutes: wholeNumber('directory.syncIntervalMinutes', d.syncIntervalMinutes ?? 60, 0),
+    cacheSeconds: wholeNumber('directory.cacheSeconds', d.cacheSeconds ?? 300, 1),
+    timeoutMs: wholeNumber('directory.timeoutMs', d.timeoutMs ?? 3000, 100),
+  };
 }
 
 /** The admin console's base URL, as the startup banner, alerts and the "not ready" page show it. */

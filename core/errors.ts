@@ -68,6 +68,9 @@ export const codes = {
   SG_ERR_OIDC: 'sign-in with the identity provider failed',
   // identity (issue 15, point 2)
   SG_ERR_RADIUS: 'RADIUS accounting packets not used: wrong shared secret, or too many addresses held',
+  // identity from the school's directory and MIS imports (issue 15, points 1 and 4)
+  SG_ERR_DIRECTORY: 'school directory (LDAP) unreachable, too slow, or refused the service account; directory sign-ins not verified',
+  SG_ERR_IMPORT: 'import file refused: lines that cannot be used (each named with its line number)',
   SG_ERR_INTERNAL: 'internal error',
 } as const;
 

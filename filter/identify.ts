@@ -63,11 +63,25 @@ export const DEFAULT_PROXY_AUTH_LIMITS: ProxyAuthLimits = {
 };
 
 /**
+ * The school's directory (directory/ldap.ts, wired by server/start.ts): with one configured,
+ * proxy sign-ins are checked against it instead of console accounts, so a pupil needs no console
+ * login and console passwords never travel to the proxy.
+ */
+export interface DirectoryAuth {
+  /** The person (named by mail) and their policy group when the password is theirs; null when wrong, unknown or disabled; throws when the directory cannot say in time. */
+  verify(account: string, password: string): Promise<{ email: string; policyGroup: string | null } | null>;
+  /** How long a verified sign-in is trusted without asking the directory again. */
+  cacheTtlMs: number;
+}
+
+/**
  * How Proxy-Authorization is checked, passed in by server/start.ts: the gateway holds no password
  * code of its own and reaches neither the admin API nor the audit table directly.
  */
 export interface ProxyAuthDeps {
   users: UserLookup;
+  /** When set, sign-ins are checked against the school's directory instead of `users`. */
+  directory?: DirectoryAuth;
   /** A password against a stored hash (admin-api/auth's verifyPassword, whose hashing is bounded). */
   verify: (password: string, stored: string) => Promise<boolean>;
   /** A hash of the same cost as real ones: unknown and disabled accounts are verified against it. */
@@ -122,6 +136,9 @@ const blockListOf = (cidrs: string[]) => {
 };
 
 const typeOf = (ip: string) => (net.isIPv6(ip) ? 'ipv6' : 'ipv4');
+
+/** A verified sign-in: a console account's role, or a directory person's policy group (null: the device's). */
+type Verified = { user: string; role: string; group?: string | null };
 
 /** Failures per key within a window; at `limit` the key is refused for `lockMs`. */
 class FailureCounter {
@@ -202,14 +219,16 @@ export class ClientIdentifier {
   private readonly limits: ProxyAuthLimits;
   private readonly now: () => number;
   /** Verified credentials, by a hash of the header: scrypt is deliberately too slow to run per request. */
-  private readonly authCache: LRUCache<string, { user: string; role: string }>;
+  private readonly authCache: LRUCache<string, Verified>;
   /** Recently failed headers per address: a browser resending a mistyped password is one failure, not one per request. */
   private readonly failCache = new LRUCache<string, true>({ max: 10_000, ttl: 30_000 });
   private readonly pairFailures: FailureCounter;
   private readonly addressFailures: FailureCounter;
   private readonly accountFailures: FailureCounter;
   private readonly pending = new Pending();
-  private readonly inflight = new Map<string, Promise<{ user: string; role: string } | { refused: RefusalCode }>>();
+  private readonly inflight = new Map<string, Promise<Verified | { refused: RefusalCode }>>();
+  /** Imported school devices by exact address (`schoolgate devices import`): after the clients map. */
+  private devices = new Map<string, { user: string; device: string | null; group: string | null }>();
   /** Bumped whenever credentials change: a check that started before it must not fill the cache. */
   private epoch = 0;
   private lastBusyLog = 0;
@@ -293,6 +312,9 @@ export class ClientIdentifier {
   /** Steps 3 and 4: the `clients` map's entry for the address, if it names anyone. */
   private byMap(ip: string): Identity {
     const hit = this.mapHit(ip);
+    // A device imported from the school's MIS (schoolgate devices import) names its person where no `clients` range covers the address.
+    const imported = hit ? undefined : this.devices.get(ip);
+    if (imported) return { clientIp: ip, user: imported.user, device: imported.device, group: imported.group ?? this.config.defaultGroup, source: 'clients' };
     const user = hit?.user ?? null;
     const source: IdentitySource = user !== null ? 'clients' : 'unknown';
     return { clientIp: ip, user, device: hit?.device ?? null, group: hit?.group ?? this.config.defaultGroup, source };
@@ -308,7 +330,14 @@ export class ClientIdentifier {
     const who = await this.checkBasic(ip, proxyAuthorization);
     if (!('user' in who)) return { refused: who.refused === 'SG_ERR_PROXY_AUTH_LOCKED' ? who.refused : 'SG_ERR_PROXY_AUTH' };
     const base = this.byMap(ip);
+    // A directory sign-in carries the group its groupMap gave (null: none mapped); a console account's role decides otherwise.
+    if (who.group !== undefined) return { ...base, user: who.user, group: who.group ?? base.group, source: 'directory' };
     return { ...base, user: who.user, group: this.groupForRole(who.role, base.group), source: 'proxy_auth' };
+  }
+
+  /** Replaces the imported devices (wired by server/start.ts to the devices table). */
+  setDevices(devices: Array<{ ip: string; user: string; device: string | null; group: string | null }>): void {
+    this.devices = new Map(devices.filter((d) => net.isIP(plainIp(d.ip)) !== 0).map((d) => [plainIp(d.ip), { user: d.user, device: d.device, group: d.group }]));
   }
 
   /**
@@ -339,7 +368,7 @@ export class ClientIdentifier {
     return fallback;
   }
 
-  private async checkBasic(ip: string, header: string): Promise<{ user: string; role: string } | { refused: RefusalCode }> {
+  private async checkBasic(ip: string, header: string): Promise<Verified | { refused: RefusalCode }> {
     const no = { refused: 'SG_ERR_PROXY_AUTH' } as const;
     const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
     if (!m || !this.auth) return no;
@@ -381,27 +410,34 @@ export class ClientIdentifier {
     return flight;
   }
 
-  private async verify(ip: string, account: string, password: string, pair: string, key: string): Promise<{ user: string; role: string } | { refused: RefusalCode }> {
+  private async verify(ip: string, account: string, password: string, pair: string, key: string): Promise<Verified | { refused: RefusalCode }> {
     const no = { refused: 'SG_ERR_PROXY_AUTH' } as const;
     const epoch = this.epoch;
     this.pending.add(ip, 1);
     this.pending.add(pair, 1);
-    let ok: { user: string; role: string } | null = null;
+    let ok: Verified | null = null;
     let failed = false;
     try {
-      const u = await this.auth!.users(account);
-      // Unknown and disabled accounts cost a hash too: timing must not tell them from real ones.
-      const verified = await this.auth!.verify(password, u?.passwordHash ?? (await this.auth!.dummyHash()));
-      if (u && !u.disabled && verified) ok = { user: account, role: u.role };
-      else failed = true;
+      const directory = this.auth!.directory;
+      if (directory) {
+        const p = await directory.verify(account, password);
+        if (p) ok = { user: p.email, role: '', group: p.policyGroup };
+        else failed = true;
+      } else {
+        const u = await this.auth!.users(account);
+        // Unknown and disabled accounts cost a hash too: timing must not tell them from real ones.
+        const verified = await this.auth!.verify(password, u?.passwordHash ?? (await this.auth!.dummyHash()));
+        if (u && !u.disabled && verified) ok = { user: account, role: u.role };
+        else failed = true;
+      }
     } catch {
-      ok = null; // database down: not identified, and not the client's fault either
+      ok = null; // database or directory down: not identified (fail closed), and not the client's fault either
     } finally {
       this.pending.add(ip, -1);
       this.pending.add(pair, -1);
     }
     if (ok) {
-      if (epoch === this.epoch) this.authCache.set(key, ok);
+      if (epoch === this.epoch) this.authCache.set(key, ok, this.auth!.directory ? { ttl: this.auth!.directory.cacheTtlMs } : undefined);
       this.pairFailures.clear(pair);
       return ok;
     }

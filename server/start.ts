@@ -37,6 +37,8 @@ import type { Policy } from '../filter/decide';
 import { SearchKeywords } from '../filter/keywords';
 import { bracketHost } from '../core/host';
 import { Destinations } from '../proxy/destinations';
+import { LdapDirectory } from '../directory/ldap';
+import { scheduleDeviceRefresh, scheduleDirectorySync } from '../directory/sync';
 
 export interface StartOptions {
   logger?: Logger;
@@ -81,6 +83,10 @@ export interface SchoolgateHandle {
   admin: FastifyInstance;
   /** The RADIUS accounting listener and the UDP port it is bound to; null when `radiusAccounting` is not set. */
   radius: { listener: RadiusListener; port: number } | null;
+  /** The school's directory when `directory` is configured: its people sync, run now (tests, and the console's "sync now"). */
+  directorySync: { runNow: () => Promise<{ people: number; removed: number }> } | null;
+  /** Re-reads imported devices into the gateway now (otherwise every minute). */
+  refreshDevices: () => Promise<void>;
   close(): Promise<void>;
 }
 
@@ -254,7 +260,15 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       radius = { listener, port };
       logger.info({ port, expiryMinutes: ra.expiryMinutes }, 'RADIUS accounting listener started');
     }
-    const identifier = new ClientIdentifier(config, proxyAuthDeps(db, logger), { sessions });
+    // The directory's service password is read here, so a missing file stops the start.
+    const directory = config.directory ? new LdapDirectory(config.directory, logger) : null;
+    const identifier = new ClientIdentifier(config, proxyAuthDeps(db, logger, undefined, directory), { sessions });
+    const devices = scheduleDeviceRefresh(db, (d) => identifier.setDevices(d), logger);
+    cleanups.push(devices.stop);
+    const directorySync = directory
+      ? scheduleDirectorySync({ directory, db, intervalMinutes: config.directory!.syncIntervalMinutes ?? 60, logger })
+      : null;
+    if (directorySync) cleanups.push(directorySync.stop);
     cleanups.push(await watchCredentialChanges(db, (email) => identifier.forget(email), logger));
     const destinations = new Destinations({ ...config, allowLoopbackForTests: opts.allowLoopbackDestinationsForTests });
     destinations.addOwnPort(adminPort);
@@ -307,6 +321,8 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       gateway,
       admin,
       radius,
+      directorySync,
+      refreshDevices: devices.refresh,
       accounts: database.ready ? await countAccounts(db) : null,
       get database() {
         return { ...database };
@@ -385,15 +401,20 @@ function connectDatabase(connect: () => Promise<void>, onFail: (err: unknown) =>
 }
 
 /**
- * Proxy-Authorization checked against console accounts: the admin API's password check (its
+ * Proxy-Authorization checked against console accounts (or the school's directory when one is configured): the admin API's password check (its
  * hashing bounded to half the thread pool), failures written to the audit log.
  */
-export function proxyAuthDeps(db: Db, logger: Logger, limits?: ProxyAuthDeps['limits']): ProxyAuthDeps {
+export function proxyAuthDeps(db: Db, logger: Logger, limits?: ProxyAuthDeps['limits'], directory?: LdapDirectory | null): ProxyAuthDeps {
   return {
     users: usersTableLookup(db),
+    // With a directory, people sign in to the proxy with their directory password, not a console one.
+    directory: directory
+      ? { verify: (account, password) => directory.verify(account, password), cacheTtlMs: (directory.cacheSeconds) * 1000 }
+      : undefined,
     verify: verifyPassword,
     dummyHash: getDummyHash,
-    hashesWaiting: () => hashLoad().waiting,
+    // Directory checks in flight count as hashes do: past the limit a new sign-in is refused, not queued.
+    hashesWaiting: directory ? () => directory.inFlight : () => hashLoad().waiting,
     audit: (e) =>
       writeAudit(db, { actor: { id: null, email: e.account }, action: e.action, details: { ip: e.clientIp, ...(e.scope ? { scope: e.scope } : {}) } }),
     limits,

@@ -87,9 +87,10 @@ function matchesFilters(incident, filters) {
 }
 
 function whoCell(item) {
-  const main = item.user || item.device || item.clientIp;
+  // The school's own name for the person ("Sam Jones, 9B", from the directory or an MIS import) leads; the login follows.
+  const main = item.personName || item.user || item.device || item.clientIp;
   if (!main) return h('span', { class: 'muted' }, 'unknown');
-  const extra = [item.user && item.device ? item.device : null, (item.user || item.device) && item.clientIp ? item.clientIp : null].filter(Boolean);
+  const extra = [item.personName ? item.user : null, item.user && item.device ? item.device : null, (item.user || item.device) && item.clientIp ? item.clientIp : null].filter(Boolean);
   return [h('span', {}, main), extra.length ? h('span', { class: 'muted small' }, ` ${extra.join(' · ')}`) : null];
 }
 
@@ -412,7 +413,7 @@ export async function incidentPage(ctx, flash) {
     ['Category', categoryLabel],
     ['Address', urlView(inc, { link: true })],
     ['Host', inc.host],
-    ['Person', inc.user ? [inc.user, isDsl ? [' ', h('a', { href: `#/incidents?${new URLSearchParams({ user: inc.user })}`, class: 'small' }, 'their other incidents')] : null] : null],
+    ['Person', inc.user ? [inc.personName ? `${inc.personName} (${inc.user})` : inc.user, isDsl ? [' ', h('a', { href: `#/incidents?${new URLSearchParams({ user: inc.user })}`, class: 'small' }, 'their other incidents')] : null] : null],
     ['Timeline', isDsl && (inc.user || inc.clientIp) ? h('a', { href: `#/incidents/${inc.id}/timeline`, id: 'timeline-link' }, 'Open their timeline (incidents and browsing around each; recorded in the audit log)') : null],
     ['Device', inc.device],
     ['Client IP', inc.clientIp],

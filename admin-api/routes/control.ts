@@ -20,6 +20,7 @@ import type { Db, Queryable } from '../../db/types';
 import { createUser, hashPassword, revokeCredentials, validateRole, type AuthUser } from '../auth';
 import type { AdminContext } from '../deps';
 import { errorSchema } from '../present';
+import { importCsv, type ImportKind } from '../../directory/import';
 
 export const CONTROL_FILE = 'control.json';
 export const CONTROL_SOCKET = 'control.sock';
@@ -115,6 +116,7 @@ const CONTROL_STATUS: Partial<Record<ErrorCode, number>> = {
   SG_ERR_USER_EXISTS: 409,
   SG_ERR_EXISTS: 409,
   SG_ERR_DB_UNAVAILABLE: 503,
+  SG_ERR_IMPORT: 400,
 };
 
 /** The control server on its own: tests and `installControl` listen it on the socket. */
@@ -222,6 +224,21 @@ export const controlRoutes: FastifyPluginAsync<AdminContext & { control: { token
     const user = await cliAddUser(db, req.body);
     return { user: { id: user.id, email: user.email, role: user.role, disabled: false } };
   });
+
+  // The CLI has already reported the file's bad lines; the text is checked again here all the same.
+  app.post<{ Body: { kind: ImportKind; csv: string; file: string } }>('/api/control/import', {
+    bodyLimit: 32 * 1024 * 1024,
+    schema: {
+      ...hidden,
+      summary: 'Internal: `schoolgate people import` / `devices import`',
+      body: {
+        type: 'object',
+        required: ['kind', 'csv', 'file'],
+        properties: { kind: { type: 'string', enum: ['people', 'devices'] }, csv: { type: 'string' }, file: { type: 'string', maxLength: 4096 } },
+      },
+      response: { 200: { type: 'object', properties: { imported: { type: 'integer' }, removed: { type: 'integer' } } }, ...refusals },
+    },
+  }, async (req) => importCsv(db, req.body.kind, req.body.csv, req.body.file));
 
   app.post<{ Body: { email: string; password: string } }>('/api/control/users/passwd', {
     schema: {

@@ -10,7 +10,7 @@ import {
 } from '../../repos/incidents';
 import { caller } from '../auth';
 import type { AdminContext } from '../deps';
-import { categoryName, errorSchema, eventSchema, incidentSchema, toEventJson, toIncidentJson, withDecisions } from '../present';
+import { categoryName, errorSchema, eventSchema, incidentSchema, peopleLabels, toEventJson, toIncidentJson, withDecisions } from '../present';
 import { filterFor, filterProps, type FilterQuery } from './incident-query';
 import { pagedResponse } from './paging';
 
@@ -28,7 +28,7 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
         : ctx.logger.warn({ search: 'unindexed' }, 'incident search: unindexed (pg_trgm not available to the database); terms are found by scanning. Install pg_trgm (Debian: postgresql-contrib) or let this role create it, and the next start builds the index'),
     (err) => ctx.logger.debug({ err: (err as Error).message }, 'incident search mode not checked'),
   );
-  const json = (row: Parameters<typeof toIncidentJson>[0]) => toIncidentJson(row, lists, config);
+  const json = (row: Parameters<typeof toIncidentJson>[0], people?: Map<string, string>) => toIncidentJson(row, lists, config, people);
 
   app.get<{ Querystring: FilterQuery & { sort?: IncidentSort } }>('/api/incidents', {
     config: { access: ['safeguarding_lead', 'staff'] },
@@ -52,7 +52,8 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
   }, async (req) => {
     const user = caller(req);
     const page = await listIncidents(db, filterFor(user, req.query, config.timeZone), { cursor: req.query.cursor, limit: req.query.limit ?? 50, sort: req.query.sort });
-    return { items: await withDecisions(db, page.rows.map(json)), nextCursor: page.nextCursor };
+    const people = await peopleLabels(db, page.rows.map((r) => r.user_name));
+    return { items: await withDecisions(db, page.rows.map((r) => json(r, people))), nextCursor: page.nextCursor };
   });
 
   app.get<{ Querystring: FilterQuery }>('/api/incidents/export.csv', {
@@ -112,8 +113,9 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
     const [events, attempts] = await Promise.all([incidentEvents(db, row.id), incidentAttempts(db, row)]);
     const related = (await relatedIncidents(db, row)).filter((r) => user.role !== 'staff' || samePerson(r.user_name, user.email));
     await writeAudit(db, { actor: user, action: 'incident_view', target: `incident:${row.id}` });
+    const people = await peopleLabels(db, [row.user_name, ...related.map((r) => r.user_name)]);
     return {
-      incident: (await withDecisions(db, [json(row)]))[0], events: events.map(toEventJson), related: related.map(json),
+      incident: (await withDecisions(db, [json(row, people)]))[0], events: events.map(toEventJson), related: related.map((r) => json(r, people)),
       attempts: attempts.map((a) => ({ at: a.at.toISOString(), url: a.url })),
     };
   });
@@ -162,7 +164,7 @@ export const incidentRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx)
     const user = caller(req);
     const { ids, ...change } = req.body;
     const rows = await bulkIncidentChange(db, ids, change, user);
-    return { incidents: rows.map(json) };
+    return { incidents: rows.map((r) => json(r)) };
   });
 };
 

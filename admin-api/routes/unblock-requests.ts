@@ -53,7 +53,7 @@ export const unblockRequestRoutes: FastifyPluginAsync<AdminContext> = async (app
       { cursor: req.query.cursor, limit: req.query.limit ?? 100 },
     );
     // The response schema drops user, clientIp and device even if a field is added to the JSON later.
-    return { items: await withDecisions(db, page.rows.map(json).map(({ user: _u, clientIp: _c, device: _d, ...rest }) => rest)), nextCursor: page.nextCursor };
+    return { items: await withDecisions(db, page.rows.map(json).map(({ user: _u, personName: _p, clientIp: _c, device: _d, ...rest }) => rest)), nextCursor: page.nextCursor };
   });
 
   app.post<{ Params: { id: number }; Body: { decision: 'allow' | 'deny'; reason: string; group?: string; expiresAt?: string } }>('/api/unblock-requests/:id/decision', {
@@ -124,7 +124,7 @@ export const unblockRequestRoutes: FastifyPluginAsync<AdminContext> = async (app
       actor: user, action: 'unblock_decision', target: `incident:${row.id}`,
       details: { decision: req.body.decision, outcome, reason, host: row.host, override: override?.id ?? null, group: scope.group, expiresAt: scope.expiresAt?.toISOString() ?? null },
     });
-    const { user: requester, clientIp: _c, device: _d, ...incident } = toIncidentJson(updated, lists, config);
+    const { user: requester, personName: _p, clientIp: _c, device: _d, ...incident } = toIncidentJson(updated, lists, config);
     // Not awaited: a slow mail server must not hold the decision; the outcome is in My reports meanwhile.
     void emailDecision(ctx, requester, { incidentId: row.id, host: row.host, illegal: incident.illegal, outcome, reason });
     return { incident: { ...incident, decision: toDecisionJson(decision) }, override };

@@ -5,7 +5,8 @@ import { fileURLToPath } from 'node:url';
 
 /**
  * Parts a fresh machine may lack: a PostgreSQL server, squidGuard, Chromium, certutil, the shared
- * UT1 lists, and the command-line tools tests run (curl, openssl, tar, ps, radclient). squid is not among
+ * UT1 lists, OpenLDAP's slapd (with ldap-utils; each directory test runs its own, never the
+ * system's service), and the command-line tools tests run (curl, openssl, tar, ps, radclient). squid is not among
  * them: no test runs it; it is a peer in bench/proxy.ts, which says when it is absent.
  * `npm test` skips what is missing and says why; `.ci/run` installs them and sets
  * SCHOOLGATE_REQUIRE_ALL=1, under which a missing part fails the run instead.
@@ -44,6 +45,8 @@ export const chromiumPath = '/usr/bin/chromium';
 export const chromiumMissing = (): string | null => (existsSync(chromiumPath) ? null : `${chromiumPath} not installed (apt-get install chromium)`);
 /** FreeRADIUS's test client, which sends the RADIUS accounting packets test/e2e/radius.test.ts checks. */
 export const radclientMissing = (): string | null => commandMissing('radclient', 'freeradius-utils');
+/** OpenLDAP's slapd, slapadd and slappasswd, and the mdb and ppolicy modules (harness/slapd.ts). */
+export { slapdMissing } from '../../harness/slapd';
 export const sharedListsMissing = (): string | null => (existsSync(ut1) ? null : `${ut1} not found`);
 
 /** A command-line tool a test runs (curl, openssl, tar, ps): null when it is on PATH, else why not and how to get it. */
