@@ -100,7 +100,7 @@ describe('high-severity alerts: email to the DSL and live events in the console'
 
       const mail = await until(() => smtp.mails[0]);
       expect(mail.to).toEqual(['safeguarding_lead@school.example']);
-      expect(mail.raw).toMatch(/Subject: \[schoolgate\] Blocked access: adult/);
+      expect(mail.raw).toMatch(/Subject: \[schoolgate\] Blocked access: Pornography/);
       expect(mail.raw).toContain('pupil@school.example');
       expect(mail.raw).toContain(`/console/#/incidents/${alert.data.id}`);
       expect(mail.raw).toContain('porn.example');

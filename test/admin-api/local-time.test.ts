@@ -147,7 +147,7 @@ for (const backend of backends) {
       expect(when('late')).toBe('15/07/2026 00:30:00');
       expect(when('evening')).toBe('14/07/2026 23:30:00');
       const late = parsed.find((r) => r.user === 'late@school.example')!;
-      expect(late).toMatchObject({ status: 'closed', outcome: 'parents informed; no further action', assignee: dsl.email, category: 'gambling', category_name: 'gambling' });
+      expect(late).toMatchObject({ status: 'closed', outcome: 'parents informed; no further action', assignee: dsl.email, category: 'gambling', category_name: 'Gambling/Casino games' });
       // Every triage note, dated on the school's clock and signed; the assignment has its own column.
       const notes = late.dsl_notes.split('\n');
       expect(notes).toHaveLength(2);

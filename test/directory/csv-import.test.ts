@@ -110,7 +110,7 @@ describe.skipIf(noCurl)('schoolgate people import / devices import, then the gat
     mkdirSync(path.join(lists, 'testblock'));
     writeFileSync(path.join(lists, 'testblock', 'domains'), 'blocked.test\n');
     writeFileSync(path.join(lists, 'testblock', 'usage'), 'black\n');
-    writeFileSync(path.join(dataDir, 'schoolgate.json'), JSON.stringify({ policyGroups: { pupils: { categories: ['testblock'] }, staff: { categories: [] } }, categories: [] }));
+    writeFileSync(path.join(dataDir, 'schoolgate.json'), JSON.stringify({ policyGroups: { pupils: { categories: ['testblock'] }, staff: { categories: [] } }, categories: [], defaultGroup: 'everyone' }));
     const origin = await startOrigin();
     const sg = await startSchoolgate(loadConfig({ 'data-dir': dataDir, lists: [lists], 'proxy-port': '0', 'admin-port': '0' }, {}), {
       logger: silentLogger, out: new Writable({ write: (_c, _e, cb) => cb() }), upstreamLookup: loopbackLookup, allowLoopbackDestinationsForTests: true,

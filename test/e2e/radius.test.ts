@@ -116,13 +116,13 @@ describe.skipIf(skip !== null)('RADIUS accounting (radclient) through the gatewa
   it('names the person on an incident after Accounting-Start, records that RADIUS did, and no longer after Stop', async () => {
     const before = await blockedFrom(gw, '127.0.0.21', 'casino.test');
     expect(before.status).toBe(403);
-    expect(before.incident).toMatchObject({ user_name: null, identity_source: 'unknown', policy_group: 'default' });
+    expect(before.incident).toMatchObject({ user_name: null, identity_source: 'unknown', policy_group: 'pupils' });
 
     expect(await acct(gw, { 'Acct-Status-Type': 'Start', 'User-Name': 'sam.jones@school.example', 'Framed-IP-Address': '127.0.0.21', 'Acct-Session-Id': 'sess-21' })).toBe(true);
     const named = await blockedFrom(gw, '127.0.0.21', 'casino2.test');
     expect(named.status).toBe(403);
     // No `clients` entry for the address: the default group.
-    expect(named.incident).toMatchObject({ user_name: 'sam.jones@school.example', identity_source: 'radius', policy_group: 'default' });
+    expect(named.incident).toMatchObject({ user_name: 'sam.jones@school.example', identity_source: 'radius', policy_group: 'pupils' });
     // As the DSL's incident detail shows it.
     expect(toIncidentJson(named.incident!, gw.handle.lists, gw.handle.config)).toMatchObject({ user: 'sam.jones@school.example', identitySource: 'radius' });
     // A self-report from that block page is the same person's, named by the same source.

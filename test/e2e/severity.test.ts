@@ -97,11 +97,12 @@ async function login(email: string, password: string): Promise<string> {
   return res.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
 }
 
-/** Posts the block page's form from the address that was blocked (the report is bound to it). */
+/** Posts the block page's form from the address that was blocked (the report is bound to it), through the proxy as a browser does. */
 function postFrom(from: string, action: string, form: Record<string, string>): Promise<{ status: number; body: string }> {
   const body = new URLSearchParams(form).toString();
   return new Promise((resolve, reject) => {
-    const req = http.request(action, { method: 'POST', localAddress: from, headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) } }, (res) => {
+    const headers = { host: new URL(action).host, 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) };
+    const req = http.request({ host: '127.0.0.1', port: gw.proxyPort, path: action, method: 'POST', localAddress: from, headers }, (res) => {
       let text = '';
       res.on('data', (d) => (text += d));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
