@@ -173,8 +173,6 @@ function firstEntry(ut1: string, category: string, file: 'domains' | 'urls'): st
   throw new Error(`no entry in ${category}/${file}`);
 }
 
-/** The categories a school blocks for pupils in this simulation (UT1 folder names). */
-export const SCHOOL_DAY_CATEGORIES = ['adult', 'agressif', 'dangerous_material', 'drogue', 'gambling', 'hacking', 'phishing', 'publicite', 'sect'];
 
 export async function runSchoolDay(opts: SchoolDayOptions): Promise<SchoolDayResult & { close: () => Promise<void> }> {
   const origin = await startOrigin(opts.dir);
@@ -190,7 +188,8 @@ export async function runSchoolDay(opts: SchoolDayOptions): Promise<SchoolDayRes
     connectPorts: [443, origin.port],
   }));
   const config = loadConfig({
-    'data-dir': path.join(opts.dir, 'data'), config: configFile, lists: [opts.ut1], categories: SCHOOL_DAY_CATEGORIES.join(','),
+    // No --categories: the day runs on the shipped UK school profile, as a school installs it (the pupils group).
+    'data-dir': path.join(opts.dir, 'data'), config: configFile, lists: [opts.ut1],
     'proxy-port': '0', 'admin-port': '0', 'log-level': 'silent',
   }, { DATABASE_URL: opts.databaseUrl ?? '' });
   const gw = await startSchoolgate(config, {
