@@ -1,6 +1,6 @@
 import type { Logger } from '../core/log';
 import type { Db } from '../db/types';
-import { deviceAddresses, replacePeople } from '../repos/people';
+import { deviceAddresses, peoplePolicyGroups, replacePeople } from '../repos/people';
 import type { LdapDirectory } from './ldap';
 
 /**
@@ -46,10 +46,18 @@ export interface DeviceIdentity {
  * gateway's identifier), so `schoolgate devices import` on a running server takes effect within
  * that time. A failed read keeps the devices already applied.
  */
-export function scheduleDeviceRefresh(db: Db, apply: (devices: DeviceIdentity[]) => void, logger: Logger, everyMs = 60_000): { stop: () => void; refresh: () => Promise<void> } {
+export function scheduleDeviceRefresh(
+  db: Db,
+  apply: (devices: DeviceIdentity[]) => void,
+  logger: Logger,
+  everyMs = 60_000,
+  applyGroups?: (groups: ReadonlyMap<string, string>) => void,
+): { stop: () => void; refresh: () => Promise<void> } {
   const refresh = async () => {
     const rows = await deviceAddresses(db);
     apply(rows.map((r) => ({ ip: r.ip, user: r.person_email, device: r.name, group: r.policy_group })));
+    // The people a RADIUS controller names get the group their directory or MIS record gives them.
+    if (applyGroups) applyGroups(new Map((await peoplePolicyGroups(db)).map((p) => [p.email, p.policy_group])));
   };
   const tick = () => void refresh().catch((err) => logger.debug({ err: (err as Error).message }, 'imported devices not refreshed'));
   tick();

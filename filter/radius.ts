@@ -104,6 +104,11 @@ export class RadiusSessions implements AddressSessions {
     return n;
   }
 
+  /** The identities made for sessions are made again at their next request: the people's groups behind them changed. */
+  forgetIdentities(): void {
+    for (const s of this.byIp.values()) s.memo = undefined;
+  }
+
   sweep(): void {
     const now = this.now();
     for (const [ip, s] of this.byIp) if (s.expiresAt <= now) this.byIp.delete(ip);

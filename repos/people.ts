@@ -90,6 +90,14 @@ export async function replaceDevices(db: Db, devices: DeviceInput[]): Promise<nu
   });
 }
 
+/** Each known person's policy group (directory groupMap or the MIS import), by lower-case email. */
+export async function peoplePolicyGroups(db: Queryable): Promise<Array<{ email: string; policy_group: string }>> {
+  const r = await db.query<{ email: string; policy_group: string }>(
+    `SELECT lower(email) AS email, policy_group FROM people WHERE policy_group IS NOT NULL AND NOT disabled`,
+  );
+  return r.rows;
+}
+
 /** Devices with an address, with their person's policy group when the person is known. */
 export async function deviceAddresses(db: Queryable): Promise<Array<{ ip: string; person_email: string; name: string | null; policy_group: string | null }>> {
   const r = await db.query<{ ip: string; person_email: string; name: string | null; policy_group: string | null }>(

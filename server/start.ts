@@ -262,8 +262,15 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
     }
     // The directory's service password is read here, so a missing file stops the start.
     const directory = config.directory ? new LdapDirectory(config.directory, logger) : null;
-    const identifier = new ClientIdentifier(config, proxyAuthDeps(db, logger, undefined, directory), { sessions });
-    const devices = scheduleDeviceRefresh(db, (d) => identifier.setDevices(d), logger);
+    // A person RADIUS names takes the policy group their directory or MIS record gives (by email,
+    // any case), else their address range's; refreshed with the imported devices.
+    let peopleGroups: ReadonlyMap<string, string> = new Map();
+    const groupOf = (user: string) => peopleGroups.get(user.toLowerCase()) ?? null;
+    const identifier = new ClientIdentifier(config, proxyAuthDeps(db, logger, undefined, directory), { sessions, groupOf });
+    const devices = scheduleDeviceRefresh(db, (d) => identifier.setDevices(d), logger, undefined, (g) => {
+      peopleGroups = g;
+      sessions?.forgetIdentities();
+    });
     cleanups.push(devices.stop);
     const directorySync = directory
       ? scheduleDirectorySync({ directory, db, intervalMinutes: config.directory!.syncIntervalMinutes ?? 60, logger })

@@ -22,6 +22,7 @@ import { loadConfig } from '../../core/config';
 import { createLogger } from '../../core/log';
 import { makeLists } from '../../harness/lists';
 import type { IncidentRow } from '../../repos/incidents';
+import { replacePeople } from '../../repos/people';
 import { startSchoolgate, type SchoolgateHandle } from '../../server/start';
 import { commandMissing, need, radclientMissing } from '../helpers/parts';
 import { runCommand } from '../helpers/process';
@@ -168,6 +169,15 @@ describe.skipIf(skip !== null)('RADIUS accounting (radclient) through the gatewa
     expect((await blockedFrom(gw, '127.0.0.22', 'casino6.test')).incident).toMatchObject({ user_name: 'alex@school.example', identity_source: 'radius', policy_group: 'pupils', device: 'LAB-22' });
     expect(await acct(gw, { 'Acct-Status-Type': 'Stop', 'User-Name': 'alex@school.example', 'Framed-IP-Address': '127.0.0.22' })).toBe(true);
     expect((await blockedFrom(gw, '127.0.0.22', 'casino7.test')).incident).toMatchObject({ user_name: 'shared-laptop-22', identity_source: 'clients' });
+  });
+
+  it("gives a RADIUS person the policy group of their directory or MIS record, over the address range's", async () => {
+    // Jo is staff in the school's records (a people import here; the directory sync writes the same rows) on a pupils' range.
+    await replacePeople(gw.handle.db, 'csv', [{ email: 'jo.teacher@school.example', name: 'Jo Teacher', yearGroup: null, form: null, groups: [], policyGroup: 'staff', disabled: false }]);
+    await gw.handle.refreshDevices();
+    expect(await acct(gw, { 'Acct-Status-Type': 'Start', 'User-Name': 'Jo.Teacher@school.example', 'Framed-IP-Address': '127.0.0.22' })).toBe(true);
+    expect((await blockedFrom(gw, '127.0.0.22', 'casino4.test')).incident).toMatchObject({ user_name: 'Jo.Teacher@school.example', identity_source: 'radius', policy_group: 'staff', device: 'LAB-22' });
+    expect(await acct(gw, { 'Acct-Status-Type': 'Stop', 'User-Name': 'Jo.Teacher@school.example', 'Framed-IP-Address': '127.0.0.22' })).toBe(true);
   });
 });
 
