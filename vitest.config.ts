@@ -11,5 +11,8 @@ export default defineConfig({
     fileParallelism: true,
     maxWorkers: 2,
     reporters: ['default', './test/helpers/summary-reporter.ts'],
+    // PGlite's initdb once per run, copied into each test's data folder (test/helpers/pglite-template-global.ts).
+    globalSetup: ['./test/helpers/pglite-template-global.ts'],
+    setupFiles: ['./test/helpers/pglite-template.ts'],
   },
 });

@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -339,7 +339,19 @@ function lockPglite(dir: string): () => void {
  * PostgreSQL as WebAssembly on the calling thread, so on the gateway's thread every query (a
  * console search, a retention sweep, a batch of incidents) would stall all web traffic while it ran.
  */
+/**
+ * Tests only (test/helpers/pglite-template.ts sets it in each test worker; the product never does):
+ * an initialised, empty cluster, made once per run in a private folder, copied into a data folder
+ * that has none. PGlite's initdb is about 4 s of WebAssembly per fresh folder, and the suite opens
+ * hundreds; migrations still run on the copy as on a new install.
+ */
+let pgliteTemplate: string | null = null;
+export function usePgliteTemplateForTests(dir: string | null): void {
+  pgliteTemplate = dir;
+}
+
 async function openPglite(dir: string, logger: Logger): Promise<Db> {
+  if (pgliteTemplate !== null && !existsSync(path.join(dir, 'PG_VERSION'))) cpSync(pgliteTemplate, dir, { recursive: true });
   mkdirSync(dir, { recursive: true });
   const unlock = lockPglite(dir);
   const subs = new Subscriptions(logger);
