@@ -50,6 +50,8 @@ export interface AdminDeps {
   browsingLogStats?: () => import('../incidents/browsing-log').BrowsingLogStats;
   /** The gateway's counters for /metrics; null until the gateway listens (it starts after the admin API). */
   gatewayStats?: () => GatewayCounters | null;
+  /** The RADIUS accounting listener's counters; absent without `radiusAccounting`, null until it listens. */
+  radiusStats?: () => RadiusCounters | null;
   /** Login attempts allowed per client IP and email per minute (default 10). */
   loginRateLimit?: number;
   /** Login attempts allowed per client IP per minute, whatever the email (default 100). */
@@ -61,6 +63,15 @@ export interface AdminContext extends AdminDeps {
   phraseSync: PhraseSync;
   /** Emits 'incident' and 'alert' with incident JSON for the server-sent event streams. */
   hub: EventEmitter;
+}
+
+/** The RADIUS accounting listener's counters /metrics reads (structurally filter/radius.ts's). */
+export interface RadiusCounters {
+  accepted: number;
+  badSecret: number;
+  malformed: number;
+  ignored: number;
+  sessions: number;
 }
 
 /** The gateway's counters /metrics reads (structurally the gateway's own stats). */

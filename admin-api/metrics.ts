@@ -5,7 +5,7 @@ import type { Db } from '../db/types';
 import { databaseAnswers } from '../repos/incidents';
 import type { WriterStats } from '../incidents/types';
 import type { BrowsingLogStats } from '../incidents/browsing-log';
-import type { GatewayCounters, ListStoreLike } from './deps';
+import type { GatewayCounters, ListStoreLike, RadiusCounters } from './deps';
 
 /** The gateway's own counters (proxy/gateway.ts `stats`), read at scrape time. */
 export type { GatewayCounters } from './deps';
@@ -19,6 +19,8 @@ export interface HealthSources {
   browsingLogStats?: () => BrowsingLogStats;
   /** The gateway's counters; null until the gateway is up (it starts after the admin API). */
   gatewayStats?: () => GatewayCounters | null;
+  /** The RADIUS accounting listener's counters; absent without `radiusAccounting`. */
+  radiusStats?: () => RadiusCounters | null;
 }
 
 const PING_MS = 5_000;
@@ -112,6 +114,16 @@ export function createMetrics(src: HealthSources): Registry {
   mirror('schoolgate_browsing_log_requests_stored_total', 'Requests counted into stored browsing-log rows', () => bl()?.storedRequests);
   mirror('schoolgate_browsing_log_requests_dropped_total', 'Requests left out of the browsing log: memory full while the database was away', () => bl()?.droppedRequests);
   mirror('schoolgate_browsing_log_write_failures_total', 'Browsing-log flushes that failed (rows kept and retried)', () => bl()?.failures);
+
+  // A controller sending with the wrong secret names nobody and logs at most once a minute: this is where it shows.
+  if (src.radiusStats) {
+    const rs = () => src.radiusStats?.() ?? undefined;
+    gauge('schoolgate_radius_sessions', 'Addresses RADIUS accounting names a person for now', () => rs()?.sessions);
+    mirror('schoolgate_radius_packets_accepted_total', 'RADIUS accounting packets verified with the shared secret and answered', () => rs()?.accepted);
+    mirror('schoolgate_radius_packets_bad_secret_total', 'RADIUS packets dropped unanswered: the authenticator did not check out with the shared secret', () => rs()?.badSecret);
+    mirror('schoolgate_radius_packets_malformed_total', 'UDP packets on the RADIUS port that were not RADIUS', () => rs()?.malformed);
+    mirror('schoolgate_radius_packets_ignored_total', 'Verified RADIUS packets that were not accounting requests', () => rs()?.ignored);
+  }
 
   gauge('schoolgate_database_up', '1 when the incident database answers, else 0', async () => ((await databaseReachable(src.db)) ? 1 : 0));
 

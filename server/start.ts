@@ -239,10 +239,13 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
     // into it once known, so /proxy.pac and the block page name the real ones.
     const effective: Config = { ...config };
     let gatewayRef: Gateway | null = null;
+    // The RADIUS listener starts after the admin API; /metrics reads it through this.
+    let radiusRef: SchoolgateHandle['radius'] = null;
     const admin = await buildAdminApp({
       config: effective, db, incidents, lists, listSync, phraseSync, logger, referenceSecret, caCertPem: () => ca.certPem,
       writerStats: () => incidents.stats(), gatewayStats: () => gatewayRef?.stats ?? null,
       browsingLogStats: browsingLog ? () => browsingLog.stats() : undefined,
+      radiusStats: config.radiusAccounting ? () => radiusRef?.listener.stats() ?? null : undefined,
     });
     cleanups.push(() => admin.close());
     await listenOn('console', config.adminPort, config.listen, '--admin-port', () => admin.listen({ port: config.adminPort, host: config.listen }));
@@ -258,6 +261,7 @@ export async function startSchoolgate(input: Config, opts: StartOptions = {}): P
       const port = await listenOn('RADIUS accounting', ra.port, ra.listen ?? config.listen, 'radiusAccounting.port', () => listener.listen());
       cleanups.push(() => listener.close());
       radius = { listener, port };
+      radiusRef = radius;
       logger.info({ port, expiryMinutes: ra.expiryMinutes }, 'RADIUS accounting listener started');
     }
     // The directory's service password is read here, so a missing file stops the start.

@@ -33,6 +33,7 @@ export const healthRoutes: FastifyPluginAsync<AdminContext> = async (app, ctx) =
     writerStats: ctx.writerStats,
     gatewayStats: ctx.gatewayStats,
     browsingLogStats: ctx.browsingLogStats,
+    radiusStats: ctx.radiusStats,
   });
 
   app.get('/healthz', {

@@ -156,6 +156,18 @@ describe.skipIf(skip !== null)('RADIUS accounting (radclient) through the gatewa
     // The same packet with the right secret is answered (so the silence above is the secret's doing).
     const good = radius.encode({ code: 'Accounting-Request', secret: SECRET, attributes: [['Acct-Status-Type', 'Interim-Update'], ['User-Name', 'lee@school.example'], ['Framed-IP-Address', '127.0.0.26']] });
     expect(await answered(gw, good)).toBe(true);
+    // The network manager sees a controller with the wrong secret on /metrics (the log warns once a minute at most).
+    await createUser(gw.handle.db, { email: 'nm@school.example', role: 'network_manager', password: 'a long network manager passphrase' });
+    const login = await gw.handle.admin.inject({ method: 'POST', url: '/api/login', payload: { email: 'nm@school.example', password: 'a long network manager passphrase' } });
+    expect(login.statusCode, login.body).toBe(200);
+    const cookie = login.cookies.map((c) => `${c.name}=${c.value}`).join('; ');
+    const metrics = await gw.handle.admin.inject({ url: '/metrics', headers: { cookie } });
+    expect(metrics.statusCode, metrics.body).toBe(200);
+    const value = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(metrics.body)?.[1]);
+    expect(value('schoolgate_radius_packets_bad_secret_total')).toBe(gw.handle.radius!.listener.stats().badSecret);
+    expect(value('schoolgate_radius_packets_bad_secret_total')).toBeGreaterThanOrEqual(2);
+    expect(value('schoolgate_radius_packets_accepted_total')).toBeGreaterThanOrEqual(1);
+    expect(value('schoolgate_radius_sessions')).toBe(gw.handle.radius!.listener.stats().sessions);
   });
 
   it('an Interim-Update maps an address whose Start it never saw (a restart in between)', async () => {
