@@ -119,7 +119,8 @@ describe.skipIf(skip)('the UK school profile through the gateway, on the real li
       const r = await viaProxy(P, url, { headers: NAVIGATE });
       expect(r.status, url).toBe(403);
       expect(r.body, url).toContain(name);
-      expect(r.body, url).not.toMatch(/illegal|IWF|Internet Watch Foundation/i);
+      // What the page says, not the sealed reference in its hidden fields (random text, which may spell "iwf").
+      expect(r.body.replace(/ value="[^"]*"/g, ''), url).not.toMatch(/illegal|IWF|Internet Watch Foundation/i);
     }
   });
 
