@@ -1,9 +1,10 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { chromiumMissing, chromiumPath, need, projectRoot } from '../helpers/parts';
 import { consoleUsers as users, startConsoleApp, type ConsoleApp } from './helpers/console-app';
+import { hasText } from './helpers/browser';
 import { TRANSITIONS } from '../../incidents/queries';
 import type { IncidentStatus } from '../../core/vocabulary';
 
@@ -16,9 +17,6 @@ import type { IncidentStatus } from '../../core/vocabulary';
 declare const document: any; // eslint-disable-line @typescript-eslint/no-explicit-any
 declare const window: any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-async function hasText(locator: Locator, text: string, opts: { timeout?: number } = {}) {
-  await expect.poll(async () => ((await locator.first().textContent()) ?? '').replace(/\s+/g, ' ').trim(), { timeout: opts.timeout ?? 5000 }).toContain(text);
-}
 
 const skipReason = need('Chromium', chromiumMissing());
 const outDir = path.join(projectRoot, 'test-output');

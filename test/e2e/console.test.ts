@@ -1,9 +1,10 @@
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { chromiumMissing, chromiumPath, need, projectRoot } from '../helpers/parts';
 import { consoleUsers as users, hostileUrl, startConsoleApp, type ConsoleApp } from './helpers/console-app';
+import { hasText } from './helpers/browser';
 
 /**
  * The safeguarding console in Debian Chromium against the real admin API (PGlite, real writer,
@@ -14,12 +15,6 @@ import { consoleUsers as users, hostileUrl, startConsoleApp, type ConsoleApp } f
 declare const document: any; // eslint-disable-line @typescript-eslint/no-explicit-any
 declare const window: any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-/** Waits until the element's text contains `text` (or equals it with `exact`). */
-async function hasText(locator: Locator, text: string, opts: { timeout?: number; exact?: boolean } = {}) {
-  const poll = expect.poll(async () => ((await locator.first().textContent()) ?? '').replace(/\s+/g, ' ').trim(), { timeout: opts.timeout ?? 5000 });
-  if (opts.exact) await poll.toBe(text);
-  else await poll.toContain(text);
-}
 
 const skipReason = need('Chromium', chromiumMissing());
 const outDir = path.join(projectRoot, 'test-output');

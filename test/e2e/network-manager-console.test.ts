@@ -1,12 +1,13 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { createUser } from '../../admin-api/auth';
 import { normalizeUrl } from '../../blocklists/normalize';
 import { startSmtp, subjectOf, type Mail } from '../../harness/smtp';
 import { chromiumMissing, chromiumPath, need, projectRoot } from '../helpers/parts';
 import { consoleUsers as users, startConsoleApp, type ConsoleApp } from './helpers/console-app';
+import { hasText } from './helpers/browser';
 
 /**
  * The network manager's week in Debian Chromium against the real admin API (issue 14 point 5):
@@ -17,9 +18,6 @@ import { consoleUsers as users, startConsoleApp, type ConsoleApp } from './helpe
 declare const document: any; // eslint-disable-line @typescript-eslint/no-explicit-any
 declare const window: any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-async function hasText(locator: Locator, text: string, opts: { timeout?: number } = {}) {
-  await expect.poll(async () => ((await locator.first().textContent()) ?? '').replace(/\s+/g, ' ').trim(), { timeout: opts.timeout ?? 5000 }).toContain(text);
-}
 
 const skipReason = need('Chromium', chromiumMissing());
 const outDir = path.join(projectRoot, 'test-output');
