@@ -52,27 +52,11 @@ export interface IncidentChange {
 }
 
 /**
- * Applies a triage change in one transaction with the row locked, writing one history event per
- * thing changed. Throws SG_ERR_NOT_FOUND, SG_ERR_TRANSITION or SG_ERR_VALIDATION.
+ * Applies a triage change to a row it locks, inside a transaction the caller holds (so it stands or
+ * falls with the caller's other changes), writing one history event per thing changed. Throws
+ * SG_ERR_NOT_FOUND, SG_ERR_TRANSITION or SG_ERR_VALIDATION.
  */
-export function updateIncident(
-  db: { transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> },
-  id: number,
-  change: IncidentChange,
-  actor: Actor,
-  opts: { allowDirectClose?: boolean } = {},
-): Promise<IncidentRow> {
-  return db.transaction((tx) => applyIncidentChange(tx, id, change, actor, opts));
-}
-
-/** updateIncident inside a transaction the caller holds, for a change that must stand or fall with others. */
-export async function applyIncidentChange(
-  tx: Queryable,
-  id: number,
-  change: IncidentChange,
-  actor: Actor,
-  opts: { allowDirectClose?: boolean } = {},
-): Promise<IncidentRow> {
+export async function applyIncidentChange(tx: Queryable, id: number, change: IncidentChange, actor: Actor): Promise<IncidentRow> {
   const note = change.note?.trim() || undefined;
   if (change.status === undefined && change.assigneeId === undefined && note === undefined) {
     throw new SchoolgateError('SG_ERR_VALIDATION', 'nothing to change: give status, assigneeId or note');
@@ -85,8 +69,7 @@ export async function applyIncidentChange(
   let status = row.status;
   if (change.status !== undefined && change.status !== row.status) {
     const allowed = TRANSITIONS[row.status] ?? [];
-    const direct = opts.allowDirectClose && row.status === 'new' && CLOSING.has(change.status);
-    if (!allowed.includes(change.status) && !direct) {
+    if (!allowed.includes(change.status)) {
       throw new SchoolgateError('SG_ERR_TRANSITION', `${row.status} → ${change.status} (allowed: ${allowed.join(', ') || 'none'})`);
     }
     if (needsNote(row.status, change.status) && !note) {

@@ -105,7 +105,6 @@ export const unblockRequestRoutes: FastifyPluginAsync<AdminContext> = async (app
         row.id,
         { status: 'closed', note: `${allow ? 'Unblocked' : 'Kept blocked'}: ${reason}` },
         user,
-        { allowDirectClose: true },
       );
       let decision;
       try {
